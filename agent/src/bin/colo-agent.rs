@@ -1,0 +1,5 @@
+//! `colo-agent`: the node daemon.
+
+fn main() {
+    eprintln!("colo-agent {}", colo_agent::AGENT_VERSION);
+}

@@ -1,0 +1,4 @@
+//! colo's node agent: job API, job manager, cgroup enforcement, monitors, reporter, metrics.
+
+/// The agent's version, as reported to the scheduler.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages colo's tests, benchmarks and demo need (idempotent).
+# Used by scripts/test-all.sh, scripts/demo.sh and .ci/run.
+set -euo pipefail
+PKGS=(
+  time            # /usr/bin/time -v for memory/CPU figures
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

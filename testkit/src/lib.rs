@@ -1,0 +1,18 @@
+//! Test helpers shared by colo's crates.
+//!
+//! * [`host_lock`] serialises tests that need KVM, cgroups or steady timing across every test
+//!   binary on the machine (a `flock` on one file), so two timing-sensitive checks never fight
+//!   for the two cores of a CI machine.
+//! * [`TestCgroup`] creates a uniquely named cgroup subtree `colo-test-<pid>-<n>` at the root of
+//!   each cgroup v1 hierarchy it needs (or under the v2 root), always with a memory limit, and
+//!   removes it on drop, also when the test panics.
+//! * [`kvm_or_skip`] tells a test whether `/dev/kvm` is usable, and says loudly when it is not
+//!   (or fails the test when `COLO_REQUIRE_KVM=1`).
+
+mod cgroup;
+mod kvm;
+mod lock;
+
+pub use cgroup::{CgroupError, CgroupVersion, TestCgroup};
+pub use kvm::{kvm_or_skip, root_or_skip};
+pub use lock::{HostLock, host_lock};
