@@ -26,13 +26,17 @@ fn lock_path() -> PathBuf {
 /// # Panics
 /// When the lock file cannot be opened or locked: a test cannot run safely without it.
 pub fn host_lock() -> HostLock {
-    let path = lock_path();
+    lock_file(&lock_path())
+}
+
+/// Blocks until the exclusive `flock` on `path` is ours.
+fn lock_file(path: &std::path::Path) -> HostLock {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
         .unwrap_or_else(|e| panic!("cannot open test lock {}: {e}", path.display()));
     // SAFETY: flock on a descriptor we own; it blocks until the lock is ours and touches no memory.
     let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
@@ -54,9 +58,7 @@ mod tests {
     fn lock_is_exclusive_between_descriptors() {
         let dir = tempfile_dir();
         let path = dir.join("lock");
-        // SAFETY: tests in this module run in one thread each and only this one reads the variable.
-        unsafe { std::env::set_var("COLO_TEST_LOCK", &path) };
-        let held = host_lock();
+        let held = lock_file(&path);
         let other = OpenOptions::new()
             .read(true)
             .write(true)
