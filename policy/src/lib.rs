@@ -4,3 +4,5 @@
 
 /// Version of the decision logic, reported by agents so mixed fleets can be told apart.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod scoring;

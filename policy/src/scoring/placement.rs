@@ -1,0 +1,392 @@
+//! Placement answers for one batch request on one node: may it go there (filter, with a reason),
+//! and how good a place is it (score 0..10, Kubernetes' `MaxExtenderPriority`).
+
+use std::fmt;
+
+use super::params::{AdmissionParams, NodeScoreParams};
+use super::resources::Resources;
+
+/// The highest node score, as Kubernetes' scheduler extender API defines it
+/// (`MaxExtenderPriority`); the lowest is 0.
+pub const MAX_NODE_SCORE: u8 = 10;
+
+/// What placement needs to know about a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NodeState {
+    /// The node's capacity.
+    pub capacity: Resources,
+    /// The batch budget: capacity − online usage − headroom (see
+    /// [`reclaimable`](super::reclaimable)).
+    pub reclaimable: Resources,
+    /// What running batch work uses now (it holds part of the budget).
+    pub offline_usage: Resources,
+    /// Interference score 0..100 (NaN counts as 100: an unknown state is not a quiet one).
+    pub interference: f64,
+}
+
+impl NodeState {
+    /// The part of the batch budget that running batch work does not use yet.
+    #[must_use]
+    pub const fn available_for_batch(&self) -> Resources {
+        self.reclaimable.saturating_sub(self.offline_usage)
+    }
+
+    fn interference_or_worst(&self) -> f64 {
+        if self.interference.is_nan() {
+            100.0
+        } else {
+            self.interference.clamp(0.0, 100.0)
+        }
+    }
+}
+
+/// Whether a node takes batch work at all. The caller keeps the last value per node and hands
+/// it back to [`batch_admission`], which is how hysteresis works without a clock. A node never
+/// seen before starts [`Admission::Accepting`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Admission {
+    /// The node takes batch work.
+    #[default]
+    Accepting,
+    /// The node's online services suffer; it takes no more batch work until its interference
+    /// score falls to `accept_at`.
+    Refusing,
+}
+
+/// The next admission state of a node whose interference score is now `score`: an accepting
+/// node refuses once the score reaches `refuse_at`; a refusing one accepts again only at or
+/// below `accept_at` (and below `refuse_at`). A NaN score refuses.
+#[must_use]
+pub fn batch_admission(score: f64, previous: Admission, params: &AdmissionParams) -> Admission {
+    if score.is_nan() {
+        return Admission::Refusing;
+    }
+    let refuse = score >= params.refuse_at;
+    match previous {
+        Admission::Accepting if refuse => Admission::Refusing,
+        Admission::Accepting => Admission::Accepting,
+        Admission::Refusing if !refuse && score <= params.accept_at => Admission::Accepting,
+        Admission::Refusing => Admission::Refusing,
+    }
+}
+
+/// Why a node cannot take a batch request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FilterReason {
+    /// The node refuses batch work because its online services suffer.
+    InterferenceHigh {
+        /// Its interference score, 0..100.
+        score: f64,
+        /// The score at or below which it accepts batch work again.
+        accept_at: f64,
+    },
+    /// Not enough batch CPU left.
+    InsufficientCpu {
+        /// Millicores the request asks for.
+        requested: u64,
+        /// Millicores of the batch budget not in use.
+        available: u64,
+    },
+    /// Not enough batch memory left.
+    InsufficientMemory {
+        /// Bytes the request asks for.
+        requested: u64,
+        /// Bytes of the batch budget not in use.
+        available: u64,
+    },
+}
+
+impl FilterReason {
+    /// True when evicting lower-priority batch work from the node could make room (the
+    /// Kubernetes scheduler may then preempt); false when nothing the scheduler can do helps
+    /// (`FailedAndUnresolvableNodes`): a node refusing because of online interference stays
+    /// refused whatever batch pods it evicts, since the agent already squeezes them.
+    #[must_use]
+    pub const fn resolvable_by_preemption(&self) -> bool {
+        !matches!(self, Self::InterferenceHigh { .. })
+    }
+}
+
+impl fmt::Display for FilterReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MIB: u64 = 1 << 20;
+        match *self {
+            Self::InterferenceHigh { score, accept_at } => write!(
+                f,
+                "colo: online interference score {score:.0}/100 is too high for batch work \
+                 (accepted again at {accept_at:.0} or below)"
+            ),
+            Self::InsufficientCpu {
+                requested,
+                available,
+            } => write!(
+                f,
+                "colo: batch CPU requested {requested}m, only {available}m reclaimable and free"
+            ),
+            Self::InsufficientMemory {
+                requested,
+                available,
+            } => write!(
+                f,
+                "colo: batch memory requested {} MiB, only {} MiB reclaimable and free",
+                requested.div_ceil(MIB),
+                available / MIB
+            ),
+        }
+    }
+}
+
+/// May a batch request go to a node?
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FilterVerdict {
+    /// Yes.
+    Fits,
+    /// No, for this reason.
+    Refused(FilterReason),
+}
+
+impl FilterVerdict {
+    /// True for [`FilterVerdict::Fits`].
+    #[must_use]
+    pub const fn fits(&self) -> bool {
+        matches!(self, Self::Fits)
+    }
+}
+
+/// The filter verdict for a batch `request` on `node`, whose admission state is `admission`
+/// (from [`batch_admission`]). Interference is checked first, then CPU, then memory.
+#[must_use]
+pub fn filter_node(
+    node: &NodeState,
+    admission: Admission,
+    request: Resources,
+    params: &AdmissionParams,
+) -> FilterVerdict {
+    if admission == Admission::Refusing {
+        return FilterVerdict::Refused(FilterReason::InterferenceHigh {
+            score: node.interference_or_worst(),
+            accept_at: params.accept_at.min(params.refuse_at),
+        });
+    }
+    let available = node.available_for_batch();
+    if request.cpu_millicores > available.cpu_millicores {
+        return FilterVerdict::Refused(FilterReason::InsufficientCpu {
+            requested: request.cpu_millicores,
+            available: available.cpu_millicores,
+        });
+    }
+    if request.memory_bytes > available.memory_bytes {
+        return FilterVerdict::Refused(FilterReason::InsufficientMemory {
+            requested: request.memory_bytes,
+            available: available.memory_bytes,
+        });
+    }
+    FilterVerdict::Fits
+}
+
+/// How good a place `node` is for a batch `request`, 0..=[`MAX_NODE_SCORE`]: a weighted mean
+/// of the batch capacity left after placing it (the scarcer of CPU and memory, as a share of
+/// capacity) and the node's quietness (100 − interference). Never falls when the batch budget
+/// grows or interference drops. A request that does not fit gets 0 free share, not an error:
+/// the filter is what refuses.
+#[must_use]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub fn node_score(node: &NodeState, request: Resources, params: &NodeScoreParams) -> u8 {
+    let left = node.available_for_batch().saturating_sub(request);
+    let share = |left: u64, cap: u64| {
+        if cap == 0 {
+            0.0
+        } else {
+            (left as f64 / cap as f64).min(1.0)
+        }
+    };
+    let free = share(left.cpu_millicores, node.capacity.cpu_millicores)
+        .min(share(left.memory_bytes, node.capacity.memory_bytes));
+    let quiet = 1.0 - node.interference_or_worst() / 100.0;
+    let w = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
+    let (wf, wq) = (w(params.free_weight), w(params.quiet_weight));
+    if wf + wq <= 0.0 {
+        return 0;
+    }
+    let s = f64::from(MAX_NODE_SCORE) * (wf * free + wq * quiet) / (wf + wq);
+    // In 0..=10 by construction; the clamp guards rounding.
+    s.round().clamp(0.0, f64::from(MAX_NODE_SCORE)) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn node(reclaim_cpu: u64, offline_cpu: u64, interference: f64) -> NodeState {
+        NodeState {
+            capacity: Resources::new(10_000, 100 * GIB),
+            reclaimable: Resources::new(reclaim_cpu, 50 * GIB),
+            offline_usage: Resources::new(offline_cpu, 10 * GIB),
+            interference,
+        }
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_node_from_flapping() {
+        let p = AdmissionParams::default();
+        let mut a = Admission::default();
+        let mut trace = Vec::new();
+        for score in [10.0, 69.9, 70.0, 65.0, 55.0, 50.1, 50.0, 60.0, 69.0, 71.0] {
+            a = batch_admission(score, a, &p);
+            trace.push(a == Admission::Accepting);
+        }
+        assert_eq!(
+            trace,
+            [
+                true, true, false, false, false, false, true, true, true, false
+            ]
+        );
+        assert_eq!(
+            batch_admission(f64::NAN, Admission::Accepting, &p),
+            Admission::Refusing
+        );
+    }
+
+    #[test]
+    fn inverted_hysteresis_band_does_not_panic_or_accept_above_refuse() {
+        let p = AdmissionParams {
+            refuse_at: 50.0,
+            accept_at: 80.0,
+        };
+        assert_eq!(
+            batch_admission(60.0, Admission::Refusing, &p),
+            Admission::Refusing
+        );
+        assert_eq!(
+            batch_admission(40.0, Admission::Refusing, &p),
+            Admission::Accepting
+        );
+    }
+
+    #[test]
+    fn filter_checks_interference_then_cpu_then_memory() {
+        let p = AdmissionParams::default();
+        let n = node(6_000, 2_000, 20.0);
+        assert!(filter_node(&n, Admission::Accepting, Resources::new(4_000, GIB), &p).fits());
+        assert_eq!(
+            filter_node(&n, Admission::Accepting, Resources::new(4_001, GIB), &p),
+            FilterVerdict::Refused(FilterReason::InsufficientCpu {
+                requested: 4_001,
+                available: 4_000
+            })
+        );
+        let big_mem = Resources::new(1_000, 41 * GIB);
+        let FilterVerdict::Refused(r) = filter_node(&n, Admission::Accepting, big_mem, &p) else {
+            panic!("41 GiB should not fit in 40");
+        };
+        assert!(r.resolvable_by_preemption());
+        assert_eq!(
+            r.to_string(),
+            "colo: batch memory requested 41984 MiB, only 40960 MiB reclaimable and free"
+        );
+        let FilterVerdict::Refused(r) = filter_node(&n, Admission::Refusing, Resources::ZERO, &p)
+        else {
+            panic!("a refusing node takes nothing");
+        };
+        assert!(!r.resolvable_by_preemption());
+        assert_eq!(
+            r.to_string(),
+            "colo: online interference score 20/100 is too high for batch work \
+             (accepted again at 50 or below)"
+        );
+    }
+
+    #[test]
+    fn scores_span_zero_to_ten() {
+        let p = NodeScoreParams::default();
+        let idle = NodeState {
+            capacity: Resources::new(10_000, 100 * GIB),
+            reclaimable: Resources::new(10_000, 100 * GIB),
+            offline_usage: Resources::ZERO,
+            interference: 0.0,
+        };
+        assert_eq!(node_score(&idle, Resources::ZERO, &p), 10);
+        let hot = NodeState {
+            reclaimable: Resources::ZERO,
+            interference: 100.0,
+            ..idle
+        };
+        assert_eq!(node_score(&hot, Resources::ZERO, &p), 0);
+        assert_eq!(
+            node_score(
+                &NodeState {
+                    interference: f64::NAN,
+                    ..idle
+                },
+                Resources::ZERO,
+                &p
+            ),
+            5
+        );
+        assert_eq!(node_score(&NodeState::default(), Resources::ZERO, &p), 5);
+        let no_weights = NodeScoreParams {
+            free_weight: 0.0,
+            quiet_weight: f64::NAN,
+        };
+        assert_eq!(node_score(&idle, Resources::ZERO, &no_weights), 0);
+    }
+
+    fn any_node() -> impl Strategy<Value = NodeState> {
+        (
+            0u64..200_000,
+            0u64..1 << 40,
+            0u64..200_000,
+            0u64..1 << 40,
+            0u64..200_000,
+            0u64..1 << 40,
+            prop_oneof![-10.0f64..110.0, Just(f64::NAN)],
+        )
+            .prop_map(|(cc, cm, rc, rm, oc, om, i)| NodeState {
+                capacity: Resources::new(cc, cm),
+                reclaimable: Resources::new(rc, rm),
+                offline_usage: Resources::new(oc, om),
+                interference: i,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn score_is_within_bounds(n in any_node(), rc in 0u64..100_000, rm in 0u64..1 << 40) {
+            let s = node_score(&n, Resources::new(rc, rm), &NodeScoreParams::default());
+            prop_assert!(s <= MAX_NODE_SCORE);
+        }
+
+        #[test]
+        fn more_budget_or_less_interference_never_lowers_the_score(
+            n in any_node(), more_cpu in 0u64..50_000, more_mem in 0u64..1 << 38,
+            calmer in 0.0f64..100.0,
+        ) {
+            let p = NodeScoreParams::default();
+            let req = Resources::new(500, 1 << 30);
+            let base = node_score(&n, req, &p);
+            let richer = NodeState {
+                reclaimable: n.reclaimable.saturating_add(Resources::new(more_cpu, more_mem)),
+                ..n
+            };
+            prop_assert!(node_score(&richer, req, &p) >= base);
+            if !n.interference.is_nan() {
+                let quieter = NodeState { interference: n.interference - calmer, ..n };
+                prop_assert!(node_score(&quieter, req, &p) >= base);
+            }
+        }
+
+        #[test]
+        fn a_fitting_request_passes_an_accepting_node(n in any_node()) {
+            let avail = n.available_for_batch();
+            let p = AdmissionParams::default();
+            prop_assert!(filter_node(&n, Admission::Accepting, avail, &p).fits());
+        }
+    }
+}
