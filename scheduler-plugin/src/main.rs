@@ -1,8 +1,198 @@
-//! `colo-scheduler`: the scheduler plugin daemon.
+//! `colo-scheduler`: the scheduler plugin daemon. Agents stream node reports to its gRPC port;
+//! kube-scheduler calls its extender verbs over HTTP; Prometheus scrapes `/metrics`.
 
-fn main() {
-    eprintln!(
-        "colo-scheduler: stale after {} s",
-        colo_scheduler::DEFAULT_STALENESS_SECS
-    );
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use colo_scheduler::{BatchPodSelector, SchedulerConfig, StaleNodes};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StaleArg {
+    /// Stale nodes take no batch work.
+    Filter,
+    /// Stale nodes pass the filter with the neutral score.
+    Neutral,
+}
+
+/// colo's scheduler plugin: node reports in, Kubernetes scheduler-extender answers out.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address agents stream reports to (gRPC).
+    #[arg(
+        long,
+        env = "COLO_SCHEDULER_GRPC_LISTEN",
+        default_value = "0.0.0.0:9470"
+    )]
+    grpc_listen: SocketAddr,
+    /// Address of the extender verbs, /metrics, /healthz and /nodes (HTTP).
+    #[arg(
+        long,
+        env = "COLO_SCHEDULER_HTTP_LISTEN",
+        default_value = "0.0.0.0:9471"
+    )]
+    http_listen: SocketAddr,
+    /// Age after which a node's last report is stale (e.g. 180s, 5m).
+    #[arg(long, env = "COLO_SCHEDULER_STALE_AFTER", default_value = "180s", value_parser = humantime::parse_duration)]
+    stale_after: Duration,
+    /// What stale (or never seen) nodes get.
+    #[arg(
+        long,
+        env = "COLO_SCHEDULER_STALE_NODES",
+        value_enum,
+        default_value = "filter"
+    )]
+    stale_nodes: StaleArg,
+    /// Score 0..10 of stale nodes when --stale-nodes=neutral.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=10))]
+    neutral_score: u8,
+    /// Path prefix of the extender verbs ({prefix}/filter, /prioritize, /preempt).
+    #[arg(long, env = "COLO_SCHEDULER_EXTENDER_PREFIX", default_value = "/colo")]
+    extender_prefix: String,
+    /// Priority class marking batch pods (repeatable).
+    #[arg(long = "batch-priority-class", value_name = "NAME")]
+    batch_priority_classes: Vec<String>,
+    /// Label marking batch pods, KEY=VALUE or KEY for any value (repeatable; default
+    /// colo.io/qos=batch).
+    #[arg(long = "batch-label", value_name = "KEY[=VALUE]")]
+    batch_labels: Vec<String>,
+    /// Extended resource with batch CPU in millicores; pods requesting it are batch.
+    #[arg(long, default_value = colo_scheduler::config::DEFAULT_BATCH_CPU_RESOURCE)]
+    batch_cpu_resource: String,
+    /// Extended resource with batch memory in bytes; pods requesting it are batch.
+    #[arg(long, default_value = colo_scheduler::config::DEFAULT_BATCH_MEMORY_RESOURCE)]
+    batch_memory_resource: String,
+    /// Interference score (0..100) at which a node stops taking batch work.
+    #[arg(long, default_value_t = 70.0)]
+    refuse_at: f64,
+    /// Interference score at or below which a refusing node takes batch work again.
+    #[arg(long, default_value_t = 50.0)]
+    accept_at: f64,
+}
+
+impl Args {
+    fn config(&self) -> Result<SchedulerConfig, String> {
+        if !(0.0..=100.0).contains(&self.refuse_at) || !(0.0..=100.0).contains(&self.accept_at) {
+            return Err("--refuse-at and --accept-at must be within 0..100".into());
+        }
+        if self.accept_at > self.refuse_at {
+            return Err(format!(
+                "--accept-at {} is above --refuse-at {}: set it lower, the gap is the hysteresis band",
+                self.accept_at, self.refuse_at
+            ));
+        }
+        if !self.extender_prefix.is_empty() && !self.extender_prefix.starts_with('/') {
+            return Err(format!(
+                "--extender-prefix {:?} must start with '/' (or be empty)",
+                self.extender_prefix
+            ));
+        }
+        let mut batch = BatchPodSelector {
+            priority_classes: self.batch_priority_classes.clone(),
+            cpu_resource: self.batch_cpu_resource.clone(),
+            memory_resource: self.batch_memory_resource.clone(),
+            ..BatchPodSelector::default()
+        };
+        if !self.batch_labels.is_empty() {
+            batch.labels = self
+                .batch_labels
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect();
+        }
+        let mut config = SchedulerConfig {
+            stale_after: self.stale_after,
+            stale_nodes: match self.stale_nodes {
+                StaleArg::Filter => StaleNodes::Filter,
+                StaleArg::Neutral => StaleNodes::Neutral,
+            },
+            neutral_score: self.neutral_score,
+            extender_prefix: self.extender_prefix.clone(),
+            batch,
+            ..SchedulerConfig::default()
+        };
+        config.scoring.admission.refuse_at = self.refuse_at;
+        config.scoring.admission.accept_at = self.accept_at;
+        Ok(config)
+    }
+}
+
+/// Completes on SIGTERM or SIGINT. The handlers are installed before anything is served, so a
+/// signal during start-up is never lost to the default action.
+fn termination() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let terminated = match termination() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot install the SIGTERM/SIGINT handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "cannot listen on {addr} ({what}): {e}; pick a free address with --{what}-listen"
+            )
+        })
+    };
+    let (grpc, http) = match tokio::try_join!(
+        bind(args.grpc_listen, "grpc"),
+        bind(args.http_listen, "http")
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match colo_scheduler::start(config, grpc, http) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match running.run_until(terminated).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

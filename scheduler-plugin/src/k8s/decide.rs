@@ -1,0 +1,346 @@
+//! The extender's decisions: filter, prioritize and preempt, over the node table at one instant.
+//! Pure functions of (request, table, config, now): the HTTP layer only decodes and encodes.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use colo_policy::scoring::{FilterVerdict, Resources, filter_node, node_score};
+use serde_json::value::RawValue;
+
+use super::decode::Text;
+use super::gojson::{self, GoRaw};
+use super::pod::{batch_request, is_batch};
+use super::wire::{
+    ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
+    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode,
+};
+use crate::config::{SchedulerConfig, StaleNodes};
+use crate::ingest::stale_reason;
+use crate::table::{NodeSnapshot, NodeTable};
+
+/// A request the extender cannot serve (the message names what is wrong).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// No `Pod` in the request.
+    #[error("the request has no Pod: kube-scheduler always sends the pod being scheduled")]
+    NoPod,
+    /// Neither `Nodes` nor `NodeNames`.
+    #[error(
+        "the request has neither NodeNames nor Nodes: send NodeNames when the extender is \
+         nodeCacheCapable, else Nodes"
+    )]
+    NoNodes,
+    /// A node in `Nodes.items` is unusable.
+    #[error("{0}")]
+    BadNode(String),
+}
+
+/// The verdict on one candidate node for a batch pod.
+enum Judgement {
+    Pass,
+    Fail { reason: String, resolvable: bool },
+}
+
+struct Judge<'a> {
+    table: &'a NodeTable,
+    config: &'a SchedulerConfig,
+    now: Instant,
+    request: Resources,
+}
+
+impl Judge<'_> {
+    /// The node's snapshot when it is fresh; `Err(None)` when unknown, `Err(Some(age))` when
+    /// stale.
+    fn fresh(&self, name: &str) -> Result<NodeSnapshot, Option<std::time::Duration>> {
+        match self.table.lookup(name, self.now) {
+            None => Err(None),
+            Some(s) if s.age > self.config.stale_after => Err(Some(s.age)),
+            Some(s) => Ok(s),
+        }
+    }
+
+    fn stale_judgement(&self, age: Option<std::time::Duration>) -> Judgement {
+        match self.config.stale_nodes {
+            StaleNodes::Neutral => Judgement::Pass,
+            StaleNodes::Filter => Judgement::Fail {
+                reason: age.map_or_else(
+                    || {
+                        "colo: no report from this node's colo-agent yet (is it running and \
+                         reaching colo-scheduler?)"
+                            .to_owned()
+                    },
+                    |age| stale_reason(age, self.config),
+                ),
+                resolvable: false,
+            },
+        }
+    }
+
+    fn judge(&self, name: &str) -> Judgement {
+        let snap = match self.fresh(name) {
+            Ok(s) => s,
+            Err(age) => return self.stale_judgement(age),
+        };
+        let p = &self.config.scoring;
+        match filter_node(&snap.state, snap.admission, self.request, &p.admission) {
+            FilterVerdict::Fits => Judgement::Pass,
+            FilterVerdict::Refused(r) => Judgement::Fail {
+                reason: r.to_string(),
+                resolvable: r.resolvable_by_preemption(),
+            },
+        }
+    }
+
+    /// The prioritize score: the filter's losers get 0 (kube-scheduler does not ask about them
+    /// anyway); no strings are built.
+    fn score(&self, name: &str) -> u8 {
+        let snap = match self.fresh(name) {
+            Ok(s) => s,
+            Err(_) => {
+                return match self.config.stale_nodes {
+                    StaleNodes::Neutral => self.config.neutral_score,
+                    StaleNodes::Filter => 0,
+                };
+            }
+        };
+        let p = &self.config.scoring;
+        if filter_node(&snap.state, snap.admission, self.request, &p.admission).fits() {
+            node_score(&snap.state, self.request, &p.node_score)
+        } else {
+            0
+        }
+    }
+}
+
+/// `{}`, the ListMeta of a NodeList that came without one.
+fn empty_object() -> &'static RawValue {
+    // A valid JSON literal: `from_string` cannot fail on it.
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| {
+        RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+    })
+}
+
+/// The candidate node names of a filter or prioritize call, in request order.
+fn candidate_names<'a>(args: &ExtenderArgs<'a>) -> Result<Vec<Text<'a>>, RequestError> {
+    if let Some(n) = &args.node_names {
+        Ok(n.clone())
+    } else if let Some(list) = &args.nodes {
+        list.items
+            .iter()
+            .flatten()
+            .map(RawNode::name)
+            .collect::<Result<_, _>>()
+            .map_err(RequestError::BadNode)
+    } else {
+        Err(RequestError::NoNodes)
+    }
+}
+
+/// Answers a filter call with the encoded `ExtenderFilterResult`.
+///
+/// # Errors
+/// [`RequestError`] when the request lacks the pod or the candidate nodes, or a full node has no
+/// name.
+pub fn filter(
+    args: &ExtenderArgs<'_>,
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    now: Instant,
+) -> Result<Vec<u8>, RequestError> {
+    let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
+    let names = candidate_names(args)?;
+
+    let mut failed = BTreeMap::new();
+    let mut unresolvable = BTreeMap::new();
+    let mut pass = vec![true; names.len()];
+    if is_batch(pod, &config.batch) {
+        let judge = Judge {
+            table,
+            config,
+            now,
+            request: batch_request(pod, &config.batch),
+        };
+        for (i, name) in names.iter().enumerate() {
+            if let Judgement::Fail { reason, resolvable } = judge.judge(name) {
+                pass[i] = false;
+                if resolvable {
+                    failed.insert(&**name, reason);
+                } else {
+                    unresolvable.insert(&**name, reason);
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "failed")
+            .increment(failed.len() as u64);
+    }
+    if !unresolvable.is_empty() {
+        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "unresolvable")
+            .increment(unresolvable.len() as u64);
+    }
+
+    let node_names = args.node_names.as_ref().map(|_| {
+        names
+            .iter()
+            .zip(&pass)
+            .filter(|(_, p)| **p)
+            .map(|(n, _)| &**n)
+            .collect()
+    });
+    let nodes = args.nodes.as_ref().map(|list| {
+        let items = list.items.iter().flatten();
+        let items = if args.node_names.is_some() {
+            // Both sent: the decisions are keyed by NodeNames; match items by their own names.
+            items
+                .filter(|n| {
+                    n.name()
+                        .is_ok_and(|t| !failed.contains_key(&*t) && !unresolvable.contains_key(&*t))
+                })
+                .map(|n| GoRaw(n.raw))
+                .collect()
+        } else {
+            // Nodes mode: items and names line up.
+            items
+                .zip(&pass)
+                .filter(|(_, p)| **p)
+                .map(|(n, _)| GoRaw(n.raw))
+                .collect()
+        };
+        NodeListOut {
+            kind: list.kind.as_deref().unwrap_or(""),
+            api_version: list.api_version.as_deref().unwrap_or(""),
+            metadata: GoRaw(list.metadata.unwrap_or_else(|| empty_object())),
+            items,
+        }
+    });
+    Ok(gojson::to_vec(&ExtenderFilterResult {
+        nodes,
+        node_names,
+        failed_nodes: Some(failed),
+        failed_and_unresolvable_nodes: Some(unresolvable),
+        error: String::new(),
+    }))
+}
+
+/// The encoded `ExtenderFilterResult` of a filter call that could not be served.
+#[must_use]
+pub fn filter_error(message: String) -> Vec<u8> {
+    gojson::to_vec(&ExtenderFilterResult {
+        error: message,
+        ..ExtenderFilterResult::default()
+    })
+}
+
+/// Answers a prioritize call with the encoded `HostPriorityList`: batch pods get each node's
+/// score 0..10; other pods get 0 on every node (equal scores: colo does not steer them).
+///
+/// # Errors
+/// [`RequestError`] as for [`filter`].
+pub fn prioritize(
+    args: &ExtenderArgs<'_>,
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    now: Instant,
+) -> Result<Vec<u8>, RequestError> {
+    let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
+    let names = candidate_names(args)?;
+    let list: Vec<HostPriority<'_>> = if is_batch(pod, &config.batch) {
+        let judge = Judge {
+            table,
+            config,
+            now,
+            request: batch_request(pod, &config.batch),
+        };
+        names
+            .iter()
+            .map(|host| HostPriority {
+                host,
+                score: i64::from(judge.score(host)),
+            })
+            .collect()
+    } else {
+        names
+            .iter()
+            .map(|host| HostPriority { host, score: 0 })
+            .collect()
+    };
+    Ok(gojson::to_vec(&list))
+}
+
+/// Answers a preempt call. kube-scheduler proposes, per node, the pods it would evict; colo
+/// keeps only the nodes where that eviction would let a batch pod in: nodes that are fresh, take
+/// batch work (interference below the threshold), and — when the victims come as full pods —
+/// whose free batch budget plus what the victims hold covers the request. Other pods' proposals
+/// pass unchanged. Victims are returned by UID (`NodeNameToMetaVictims`), as the API requires.
+///
+/// # Errors
+/// [`RequestError::NoPod`] when the request has no pod.
+pub fn preempt(
+    args: ExtenderPreemptionArgs,
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    now: Instant,
+) -> Result<Vec<u8>, RequestError> {
+    let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
+    let batch = is_batch(pod, &config.batch);
+    let judge = Judge {
+        table,
+        config,
+        now,
+        request: batch_request(pod, &config.batch),
+    };
+    // Whether preemption on `name` can help, given what the victims hold (None: unknown).
+    let helps = |name: &str, freed: Option<Resources>| -> bool {
+        if !batch {
+            return true;
+        }
+        let snap = match judge.fresh(name) {
+            Ok(s) => s,
+            Err(_) => return config.stale_nodes == StaleNodes::Neutral,
+        };
+        if snap.admission == colo_policy::scoring::Admission::Refusing {
+            return false;
+        }
+        freed.is_none_or(|freed| {
+            judge
+                .request
+                .fits_in(snap.state.available_for_batch().saturating_add(freed))
+        })
+    };
+    let mut out = BTreeMap::new();
+    if let Some(victims) = args.node_name_to_meta_victims {
+        for (node, v) in victims {
+            if helps(&node, None) {
+                out.insert(node, v.unwrap_or_default());
+            }
+        }
+    } else if let Some(victims) = args.node_name_to_victims {
+        for (node, v) in victims {
+            let v = v.unwrap_or_default();
+            let pods: Vec<_> = v.pods.into_iter().flatten().flatten().collect();
+            let freed = pods.iter().fold(Resources::ZERO, |acc, p| {
+                acc.saturating_add(batch_request(p, &config.batch))
+            });
+            if helps(&node, Some(freed)) {
+                let meta = MetaVictims {
+                    pods: Some(
+                        pods.iter()
+                            .map(|p| {
+                                Some(MetaPod {
+                                    uid: p.uid().to_owned(),
+                                })
+                            })
+                            .collect(),
+                    ),
+                    num_pdb_violations: v.num_pdb_violations.unwrap_or(0),
+                };
+                out.insert(node, meta);
+            }
+        }
+    }
+    Ok(gojson::to_vec(&ExtenderPreemptionResult {
+        node_name_to_meta_victims: Some(out),
+    }))
+}

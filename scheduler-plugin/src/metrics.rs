@@ -1,0 +1,81 @@
+//! Prometheus metrics of colo-scheduler (`/metrics`).
+//!
+//! Metrics go through the `metrics` facade into one process-wide Prometheus recorder. With
+//! 100,000 nodes per-node series would swamp Prometheus, so every series here is per scheduler;
+//! per-node detail is in `ListNodes` and `/nodes`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Reports received on all streams (counter).
+pub const REPORTS_RECEIVED: &str = "colo_scheduler_reports_received_total";
+/// Reports ignored, by `reason`: `duplicate` (sequence not newer), `invalid` (counter).
+pub const REPORTS_IGNORED: &str = "colo_scheduler_reports_ignored_total";
+/// Reports found missing through sequence gaps (counter).
+pub const REPORT_GAPS: &str = "colo_scheduler_report_gaps_total";
+/// Agent restarts seen (a new `agent_start_unix_ms`) (counter).
+pub const AGENT_RESTARTS: &str = "colo_scheduler_agent_restarts_total";
+/// Report streams open now (gauge).
+pub const REPORT_STREAMS: &str = "colo_scheduler_report_streams";
+/// Nodes known, by `state`: `fresh` or `stale` (gauge, computed at scrape).
+pub const NODES: &str = "colo_scheduler_nodes";
+/// Extender requests, by `verb` and `outcome` (`ok` or `error`) (counter).
+pub const EXTENDER_REQUESTS: &str = "colo_scheduler_extender_requests_total";
+/// Extender request handling time in seconds, by `verb` (summary).
+pub const EXTENDER_SECONDS: &str = "colo_scheduler_extender_request_seconds";
+/// Nodes a filter call rejected, by `kind`: `failed` or `unresolvable` (counter).
+pub const FILTER_REJECTIONS: &str = "colo_scheduler_filter_rejected_nodes_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle; `None` when some
+/// other recorder was installed first (then colo-scheduler's metrics go to that one and
+/// `/metrics` says so).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!("metrics recorder already installed, /metrics is empty: {e}");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REPORTS_RECEIVED, "Node reports received on all streams.");
+    describe_counter!(REPORTS_IGNORED, "Node reports ignored, by reason.");
+    describe_counter!(
+        REPORT_GAPS,
+        "Node reports found missing through sequence gaps."
+    );
+    describe_counter!(
+        AGENT_RESTARTS,
+        "Agent restarts seen through a new agent start time."
+    );
+    describe_gauge!(REPORT_STREAMS, "Report streams open now.");
+    describe_gauge!(NODES, "Nodes known, by state (fresh, stale).");
+    describe_counter!(
+        EXTENDER_REQUESTS,
+        "Scheduler-extender requests, by verb and outcome."
+    );
+    describe_histogram!(
+        EXTENDER_SECONDS,
+        Unit::Seconds,
+        "Scheduler-extender request handling time."
+    );
+    describe_counter!(
+        FILTER_REJECTIONS,
+        "Nodes rejected by filter calls, by kind."
+    );
+}

@@ -1,0 +1,369 @@
+//! The in-memory node table: the last report of every node, with sequence tracking and each
+//! node's batch admission state (hysteresis lives here, one state per node).
+//!
+//! Sharded by node name, each shard behind its own `RwLock`, so ingest from many streams and the
+//! extender's lookups rarely meet on one lock. Times are the scheduler's own monotonic clock at
+//! receipt (agents' clocks may be skewed); callers pass `now`, so tests need no sleeping.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use colo_policy::scoring::{Admission, AdmissionParams, NodeState, Resources, batch_admission};
+use colo_proto::report::{self, NodeReport};
+
+const SHARDS: usize = 64;
+
+/// A report that cannot be stored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IngestError {
+    /// The report names no node.
+    #[error(
+        "report with seq {seq} has an empty node_name: set the node name in the agent's config"
+    )]
+    EmptyNodeName {
+        /// The report's sequence number.
+        seq: u64,
+    },
+}
+
+/// What became of one report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored as the node's latest report.
+    Stored {
+        /// Reports missing between the previous one and this one (sequence gap).
+        missed: u64,
+        /// True when the report comes from a new agent incarnation (its start time changed), so
+        /// its sequence numbering began again.
+        agent_restarted: bool,
+    },
+    /// A duplicate, or older than what is stored (out of order, or from an earlier agent
+    /// incarnation): ignored.
+    Ignored,
+}
+
+/// The outcome of [`NodeTable::ingest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// What became of the report.
+    pub ingested: Ingested,
+    /// The highest sequence number stored for the node (the acknowledgement to send).
+    pub ack_seq: u64,
+}
+
+/// A node as placement sees it at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeSnapshot {
+    /// Capacity, batch budget, batch usage and interference from the last report.
+    pub state: NodeState,
+    /// Whether the node takes batch work (with hysteresis).
+    pub admission: Admission,
+    /// Time since the last report was received.
+    pub age: Duration,
+}
+
+#[derive(Debug)]
+struct NodeEntry {
+    report: NodeReport,
+    state: NodeState,
+    admission: Admission,
+    received_at: Instant,
+    missed_total: u64,
+}
+
+type Shard = RwLock<HashMap<Box<str>, NodeEntry>>;
+
+/// The last report of every node that ever reported to this scheduler.
+#[derive(Debug)]
+pub struct NodeTable {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    admission: AdmissionParams,
+}
+
+impl NodeTable {
+    /// An empty table; `admission` sets when nodes stop and resume taking batch work.
+    #[must_use]
+    pub fn new(admission: AdmissionParams) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+            admission,
+        }
+    }
+
+    fn shard(&self, name: &str) -> &Shard {
+        // `as` keeps the low bits, which is all a shard index needs.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = (self.hasher.hash_one(name) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    /// Stores `report`, received at `now`, unless it is a duplicate or older than what is stored.
+    ///
+    /// Sequence rules, per node: a report with a newer `agent_start_unix_ms` than the stored one
+    /// starts a new incarnation (accepted whatever its sequence number); one with an older start
+    /// is ignored; otherwise `seq` must exceed the stored one, and a jump of more than one counts
+    /// the missing reports. The first report of a node counts no gap (the scheduler may have
+    /// restarted, not the agent).
+    ///
+    /// # Errors
+    /// [`IngestError::EmptyNodeName`] when the report names no node.
+    pub fn ingest(&self, report: NodeReport, now: Instant) -> Result<IngestOutcome, IngestError> {
+        if report.node_name.is_empty() {
+            return Err(IngestError::EmptyNodeName { seq: report.seq });
+        }
+        let state = node_state(&report);
+        let mut shard = self
+            .shard(&report.node_name)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = shard.get_mut(report.node_name.as_str()) else {
+            let seq = report.seq;
+            let admission =
+                batch_admission(state.interference, Admission::default(), &self.admission);
+            let name: Box<str> = report.node_name.as_str().into();
+            shard.insert(
+                name,
+                NodeEntry {
+                    report,
+                    state,
+                    admission,
+                    received_at: now,
+                    missed_total: 0,
+                },
+            );
+            return Ok(IngestOutcome {
+                ingested: Ingested::Stored {
+                    missed: 0,
+                    agent_restarted: false,
+                },
+                ack_seq: seq,
+            });
+        };
+        let stored = &entry.report;
+        let (restarted, missed) = if report.agent_start_unix_ms > stored.agent_start_unix_ms {
+            (true, 0)
+        } else if report.agent_start_unix_ms < stored.agent_start_unix_ms
+            || report.seq <= stored.seq
+        {
+            return Ok(IngestOutcome {
+                ingested: Ingested::Ignored,
+                ack_seq: stored.seq,
+            });
+        } else {
+            (false, report.seq - stored.seq - 1)
+        };
+        entry.admission = batch_admission(state.interference, entry.admission, &self.admission);
+        entry.state = state;
+        entry.received_at = now;
+        entry.missed_total = entry.missed_total.saturating_add(missed);
+        entry.report = report;
+        Ok(IngestOutcome {
+            ingested: Ingested::Stored {
+                missed,
+                agent_restarted: restarted,
+            },
+            ack_seq: entry.report.seq,
+        })
+    }
+
+    /// The node named `name` as of `now`, or `None` if it never reported.
+    #[must_use]
+    pub fn lookup(&self, name: &str, now: Instant) -> Option<NodeSnapshot> {
+        let shard = self
+            .shard(name)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(name).map(|e| NodeSnapshot {
+            state: e.state,
+            admission: e.admission,
+            age: now.saturating_duration_since(e.received_at),
+        })
+    }
+
+    /// The stored sequence number of a node and the reports found missing so far.
+    #[must_use]
+    pub fn sequence(&self, name: &str) -> Option<(u64, u64)> {
+        let shard = self
+            .shard(name)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(name).map(|e| (e.report.seq, e.missed_total))
+    }
+
+    /// Number of nodes known, and how many of them are older than `stale_after` at `now`.
+    #[must_use]
+    pub fn counts(&self, now: Instant, stale_after: Duration) -> (usize, usize) {
+        let (mut total, mut stale) = (0, 0);
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            total += shard.len();
+            stale += shard
+                .values()
+                .filter(|e| now.saturating_duration_since(e.received_at) > stale_after)
+                .count();
+        }
+        (total, stale)
+    }
+
+    /// Calls `f` with every node's name, last report and snapshot at `now` (for listings; not
+    /// for hot paths: it holds each shard's read lock while visiting it).
+    pub fn for_each(&self, now: Instant, mut f: impl FnMut(&str, &NodeReport, NodeSnapshot)) {
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            for (name, e) in shard.iter() {
+                let snap = NodeSnapshot {
+                    state: e.state,
+                    admission: e.admission,
+                    age: now.saturating_duration_since(e.received_at),
+                };
+                f(name, &e.report, snap);
+            }
+        }
+    }
+}
+
+fn resources(r: Option<&report::Resources>) -> Resources {
+    r.map_or(Resources::ZERO, |r| {
+        Resources::new(r.cpu_millicores, r.memory_bytes)
+    })
+}
+
+/// What placement needs from a report. A report without an interference score counts as
+/// severely interfered (NaN): an unknown state is not a quiet one.
+#[must_use]
+pub fn node_state(report: &NodeReport) -> NodeState {
+    NodeState {
+        capacity: resources(report.capacity.as_ref()),
+        reclaimable: resources(report.reclaimable.as_ref()),
+        offline_usage: resources(report.offline_usage.as_ref()),
+        interference: report.interference.as_ref().map_or(f64::NAN, |i| i.score),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, seq: u64, start: i64, score: f64) -> NodeReport {
+        NodeReport {
+            node_name: name.into(),
+            seq,
+            agent_start_unix_ms: start,
+            capacity: Some(report::Resources {
+                cpu_millicores: 8_000,
+                memory_bytes: 32 << 30,
+            }),
+            reclaimable: Some(report::Resources {
+                cpu_millicores: 4_000,
+                memory_bytes: 16 << 30,
+            }),
+            interference: Some(report::Interference {
+                score,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn stored(missed: u64) -> Ingested {
+        Ingested::Stored {
+            missed,
+            agent_restarted: false,
+        }
+    }
+
+    #[test]
+    fn sequence_rules() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        let ingest = |seq, start| t.ingest(report("n1", seq, start, 10.0), now).unwrap();
+        assert_eq!(
+            ingest(5, 100).ingested,
+            stored(0),
+            "first sight counts no gap"
+        );
+        assert_eq!(ingest(6, 100).ingested, stored(0));
+        let dup = ingest(6, 100);
+        assert_eq!(dup.ingested, Ingested::Ignored);
+        assert_eq!(dup.ack_seq, 6);
+        assert_eq!(ingest(4, 100).ingested, Ingested::Ignored);
+        assert_eq!(ingest(9, 100).ingested, stored(2));
+        assert_eq!(t.sequence("n1"), Some((9, 2)));
+        let restart = ingest(1, 200);
+        assert_eq!(
+            restart.ingested,
+            Ingested::Stored {
+                missed: 0,
+                agent_restarted: true
+            }
+        );
+        assert_eq!(restart.ack_seq, 1);
+        assert_eq!(
+            ingest(10, 100).ingested,
+            Ingested::Ignored,
+            "older incarnation"
+        );
+        assert_eq!(t.sequence("n1"), Some((1, 2)));
+    }
+
+    #[test]
+    fn empty_name_is_refused() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let err = t.ingest(report("", 3, 0, 0.0), Instant::now()).unwrap_err();
+        assert_eq!(err, IngestError::EmptyNodeName { seq: 3 });
+        assert!(err.to_string().contains("empty node_name"));
+    }
+
+    #[test]
+    fn admission_has_hysteresis_across_reports() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        let mut seq = 0;
+        let mut adm = |score| {
+            seq += 1;
+            t.ingest(report("n", seq, 1, score), now).unwrap();
+            t.lookup("n", now).unwrap().admission
+        };
+        assert_eq!(adm(20.0), Admission::Accepting);
+        assert_eq!(adm(75.0), Admission::Refusing);
+        assert_eq!(adm(60.0), Admission::Refusing);
+        assert_eq!(adm(45.0), Admission::Accepting);
+        let t2 = NodeTable::new(AdmissionParams::default());
+        t2.ingest(report("hot", 1, 1, 90.0), now).unwrap();
+        assert_eq!(
+            t2.lookup("hot", now).unwrap().admission,
+            Admission::Refusing
+        );
+    }
+
+    #[test]
+    fn age_and_counts_follow_the_callers_clock() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let t0 = Instant::now();
+        t.ingest(report("a", 1, 1, 0.0), t0).unwrap();
+        t.ingest(report("b", 1, 1, 0.0), t0 + Duration::from_secs(100))
+            .unwrap();
+        let later = t0 + Duration::from_secs(200);
+        assert_eq!(t.lookup("a", later).unwrap().age, Duration::from_secs(200));
+        assert_eq!(t.counts(later, Duration::from_secs(180)), (2, 1));
+        assert!(t.lookup("zzz", later).is_none());
+        let mut names = Vec::new();
+        t.for_each(later, |n, _, _| names.push(n.to_owned()));
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn missing_interference_counts_as_severe() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        let mut r = report("n", 1, 1, 0.0);
+        r.interference = None;
+        t.ingest(r, now).unwrap();
+        assert_eq!(t.lookup("n", now).unwrap().admission, Admission::Refusing);
+    }
+}
