@@ -1,4 +1,6 @@
 //! colo's node agent: job API, job manager, cgroup enforcement, monitors, reporter, metrics.
 
+pub mod cli;
+
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

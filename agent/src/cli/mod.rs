@@ -1,0 +1,3 @@
+//! `coloctl` subcommands, one module per command group.
+
+pub mod policy;

@@ -1,0 +1,250 @@
+//! `agent.yaml`: the node agent's own configuration (the node, its cgroups, its online services,
+//! offline defaults, listeners, scheduler reporting, loop timing, where the policy lives).
+//! Every field has a default except the online services' names and selectors.
+
+mod service;
+pub(crate) mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use service::{HttpProbe, OnlineService, Selector, SliSource, Slo};
+
+use crate::units::{ByteSize, Cores, duration};
+
+/// The whole `agent.yaml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// This node.
+    pub node: NodeConfig,
+    /// The cgroup subtree the agent owns.
+    pub cgroup: CgroupConfig,
+    /// The latency-critical services the agent protects (read, never written).
+    pub services: Vec<OnlineService>,
+    /// Defaults for offline MicroVMs, and what the node lends to batch work.
+    pub offline: OfflineConfig,
+    /// The job API.
+    pub api: ApiConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+    /// Reporting to colo-scheduler.
+    pub scheduler: SchedulerConfig,
+    /// The QoS loop's timing.
+    #[serde(rename = "loop")]
+    pub qos_loop: LoopConfig,
+    /// Where the policy comes from.
+    pub policy: PolicySource,
+}
+
+/// The node's identity.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node name reported to the scheduler; `null` uses the host name.
+    pub name: Option<String>,
+}
+
+/// Which cgroup version the agent drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupVersion {
+    /// Detect at start (v2 if `/sys/fs/cgroup` is cgroup2 with the needed controllers).
+    #[default]
+    Auto,
+    /// Legacy or hybrid hierarchies.
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+/// The agent's cgroup subtree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupConfig {
+    /// The subtree the agent owns, relative to each hierarchy's root: a systemd slice name
+    /// (`colo.slice`) or a path (`/colo`). Offline VMs live under `<root>/offline/<job>`.
+    pub root: String,
+    /// `auto`, `v1` or `v2`.
+    pub version: CgroupVersion,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        Self {
+            root: "colo.slice".to_owned(),
+            version: CgroupVersion::Auto,
+        }
+    }
+}
+
+/// Offline VM defaults (a job may ask for other sizes) and the node's offline budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Guest kernel (uncompressed ELF `vmlinux` with a PVH entry).
+    pub kernel: PathBuf,
+    /// The workload guest image.
+    pub workload: PathBuf,
+    /// vCPUs per VM.
+    pub vcpus: u32,
+    /// Guest memory per VM.
+    pub memory: ByteSize,
+    /// Where the agent keeps its job registry, VM logs and disks.
+    pub state_dir: PathBuf,
+    /// What the node lends to batch work in total.
+    pub budget: OfflineBudget,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        Self {
+            kernel: PathBuf::from("/var/lib/colo/guest/vmlinux"),
+            workload: PathBuf::from("/var/lib/colo/guest/workload"),
+            vcpus: 1,
+            memory: ByteSize::mib(256),
+            state_dir: PathBuf::from("/var/lib/colo"),
+            budget: OfflineBudget::default(),
+        }
+    }
+}
+
+/// The most the offline side may use, whatever online leaves free; `null` is the whole node.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineBudget {
+    /// CPU cores: the ceiling of the offline group's quota.
+    pub cpu: Option<Cores>,
+    /// Guest memory of all offline VMs together: admission refuses jobs beyond it.
+    pub memory: Option<ByteSize>,
+}
+
+/// The job API listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// Group that owns the socket (mode 0660); `null` leaves it to root only (0600).
+    pub socket_group: Option<String>,
+    /// An optional TCP listener; it always requires TLS.
+    pub tcp: Option<TcpListener>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/colo/agent.sock"),
+            socket_group: None,
+            tcp: None,
+        }
+    }
+}
+
+/// A TLS-protected TCP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpListener {
+    /// Address and port, e.g. `0.0.0.0:7443`.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle (PEM) for client certificates; `null` accepts any client.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `/metrics` listen address; `null` disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// Reporting to colo-scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// The scheduler's gRPC endpoint (`http://host:port` or `https://…`); `null` reports nowhere.
+    pub endpoint: Option<String>,
+    /// Time between two reports (a significant change reports at once).
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub report_interval: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            report_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The QoS loop's timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    /// Period of the QoS loop: sample, decide, act.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub period: Duration,
+    /// Also wake the loop early on PSI triggers (`poll` on `/proc/pressure/*`).
+    pub psi_triggers: bool,
+    /// PSI trigger window. Below 2 s needs `CAP_SYS_RESOURCE`; kernels before 6.5 need at
+    /// least 500 ms.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub psi_trigger_window: Duration,
+    /// Stall time within the window that fires a trigger.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub psi_trigger_stall: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_millis(50),
+            psi_triggers: true,
+            psi_trigger_window: Duration::from_millis(500),
+            psi_trigger_stall: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySource {
+    /// Policy files and directories (`*.yaml` inside, in lexical order), merged in this order,
+    /// later values overriding earlier ones field by field. Empty: the built-in default policy.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Default for PolicySource {
+    fn default() -> Self {
+        Self {
+            paths: vec![
+                PathBuf::from("/etc/colo/policy.yaml"),
+                PathBuf::from("/etc/colo/policy.d"),
+            ],
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Range and consistency checks of `agent.yaml` beyond what the types say.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{AgentConfig, Selector, SliSource};
+use crate::error::ErrorKind;
+use crate::policy::validate::Violation;
+use crate::units::format_duration;
+
+fn invalid(
+    out: &mut Vec<Violation>,
+    path: String,
+    value: impl ToString,
+    message: &str,
+    allowed: &str,
+) {
+    let value = value.to_string();
+    out.push(Violation {
+        path,
+        related: None,
+        kind: ErrorKind::InvalidValue,
+        message: format!("invalid value `{value}`: {message}"),
+        value,
+        allowed: Some(allowed.to_owned()),
+    });
+}
+
+fn absolute(out: &mut Vec<Violation>, path: &str, p: &Path) {
+    if !p.is_absolute() {
+        invalid(
+            out,
+            path.to_owned(),
+            p.display(),
+            "must be an absolute path",
+            "a path starting with `/`",
+        );
+    }
+}
+
+fn within(out: &mut Vec<Violation>, path: &str, d: Duration, lo: Duration, hi: Duration) {
+    if !(lo..=hi).contains(&d) {
+        let allowed = format!("{}..={}", format_duration(lo), format_duration(hi));
+        invalid(
+            out,
+            path.to_owned(),
+            format_duration(d),
+            "out of range",
+            &allowed,
+        );
+    }
+}
+
+/// Every violation in `a`.
+pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if let Some(name) = &a.node.name {
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !ok {
+            invalid(
+                &mut out,
+                "node.name".into(),
+                name,
+                "not a valid node name",
+                "letters, digits, `-` and `.`, 1 to 253 characters",
+            );
+        }
+    }
+    let root = &a.cgroup.root;
+    if root.is_empty() || root.split('/').any(|s| s == "..") || root == "/" {
+        invalid(
+            &mut out,
+            "cgroup.root".into(),
+            root,
+            "the agent needs a subtree of its own",
+            "a slice name such as `colo.slice` or a path such as `/colo`",
+        );
+    }
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in a.services.iter().enumerate() {
+        let p = format!("services[{i}]");
+        if s.name.is_empty() {
+            invalid(
+                &mut out,
+                format!("{p}.name"),
+                "",
+                "a service needs a name",
+                "a non-empty string",
+            );
+        } else if let Some(first) = seen.insert(&s.name, i) {
+            out.push(Violation {
+                path: format!("{p}.name"),
+                related: Some(format!("services[{first}].name")),
+                kind: ErrorKind::Conflict,
+                message: format!(
+                    "service name `{}` is already used by services[{first}]",
+                    s.name
+                ),
+                value: s.name.clone(),
+                allowed: None,
+            });
+        }
+        match &s.selector {
+            Selector::Cgroups(list) if list.is_empty() => {
+                invalid(
+                    &mut out,
+                    format!("{p}.selector.cgroups"),
+                    "[]",
+                    "name at least one cgroup",
+                    "a list of cgroup paths",
+                );
+            }
+            Selector::Cgroups(list) => {
+                for (j, c) in list.iter().enumerate() {
+                    if !c.starts_with('/') || c.split('/').any(|s| s == "..") {
+                        invalid(
+                            &mut out,
+                            format!("{p}.selector.cgroups[{j}]"),
+                            c,
+                            "cgroup paths are absolute within the hierarchy",
+                            "a path such as `/system.slice/nginx.service`",
+                        );
+                    }
+                }
+            }
+            Selector::SystemdUnit(u) => {
+                let ok = [".service", ".scope", ".slice"]
+                    .iter()
+                    .any(|suffix| u.ends_with(suffix) && u.len() > suffix.len());
+                if !ok {
+                    invalid(
+                        &mut out,
+                        format!("{p}.selector.systemd_unit"),
+                        u,
+                        "not a systemd unit name",
+                        "a name ending in `.service`, `.scope` or `.slice`",
+                    );
+                }
+            }
+            Selector::PidFile(f) => absolute(&mut out, &format!("{p}.selector.pid_file"), f),
+        }
+        if let Some(slo) = &s.slo {
+            if slo.p99.is_zero() {
+                invalid(
+                    &mut out,
+                    format!("{p}.slo.p99"),
+                    "0s",
+                    "a zero latency target can never be met",
+                    "a duration > 0",
+                );
+            }
+            if let SliSource::Probe(probe) = &slo.sli {
+                let pp = format!("{p}.slo.sli.probe");
+                let rest = probe.url.strip_prefix("http://").unwrap_or("");
+                if rest.is_empty() || rest.starts_with('/') {
+                    invalid(
+                        &mut out,
+                        format!("{pp}.url"),
+                        &probe.url,
+                        "the probe speaks plain HTTP to a local service",
+                        "a URL such as `http://127.0.0.1:8080/health`",
+                    );
+                }
+                within(
+                    &mut out,
+                    &format!("{pp}.interval"),
+                    probe.interval,
+                    Duration::from_millis(10),
+                    Duration::from_secs(60),
+                );
+                if probe.timeout.is_zero() || probe.timeout > Duration::from_secs(60) {
+                    invalid(
+                        &mut out,
+                        format!("{pp}.timeout"),
+                        format_duration(probe.timeout),
+                        "out of range",
+                        "1ms..=1m",
+                    );
+                }
+            }
+        }
+    }
+
+    let o = &a.offline;
+    absolute(&mut out, "offline.kernel", &o.kernel);
+    absolute(&mut out, "offline.workload", &o.workload);
+    absolute(&mut out, "offline.state_dir", &o.state_dir);
+    if !(1..=64).contains(&o.vcpus) {
+        invalid(
+            &mut out,
+            "offline.vcpus".into(),
+            o.vcpus,
+            "out of range",
+            "1..=64",
+        );
+    }
+    if o.memory.bytes() < (16 << 20) || !o.memory.bytes().is_multiple_of(1 << 20) {
+        invalid(
+            &mut out,
+            "offline.memory".into(),
+            o.memory,
+            "guest memory is whole MiB, at least 16MiB",
+            "a multiple of 1MiB, >= 16MiB",
+        );
+    }
+    if let Some(c) = o.budget.cpu
+        && c.get() <= 0.0
+    {
+        invalid(
+            &mut out,
+            "offline.budget.cpu".into(),
+            c,
+            "a zero budget runs no offline work",
+            "above 0, or null for the whole node",
+        );
+    }
+
+    absolute(&mut out, "api.socket", &a.api.socket);
+    if let Some(tcp) = &a.api.tcp {
+        absolute(&mut out, "api.tcp.cert", &tcp.cert);
+        absolute(&mut out, "api.tcp.key", &tcp.key);
+        if let Some(ca) = &tcp.client_ca {
+            absolute(&mut out, "api.tcp.client_ca", ca);
+        }
+    }
+
+    if let Some(ep) = &a.scheduler.endpoint {
+        let rest = ep
+            .strip_prefix("http://")
+            .or_else(|| ep.strip_prefix("https://"))
+            .unwrap_or("");
+        if rest.is_empty() || rest.starts_with('/') {
+            invalid(
+                &mut out,
+                "scheduler.endpoint".into(),
+                ep,
+                "not a scheduler address",
+                "`http://host:port` or `https://host:port`",
+            );
+        }
+    }
+    within(
+        &mut out,
+        "scheduler.report_interval",
+        a.scheduler.report_interval,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
+
+    let l = &a.qos_loop;
+    within(
+        &mut out,
+        "loop.period",
+        l.period,
+        Duration::from_millis(10),
+        Duration::from_secs(10),
+    );
+    within(
+        &mut out,
+        "loop.psi_trigger_window",
+        l.psi_trigger_window,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    );
+    if l.psi_trigger_stall.is_zero() || l.psi_trigger_stall >= l.psi_trigger_window {
+        out.push(Violation {
+            path: "loop.psi_trigger_stall".into(),
+            related: Some("loop.psi_trigger_window".into()),
+            kind: ErrorKind::Conflict,
+            message: format!(
+                "`{}` must be above 0 and below loop.psi_trigger_window (`{}`)",
+                format_duration(l.psi_trigger_stall),
+                format_duration(l.psi_trigger_window)
+            ),
+            value: format_duration(l.psi_trigger_stall),
+            allowed: None,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_agent_config_is_valid() {
+        assert_eq!(validate(&AgentConfig::default()), vec![]);
+    }
+}

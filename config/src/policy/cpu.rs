@@ -1,0 +1,80 @@
+//! CPU: suppressing the offline group's quota, throttling single VMs.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::qos::pct;
+use crate::units::{Cores, Percent, duration};
+
+/// CPU controls.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuPolicy {
+    /// The offline group's CPU quota follows what online leaves free.
+    pub suppress: CpuSuppress,
+    /// Per-VM vCPU quota, the next layer once the group quota is at its minimum.
+    pub vcpu_throttle: VcpuThrottle,
+}
+
+/// Offline CPU suppression: quota = capacity − online usage − headroom, within
+/// [`min_offline_quota`](Self::min_offline_quota), the node's offline CPU budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuSuppress {
+    /// Whether the offline quota follows online usage; when off it stays at the offline budget.
+    pub enabled: bool,
+    /// Share of the node's CPU kept free for online bursts.
+    pub headroom: Percent,
+    /// The offline quota never goes below this many cores.
+    pub min_offline_quota: Cores,
+    /// Largest quota decrease per loop tick, as a share of node capacity (`100%` = go straight
+    /// to the target: squeeze fast).
+    pub step_down: Percent,
+    /// Largest quota increase per release step, as a share of node capacity (release slowly).
+    pub step_up: Percent,
+    /// CFS period of the offline cgroups; short (10–20 ms) so a new quota bites at once.
+    /// The kernel accepts 1 ms to 1 s.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub cfs_period: Duration,
+}
+
+impl Default for CpuSuppress {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            headroom: pct(10.0),
+            min_offline_quota: Cores::new(0.25).unwrap_or_default(),
+            step_down: pct(100.0),
+            step_up: pct(10.0),
+            cfs_period: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Per-VM vCPU throttling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct VcpuThrottle {
+    /// Whether single VMs are throttled once the group quota is at its minimum.
+    pub enabled: bool,
+    /// Share of a VM's vCPUs removed per squeeze step.
+    pub step_down: Percent,
+    /// Share of a VM's vCPUs given back per release step.
+    pub step_up: Percent,
+    /// No VM is throttled below this many cores (its QoS class floor may be higher).
+    pub min_per_vm: Cores,
+}
+
+impl Default for VcpuThrottle {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            step_down: pct(25.0),
+            step_up: pct(10.0),
+            min_per_vm: Cores::new(0.1).unwrap_or_default(),
+        }
+    }
+}

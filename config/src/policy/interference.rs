@@ -1,0 +1,115 @@
+//! Interference signals: what says that online services are suffering.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::qos::pct;
+use crate::units::{DurationValue, Percent, StallRate};
+
+/// A signal's two thresholds: above `high` the loop squeezes the offline side; only once the
+/// signal has stayed below `low` for `timing.release_after` does it release. Between the two it
+/// holds (hysteresis).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold<T> {
+    /// Squeeze above this.
+    pub high: T,
+    /// Release only below this; must be below `high`.
+    pub low: T,
+}
+
+/// Which PSI figures are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PsiScope {
+    /// Each online service's cgroup on cgroup v2, the system-wide files on v1.
+    #[default]
+    Auto,
+    /// Each online service's cgroup (`<cgroup>/{cpu,memory,io}.pressure`, v2 only).
+    Cgroup,
+    /// System-wide `/proc/pressure/*` (on v1 this includes the VMs' own stalls).
+    System,
+}
+
+/// PSI thresholds, as stall time per second computed from the `total` counters (the `avg10`
+/// figures are 10 s averages updated every 2 s, too slow for the loop). `null` ignores a figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PsiThresholds {
+    /// Per cgroup or system-wide.
+    pub scope: PsiScope,
+    /// `cpu` `some`: time some online task waited for a CPU. Drives CPU squeezing.
+    pub cpu_some: Option<Threshold<StallRate>>,
+    /// `memory` `some`: time some task stalled on memory. Drives eviction.
+    pub memory_some: Option<Threshold<StallRate>>,
+    /// `memory` `full`: time all non-idle tasks stalled on memory. Drives eviction.
+    pub memory_full: Option<Threshold<StallRate>>,
+    /// `io` `some`. Drives IO squeezing.
+    pub io_some: Option<Threshold<StallRate>>,
+    /// `io` `full`. Drives IO squeezing.
+    pub io_full: Option<Threshold<StallRate>>,
+}
+
+fn stall(high_ms: u64, low_ms: u64) -> Option<Threshold<StallRate>> {
+    Some(Threshold {
+        high: StallRate::from_millis_per_sec(high_ms),
+        low: StallRate::from_millis_per_sec(low_ms),
+    })
+}
+
+impl Default for PsiThresholds {
+    fn default() -> Self {
+        Self {
+            scope: PsiScope::Auto,
+            cpu_some: stall(100, 20),
+            memory_some: stall(50, 10),
+            memory_full: stall(20, 5),
+            io_some: stall(100, 20),
+            io_full: stall(50, 10),
+        }
+    }
+}
+
+/// The interference signals; `null` ignores a signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Interference {
+    /// Run-queue delay of an online service: the time its tasks waited for a CPU, summed over
+    /// its tasks, per second (from `/proc/<pid>/schedstat`). The primary CPU signal, and the only
+    /// clean one on cgroup v1. Drives CPU squeezing.
+    pub run_delay: Option<Threshold<StallRate>>,
+    /// Pressure stall information.
+    pub psi: PsiThresholds,
+    /// SLI: the online service's measured p99 latency divided by its target (services with an
+    /// SLO only). Drives CPU and IO squeezing.
+    pub sli: Option<Threshold<f64>>,
+    /// Mean latency of the online service's disk IO (per request completed in the interval).
+    /// Drives IO squeezing.
+    pub io_latency: Option<Threshold<DurationValue>>,
+    /// Busy time of the disk online services use (share of the interval with IO in flight).
+    /// Drives IO squeezing.
+    pub io_utilisation: Option<Threshold<Percent>>,
+}
+
+impl Default for Interference {
+    fn default() -> Self {
+        Self {
+            run_delay: stall(20, 5),
+            psi: PsiThresholds::default(),
+            sli: Some(Threshold {
+                high: 1.0,
+                low: 0.8,
+            }),
+            io_latency: Some(Threshold {
+                high: DurationValue(Duration::from_millis(20)),
+                low: DurationValue(Duration::from_millis(5)),
+            }),
+            io_utilisation: Some(Threshold {
+                high: pct(90.0),
+                low: pct(70.0),
+            }),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Node scoring for placement: the interference score (0–100) from its components, the filter
+//! verdict with hysteresis, and the headroom behind reclaimable capacity. Implemented in
+//! `colo-policy`'s scoring module; the scheduler, the agent's reports and the simulator share it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::qos::pct;
+use crate::units::{Percent, StallRate};
+
+/// Placement scoring.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    /// The interference score's components: each maps its signal linearly from `zero` (score 0)
+    /// to `full` (score 100); the score is their weighted mean over the components that have data.
+    pub components: ScoringComponents,
+    /// When a node refuses batch work.
+    pub filter: FilterThresholds,
+    /// Capacity kept back from "reclaimable" (reclaimable = capacity − online usage − headroom).
+    pub headroom: ScoreHeadroom,
+    /// How prioritize ranks the nodes that pass the filter.
+    pub prioritize: Prioritize,
+}
+
+/// The components of the interference score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringComponents {
+    /// Run-queue delay of online tasks (worst online service).
+    pub run_delay: StallComponent,
+    /// PSI `some` stall (worst of cpu, memory, io; worst online service or system-wide).
+    pub psi: StallComponent,
+    /// SLI p99 / target (worst online service with an SLO).
+    pub sli: RatioComponent,
+}
+
+impl Default for ScoringComponents {
+    fn default() -> Self {
+        Self {
+            run_delay: StallComponent {
+                weight: 0.4,
+                zero: StallRate::from_millis_per_sec(1),
+                full: StallRate::from_millis_per_sec(50),
+            },
+            psi: StallComponent {
+                weight: 0.3,
+                zero: StallRate::from_millis_per_sec(10),
+                full: StallRate::from_millis_per_sec(200),
+            },
+            sli: RatioComponent {
+                weight: 0.3,
+                zero: 0.8,
+                full: 1.5,
+            },
+        }
+    }
+}
+
+/// A component measured as stall time per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StallComponent {
+    /// Relative weight (≥ 0; weights need not sum to 1).
+    pub weight: f64,
+    /// At or below this the component scores 0.
+    pub zero: StallRate,
+    /// At or above this the component scores 100; must be above `zero`.
+    pub full: StallRate,
+}
+
+/// A component measured as a ratio (SLI p99 / target).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatioComponent {
+    /// Relative weight (≥ 0).
+    pub weight: f64,
+    /// At or below this ratio the component scores 0.
+    pub zero: f64,
+    /// At or above this ratio the component scores 100; must be above `zero`.
+    pub full: f64,
+}
+
+/// Filter verdict with hysteresis: a node refuses batch work once its score exceeds
+/// `refuse_above` and accepts again only once it falls below `accept_below`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterThresholds {
+    /// Score (0–100) above which the node refuses batch work.
+    pub refuse_above: f64,
+    /// Score (0–100) below which a refusing node accepts again; must be below `refuse_above`.
+    pub accept_below: f64,
+}
+
+impl Default for FilterThresholds {
+    fn default() -> Self {
+        Self {
+            refuse_above: 70.0,
+            accept_below: 50.0,
+        }
+    }
+}
+
+/// Headroom behind reclaimable capacity, as shares of node capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreHeadroom {
+    /// CPU kept back.
+    pub cpu: Percent,
+    /// Memory kept back.
+    pub memory: Percent,
+}
+
+impl Default for ScoreHeadroom {
+    fn default() -> Self {
+        Self {
+            cpu: pct(10.0),
+            memory: pct(10.0),
+        }
+    }
+}
+
+/// Weights of the prioritize score (0–10 in the extender): low interference and much
+/// reclaimable capacity both rank a node higher.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prioritize {
+    /// Weight of (100 − interference score).
+    pub interference: f64,
+    /// Weight of the reclaimable share of CPU capacity.
+    pub reclaimable: f64,
+}
+
+impl Default for Prioritize {
+    fn default() -> Self {
+        Self {
+            interference: 0.6,
+            reclaimable: 0.4,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `agent.yaml` loading: defaults, selectors, and its mistakes.
+
+use colo_config::{ErrorKind, Source, parse_agent};
+
+fn errors(text: &str) -> Vec<colo_config::ConfigError> {
+    parse_agent(&Source::new("agent.yaml", text)).unwrap_err().0
+}
+
+#[test]
+fn an_empty_file_is_the_default_configuration() {
+    let a = parse_agent(&Source::new("agent.yaml", "# nothing\n")).unwrap();
+    assert_eq!(a, colo_config::AgentConfig::default());
+    assert_eq!(a.api.socket.to_str(), Some("/run/colo/agent.sock"));
+    assert_eq!(a.offline.state_dir.to_str(), Some("/var/lib/colo"));
+}
+
+#[test]
+fn a_selector_takes_exactly_one_form() {
+    let e = errors(
+        "services:\n  - name: web\n    selector:\n      systemd_unit: web.service\n      pid_file: /run/web.pid\n",
+    );
+    assert_eq!((e[0].line, e[0].path.as_str()), (4, "services[0].selector"));
+    assert!(
+        e[0].allowed
+            .as_deref()
+            .unwrap_or("")
+            .contains("`systemd_unit`")
+    );
+}
+
+#[test]
+fn misspelt_fields_get_suggestions() {
+    let e = errors("loop:\n  peroid: 50ms\n");
+    assert_eq!(e[0].suggestion.as_deref(), Some("period"));
+    assert_eq!(e[0].kind, ErrorKind::UnknownField);
+    let e = errors(
+        "services:\n  - name: web\n    selector: {systemd_unit: web.service}\n    slo: {p99: 5ms, sli: pushd}\n",
+    );
+    assert_eq!(e[0].suggestion.as_deref(), Some("pushed"));
+}
+
+#[test]
+fn duplicate_service_names_are_refused_at_the_second() {
+    let e = errors(
+        "services:\n  - name: web\n    selector: {cgroups: [/a]}\n  - name: web\n    selector: {cgroups: [/b]}\n",
+    );
+    assert_eq!(
+        (e[0].line, e[0].column, e[0].kind),
+        (4, 11, ErrorKind::Conflict)
+    );
+}
+
+#[test]
+fn range_and_form_checks_name_the_field() {
+    let e = errors(
+        "loop:\n  period: 1ms\nscheduler:\n  endpoint: colo-scheduler:7070\noffline:\n  kernel: vmlinux\n",
+    );
+    let paths: Vec<_> = e.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("loop.period", 2),
+            ("scheduler.endpoint", 4),
+            ("offline.kernel", 6)
+        ]
+    );
+}
+
+#[test]
+fn a_socket_address_must_parse() {
+    let e = errors("metrics:\n  listen: localhost\n");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("metrics.listen", 2));
+}
