@@ -4,3 +4,5 @@ pub mod cli;
 
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod reporter;

@@ -1,0 +1,208 @@
+//! The reporter against the real colo-scheduler over real TCP sockets: 1,000 agents streaming
+//! with no report lost, and a QoS loop that keeps running while the scheduler is down.
+
+use std::time::{Duration, Instant};
+
+use colo_agent::reporter::{NodeInputs, Reporter, ReporterConfig, node_report};
+use colo_policy::scoring::{Admission, InterferenceSignals, Resources, ScoringParams};
+use colo_scheduler::{Running, SchedulerConfig};
+use tokio::net::TcpListener;
+
+const GIB: u64 = 1 << 30;
+
+fn inputs(name: &str, psi: f64) -> NodeInputs {
+    NodeInputs {
+        node_name: name.into(),
+        capacity: Resources::new(16_000, 64 * GIB),
+        online_usage: Resources::new(4_000, 16 * GIB),
+        offline_usage: Resources::new(1_000, 4 * GIB),
+        signals: InterferenceSignals {
+            psi_some_avg10: psi,
+            ..InterferenceSignals::default()
+        },
+        ..NodeInputs::default()
+    }
+}
+
+async fn scheduler_on(listener: TcpListener) -> Running {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    colo_scheduler::start(SchedulerConfig::default(), listener, http).unwrap()
+}
+
+async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_agents_lose_no_report() {
+    let _lock = colo_testkit::host_lock();
+    let s = scheduler_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
+    let endpoint = format!("http://{}", s.grpc_addr);
+    let params = ScoringParams::default();
+    let mut agents = Vec::new();
+    let t_start = Instant::now();
+    for i in 0..1_000 {
+        let mut c = ReporterConfig::new(endpoint.clone());
+        c.interval = Duration::from_millis(500);
+        c.backoff_initial = Duration::from_millis(100);
+        c.backoff_max = Duration::from_secs(1);
+        let r = Reporter::spawn(c).unwrap();
+        let name = format!("node-{i:04}");
+        r.handle()
+            .publish(node_report(&inputs(&name, 0.0), &params, Admission::Accepting).0);
+        agents.push((name, r));
+    }
+    // Each agent reports every 500 ms; also push a significant change through half of them.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for (name, r) in agents.iter().step_by(2) {
+        r.handle()
+            .publish(node_report(&inputs(name, 40.0), &params, Admission::Accepting).0);
+    }
+    let handles: Vec<_> = agents.iter().map(|(_, r)| r.handle()).collect();
+    let t_run = Instant::now();
+    wait_until(
+        "every agent to produce 8 reports",
+        Duration::from_secs(120),
+        || handles.iter().all(|h| h.stats().produced >= 8),
+    )
+    .await;
+
+    let t_stop = Instant::now();
+    let stopping: Vec<_> = agents
+        .into_iter()
+        .map(|(name, r)| {
+            tokio::spawn(async move { (name, r.shutdown(Duration::from_secs(30)).await) })
+        })
+        .collect();
+    let mut total = 0;
+    for task in stopping {
+        let (name, stats) = task.await.unwrap();
+        assert_eq!(stats.dropped, 0, "{name}: {stats:?}");
+        assert!(stats.produced >= 8, "{name}: {stats:?}");
+        assert_eq!(
+            stats.acked, stats.produced,
+            "{name}: every report acknowledged"
+        );
+        let (seq, missed) = s.table.sequence(&name).expect("node known");
+        assert_eq!(
+            (seq, missed),
+            (stats.produced, 0),
+            "{name}: sequence complete, no gap"
+        );
+        total += stats.produced;
+    }
+    let refusing = (0..1_000)
+        .filter(|i| {
+            let snap = s
+                .table
+                .lookup(&format!("node-{i:04}"), Instant::now())
+                .unwrap();
+            snap.admission == Admission::Refusing
+        })
+        .count();
+    assert_eq!(
+        refusing, 500,
+        "the significant change reached the scheduler"
+    );
+    eprintln!(
+        "1,000 agents: {total} reports, none lost (start {:?}, run {:?}, stop {:?})",
+        t_start.elapsed() - t_run.elapsed(),
+        t_run.elapsed() - t_stop.elapsed(),
+        t_stop.elapsed()
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qos_loop_runs_on_while_the_scheduler_is_down() {
+    let _lock = colo_testkit::host_lock();
+    // Reserve a port, then leave it closed: the scheduler is down.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = ReporterConfig::new(format!("http://127.0.0.1:{port}"));
+    c.interval = Duration::from_millis(50);
+    c.buffer = 16;
+    c.backoff_initial = Duration::from_millis(50);
+    c.backoff_max = Duration::from_millis(400);
+    c.connect_timeout = Duration::from_secs(1);
+    let reporter = Reporter::spawn(c).unwrap();
+    let handle = reporter.handle();
+
+    // The QoS loop: a plain thread publishing a snapshot every 5 ms, timing each publish.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let qos = {
+        let (handle, stop) = (handle.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let params = ScoringParams::default();
+            let mut admission = Admission::Accepting;
+            let (mut rounds, mut slowest) = (0u64, Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                #[allow(clippy::cast_precision_loss)]
+                let psi = (rounds % 50) as f64;
+                let (r, a) = node_report(&inputs("lonely", psi), &params, admission);
+                admission = a;
+                let t = Instant::now();
+                handle.publish(r);
+                slowest = slowest.max(t.elapsed());
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (rounds, slowest)
+        })
+    };
+
+    wait_until("the buffer to overflow", Duration::from_secs(30), || {
+        handle.stats().dropped > 0
+    })
+    .await;
+    let down = handle.stats();
+    assert!(
+        !down.connected && down.connects == 0 && down.acked == 0,
+        "{down:?}"
+    );
+
+    // The scheduler comes up on that port: the reporter reconnects and delivers its backlog.
+    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    wait_until(
+        "reconnect and acknowledgements",
+        Duration::from_secs(30),
+        || {
+            let st = handle.stats();
+            st.connected && st.acked > 0
+        },
+    )
+    .await;
+    // Restart the scheduler: the reporter reconnects again and resends what is unacknowledged.
+    s.shutdown().await.unwrap();
+    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    wait_until("a second connection", Duration::from_secs(30), || {
+        handle.stats().connects >= 2
+    })
+    .await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (rounds, slowest) = qos.join().unwrap();
+    let stats = reporter.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(stats.acked, stats.produced, "{stats:?}");
+    let (seq, _) = s.table.sequence("lonely").unwrap();
+    assert_eq!(seq, stats.produced);
+    assert!(rounds > 100, "the QoS loop kept running: {rounds} rounds");
+    // Generous: publishing is a watch-channel store, microseconds.
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest publish {slowest:?}"
+    );
+    eprintln!("QoS loop: {rounds} rounds, slowest publish {slowest:?}; reporter {stats:?}");
+    s.shutdown().await.unwrap();
+}
