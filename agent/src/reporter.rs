@@ -318,7 +318,7 @@ impl Jitter {
     }
 }
 
-type Opening = Pin<Box<dyn Future<Output = Result<Streaming<ReportAck>, String>> + Send>>;
+type Opening = Pin<Box<dyn Future<Output = Result<Box<Streaming<ReportAck>>, String>> + Send>>;
 
 /// The stream to colo-scheduler: reports go into `tx` at once (the transport drains it), acks
 /// come back once the stream is open.
@@ -331,12 +331,12 @@ enum ConnState {
     /// Connecting and opening the stream; `tx` already queues reports for it.
     Opening(Opening),
     /// Open: acknowledgements arrive here.
-    Open(Streaming<ReportAck>),
+    Open(Box<Streaming<ReportAck>>),
 }
 
 /// What happened on the connection.
 enum ConnEvent {
-    Opened(Streaming<ReportAck>),
+    Opened(Box<Streaming<ReportAck>>),
     Ack(u64),
     Broken(String),
 }
@@ -493,7 +493,7 @@ impl Task {
                 NodeReportsClient::new(channel)
                     .stream_reports(ReceiverStream::new(rx))
                     .await
-                    .map(tonic::Response::into_inner)
+                    .map(|r| Box::new(r.into_inner()))
                     .map_err(|s| s.to_string())
             };
             match tokio::time::timeout(limit, open).await {
