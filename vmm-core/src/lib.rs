@@ -1,4 +1,23 @@
 //! colo's MicroVM monitor: one KVM guest per `colo-vmm` process.
+//!
+//! The library holds what other colo components need to drive a VMM without linking KVM code
+//! into themselves: the exit statuses and [`ExitRecord`], the control-socket protocol with a
+//! blocking [`ControlClient`], and where the workload guest is ([`workload_guest_path`]). The VMM
+//! itself ([`run`] with a [`VmConfig`]) is what the `colo-vmm` binary calls. See `docs/vmm.md`.
 
-/// Exit status of `colo-vmm` when the VMM itself failed (bad arguments, KVM errors).
-pub const EXIT_VMM_ERROR: i32 = 70;
+pub mod control;
+pub mod exit;
+mod guest_image;
+mod vmm;
+
+pub use control::{ControlClient, ControlClientError, ControlRequest, Stats};
+pub use exit::{
+    EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL, EXIT_VMM_ERROR,
+    ExitReason, ExitRecord, ExitRecordError, GUEST_EXIT_CODE_MAX,
+};
+pub use guest_image::{
+    GuestImageError, WORKLOAD_GUEST_ELF, WORKLOAD_GUEST_ENV, WORKLOAD_GUEST_PATH,
+    workload_guest_path,
+};
+pub use vmm::devices::SerialTarget;
+pub use vmm::{MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

@@ -1,6 +1,131 @@
-//! `colo-vmm`: runs one MicroVM per process.
+//! `colo-vmm`: runs one MicroVM per process (see `docs/vmm.md`).
 
-fn main() {
-    eprintln!("colo-vmm: no subcommand implemented yet");
-    std::process::exit(colo_vmm::EXIT_VMM_ERROR);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use colo_vmm::{EXIT_BAD_INPUT, SerialTarget, VmConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "colo-vmm",
+    version,
+    about = "colo's MicroVM monitor: one KVM guest per process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a kernel and run it to its end; the exit status is the guest's (see docs/vmm.md).
+    Run(RunArgs),
+    /// Print the path of colo's workload guest ELF.
+    GuestPath,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Kernel: an ELF (colo's workload guest, or a vmlinux with a PVH note) or a bzImage.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initial ramdisk.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory_mib: u64,
+    /// Where the guest's serial console goes: `stdout` or a file path (appended to).
+    #[arg(long, default_value = "stdout")]
+    serial: String,
+    /// The VMM's own log file (appended to); messages also go to stderr.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Unix socket for control requests (pause, resume, stats, shutdown, set_io_limit).
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Write a JSON record of how the VM ended to this path (atomically).
+    #[arg(long)]
+    exit_record: Option<PathBuf>,
+    /// Make all guest memory resident at start.
+    #[arg(long)]
+    prefault: bool,
+    /// Back guest memory with transparent huge pages.
+    #[arg(long)]
+    hugepages: bool,
+    /// Run the vCPU threads under SCHED_IDLE.
+    #[arg(long)]
+    vcpu_sched_idle: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            if !e.use_stderr() {
+                // --help and --version
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line naming the cause (clap adds usage lines; --help has them).
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln_safe(&format!(
+                "colo-vmm: error: {first} (see colo-vmm run --help)"
+            ));
+            return exit_code(EXIT_BAD_INPUT);
+        }
+    };
+    match cli.command {
+        Command::GuestPath => match colo_vmm::workload_guest_path() {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln_safe(&format!("colo-vmm: error: {e}"));
+                exit_code(EXIT_BAD_INPUT)
+            }
+        },
+        Command::Run(a) => {
+            let serial = if a.serial == "stdout" {
+                SerialTarget::Stdout
+            } else {
+                SerialTarget::File(PathBuf::from(a.serial))
+            };
+            let cfg = VmConfig {
+                kernel: a.kernel,
+                initrd: a.initrd,
+                cmdline: a.cmdline,
+                vcpus: a.vcpus,
+                memory_mib: a.memory_mib,
+                serial,
+                log: a.log,
+                control_socket: a.control_socket,
+                exit_record: a.exit_record,
+                prefault: a.prefault,
+                hugepages: a.hugepages,
+                vcpu_sched_idle: a.vcpu_sched_idle,
+            };
+            exit_code(colo_vmm::run(&cfg))
+        }
+    }
+}
+
+/// Writes a line to stderr, ignoring a closed stderr (the VMM's parent may be gone).
+fn eprintln_safe(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

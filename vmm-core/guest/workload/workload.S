@@ -1,0 +1,755 @@
+/*
+ * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
+ *
+ * It reads its job from the command line (`cpu=UNITS|forever mem=MiB hold=SECONDS exit=CODE`),
+ * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
+ * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
+ *
+ * Why it is built this way (see docs/vmm.md): on KVM-PVM hosts guest ring 0 runs through KVM's
+ * instruction emulator (~2,700x slower than native) while guest ring 3 runs natively. So ring 0
+ * only loads the descriptor tables and drops to ring 3; every table is laid out statically at a
+ * fixed address (no loops in ring 0); all work, parsing and port I/O happen in ring 3 (port I/O
+ * through the TSS I/O permission bitmap). Ring 3 calls into ring 0 (for `hlt`) with `ud2` at the
+ * one address `sys_trap`, since `syscall` and `int` do not reach ring 0 on those hosts.
+ *
+ * Entry points:
+ *  - `pvh_start32` (PVH note): 32-bit protected mode, paging off, EBX = hvm_start_info. Used by
+ *    QEMU microvm and other PVH loaders; runs one vCPU.
+ *  - `entry64` (ELF entry, named in the "COLO" note): 64-bit mode with CR3 = the guest's own
+ *    page tables (from the note), RDI = vCPU index, RSI = vCPU count, RBX = hvm_start_info.
+ *    colo-vmm starts every vCPU here at once, so no INIT/SIPI is needed.
+ */
+
+#define IMAGE_BASE      0x100000
+#define ISR_OFF         0x0000
+#define IDT_OFF         0x0400
+#define GDT_OFF         0x0800
+#define TSS_OFF         0x1000
+#define PML4_OFF        0x2000
+#define PDPT_OFF        0x3000
+#define PD_OFF          0x4000
+#define CODE_OFF        0x8000
+#define IOBITMAP        0x110000
+
+#define MAX_CPUS        32
+#define IDT_VECTORS     64
+#define TIMER_VECTOR    0x30
+#define SPURIOUS_VECTOR 0x3f
+
+#define KCODE           0x08
+#define KDATA           0x10
+#define UDATA           0x1b
+#define UCODE           0x23
+#define TSS_SEL0        0x30
+
+#define COM1            0x3f8
+#define DEBUG_EXIT      0xf4
+#define I8042_CMD       0x64
+#define LAPIC           0xfee00000
+
+#define SYS_HOLD        1
+#define SYS_PARK        2
+
+/* Exit codes of the guest itself (colo-vmm passes 0..=63 through). */
+#define EXIT_BAD_ARG    63
+#define EXIT_FAULT      62
+
+/* One work unit: this many iterations of a 4-instruction ALU loop (~1 ms at ~2.3 GHz, native). */
+#define UNIT_ITERATIONS 1500000
+
+/* hvm_start_info offsets */
+#define SI_CMDLINE      24
+#define SI_MEMMAP       40
+#define SI_MEMMAP_N     48
+
+    .section .image, "awx", @progbits
+    .code64
+image_start:
+
+/* ---- interrupt stubs: one 16-byte slot per vector, at IMAGE_BASE + vector * 16 ---------------- */
+    .set vec, 0
+    .rept IDT_VECTORS
+    .org ISR_OFF + vec * 16
+    .if vec == 8 || vec == 10 || vec == 11 || vec == 12 || vec == 13 || vec == 14 || vec == 17 || vec == 21 || vec == 29 || vec == 30
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp isr_common
+    .set vec, vec + 1
+    .endr
+
+/* ---- IDT: interrupt gates to the stubs above ------------------------------------------------ */
+    .org IDT_OFF
+idt:
+    .set vec, 0
+    .rept IDT_VECTORS
+    .word (IMAGE_BASE + ISR_OFF + vec * 16) & 0xffff
+    .word KCODE
+    .byte 0
+    .byte 0x8e
+    .word ((IMAGE_BASE + ISR_OFF + vec * 16) >> 16) & 0xffff
+    .long 0
+    .long 0
+    .set vec, vec + 1
+    .endr
+
+/* ---- GDT: flat kernel and user segments, then one TSS descriptor per vCPU --------------------- */
+    .org GDT_OFF
+gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x08 kernel code, 64-bit */
+    .quad 0x00cf92000000ffff        /* 0x10 kernel data */
+    .quad 0x00cff2000000ffff        /* 0x18 user data (selector 0x1b) */
+    .quad 0x00affa000000ffff        /* 0x20 user code, 64-bit (selector 0x23) */
+    .quad 0                         /* 0x28 unused */
+    .set cpu, 0
+    .rept MAX_CPUS
+    .set tss_addr, IMAGE_BASE + TSS_OFF + cpu * 128
+    .set tss_limit, (IOBITMAP - tss_addr) + 8192
+    .word tss_limit & 0xffff
+    .word tss_addr & 0xffff
+    .byte (tss_addr >> 16) & 0xff
+    .byte 0x89
+    .byte (tss_limit >> 16) & 0x0f
+    .byte (tss_addr >> 24) & 0xff
+    .long 0
+    .long 0
+    .set cpu, cpu + 1
+    .endr
+gdt_end:
+    .balign 8
+gdt_ptr:
+    .word gdt_end - gdt - 1
+    .quad gdt
+    .balign 8
+idt_ptr:
+    .word IDT_VECTORS * 16 - 1
+    .quad idt
+
+/* ---- one 104-byte TSS per vCPU, 128 bytes apart; all share the I/O bitmap at IOBITMAP --------- */
+/* The bitmap is zero (every port allowed from ring 3); RSP0 is filled in at entry. */
+    .set cpu, 0
+    .rept MAX_CPUS
+    .org TSS_OFF + cpu * 128
+    .fill 102, 1, 0
+    .word IOBITMAP - (IMAGE_BASE + TSS_OFF + cpu * 128)
+    .set cpu, cpu + 1
+    .endr
+
+/* ---- page tables: identity map of the low 4 GiB in 2 MiB pages, U/S set at every level -------- */
+    .org PML4_OFF
+pml4:
+    .quad IMAGE_BASE + PDPT_OFF + 0x7
+    .fill 511, 8, 0
+    .org PDPT_OFF
+    .quad IMAGE_BASE + PD_OFF + 0x0000 + 0x7
+    .quad IMAGE_BASE + PD_OFF + 0x1000 + 0x7
+    .quad IMAGE_BASE + PD_OFF + 0x2000 + 0x7
+    .quad IMAGE_BASE + PD_OFF + 0x3000 + 0x7
+    .fill 508, 8, 0
+    .org PD_OFF
+    .set i, 0
+    .rept 2048
+    .quad (i << 21) | 0x87
+    .set i, i + 1
+    .endr
+
+/* ================================ ring 0 ====================================================== */
+    .org CODE_OFF
+    .code32
+pvh_start32:
+    cli
+    movl $(IMAGE_BASE + PML4_OFF), %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $0x20, %eax                 /* PAE */
+    movl %eax, %cr4
+    movl $0xc0000080, %ecx          /* EFER.LME */
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    lgdt gdt_ptr
+    movl %cr0, %eax
+    orl $0x80000001, %eax           /* PG | PE */
+    movl %eax, %cr0
+    ljmp $KCODE, $entry64_from_pvh
+    .code64
+entry64_from_pvh:
+    movl %ebx, %ebx
+    xorl %edi, %edi
+    movl $1, %esi
+
+/* RDI = vCPU index, RSI = vCPU count, RBX = hvm_start_info; interrupts off. */
+    .globl entry64
+entry64:
+    cli
+    cmpq $MAX_CPUS, %rdi
+    jae park_forever
+    leaq 1(%rdi), %rax
+    shlq $12, %rax
+    addq $kstacks, %rax
+    movq %rax, %rsp
+    lgdt gdt_ptr(%rip)
+    movw $KDATA, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq %rdi, %rax
+    shlq $7, %rax
+    movq %rsp, IMAGE_BASE + TSS_OFF + 4(%rax)   /* RSP0 */
+    movq %rdi, %rax
+    shlq $4, %rax
+    addl $TSS_SEL0, %eax
+    ltr %ax
+    lidt idt_ptr(%rip)
+    testq %rdi, %rdi
+    jnz 1f
+    movq %rbx, start_info(%rip)
+    movq %rsi, ncpus(%rip)
+1:
+    leaq 1(%rdi), %rax
+    shlq $12, %rax
+    addq $ustacks, %rax
+    pushq $UDATA
+    pushq %rax
+    pushq $0x202
+    pushq $UCODE
+    pushq $user_main
+    iretq
+
+/* Stack on entry: vector, error code, RIP, CS, RFLAGS, RSP, SS. */
+isr_common:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    /* 0 rdi, 8 rsi, 16 rdx, 24 rcx, 32 rax, 40 vector, 48 error, 56 rip, 64 cs */
+    movq 40(%rsp), %rax
+    cmpq $TIMER_VECTOR, %rax
+    je isr_timer
+    cmpq $SPURIOUS_VECTOR, %rax
+    je isr_return
+    cmpq $6, %rax
+    jne isr_fault
+    movq 56(%rsp), %rcx
+    cmpq $sys_trap, %rcx
+    jne isr_fault
+    addq $2, 56(%rsp)               /* resume after the ud2 */
+    movq 32(%rsp), %rax             /* system call number */
+    movq 0(%rsp), %rdi              /* argument */
+    cmpq $SYS_HOLD, %rax
+    je sys_hold
+    cmpq $SYS_PARK, %rax
+    je park_forever
+    jmp isr_return
+isr_timer:
+    movabsq $LAPIC, %rcx
+    movl $0, 0xb0(%rcx)             /* EOI */
+isr_return:
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    addq $16, %rsp
+    iretq
+
+/* Sleep RDI milliseconds with the LAPIC timer in one-shot mode (1 GHz APIC bus / 128). */
+sys_hold:
+    movabsq $LAPIC, %rcx
+    movl $(0x100 | SPURIOUS_VECTOR), 0xf0(%rcx)
+    movl $0xa, 0x3e0(%rcx)
+2:
+    testq %rdi, %rdi
+    jz 5f
+    movq %rdi, %rax
+    cmpq $500000, %rax
+    jbe 3f
+    movl $500000, %eax
+3:
+    subq %rax, %rdi
+    imulq $15625, %rax, %rax
+    shrq $1, %rax
+    movl $TIMER_VECTOR, 0x320(%rcx)
+    movl %eax, 0x380(%rcx)
+4:
+    sti
+    hlt
+    cli
+    movl 0x390(%rcx), %eax
+    testl %eax, %eax
+    jnz 4b
+    jmp 2b
+5:
+    movl $0x10000, 0x320(%rcx)      /* mask the timer again */
+    jmp isr_return
+
+park_forever:
+    cli
+1:
+    hlt
+    jmp 1b
+
+/* An exception nobody asked for: say which, and end the VM with EXIT_FAULT. */
+isr_fault:
+    leaq msg_fault(%rip), %rsi
+    movl $(msg_fault_end - msg_fault), %ecx
+    movw $COM1, %dx
+    rep outsb
+    movq 40(%rsp), %rax
+    call r0_hex
+    leaq msg_rip(%rip), %rsi
+    movl $(msg_rip_end - msg_rip), %ecx
+    movw $COM1, %dx
+    rep outsb
+    movq 56(%rsp), %rax
+    call r0_hex
+    movb $'\n', %al
+    movw $COM1, %dx
+    outb %al, %dx
+    movb $EXIT_FAULT, %al
+    outb %al, $DEBUG_EXIT
+    jmp park_forever
+
+/* Prints RAX as 16 hex digits on COM1. */
+r0_hex:
+    movl $16, %ecx
+    movq %rax, %rsi
+    movw $COM1, %dx
+1:
+    rolq $4, %rsi
+    movq %rsi, %rax
+    andl $0xf, %eax
+    movb hex_digits(%rax), %al
+    outb %al, %dx
+    decl %ecx
+    jnz 1b
+    ret
+
+/* ================================ ring 3 ====================================================== */
+
+/* RAX = call number, RDI = argument. */
+sys_call:
+sys_trap:
+    ud2
+    ret
+
+/* RSI = bytes, RCX = length. */
+puts:
+    movw $COM1, %dx
+    rep outsb
+    ret
+
+/* AL = exit code. */
+guest_exit:
+    movw $DEBUG_EXIT, %dx
+    outb %al, %dx
+    /* Not under a VMM with a debug-exit port: reset through the i8042. */
+    movb $0xfe, %al
+    outb %al, $I8042_CMD
+1:
+    pause
+    jmp 1b
+
+/* RDI = vCPU index. */
+user_main:
+    testq %rdi, %rdi
+    jnz ap_main
+    leaq msg_up(%rip), %rsi
+    movl $(msg_up_end - msg_up), %ecx
+    call puts
+    call parse_cmdline
+    movq $1, job_ready(%rip)
+    movq job_mem_mib(%rip), %rcx
+    testq %rcx, %rcx
+    jz 1f
+    call touch_mem
+1:
+    xorl %edi, %edi
+    call burn
+    movq ncpus(%rip), %rcx
+    decq %rcx
+2:
+    cmpq %rcx, aps_done(%rip)
+    jae 3f
+    pause
+    jmp 2b
+3:
+    movq job_hold_ms(%rip), %rdi
+    testq %rdi, %rdi
+    jz 4f
+    movl $SYS_HOLD, %eax
+    call sys_call
+4:
+    movq job_exit(%rip), %rax
+    jmp guest_exit
+
+ap_main:
+    movq %rdi, %rbx
+1:
+    cmpq $0, job_ready(%rip)
+    jne 2f
+    pause
+    jmp 1b
+2:
+    movq %rbx, %rdi
+    call burn
+    lock incq aps_done(%rip)
+    movl $SYS_PARK, %eax
+    call sys_call
+
+/* Burns job_units work units (all of them if ~0) on vCPU RDI, counting each in its progress slot. */
+burn:
+    movq job_units(%rip), %r9
+    movq %rdi, %r10
+    shlq $6, %r10
+    leaq progress + 64(%rip), %r11
+    addq %r10, %r11
+1:
+    testq %r9, %r9
+    jz 3f
+    movl $UNIT_ITERATIONS, %ecx
+2:
+    addq %rax, %rdx
+    xorq %rdx, %rax
+    incq %r8
+    decl %ecx
+    jnz 2b
+    incq (%r11)
+    decq %r9
+    jmp 1b
+3:
+    ret
+
+/* Writes every byte of job_mem_mib MiB from mem_start (checked by parse_cmdline). */
+touch_mem:
+    shlq $17, %rcx                  /* MiB -> qwords */
+    leaq mem_start_sym(%rip), %rdi
+    movq (%rdi), %rdi
+    movabsq $0x636f6c6f636f6c6f, %rax
+    rep stosq
+    ret
+
+/* ---- command line ---------------------------------------------------------------------------- */
+
+/* Parses start_info->cmdline into job_*; prints the error and exits with EXIT_BAD_ARG if bad. */
+parse_cmdline:
+    movq start_info(%rip), %rsi
+    testq %rsi, %rsi
+    jz 9f
+    movq SI_CMDLINE(%rsi), %rsi
+    testq %rsi, %rsi
+    jz 9f
+1:
+    movzbl (%rsi), %eax
+    testb %al, %al
+    jz 8f
+    cmpb $' ', %al
+    jne 2f
+    incq %rsi
+    jmp 1b
+2:
+    movq %rsi, %r12                 /* token start, for messages */
+    leaq kw_cpu(%rip), %rdi
+    call match_key
+    jnz 3f
+    leaq kw_forever(%rip), %rdi
+    call match_word
+    jnz 21f
+    movq $-1, job_units(%rip)
+    jmp 1b
+21:
+    call parse_u64
+    movq %rax, job_units(%rip)
+    jmp 1b
+3:
+    leaq kw_mem(%rip), %rdi
+    call match_key
+    jnz 4f
+    call parse_u64
+    movq %rax, job_mem_mib(%rip)
+    jmp 1b
+4:
+    leaq kw_hold(%rip), %rdi
+    call match_key
+    jnz 5f
+    call parse_ms
+    movq %rax, job_hold_ms(%rip)
+    jmp 1b
+5:
+    leaq kw_exit(%rip), %rdi
+    call match_key
+    jnz 6f
+    call parse_u64
+    cmpq $63, %rax
+    ja bad_arg
+    movq %rax, job_exit(%rip)
+    jmp 1b
+6:
+    /* Unknown word: name it and go on (loaders may add words of their own). */
+    leaq msg_ignored(%rip), %rsi
+    movl $(msg_ignored_end - msg_ignored), %ecx
+    call puts
+    movq %r12, %rsi
+    call token_len
+    call puts
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    call puts
+    movq %r12, %rsi
+    call token_len
+    addq %rcx, %rsi
+    jmp 1b
+8:
+    call check_mem
+9:
+    ret
+
+/* RCX = length of the space/NUL-terminated word at RSI. */
+token_len:
+    xorl %ecx, %ecx
+1:
+    movzbl (%rsi, %rcx), %eax
+    testb %al, %al
+    jz 2f
+    cmpb $' ', %al
+    je 2f
+    incq %rcx
+    jmp 1b
+2:
+    ret
+
+/* ZF=1 and RSI advanced past the key if the word at RSI starts with the NUL-terminated RDI. */
+match_key:
+    movq %rsi, %r8
+1:
+    movzbl (%rdi), %eax
+    testb %al, %al
+    jz 2f
+    cmpb (%r8), %al
+    jne 3f
+    incq %rdi
+    incq %r8
+    jmp 1b
+2:
+    movq %r8, %rsi
+    xorl %eax, %eax                 /* ZF = 1 */
+    ret
+3:
+    orl $1, %eax                    /* ZF = 0 */
+    ret
+
+/* ZF=1 and RSI advanced if the word at RSI is exactly RDI. */
+match_word:
+    movq %rsi, %r9
+    call match_key
+    jnz 1f
+    movzbl (%rsi), %eax
+    testb %al, %al
+    jz 2f
+    cmpb $' ', %al
+    je 2f
+    movq %r9, %rsi
+    orl $1, %eax
+1:
+    ret
+2:
+    xorl %eax, %eax
+    ret
+
+/* RAX = decimal number at RSI (which ends at a space or NUL); bad_arg otherwise. */
+parse_u64:
+    xorl %eax, %eax
+    xorl %ecx, %ecx                 /* digits seen */
+1:
+    movzbl (%rsi), %edx
+    testb %dl, %dl
+    jz 2f
+    cmpb $' ', %dl
+    je 2f
+    subl $'0', %edx
+    cmpl $9, %edx
+    ja bad_arg
+    imulq $10, %rax, %rax
+    jo bad_arg
+    addq %rdx, %rax
+    jc bad_arg
+    incq %rsi
+    incl %ecx
+    jmp 1b
+2:
+    testl %ecx, %ecx
+    jz bad_arg
+    ret
+
+/* RAX = milliseconds of a decimal number of seconds with up to 3 fraction digits ("2", "0.25"). */
+parse_ms:
+    xorl %eax, %eax
+    xorl %ecx, %ecx                 /* digits seen */
+    movl $-1, %r10d                 /* fraction digits seen, -1 before the point */
+1:
+    movzbl (%rsi), %edx
+    testb %dl, %dl
+    jz 3f
+    cmpb $' ', %dl
+    je 3f
+    cmpb $'.', %dl
+    jne 2f
+    cmpl $-1, %r10d
+    jne bad_arg
+    xorl %r10d, %r10d
+    incq %rsi
+    jmp 1b
+2:
+    subl $'0', %edx
+    cmpl $9, %edx
+    ja bad_arg
+    cmpl $3, %r10d
+    je bad_arg
+    imulq $10, %rax, %rax
+    jo bad_arg
+    addq %rdx, %rax
+    incq %rsi
+    incl %ecx
+    cmpl $-1, %r10d
+    je 1b
+    incl %r10d
+    jmp 1b
+3:
+    testl %ecx, %ecx
+    jz bad_arg
+    cmpl $-1, %r10d
+    jne 4f
+    xorl %r10d, %r10d
+4:
+    cmpl $3, %r10d
+    je 5f
+    imulq $10, %rax, %rax
+    jo bad_arg
+    incl %r10d
+    jmp 4b
+5:
+    ret
+
+/* The word at R12 is not valid: say so and end the VM. */
+bad_arg:
+    leaq msg_bad(%rip), %rsi
+    movl $(msg_bad_end - msg_bad), %ecx
+    call puts
+    movq %r12, %rsi
+    call token_len
+    call puts
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    call puts
+    movl $EXIT_BAD_ARG, %eax
+    jmp guest_exit
+
+/* mem= must fit in the RAM range of the memory map that holds mem_start. */
+check_mem:
+    movq job_mem_mib(%rip), %rax
+    testq %rax, %rax
+    jz 9f
+    shlq $20, %rax
+    movq mem_start_sym(%rip), %rdx
+    addq %rdx, %rax                 /* end of the region */
+    movq start_info(%rip), %rsi
+    movl SI_MEMMAP_N(%rsi), %ecx
+    movq SI_MEMMAP(%rsi), %rsi
+    testq %rsi, %rsi
+    jz 8f
+1:
+    testl %ecx, %ecx
+    jz 8f
+    cmpl $1, 16(%rsi)               /* RAM */
+    jne 2f
+    movq 0(%rsi), %rdi
+    cmpq %rdi, %rdx
+    jb 2f
+    addq 8(%rsi), %rdi
+    cmpq %rdi, %rdx
+    jae 2f
+    cmpq %rdi, %rax
+    ja 8f
+9:
+    ret
+2:
+    addq $24, %rsi
+    decl %ecx
+    jmp 1b
+8:
+    leaq msg_mem(%rip), %rsi
+    movl $(msg_mem_end - msg_mem), %ecx
+    call puts
+    movl $EXIT_BAD_ARG, %eax
+    jmp guest_exit
+
+/* ---- data ------------------------------------------------------------------------------------ */
+    .balign 8
+start_info:     .quad 0
+ncpus:          .quad 1
+job_ready:      .quad 0
+aps_done:       .quad 0
+job_units:      .quad 0
+job_mem_mib:    .quad 0
+job_hold_ms:    .quad 0
+job_exit:       .quad 0
+mem_start_sym:  .quad mem_start      /* from workload.ld: _end rounded up to 2 MiB */
+
+msg_up:         .ascii "colo-guest: up\n"
+msg_up_end:
+msg_bad:        .ascii "colo-guest: bad argument: "
+msg_bad_end:
+msg_ignored:    .ascii "colo-guest: ignoring unknown argument: "
+msg_ignored_end:
+msg_mem:        .ascii "colo-guest: mem= does not fit in guest memory\n"
+msg_mem_end:
+msg_fault:      .ascii "colo-guest: unexpected exception vector=0x"
+msg_fault_end:
+msg_rip:        .ascii " rip=0x"
+msg_rip_end:
+msg_nl:         .ascii "\n"
+hex_digits:     .ascii "0123456789abcdef"
+kw_cpu:         .asciz "cpu="
+kw_forever:     .asciz "forever"
+kw_mem:         .asciz "mem="
+kw_hold:        .asciz "hold="
+kw_exit:        .asciz "exit="
+
+/* ---- zero-filled memory (not in the file) ---------------------------------------------------- */
+    .section .iobitmap, "aw", @nobits
+    .skip 8192 + 16
+
+    .section .bss, "aw", @nobits
+    .balign 4096
+kstacks:        .skip 4096 * MAX_CPUS
+ustacks:        .skip 4096 * MAX_CPUS
+    .balign 64
+/* Read by the VMM without an exit: magic, io bytes, then one 64-byte slot per vCPU (units). */
+progress:       .skip 64 + 64 * MAX_CPUS
+
+/* ---- ELF notes: the PVH entry, and what colo-vmm needs to know -------------------------------- */
+    .section .note.colo, "a", @note
+    .balign 4
+    .long 4                         /* namesz */
+    .long 8                         /* descsz */
+    .long 18                        /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .quad pvh_start32
+    .balign 4
+    .long 5
+    .long 40
+    .long 0x434f4c4f                /* "COLO" */
+    .asciz "COLO"
+    .balign 4
+    .long 1                         /* version */
+    .long MAX_CPUS
+    .quad entry64
+    .quad IMAGE_BASE + PML4_OFF
+    .quad progress
+    .quad 0
