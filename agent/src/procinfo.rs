@@ -1,0 +1,223 @@
+//! What the agent reads about processes from procfs: start times (so a reused pid is never
+//! mistaken for a VMM), the boot id (so a record from before a reboot is never adopted) and
+//! thread names (to find a VMM's vCPU and IO threads).
+
+use std::fs;
+use std::path::PathBuf;
+
+/// Errors reading procfs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The process does not exist (any more).
+    #[error("process {0} does not exist")]
+    NoSuchProcess(u32),
+    /// A procfs file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// A procfs file did not have the expected format.
+    #[error("cannot parse {path}: {why}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+/// Identifies one process across pid reuse: its pid, its start time in clock ticks since boot
+/// (`/proc/<pid>/stat` field 22) and the boot it started in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessIdentity {
+    /// The process id.
+    pub pid: u32,
+    /// Start time in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
+    pub start_ticks: u64,
+    /// `/proc/sys/kernel/random/boot_id` when the process was seen.
+    pub boot_id: String,
+}
+
+impl ProcessIdentity {
+    /// Reads the identity of the live process `pid`.
+    pub fn of(pid: u32) -> Result<Self, ProcError> {
+        Ok(Self {
+            pid,
+            start_ticks: start_ticks(pid)?,
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// True when `pid` is still alive and is the very process this identity was taken from
+    /// (same boot, same start time). A reused pid or a record from an earlier boot is not.
+    pub fn is_alive(&self) -> bool {
+        match (boot_id(), start_ticks(self.pid)) {
+            (Ok(boot), Ok(ticks)) => boot == self.boot_id && ticks == self.start_ticks,
+            _ => false,
+        }
+    }
+}
+
+/// The process's start time in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
+pub fn start_ticks(pid: u32) -> Result<u64, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = fs::read_to_string(&path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ProcError::NoSuchProcess(pid)
+        } else {
+            ProcError::Read {
+                path: path.clone(),
+                source,
+            }
+        }
+    })?;
+    parse_start_ticks(&text).ok_or_else(|| ProcError::Parse {
+        path,
+        why: "field 22 (starttime) missing or not a number".into(),
+    })
+}
+
+/// Parses field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
+/// and may itself hold spaces and parentheses, so fields are counted after the last `)`.
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // After the comm come field 3 (state) onwards; field 22 is the 20th of those.
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The kernel's boot id, unique per boot.
+pub fn boot_id() -> Result<String, ProcError> {
+    let path = PathBuf::from("/proc/sys/kernel/random/boot_id");
+    fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ProcError::Read { path, source })
+}
+
+/// The name (`comm`) of every thread of `pid`, as `(tid, name)`.
+pub fn threads(pid: u32) -> Result<Vec<(u32, String)>, ProcError> {
+    let dir = PathBuf::from(format!("/proc/{pid}/task"));
+    let entries = fs::read_dir(&dir).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ProcError::NoSuchProcess(pid)
+        } else {
+            ProcError::Read {
+                path: dir.clone(),
+                source,
+            }
+        }
+    })?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A thread may end between listing and reading: skip it.
+        if let Ok(name) = fs::read_to_string(entry.path().join("comm")) {
+            out.push((tid, name.trim_end().to_string()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The command name (`comm`) of `pid`.
+pub fn comm(pid: u32) -> Result<String, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/comm"));
+    fs::read_to_string(&path)
+        .map(|s| s.trim_end().to_string())
+        .map_err(|source| ProcError::Read { path, source })
+}
+
+/// Resident set size of `pid` in bytes (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> Result<u64, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/status"));
+    let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| ProcError::Parse {
+            path,
+            why: "no VmRSS line".into(),
+        })
+}
+
+/// User + system CPU time of `pid` (all threads) in clock ticks (fields 14 and 15 of `stat`).
+pub fn cpu_ticks(pid: u32) -> Result<u64, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let parse = || -> Option<u64> {
+        let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+        let utime: u64 = fields.nth(11)?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some(utime + stime)
+    };
+    parse().ok_or_else(|| ProcError::Parse {
+        path,
+        why: "fields 14/15 (utime/stime) missing".into(),
+    })
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_skips_tricky_command_names() {
+        let line =
+            "4242 (a) b (c) R 1 2 3 0 -1 4194304 97 0 0 0 1 2 0 0 20 0 1 0 78236 3133440 359";
+        assert_eq!(parse_start_ticks(line), Some(78236));
+        assert_eq!(parse_start_ticks("4242 (x) R 1"), None);
+        assert_eq!(parse_start_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn own_identity_is_alive_and_a_changed_one_is_not() {
+        let me = ProcessIdentity::of(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        let reused = ProcessIdentity {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        assert!(!reused.is_alive());
+        let other_boot = ProcessIdentity {
+            boot_id: "00000000-0000-0000-0000-000000000000".into(),
+            ..me
+        };
+        assert!(!other_boot.is_alive());
+    }
+
+    #[test]
+    fn threads_of_self_include_the_main_thread() {
+        let pid = std::process::id();
+        let t = threads(pid).unwrap();
+        assert!(t.iter().any(|(tid, _)| *tid == pid));
+        assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(cpu_ticks(pid).is_ok());
+        assert!(matches!(
+            start_ticks(u32::MAX),
+            Err(ProcError::NoSuchProcess(_))
+        ));
+    }
+}
