@@ -1,5 +1,75 @@
-//! `colo-agent`: the node daemon.
+//! `colo-agent`: the node daemon. See docs/agent.md and docs/operations.md.
 
-fn main() {
-    eprintln!("colo-agent {}", colo_agent::AGENT_VERSION);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// colo's node agent: runs offline jobs in MicroVMs and protects online services.
+#[derive(Debug, Parser)]
+#[command(version = colo_agent::AGENT_VERSION)]
+struct Args {
+    /// agent.yaml.
+    #[arg(
+        long,
+        short,
+        default_value = "/etc/colo/agent.yaml",
+        env = "COLO_AGENT_CONFIG"
+    )]
+    config: PathBuf,
+    /// Log format: `text` (journald-friendly: no timestamps under systemd) or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COLO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd, journald timestamps each line and colours make noise.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false);
+    if format == "json" {
+        builder.json().init();
+    } else if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let host = colo_agent::settings::HostFacts::detect();
+    let settings = match colo_agent::settings::AgentSettings::load(&args.config, host) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return ExitCode::from(78);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .thread_name("colo-agent")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(colo_agent::daemon::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "colo-agent cannot run");
+            ExitCode::FAILURE
+        }
+    }
 }

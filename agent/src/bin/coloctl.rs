@@ -1,40 +1,134 @@
-//! `coloctl`: the command-line client of colo.
+//! `coloctl`: the command-line client of colo. See docs/agent.md and docs/policy.md.
 
 use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use colo_agent::cli::policy::PolicyCommand;
+use colo_agent::cli::{self, CliError, Done, OutputArgs};
 
-/// colo's command-line client.
+/// colo's command-line client: submit and follow offline jobs, inspect the node, check
+/// policies.
 #[derive(Debug, Parser)]
-#[command(name = "coloctl", version = colo_agent::AGENT_VERSION)]
+#[command(name = "coloctl", version = colo_agent::AGENT_VERSION, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    conn: cli::connect::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check and show policy files.
+    /// Submit a job (from a job file and/or flags).
+    Submit {
+        #[command(flatten)]
+        args: Box<cli::submit::SubmitArgs>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List jobs.
+    List {
+        #[command(flatten)]
+        args: cli::jobs::ListArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show one job.
+    Get {
+        /// The job.
+        id: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Follow a job's state (and serial console) until it ends; exit 1 unless it succeeded.
+    Watch {
+        #[command(flatten)]
+        args: cli::watch::WatchArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print a job's serial console (or VMM log).
+    Logs(cli::logs::LogsArgs),
+    /// Cancel a job.
+    Cancel {
+        /// The job.
+        id: String,
+        /// Why (recorded with the job).
+        #[arg(long, default_value = "cancelled with coloctl")]
+        reason: String,
+        /// Wait until it has ended.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show the node: budget, jobs, and the throttle state of each VM and why.
+    Node {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Check and show policy files; make the agent reload its policy.
     #[command(subcommand)]
-    Policy(PolicyCommand),
+    Policy(PolicyCli),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCli {
+    #[command(flatten)]
+    Files(PolicyCommand),
+    /// Make the agent re-read its policy (as SIGHUP does); an invalid one is refused and the
+    /// old one kept.
+    Reload {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Policy(cmd) => {
-            colo_agent::cli::policy::run(cmd, &mut io::stdout().lock(), &mut io::stderr().lock())
+    if let Command::Policy(PolicyCli::Files(cmd)) = &cli.command {
+        return match cli::policy::run(cmd, &mut io::stdout().lock(), &mut io::stderr().lock()) {
+            Ok(code) => ExitCode::from(code),
+            // Writing to a closed pipe (`coloctl policy show | head`) is not worth a message.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(0),
+            Err(e) => {
+                eprintln!("coloctl: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coloctl: cannot start: {e}");
+            return ExitCode::from(3);
         }
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        // Writing to a closed pipe (`coloctl policy show | head`) is not worth a message.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(0),
-        Err(e) => {
-            eprintln!("coloctl: {e}");
-            ExitCode::from(2)
+    cli::exit(rt.block_on(dispatch(cli)))
+}
+
+async fn dispatch(cli: Cli) -> Result<Done, CliError> {
+    let conn = &cli.conn;
+    match &cli.command {
+        Command::Submit { args, out } => cli::submit::run(conn, out.output, args).await,
+        Command::List { args, out } => cli::jobs::list(conn, out.output, args).await,
+        Command::Get { id, out } => cli::jobs::get(conn, out.output, id).await,
+        Command::Watch { args, out } => cli::watch::run(conn, out.output, args).await,
+        Command::Logs(a) => cli::logs::run(conn, a).await,
+        Command::Cancel {
+            id,
+            reason,
+            wait,
+            out,
+        } => cli::jobs::cancel(conn, out.output, id, reason, *wait).await,
+        Command::Node { out } => cli::node::run(conn, out.output).await,
+        Command::Policy(PolicyCli::Reload { out }) => {
+            cli::policy_reload::run(conn, out.output).await
         }
+        Command::Policy(PolicyCli::Files(_)) => Ok(Done::Ok),
     }
 }

@@ -1,3 +1,95 @@
-//! `coloctl` subcommands, one module per command group.
+//! `coloctl`: one module per subcommand; `bin/coloctl.rs` assembles them with clap.
+//! (`policy.rs`, the policy file commands, belongs to colo-config's engineer.)
+//!
+//! Exit status: 0 success; 1 a job watched to its end did not succeed; 2 usage error; 3 the
+//! agent refused the request or could not be reached.
 
+pub mod connect;
+pub mod jobfile;
+pub mod jobs;
+pub mod json;
+pub mod logs;
+pub mod node;
 pub mod policy;
+pub mod policy_reload;
+pub mod submit;
+pub mod table;
+pub mod watch;
+
+use std::process::ExitCode;
+
+/// The `--output` flag of the commands that talk to the agent.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Human tables.
+    Table,
+    /// JSON (one document per command; one line per event for `watch`).
+    Json,
+}
+
+/// A coloctl failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The agent could not be reached.
+    #[error("cannot reach the agent at {target}: {message}")]
+    Connect {
+        /// Socket or endpoint.
+        target: String,
+        /// Why.
+        message: String,
+    },
+    /// The agent answered with an error.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Rpc(#[from] tonic::Status),
+    /// A local problem (job file, arguments, output).
+    #[error("{0}")]
+    Local(String),
+}
+
+fn code_name(c: tonic::Code) -> &'static str {
+    match c {
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::ResourceExhausted => "rejected",
+        tonic::Code::AlreadyExists => "conflict",
+        tonic::Code::FailedPrecondition => "refused",
+        tonic::Code::Unavailable => "unavailable",
+        _ => "error",
+    }
+}
+
+/// What a subcommand ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Exit 0.
+    Ok,
+    /// Exit 1: the job watched did not succeed.
+    JobFailed,
+}
+
+/// Turns a subcommand's result into the process exit status, printing errors.
+pub fn exit(r: Result<Done, CliError>) -> ExitCode {
+    match r {
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::JobFailed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("coloctl: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Prints JSON to stdout.
+pub fn print_json(v: &serde_json::Value) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Local(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}

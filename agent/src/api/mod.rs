@@ -1,0 +1,304 @@
+//! The gRPC API (`colo.agent.v1.Agent`): validation, then the job manager.
+
+pub mod convert;
+mod stream;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use colo_proto::agent as pb;
+use tonic::{Request, Response, Status};
+
+use crate::job::validate::{self, FieldError, SpecLimits};
+use crate::job::{JobFilter, JobManager};
+use crate::policy_store::PolicyStore;
+
+/// What the QoS loop publishes for NodeStatus (filled in by the QoS loop; defaults until then).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QosView {
+    /// Interference score 0..100.
+    pub interference_score: f64,
+    /// Current offline-group CPU quota in millicores (0 = unlimited).
+    pub offline_cpu_quota_millicores: u64,
+}
+
+/// Latency values pushed by online services (`ReportSli`), kept for the QoS loop.
+#[derive(Debug, Default)]
+pub struct SliInbox {
+    values: Mutex<HashMap<String, VecDeque<u64>>>,
+}
+
+impl SliInbox {
+    /// Most values kept per service between two drains.
+    pub const CAPACITY: usize = 65_536;
+
+    /// Adds values for `service`; the oldest are dropped beyond the capacity.
+    pub fn push(&self, service: &str, latency_us: &[u64]) {
+        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let q = m.entry(service.to_string()).or_default();
+        q.extend(latency_us.iter().copied());
+        while q.len() > Self::CAPACITY {
+            q.pop_front();
+        }
+    }
+
+    /// Takes every value pushed for `service` since the last drain.
+    pub fn drain(&self, service: &str) -> Vec<u64> {
+        let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        m.get_mut(service)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Facts about the node for NodeStatus.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Online CPUs.
+    pub cpus: u32,
+    /// Physical memory.
+    pub memory_bytes: u64,
+    /// When the agent started.
+    pub started: Instant,
+    /// Online services configured in agent.yaml (ReportSli accepts only these; empty = any).
+    pub services: Vec<String>,
+}
+
+/// The service behind the gRPC API. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    /// The job manager.
+    pub jobs: JobManager,
+    /// The policy in force.
+    pub policy: PolicyStore,
+    /// The node.
+    pub node: Arc<NodeInfo>,
+    /// What the QoS loop shows.
+    pub qos: Arc<RwLock<QosView>>,
+    /// Pushed SLIs.
+    pub sli: Arc<SliInbox>,
+    /// Job size limits.
+    pub limits: SpecLimits,
+}
+
+fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+#[tonic::async_trait]
+impl pb::agent_server::Agent for AgentService {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let req = request.into_inner();
+        let spec = validate::job_spec(req.spec.as_ref(), &self.limits).map_err(invalid)?;
+        let (rec, existing) = self.jobs.submit(spec).await.map_err(convert::status)?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job: Some(convert::job(&rec, None)),
+            existing,
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        validate::check_job_id("id", &id).map_err(invalid)?;
+        let mut rec = self.jobs.get(&id).map_err(convert::status)?;
+        let cgroup = self.jobs.job_cgroup(&id);
+        if let Some(cg) = cgroup {
+            rec.cpu_seconds = cg.stats().cpu_usage_ns as f64 / 1e9;
+            // Fresh progress from the VMM, if it answers quickly.
+            if let Ok(st) = self.jobs.control(&id, |c| c.stats()).await {
+                rec.progress = st.progress;
+            }
+        }
+        let t = self.jobs.throttle(&id);
+        Ok(Response::new(convert::job(&rec, t.as_ref())))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let req = request.into_inner();
+        let mut filter = JobFilter::default();
+        for (i, s) in req.states.iter().enumerate() {
+            let st = convert::state_from(*s).ok_or_else(|| {
+                invalid(FieldError {
+                    field: format!("states[{i}]"),
+                    rule: format!("must be a JobState other than UNSPECIFIED, got {s}"),
+                })
+            })?;
+            filter.states.push(st);
+        }
+        filter.labels = req.labels.into_iter().collect();
+        let jobs = self
+            .jobs
+            .list(&filter)
+            .iter()
+            .map(|r| convert::job(r, self.jobs.throttle(&r.id).as_ref()))
+            .collect();
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let req = request.into_inner();
+        validate::check_job_id("id", &req.id).map_err(invalid)?;
+        if req.reason.len() > 1024 {
+            return Err(invalid(FieldError {
+                field: "reason".into(),
+                rule: "must be at most 1024 bytes".into(),
+            }));
+        }
+        let rec = self
+            .jobs
+            .cancel(&req.id, &req.reason)
+            .map_err(convert::status)?;
+        Ok(Response::new(convert::job(&rec, None)))
+    }
+
+    type WatchJobStream = stream::EventStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let req = request.into_inner();
+        validate::check_job_id("id", &req.id).map_err(invalid)?;
+        let s = stream::watch(&self.jobs, &req.id, req.serial).map_err(convert::status)?;
+        Ok(Response::new(s))
+    }
+
+    type GetJobLogsStream = stream::LogStream;
+
+    async fn get_job_logs(
+        &self,
+        request: Request<pb::GetJobLogsRequest>,
+    ) -> Result<Response<Self::GetJobLogsStream>, Status> {
+        let req = request.into_inner();
+        validate::check_job_id("id", &req.id).map_err(invalid)?;
+        let source = pb::LogSource::try_from(req.source).map_err(|_| {
+            invalid(FieldError {
+                field: "source".into(),
+                rule: format!(
+                    "must be LOG_SOURCE_SERIAL or LOG_SOURCE_VMM, got {}",
+                    req.source
+                ),
+            })
+        })?;
+        let s = stream::logs(&self.jobs, &req.id, source, req.follow).map_err(convert::status)?;
+        Ok(Response::new(s))
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let u = self.jobs.budget_use();
+        let qos = self.qos.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let policy = self.policy.current();
+        let vms = self
+            .jobs
+            .live_jobs()
+            .into_iter()
+            .map(|j| pb::VmThrottle {
+                job_id: j.record.id.clone(),
+                state: convert::state(j.record.state) as i32,
+                throttle: Some(convert::throttle(&j.throttle)),
+            })
+            .collect();
+        let jobs_by_state = self
+            .jobs
+            .counts_by_state()
+            .into_iter()
+            .map(|(s, n)| (s.name().to_string(), n))
+            .collect();
+        Ok(Response::new(pb::NodeStatusResponse {
+            node_name: self.node.name.clone(),
+            agent_version: crate::AGENT_VERSION.into(),
+            cgroup_version: self.jobs.cgroups().version().to_string(),
+            policy_mode: policy.mode.clone(),
+            cpus: self.node.cpus,
+            memory_bytes: self.node.memory_bytes,
+            offline_budget_millicores: u.budget.cpu_millicores,
+            offline_budget_memory_bytes: u.budget.memory_bytes,
+            offline_reserved_millicores: u.reserved_millicores,
+            offline_reserved_memory_bytes: u.reserved_memory_bytes,
+            jobs_by_state,
+            interference_score: qos.interference_score,
+            vms,
+            offline_cpu_quota_millicores: qos.offline_cpu_quota_millicores,
+            uptime_seconds: i64::try_from(self.node.started.elapsed().as_secs()).unwrap_or(0),
+            policy_hash: policy.hash.clone(),
+            offline_reserved_jobs: u.jobs,
+        }))
+    }
+
+    async fn report_sli(
+        &self,
+        request: Request<pb::ReportSliRequest>,
+    ) -> Result<Response<pb::ReportSliResponse>, Status> {
+        let req = request.into_inner();
+        if req.service.is_empty() {
+            return Err(invalid(FieldError {
+                field: "service".into(),
+                rule: "is required (an online service name from agent.yaml)".into(),
+            }));
+        }
+        if !self.node.services.is_empty() && !self.node.services.contains(&req.service) {
+            return Err(invalid(FieldError {
+                field: "service".into(),
+                rule: format!(
+                    "must name an online service of agent.yaml ({}), got {:?}",
+                    self.node.services.join(", "),
+                    req.service
+                ),
+            }));
+        }
+        if req.latency_us.len() > SliInbox::CAPACITY {
+            return Err(invalid(FieldError {
+                field: "latency_us".into(),
+                rule: format!(
+                    "at most {} values per report, got {}",
+                    SliInbox::CAPACITY,
+                    req.latency_us.len()
+                ),
+            }));
+        }
+        self.sli.push(&req.service, &req.latency_us);
+        Ok(Response::new(pb::ReportSliResponse {
+            accepted: req.latency_us.len() as u64,
+        }))
+    }
+
+    async fn reload_policy(
+        &self,
+        _request: Request<pb::ReloadPolicyRequest>,
+    ) -> Result<Response<pb::ReloadPolicyResponse>, Status> {
+        let store = self.policy.clone();
+        let r = tokio::task::spawn_blocking(move || store.reload())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match r {
+            Ok(p) => pb::ReloadPolicyResponse {
+                applied: true,
+                error: String::new(),
+                policy_hash: p.hash.clone(),
+            },
+            Err(e) => pb::ReloadPolicyResponse {
+                applied: false,
+                error: e,
+                policy_hash: self.policy.current().hash.clone(),
+            },
+        }))
+    }
+}

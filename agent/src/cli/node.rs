@@ -1,0 +1,115 @@
+//! `coloctl node`: the node, its offline budget, and the throttle state of each VM and why.
+
+use colo_proto::agent as pb;
+
+use super::connect::{ConnectArgs, connect};
+use super::json::state_name;
+use super::table::{age, bytes, render};
+use super::{CliError, Done, Output, print_json};
+
+/// One line summing up what the QoS loop does to a VM.
+pub fn throttle_summary(t: &pb::ThrottleState) -> String {
+    let mut parts = Vec::new();
+    if t.paused {
+        parts.push("paused".to_string());
+    }
+    if t.vcpu_quota_millicores > 0 {
+        parts.push(format!("cpu {}m", t.vcpu_quota_millicores));
+    }
+    if t.sched_idle {
+        parts.push("idle".into());
+    }
+    if t.io_bandwidth_bps > 0 {
+        parts.push(format!("io {}/s", bytes(t.io_bandwidth_bps)));
+    }
+    if t.io_iops > 0 {
+        parts.push(format!("{} iops", t.io_iops));
+    }
+    if t.memory_limit_bytes > 0 {
+        parts.push(format!("mem {}", bytes(t.memory_limit_bytes)));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Runs `coloctl node`.
+pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
+    let mut client = connect(conn).await?;
+    let n = client
+        .node_status(pb::NodeStatusRequest {})
+        .await?
+        .into_inner();
+    if output == Output::Json {
+        print_json(&super::json::node(&n))?;
+        return Ok(Done::Ok);
+    }
+    let quota = if n.offline_cpu_quota_millicores == 0 {
+        "unlimited".to_string()
+    } else {
+        format!("{}m", n.offline_cpu_quota_millicores)
+    };
+    println!(
+        "node:         {} (colo-agent {}, up {})",
+        n.node_name,
+        n.agent_version,
+        age(n.uptime_seconds * 1000)
+    );
+    println!(
+        "host:         {} CPUs, {}; cgroup {}",
+        n.cpus,
+        bytes(n.memory_bytes),
+        n.cgroup_version
+    );
+    println!("policy:       {} (hash {})", n.policy_mode, n.policy_hash);
+    println!(
+        "budget:       {}m / {} reserved of {}m / {} by {} jobs",
+        n.offline_reserved_millicores,
+        bytes(n.offline_reserved_memory_bytes),
+        n.offline_budget_millicores,
+        bytes(n.offline_budget_memory_bytes),
+        n.offline_reserved_jobs
+    );
+    println!(
+        "offline cpu:  {quota}; interference score {:.0}",
+        n.interference_score
+    );
+    let mut states: Vec<_> = n.jobs_by_state.iter().filter(|(_, v)| **v > 0).collect();
+    states.sort();
+    println!(
+        "jobs:         {}",
+        if states.is_empty() {
+            "none".to_string()
+        } else {
+            states
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if !n.vms.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = n
+            .vms
+            .iter()
+            .map(|v| {
+                let t = v.throttle.clone().unwrap_or_default();
+                vec![
+                    v.job_id.clone(),
+                    state_name(v.state),
+                    throttle_summary(&t),
+                    if t.reason.is_empty() {
+                        "-".into()
+                    } else {
+                        t.reason.clone()
+                    },
+                ]
+            })
+            .collect();
+        print!("{}", render(&["JOB", "STATE", "THROTTLE", "WHY"], &rows));
+    }
+    Ok(Done::Ok)
+}

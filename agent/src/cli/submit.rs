@@ -1,0 +1,288 @@
+//! `coloctl submit`: a job from a file and/or flags; `--wait` follows it to its end.
+
+use std::path::PathBuf;
+
+use colo_proto::agent as pb;
+
+use super::connect::{ConnectArgs, connect};
+use super::{CliError, Done, Output, jobfile, print_json};
+
+/// `coloctl submit` flags (they override the job file's fields).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubmitArgs {
+    /// Job file (YAML; see docs/agent.md). `-` reads stdin.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Idempotency key (default: made up and printed).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Job name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// vCPUs.
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// Guest memory in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Workload guest: CPU work units.
+    #[arg(long)]
+    pub cpu_units: Option<u64>,
+    /// Workload guest: MiB of memory to touch.
+    #[arg(long)]
+    pub mem_mib: Option<u64>,
+    /// Workload guest: seconds to idle after the work.
+    #[arg(long)]
+    pub hold_seconds: Option<u64>,
+    /// Workload guest: exit code (0..=63).
+    #[arg(long)]
+    pub exit_code: Option<i32>,
+    /// Workload guest: disk IO, `read:MiB` or `write:MiB`.
+    #[arg(long)]
+    pub io: Option<String>,
+    /// Linux guest: kernel (uncompressed vmlinux with a PVH entry).
+    #[arg(long, conflicts_with_all = ["cpu_units", "mem_mib", "hold_seconds", "exit_code", "io"])]
+    pub kernel: Option<String>,
+    /// Linux guest: root filesystem image.
+    #[arg(long, requires = "kernel")]
+    pub rootfs: Option<String>,
+    /// Linux guest: kernel command line.
+    #[arg(long, requires = "kernel")]
+    pub cmdline: Option<String>,
+    /// A disk: `PATH[,ro][,bw=BYTES_PER_S][,iops=N]` (repeatable).
+    #[arg(long)]
+    pub disk: Vec<String>,
+    /// QoS class: batch or mid.
+    #[arg(long)]
+    pub qos_class: Option<String>,
+    /// Priority (higher is evicted later).
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// A label `KEY=VALUE` (repeatable).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Deadline from start (`90s`, `2h`).
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Wait for the job to end (spinner on a terminal); exit 1 unless it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+fn parse_disk(s: &str) -> Result<pb::Disk, CliError> {
+    let mut parts = s.split(',');
+    let mut d = pb::Disk {
+        path: parts.next().unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    for p in parts {
+        let bad = || CliError::Local(format!("--disk {s:?}: expected PATH[,ro][,bw=N][,iops=N]"));
+        match p.split_once('=') {
+            None if p == "ro" => d.read_only = true,
+            Some(("bw", v)) => d.bandwidth_bps = v.parse().map_err(|_| bad())?,
+            Some(("iops", v)) => d.iops = v.parse().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(d)
+}
+
+/// Builds the spec from the file and flags.
+pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
+    let file = match &args.file {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| CliError::Local(format!("stdin: {e}")))?;
+            jobfile::parse("stdin", &text)?
+        }
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::Local(format!("cannot read {}: {e}", p.display())))?;
+            jobfile::parse(&p.display().to_string(), &text)?
+        }
+        None => jobfile::JobFile::default(),
+    };
+    let mut spec = file.to_spec()?;
+    if let Some(k) = &args.key {
+        spec.idempotency_key = k.clone();
+    }
+    if spec.idempotency_key.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        spec.idempotency_key = format!("coloctl-{}-{now:x}-{}", host.trim(), std::process::id());
+    }
+    if let Some(n) = &args.name {
+        spec.name = n.clone();
+    }
+    if let Some(v) = args.vcpus {
+        spec.vcpus = v;
+    }
+    if let Some(m) = args.memory_mib {
+        spec.memory_mib = m;
+    }
+    let workload_flags = args.cpu_units.is_some()
+        || args.mem_mib.is_some()
+        || args.hold_seconds.is_some()
+        || args.exit_code.is_some()
+        || args.io.is_some();
+    if let Some(kernel) = &args.kernel {
+        spec.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+            kernel_path: kernel.clone(),
+            rootfs_path: args.rootfs.clone().unwrap_or_default(),
+            cmdline: args.cmdline.clone().unwrap_or_default(),
+        }));
+    } else if workload_flags || spec.guest.is_none() {
+        let mut w = match spec.guest.take() {
+            Some(pb::job_spec::Guest::Workload(w)) => w,
+            _ => pb::WorkloadGuest::default(),
+        };
+        if let Some(v) = args.cpu_units {
+            w.cpu_units = v;
+        }
+        if let Some(v) = args.mem_mib {
+            w.mem_mib = v;
+        }
+        if let Some(v) = args.hold_seconds {
+            w.hold_seconds = v;
+        }
+        if let Some(v) = args.exit_code {
+            w.exit_code = v;
+        }
+        if let Some(v) = &args.io {
+            w.io = v.clone();
+        }
+        spec.guest = Some(pb::job_spec::Guest::Workload(w));
+    }
+    for d in &args.disk {
+        spec.disks.push(parse_disk(d)?);
+    }
+    if let Some(q) = &args.qos_class {
+        spec.qos_class = jobfile::qos(q)? as i32;
+    }
+    if let Some(p) = args.priority {
+        spec.priority = p;
+    }
+    for l in &args.label {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| CliError::Local(format!("--label {l:?}: expected KEY=VALUE")))?;
+        spec.labels.insert(k.to_string(), v.to_string());
+    }
+    if let Some(d) = &args.deadline {
+        spec.deadline_seconds = humantime::parse_duration(d)
+            .map_err(|e| CliError::Local(format!("--deadline: {e} (e.g. 90s, 2h)")))?
+            .as_secs();
+    }
+    Ok(spec)
+}
+
+/// Runs `coloctl submit`.
+pub async fn run(conn: &ConnectArgs, output: Output, args: &SubmitArgs) -> Result<Done, CliError> {
+    let spec = spec(args)?;
+    let mut client = connect(conn).await?;
+    let resp = client
+        .submit_job(pb::SubmitJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner();
+    let job = resp
+        .job
+        .ok_or_else(|| CliError::Local("the agent answered without a job".into()))?;
+    if args.wait {
+        if output == Output::Table {
+            eprintln!(
+                "{} job {} (key {})",
+                if resp.existing {
+                    "existing"
+                } else {
+                    "submitted"
+                },
+                job.id,
+                job.spec
+                    .as_ref()
+                    .map(|s| s.idempotency_key.as_str())
+                    .unwrap_or("")
+            );
+        }
+        return super::watch::follow(&mut client, &job.id, false, output).await;
+    }
+    match output {
+        Output::Json => {
+            let mut v = super::json::job(&job);
+            v["existing"] = resp.existing.into();
+            print_json(&v)?;
+        }
+        Output::Table => {
+            println!(
+                "{} {} ({}; key {})",
+                if resp.existing {
+                    "existing"
+                } else {
+                    "submitted"
+                },
+                job.id,
+                super::json::state_name(job.state),
+                job.spec
+                    .as_ref()
+                    .map(|s| s.idempotency_key.as_str())
+                    .unwrap_or("")
+            );
+        }
+    }
+    Ok(Done::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        s: SubmitArgs,
+    }
+
+    #[test]
+    fn flags_build_a_workload_spec() {
+        let t = T::parse_from([
+            "x",
+            "--key",
+            "k",
+            "--vcpus",
+            "2",
+            "--cpu-units",
+            "9",
+            "--exit-code",
+            "4",
+            "--label",
+            "a=b",
+            "--disk",
+            "/d.img,ro,bw=10",
+            "--deadline",
+            "1m",
+            "--priority",
+            "-3",
+        ]);
+        let s = spec(&t.s).unwrap();
+        assert_eq!(s.idempotency_key, "k");
+        assert_eq!(s.vcpus, 2);
+        assert_eq!(s.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(s.disks[0].bandwidth_bps, 10);
+        assert!(s.disks[0].read_only);
+        assert_eq!(s.deadline_seconds, 60);
+        assert_eq!(s.priority, -3);
+        match s.guest {
+            Some(pb::job_spec::Guest::Workload(w)) => {
+                assert_eq!((w.cpu_units, w.exit_code), (9, 4))
+            }
+            other => panic!("{other:?}"),
+        }
+        let t = T::parse_from(["x"]);
+        assert!(spec(&t.s).unwrap().idempotency_key.starts_with("coloctl-"));
+        assert!(parse_disk("/d,zz").is_err());
+    }
+}

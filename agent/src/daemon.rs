@@ -1,0 +1,254 @@
+//! `colo-agent`'s life: start (lock the state directory, load the policy, set up the cgroup
+//! subtree, re-adopt jobs, serve), run (watchdog, policy reload on SIGHUP, garbage collection),
+//! and stop (SIGTERM/SIGINT: stop serving, leave or drain the VMs).
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::api::{AgentService, NodeInfo, QosView, SliInbox};
+use crate::cgroup::{CgroupTree, detect};
+use crate::job::JobManager;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::policy_store::PolicyStore;
+use crate::registry::Registry;
+use crate::server;
+use crate::settings::{AgentSettings, HostFacts};
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another agent holds the state directory.
+    #[error("another colo-agent holds {0}; stop it first (or use another offline.state_dir)")]
+    Locked(String),
+    /// A setup step failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_ {
+    move |e| DaemonError::Setup(format!("{what}: {e}"))
+}
+
+/// Holds `<state_dir>/agent.lock` for the agent's lifetime.
+#[derive(Debug)]
+struct StateLock {
+    _file: std::fs::File,
+}
+
+fn lock_state_dir(dir: &std::path::Path) -> Result<StateLock, DaemonError> {
+    std::fs::create_dir_all(dir).map_err(setup("cannot create the state directory"))?;
+    let path = dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(setup("cannot open the agent lock"))?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB makes it fail instead of blocking.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(DaemonError::Locked(path.display().to_string()));
+    }
+    Ok(StateLock { _file: file })
+}
+
+/// Opens the cgroup subtree, resolving a slice-name root against the agent's own cgroup.
+fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
+    let mut cg = settings.cgroup.clone();
+    let version = match cg.version {
+        Some(v) => v,
+        None => detect::detect_version(&cg.mount).map_err(setup("cgroups"))?,
+    };
+    cg.version = Some(version);
+    if let Some(root) = &cg.root {
+        let own = detect::own_v2_cgroup().ok();
+        cg.root = Some(
+            AgentSettings::resolve_cgroup_root(root, version, own.as_deref())
+                .map_err(setup("cgroup.root"))?,
+        );
+    }
+    CgroupTree::open(&cg).map_err(setup("cgroups"))
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let notifier = Notifier::from_env();
+    let _lock = lock_state_dir(&settings.state_dir)?;
+    let policy = PolicyStore::open(settings.policy_paths.clone()).map_err(setup("policy"))?;
+    let cgroups = open_cgroups(&settings)?;
+    tracing::info!(version = %cgroups.version(), root = %cgroups.root().display(), "cgroup subtree ready");
+    if !settings.manager.vmm_binary.is_file() {
+        tracing::warn!(path = %settings.manager.vmm_binary.display(), "colo-vmm not found; jobs will fail to start until it is installed (offline.vmm_binary)");
+    }
+    let registry = Registry::open(&settings.state_dir).map_err(setup("registry"))?;
+    let jobs = JobManager::open(settings.manager.clone(), cgroups, registry)
+        .await
+        .map_err(setup("job manager"))?;
+    let metrics = match Metrics::install() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics disabled");
+            None
+        }
+    };
+    let host = HostFacts::detect();
+    let service = AgentService {
+        jobs: jobs.clone(),
+        policy: policy.clone(),
+        node: Arc::new(NodeInfo {
+            name: settings.node_name.clone(),
+            cpus: host.cpus,
+            memory_bytes: host.memory_bytes,
+            started,
+            services: vec![],
+        }),
+        qos: Arc::new(RwLock::new(QosView::default())),
+        sli: Arc::new(SliInbox::default()),
+        limits: settings.manager.limits.clone(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let unix = server::bind_unix(&settings.socket, settings.socket_group.as_deref())
+        .map_err(setup("api.socket"))?;
+    {
+        let svc = service.clone();
+        let rx = stop_rx.clone();
+        servers.spawn(async move {
+            if let Err(e) = server::serve_unix(unix, svc, stopped(rx)).await {
+                tracing::error!(error = %e, "the Unix-socket API stopped");
+            }
+        });
+    }
+    if let Some(tcp) = &settings.tcp {
+        let (listener, tls) = server::bind_tcp(tcp).await.map_err(setup("api.tcp"))?;
+        let svc = service.clone();
+        let rx = stop_rx.clone();
+        servers.spawn(async move {
+            if let Err(e) = server::serve_tcp(listener, tls, svc, stopped(rx)).await {
+                tracing::error!(error = %e, "the TCP API stopped");
+            }
+        });
+    }
+    if let Some(addr) = settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(setup("metrics.listen"))?;
+        let router = http_router(metrics.clone(), jobs.clone());
+        let rx = stop_rx.clone();
+        servers.spawn(async move {
+            if let Err(e) = server::serve_http(listener, router, stopped(rx)).await {
+                tracing::error!(error = %e, "the HTTP listener stopped");
+            }
+        });
+    }
+    tracing::info!(socket = %settings.socket.display(), tcp = ?settings.tcp.as_ref().map(|t| t.listen),
+        metrics = ?settings.metrics_listen, version = crate::AGENT_VERSION, "colo-agent serving");
+    let status = |jobs: &JobManager| {
+        let u = jobs.budget_use();
+        format!(
+            "serving; {} live jobs, {}/{} millicores reserved",
+            u.jobs, u.reserved_millicores, u.budget.cpu_millicores
+        )
+    };
+    notifier.ready(&status(&jobs));
+
+    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
+    let watchdog = notifier.watchdog_interval();
+    let far = Duration::from_secs(3600);
+    let mut dog = tokio::time::interval(watchdog.unwrap_or(far));
+    let mut gc = tokio::time::interval(Duration::from_secs(60));
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let store = policy.clone();
+                let _ = tokio::task::spawn_blocking(move || store.reload()).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = dog.tick(), if watchdog.is_some() => {
+                // Pinged from the runtime itself: a wedged runtime stops the pings.
+                notifier.ping();
+                let s = status(&jobs);
+                if s != last_status {
+                    notifier.status(&s);
+                    last_status = s;
+                }
+            }
+            _ = gc.tick() => jobs.collect_garbage().await,
+        }
+    }
+    tracing::info!("shutting down");
+    notifier.stopping();
+    let _ = stop_tx.send(true);
+    jobs.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    let _ = std::fs::remove_file(&settings.socket);
+    tracing::info!("colo-agent stopped");
+    Ok(())
+}
+
+/// The HTTP routes: `/metrics` and `/healthz`. Other components (the Koordinator view, ...)
+/// merge their own routes into this router.
+pub fn http_router(metrics: Option<Metrics>, jobs: JobManager) -> axum::Router {
+    let j = jobs.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                let jobs = j.clone();
+                async move {
+                    let body = tokio::task::spawn_blocking(move || match m {
+                        Some(m) => m.render(&jobs),
+                        None => {
+                            let mut s = String::new();
+                            crate::metrics::render_live(&mut s, &jobs);
+                            s
+                        }
+                    })
+                    .await
+                    .unwrap_or_default();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let shutting = jobs.is_shutting_down();
+                async move {
+                    if shutting {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "shutting down\n",
+                        )
+                    } else {
+                        (axum::http::StatusCode::OK, "ok\n")
+                    }
+                }
+            }),
+        )
+}

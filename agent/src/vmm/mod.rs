@@ -1,0 +1,204 @@
+//! The agent's side of the colo-vmm contract (docs/vmm.md): the command line it starts a VMM
+//! with, the `started` line, the exit record and the control socket (async wrappers around the
+//! blocking client, so a slow VMM never stalls the runtime).
+
+mod shim;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use shim::{ControlClient, ControlClientError, ExitReason, ExitRecord, Stats, VmState};
+
+use crate::job::model::{Guest, JobSpec};
+use crate::registry::JobPaths;
+
+/// The `colo-vmm run` arguments for a job.
+pub fn run_args(spec: &JobSpec, paths: &JobPaths, workload_guest: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["run".into()];
+    let mut push = |k: &str, v: OsString| {
+        a.push(k.into());
+        a.push(v);
+    };
+    match &spec.guest {
+        Guest::Workload(w) => {
+            push("--kernel", workload_guest.into());
+            push("--cmdline", w.cmdline().into());
+        }
+        Guest::Linux(l) => {
+            push("--kernel", l.kernel.clone().into());
+            if !l.cmdline.is_empty() {
+                push("--cmdline", l.cmdline.clone().into());
+            }
+            if let Some(rootfs) = &l.rootfs {
+                push("--disk", rootfs.clone().into());
+            }
+        }
+    }
+    push("--vcpus", spec.vcpus.to_string().into());
+    push("--memory-mib", spec.memory_mib.to_string().into());
+    push("--serial", paths.serial.clone().into());
+    push("--log", paths.log.clone().into());
+    push("--control-socket", paths.control.clone().into());
+    push("--exit-record", paths.exit_record.clone().into());
+    for d in &spec.disks {
+        let mut v: OsString = d.path.clone().into();
+        if d.read_only {
+            v.push(",ro");
+        }
+        if d.bandwidth_bps > 0 {
+            v.push(format!(",bw={}", d.bandwidth_bps));
+        }
+        if d.iops > 0 {
+            v.push(format!(",iops={}", d.iops));
+        }
+        push("--disk", v);
+    }
+    a
+}
+
+/// The threads a VMM announced in its `started` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedLine {
+    /// The VMM's pid.
+    pub pid: u32,
+    /// vCPU thread ids, by vCPU index.
+    pub vcpu_tids: Vec<u32>,
+    /// The IO thread, if any.
+    pub io_tid: Option<u32>,
+}
+
+/// Finds and parses `colo-vmm: started pid=<pid> vcpu_tids=<t0>,<t1> io_tid=<tid or ->` in
+/// the VMM's output.
+pub fn parse_started(output: &str) -> Option<StartedLine> {
+    let line = output
+        .lines()
+        .find_map(|l| l.find("colo-vmm: started ").map(|i| &l[i..]))?;
+    let mut pid = None;
+    let mut vcpu_tids = None;
+    let mut io_tid = None;
+    for kv in line.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("pid", v)) => pid = v.parse().ok(),
+            Some(("vcpu_tids", v)) => {
+                vcpu_tids = v
+                    .split(',')
+                    .map(|t| t.parse::<u32>().ok())
+                    .collect::<Option<Vec<u32>>>()
+            }
+            Some(("io_tid", v)) => io_tid = Some(v.parse::<u32>().ok()),
+            _ => {}
+        }
+    }
+    Some(StartedLine {
+        pid: pid?,
+        vcpu_tids: vcpu_tids?,
+        io_tid: io_tid?,
+    })
+}
+
+/// Runs one blocking control request on the blocking pool, bounded by `timeout`.
+pub async fn control<T, F>(socket: &Path, timeout: Duration, op: F) -> Result<T, ControlClientError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut ControlClient) -> Result<T, ControlClientError> + Send + 'static,
+{
+    let socket: PathBuf = socket.into();
+    let path = socket.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut c = ControlClient::connect_with_timeout(&socket, timeout)?;
+        op(&mut c)
+    });
+    match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(ControlClientError::Io {
+            path,
+            source: std::io::Error::other(join.to_string()),
+        }),
+        Err(_) => Err(ControlClientError::Io {
+            path,
+            source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+        }),
+    }
+}
+
+/// Locates the `colo-vmm` binary: `configured` if set, else `colo-vmm` next to the running
+/// executable, else on `PATH`.
+pub fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return Some(p.to_path_buf());
+    }
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+    {
+        for cand in [dir.join("colo-vmm"), dir.join("../colo-vmm")] {
+            if cand.is_file() {
+                return Some(cand);
+            }
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("colo-vmm"))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::model::{DiskSpec, QosClass, WorkloadGuest};
+
+    #[test]
+    fn parses_the_started_line() {
+        let out = "noise\ncolo-vmm: started pid=42 vcpu_tids=43,44 io_tid=-\n";
+        assert_eq!(
+            parse_started(out),
+            Some(StartedLine {
+                pid: 42,
+                vcpu_tids: vec![43, 44],
+                io_tid: None
+            })
+        );
+        let out = "[0.001] colo-vmm: started pid=7 vcpu_tids=8 io_tid=9";
+        assert_eq!(parse_started(out).unwrap().io_tid, Some(9));
+        assert_eq!(parse_started("colo-vmm: started pid=7"), None);
+        assert_eq!(parse_started(""), None);
+    }
+
+    #[test]
+    fn run_args_follow_the_contract() {
+        let spec = JobSpec {
+            idempotency_key: "k".into(),
+            name: String::new(),
+            guest: Guest::Workload(WorkloadGuest {
+                cpu_units: 5,
+                exit_code: 2,
+                ..Default::default()
+            }),
+            vcpus: 2,
+            memory_mib: 64,
+            disks: vec![DiskSpec {
+                path: "/d.img".into(),
+                read_only: true,
+                bandwidth_bps: 100,
+                iops: 0,
+            }],
+            qos_class: QosClass::Batch,
+            priority: 0,
+            labels: Default::default(),
+            deadline_seconds: 0,
+        };
+        let reg = crate::registry::Registry::open(tempfile::tempdir().unwrap().path()).unwrap();
+        let a: Vec<String> = run_args(&spec, &reg.paths("j"), Path::new("/g"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = a.join(" ");
+        assert!(
+            joined.starts_with("run --kernel /g --cmdline cpu=5 exit=2 --vcpus 2 --memory-mib 64"),
+            "{joined}"
+        );
+        assert!(joined.contains("--exit-record "), "{joined}");
+        assert!(joined.ends_with("--disk /d.img,ro,bw=100"), "{joined}");
+    }
+}
