@@ -71,3 +71,28 @@ fn a_socket_address_must_parse() {
     let e = errors("metrics:\n  listen: localhost\n");
     assert_eq!((e[0].path.as_str(), e[0].line), ("metrics.listen", 2));
 }
+
+#[test]
+fn the_agents_job_runtime_fields_are_checked() {
+    let a = parse_agent(&Source::new(
+        "agent.yaml",
+        "offline:\n  vmm: /usr/local/bin/colo-vmm\n  max_vcpus: 4\n  stop_grace: 2s\n  drain_on_shutdown: true\n",
+    ))
+    .unwrap();
+    assert_eq!(a.offline.max_vcpus, Some(4));
+    assert_eq!(a.offline.stop_grace, std::time::Duration::from_secs(2));
+    assert!(a.offline.drain_on_shutdown);
+    let e = errors(
+        "offline:\n  vmm: colo-vmm\n  vcpus: 2\n  max_vcpus: 1\n  memory_overhead: 1MiB\n  start_timeout: 0s\n  retention: 1s\n",
+    );
+    let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+    for p in [
+        "offline.vmm",
+        "offline.max_vcpus",
+        "offline.memory_overhead",
+        "offline.start_timeout",
+        "offline.retention",
+    ] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+}

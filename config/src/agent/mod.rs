@@ -98,6 +98,28 @@ pub struct OfflineConfig {
     pub state_dir: PathBuf,
     /// What the node lends to batch work in total.
     pub budget: OfflineBudget,
+    /// The `colo-vmm` binary; `null`: next to `colo-agent`, then on `PATH`.
+    pub vmm: Option<PathBuf>,
+    /// Most vCPUs one job may ask for; `null`: the node's CPU count.
+    pub max_vcpus: Option<u32>,
+    /// Host memory a VMM needs beyond its guest memory: a job's memory limit is its guest
+    /// memory plus this.
+    pub memory_overhead: ByteSize,
+    /// How long a VMM may take to report that its VM started before the job fails.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub start_timeout: Duration,
+    /// After asking a VM to shut down (cancel, evict, deadline), how long before it is killed.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub stop_grace: Duration,
+    /// On agent shutdown, stop every job (they end Preempted, reason agent_shutdown) instead of
+    /// leaving the VMs running for the next agent to re-adopt.
+    pub drain_on_shutdown: bool,
+    /// How long a finished job's record and logs are kept.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub retention: Duration,
 }
 
 impl Default for OfflineConfig {
@@ -109,6 +131,13 @@ impl Default for OfflineConfig {
             memory: ByteSize::mib(256),
             state_dir: PathBuf::from("/var/lib/colo"),
             budget: OfflineBudget::default(),
+            vmm: None,
+            max_vcpus: None,
+            memory_overhead: ByteSize::mib(64),
+            start_timeout: Duration::from_secs(20),
+            stop_grace: Duration::from_secs(5),
+            drain_on_shutdown: false,
+            retention: Duration::from_secs(24 * 3600),
         }
     }
 }

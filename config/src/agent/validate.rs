@@ -209,6 +209,53 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
             "a multiple of 1MiB, >= 16MiB",
         );
     }
+    if let Some(v) = &o.vmm {
+        absolute(&mut out, "offline.vmm", v);
+    }
+    if let Some(m) = o.max_vcpus
+        && !(o.vcpus..=64).contains(&m)
+    {
+        let allowed = format!("{}..=64 (at least offline.vcpus)", o.vcpus);
+        invalid(
+            &mut out,
+            "offline.max_vcpus".into(),
+            m,
+            "out of range",
+            &allowed,
+        );
+    }
+    if !o.memory_overhead.bytes().is_multiple_of(1 << 20) || o.memory_overhead.bytes() < (16 << 20)
+    {
+        invalid(
+            &mut out,
+            "offline.memory_overhead".into(),
+            o.memory_overhead,
+            "the VMM's own memory is whole MiB, at least 16MiB",
+            "a multiple of 1MiB, >= 16MiB",
+        );
+    }
+    let s = Duration::from_secs;
+    within(
+        &mut out,
+        "offline.start_timeout",
+        o.start_timeout,
+        s(1),
+        s(600),
+    );
+    within(
+        &mut out,
+        "offline.stop_grace",
+        o.stop_grace,
+        Duration::ZERO,
+        s(600),
+    );
+    within(
+        &mut out,
+        "offline.retention",
+        o.retention,
+        s(60),
+        s(365 * 24 * 3600),
+    );
     if let Some(c) = o.budget.cpu
         && c.get() <= 0.0
     {
