@@ -107,7 +107,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
             cpus: host.cpus,
             memory_bytes: host.memory_bytes,
             started,
-            services: vec![],
+            services: settings.services.clone(),
         }),
         qos: Arc::new(RwLock::new(QosView::default())),
         sli: Arc::new(SliInbox::default()),

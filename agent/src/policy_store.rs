@@ -1,33 +1,23 @@
 //! The policy in force, and its reload (SIGHUP or the ReloadPolicy RPC): a new policy that
 //! does not load or validate is refused, the error logged, and the old one kept.
-//!
-//! TEMPORARY: until colo-config's `load_policy` is on main, a policy is accepted when every
-//! file is YAML with `apiVersion: colo/v1` and `kind: Policy` and an optional
-//! `mode: enforce|observe`; then the loader becomes `colo_config::load_policy`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use serde::Deserialize;
+use colo_config::Policy;
+use colo_config::policy::Mode;
 
-/// A loaded policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A loaded, validated policy.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadedPolicy {
+    /// The policy (defaults merged with every file, in order).
+    pub policy: Policy,
     /// `enforce` or `observe`.
     pub mode: String,
-    /// FNV-1a of the sources, hex: changes whenever any file changes.
+    /// FNV-1a of the files' names and texts, hex: changes whenever any file changes.
     pub hash: String,
-    /// The files it came from.
-    pub files: Vec<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Header {
-    #[serde(rename = "apiVersion")]
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    mode: Option<String>,
+    /// The files it came from (none: the built-in default policy).
+    pub files: Vec<String>,
 }
 
 fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
@@ -38,66 +28,26 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
     h
 }
 
-/// The policy files named by `paths`: files as given, directories' `*.yaml` in lexical order;
-/// missing paths are skipped.
-fn policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else if p.exists() {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// Loads and validates the policy from `paths` (no files: the built-in default policy).
+/// Loads and validates the policy from `paths` (files, and directories of `*.yaml`, merged in
+/// order over the defaults). Paths that do not exist are skipped; none at all gives the
+/// built-in default policy.
 pub fn load(paths: &[PathBuf]) -> Result<LoadedPolicy, String> {
-    let files = policy_files(paths)?;
+    let existing: Vec<&PathBuf> = paths.iter().filter(|p| p.exists()).collect();
+    let sources = colo_config::policy_sources(&existing).map_err(|e| e.to_string())?;
+    let policy = colo_config::parse_policy(&sources).map_err(|e| e.to_string())?;
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut mode = "enforce".to_string();
-    for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        hash = fnv1a(text.as_bytes(), hash);
-        let h: Header =
-            serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
-        if h.api_version != colo_config::POLICY_API_VERSION {
-            return Err(format!(
-                "{}: apiVersion: must be {}, got {:?}",
-                f.display(),
-                colo_config::POLICY_API_VERSION,
-                h.api_version
-            ));
-        }
-        if h.kind != "Policy" {
-            return Err(format!(
-                "{}: kind: must be Policy, got {:?}",
-                f.display(),
-                h.kind
-            ));
-        }
-        if let Some(m) = h.mode {
-            if m != "enforce" && m != "observe" {
-                return Err(format!(
-                    "{}: mode: must be enforce or observe, got {m:?}",
-                    f.display()
-                ));
-            }
-            mode = m;
-        }
+    for s in &sources {
+        hash = fnv1a(s.name.as_bytes(), hash);
+        hash = fnv1a(s.text.as_bytes(), hash);
     }
     Ok(LoadedPolicy {
-        mode,
+        mode: match policy.mode {
+            Mode::Enforce => "enforce".into(),
+            Mode::Observe => "observe".into(),
+        },
+        policy,
         hash: format!("{hash:016x}"),
-        files,
+        files: sources.into_iter().map(|s| s.name).collect(),
     })
 }
 
@@ -136,7 +86,7 @@ impl PolicyStore {
                     &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
                     p.clone(),
                 );
-                tracing::info!(old = %old.hash, new = %p.hash, mode = %p.mode, "policy reloaded");
+                tracing::info!(old = %old.hash, new = %p.hash, mode = %p.mode, files = ?p.files, "policy reloaded");
                 Ok(p)
             }
             Err(e) => {
@@ -164,15 +114,17 @@ mod tests {
         let store = PolicyStore::open(vec![f.clone()]).unwrap();
         let first = store.current();
         assert_eq!(first.mode, "observe");
-        std::fs::write(&f, "apiVersion: colo/v9\nkind: Policy\n").unwrap();
+        std::fs::write(&f, "apiVersion: colo/v1\nkind: Policy\nmode: sometimes\n").unwrap();
         let e = store.reload().unwrap_err();
-        assert!(e.contains("apiVersion"), "{e}");
+        assert!(e.contains("mode"), "{e}");
+        assert!(e.contains("policy.yaml:3"), "{e}");
         assert_eq!(store.current(), first);
         std::fs::write(&f, "apiVersion: colo/v1\nkind: Policy\n").unwrap();
         let second = store.reload().unwrap();
         assert_ne!(second.hash, first.hash);
         assert_eq!(second.mode, "enforce");
         // No files at all: the built-in default.
-        assert!(PolicyStore::open(vec![dir.path().join("none.yaml")]).is_ok());
+        let d = PolicyStore::open(vec![dir.path().join("none.yaml")]).unwrap();
+        assert!(d.current().files.is_empty());
     }
 }

@@ -1,13 +1,11 @@
-//! The agent's runtime settings, resolved from `agent.yaml`.
-//!
-//! TEMPORARY: until colo-config's `AgentConfig` is on main, this module reads the same YAML
-//! shape itself (the fields the agent needs, same names); then `from_file` becomes a
-//! conversion from `colo_config::AgentConfig`.
+//! The agent's runtime settings, resolved from `agent.yaml` (colo-config's `AgentConfig`) and
+//! the host.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use colo_config::AgentConfig;
+use colo_config::agent::CgroupVersion as ConfigCgroupVersion;
 
 use crate::cgroup::{CgroupSettings, CgroupVersion};
 use crate::job::{Budget, ManagerConfig};
@@ -15,27 +13,13 @@ use crate::job::{Budget, ManagerConfig};
 /// Errors loading the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file is not a valid agent.yaml.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    /// agent.yaml is missing, unreadable or invalid (each error names file:line:col).
+    #[error("{0}")]
+    Config(#[from] colo_config::ConfigErrors),
 }
 
 /// The TLS listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSettings {
     /// Address and port.
     pub listen: SocketAddr,
@@ -44,7 +28,6 @@ pub struct TcpSettings {
     /// Server private key (PEM).
     pub key: PathBuf,
     /// CA for client certificates (None = any client).
-    #[serde(default)]
     pub client_ca: Option<PathBuf>,
 }
 
@@ -69,152 +52,11 @@ pub struct AgentSettings {
     pub manager: ManagerConfig,
     /// Policy files and directories.
     pub policy_paths: Vec<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct File {
-    node: NodeFile,
-    cgroup: CgroupFile,
-    offline: OfflineFile,
-    api: ApiFile,
-    metrics: MetricsFile,
-    policy: PolicyFile,
-    // Sections the agent reads elsewhere (QoS loop, reporter) are accepted here.
-    services: serde::de::IgnoredAny,
-    scheduler: serde::de::IgnoredAny,
-    #[serde(rename = "loop")]
-    qos_loop: serde::de::IgnoredAny,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct NodeFile {
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct CgroupFile {
-    root: String,
-    version: String,
-}
-
-impl Default for CgroupFile {
-    fn default() -> Self {
-        Self {
-            root: "colo.slice".into(),
-            version: "auto".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct OfflineFile {
-    kernel: PathBuf,
-    workload: Option<PathBuf>,
-    vmm_binary: Option<PathBuf>,
-    vcpus: u32,
-    max_vcpus: Option<u32>,
-    memory: String,
-    memory_overhead: String,
-    state_dir: PathBuf,
-    budget: BudgetFile,
-    stop_grace: String,
-    start_timeout: String,
-    drain_on_shutdown: bool,
-    retention: String,
-}
-
-impl Default for OfflineFile {
-    fn default() -> Self {
-        Self {
-            kernel: "/var/lib/colo/guest/vmlinux".into(),
-            workload: None,
-            vmm_binary: None,
-            vcpus: 1,
-            max_vcpus: None,
-            memory: "256MiB".into(),
-            memory_overhead: "64MiB".into(),
-            state_dir: "/var/lib/colo".into(),
-            budget: BudgetFile::default(),
-            stop_grace: "5s".into(),
-            start_timeout: "20s".into(),
-            drain_on_shutdown: false,
-            retention: "24h".into(),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct BudgetFile {
-    cpu: Option<f64>,
-    memory: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct ApiFile {
-    socket: PathBuf,
-    socket_group: Option<String>,
-    tcp: Option<TcpSettings>,
-}
-
-impl Default for ApiFile {
-    fn default() -> Self {
-        Self {
-            socket: "/run/colo/agent.sock".into(),
-            socket_group: None,
-            tcp: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct MetricsFile {
-    listen: Option<SocketAddr>,
-}
-
-impl Default for MetricsFile {
-    fn default() -> Self {
-        Self {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct PolicyFile {
-    paths: Vec<PathBuf>,
-}
-
-impl Default for PolicyFile {
-    fn default() -> Self {
-        Self {
-            paths: vec!["/etc/colo/policy.yaml".into(), "/etc/colo/policy.d".into()],
-        }
-    }
-}
-
-/// Parses `256MiB`, `1GiB`, `512M`, `1024` (bytes).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    /// Online services named in agent.yaml.
+    pub services: Vec<String>,
+    /// The whole configuration, for the components that read their own sections (QoS loop,
+    /// reporter).
+    pub config: AgentConfig,
 }
 
 /// Host facts used for defaults.
@@ -243,93 +85,70 @@ impl HostFacts {
 }
 
 impl AgentSettings {
-    /// Loads `agent.yaml` (a missing file means every default).
+    /// Loads `agent.yaml`; a missing file means every default.
     pub fn load(path: &Path, host: HostFacts) -> Result<Self, SettingsError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(SettingsError::Read {
-                    path: path.into(),
-                    source,
-                });
-            }
-        };
-        let invalid = |message: String| SettingsError::Invalid {
-            path: path.into(),
-            message,
-        };
-        let file: File = if text.trim().is_empty() {
-            File::default()
+        let config = if path.exists() {
+            colo_config::load_agent(path)?
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| invalid(e.to_string()))?
+            tracing::info!(path = %path.display(), "no agent.yaml; using the defaults");
+            AgentConfig::default()
         };
-        let dur = |field: &str, v: &str| {
-            humantime::parse_duration(v)
-                .map_err(|e| invalid(format!("{field}: {e}, got {v:?} (e.g. 5s, 500ms)")))
-        };
-        let bytes = |field: &str, v: &str| {
-            parse_bytes(v)
-                .ok_or_else(|| invalid(format!("{field}: not a size, got {v:?} (e.g. 256MiB)")))
-        };
-        let version = match file.cgroup.version.as_str() {
-            "auto" => None,
-            "v1" => Some(CgroupVersion::V1),
-            "v2" => Some(CgroupVersion::V2),
-            other => {
-                return Err(invalid(format!(
-                    "cgroup.version: must be auto, v1 or v2, got {other:?}"
-                )));
-            }
+        Ok(Self::from_config(config, host))
+    }
+
+    /// Resolves a configuration against the host.
+    pub fn from_config(config: AgentConfig, host: HostFacts) -> Self {
+        let version = match config.cgroup.version {
+            ConfigCgroupVersion::Auto => None,
+            ConfigCgroupVersion::V1 => Some(CgroupVersion::V1),
+            ConfigCgroupVersion::V2 => Some(CgroupVersion::V2),
         };
         let cgroup = CgroupSettings {
             version,
-            root: Some(PathBuf::from(&file.cgroup.root)),
+            root: Some(PathBuf::from(&config.cgroup.root)),
             ..Default::default()
         };
-        let o = &file.offline;
-        let memory_mib = bytes("offline.memory", &o.memory)? >> 20;
+        let o = &config.offline;
         let budget = Budget {
-            cpu_millicores: o
-                .budget
-                .cpu
-                .map_or(u64::from(host.cpus) * 1000, |c| (c * 1000.0) as u64),
-            memory_bytes: match &o.budget.memory {
-                Some(m) => bytes("offline.budget.memory", m)?,
-                None => host.memory_bytes,
-            },
+            cpu_millicores: o.budget.cpu.map_or(u64::from(host.cpus) * 1000, |c| {
+                (c.get() * 1000.0).round() as u64
+            }),
+            memory_bytes: o.budget.memory.map_or(u64::MAX, |m| m.bytes()),
         };
-        let workload = match &o.workload {
-            Some(p) => p.clone(),
-            None => PathBuf::from("/var/lib/colo/guest/workload"),
-        };
-        let vmm_binary = crate::vmm::find_binary(o.vmm_binary.as_deref())
+        let vmm_binary = crate::vmm::find_binary(o.vmm.as_deref())
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/colo-vmm"));
-        let mut manager = ManagerConfig::new(vmm_binary, workload, budget);
+        let mut manager = ManagerConfig::new(vmm_binary, o.workload.clone(), budget);
         manager.limits.default_vcpus = o.vcpus.max(1);
         manager.limits.max_vcpus = o.max_vcpus.unwrap_or(host.cpus.max(o.vcpus));
-        manager.limits.default_memory_mib = memory_mib.max(1);
-        manager.memory_overhead_mib = bytes("offline.memory_overhead", &o.memory_overhead)? >> 20;
-        manager.stop_grace = dur("offline.stop_grace", &o.stop_grace)?;
-        manager.start_timeout = dur("offline.start_timeout", &o.start_timeout)?;
+        manager.limits.default_memory_mib = (o.memory.bytes() >> 20).max(1);
+        manager.memory_overhead_mib = o.memory_overhead.bytes() >> 20;
+        manager.stop_grace = o.stop_grace;
+        manager.start_timeout = o.start_timeout;
         manager.drain_on_shutdown = o.drain_on_shutdown;
-        manager.finished_retention = dur("offline.retention", &o.retention)?;
-        let node_name = file.node.name.clone().unwrap_or_else(|| {
+        manager.finished_retention = o.retention;
+        let node_name = config.node.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into())
         });
-        Ok(Self {
+        Self {
             node_name,
-            socket: file.api.socket,
-            socket_group: file.api.socket_group,
-            tcp: file.api.tcp,
-            metrics_listen: file.metrics.listen,
+            socket: config.api.socket.clone(),
+            socket_group: config.api.socket_group.clone(),
+            tcp: config.api.tcp.as_ref().map(|t| TcpSettings {
+                listen: t.listen,
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                client_ca: t.client_ca.clone(),
+            }),
+            metrics_listen: config.metrics.listen,
             state_dir: o.state_dir.clone(),
             cgroup,
             manager,
-            policy_paths: file.policy.paths,
-        })
+            policy_paths: config.policy.paths.clone(),
+            services: config.services.iter().map(|s| s.name.clone()).collect(),
+            config,
+        }
     }
 
     /// Resolves `cgroup.root` for the detected version: a path starting with `/` is taken as
@@ -382,10 +201,12 @@ mod tests {
         let s = AgentSettings::load(&p, host()).unwrap();
         assert_eq!(s.socket, PathBuf::from("/run/colo/agent.sock"));
         assert_eq!(s.manager.budget.cpu_millicores, 4000);
+        assert_eq!(s.manager.budget.memory_bytes, u64::MAX);
         assert_eq!(s.manager.limits.default_memory_mib, 256);
+        assert_eq!(s.manager.limits.max_vcpus, 4);
         std::fs::write(
             &p,
-            "cgroup:\n  root: /colo-test\n  version: v1\noffline:\n  state_dir: /tmp/x\n  memory: 32MiB\n  budget:\n    cpu: 1.5\n    memory: 1GiB\n  stop_grace: 2s\napi:\n  socket: /tmp/a.sock\nmetrics:\n  listen: null\nservices: []\n",
+            "cgroup:\n  root: /colo-test\n  version: v1\noffline:\n  state_dir: /tmp/x\n  memory: 32MiB\n  budget:\n    cpu: 1.5\n    memory: 1GiB\n  stop_grace: 2s\napi:\n  socket: /tmp/a.sock\nmetrics:\n  listen: null\n",
         )
         .unwrap();
         let s = AgentSettings::load(&p, host()).unwrap();
@@ -396,9 +217,7 @@ mod tests {
         assert_eq!(s.cgroup.version, Some(CgroupVersion::V1));
         std::fs::write(&p, "offline:\n  memory: lots\n").unwrap();
         let e = AgentSettings::load(&p, host()).unwrap_err().to_string();
-        assert!(e.contains("offline.memory"), "{e}");
-        std::fs::write(&p, "offline:\n  colour: red\n").unwrap();
-        assert!(AgentSettings::load(&p, host()).is_err());
+        assert!(e.contains("agent.yaml:2"), "{e}");
     }
 
     #[test]
@@ -430,7 +249,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("Slice=colo.slice"), "{e}");
-        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(parse_bytes("x"), None);
     }
 }
