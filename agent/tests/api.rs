@@ -1,0 +1,536 @@
+//! The agent's API, listeners and service-manager protocol, against a real colo-agent process
+//! over its Unix socket (no VM needed: validation and admission happen before any VMM starts).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use colo_proto::agent as pb;
+use common::{Options, TestAgent, workload};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn guard(test: &str) -> Option<colo_testkit::HostLock> {
+    if !colo_testkit::root_or_skip(test) {
+        return None;
+    }
+    Some(colo_testkit::host_lock())
+}
+
+#[test]
+fn malformed_requests_name_the_field_and_the_rule() {
+    let Some(_lock) = guard("malformed_requests_name_the_field_and_the_rule") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    rt().block_on(async {
+        let mut c = agent.client().await;
+        let invalid = |s: tonic::Status, field: &str, rule: &str| {
+            assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+            assert!(
+                s.message().starts_with(&format!("{field}: ")),
+                "{field}: {}",
+                s.message()
+            );
+            assert!(s.message().contains(rule), "{rule}: {}", s.message());
+        };
+        let e = c
+            .submit_job(pb::SubmitJobRequest { spec: None })
+            .await
+            .unwrap_err();
+        invalid(e, "spec", "required");
+        let mut s = workload("", 1, 0, 0);
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(s.clone()),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "spec.idempotency_key", "required");
+        s.idempotency_key = "has space".into();
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(s.clone()),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "spec.idempotency_key", "[A-Za-z0-9._:-]");
+        s.idempotency_key = "ok".into();
+        s.vcpus = 1000;
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(s.clone()),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "spec.vcpus", "max_vcpus");
+        s.vcpus = 1;
+        s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+            exit_code: 200,
+            ..Default::default()
+        }));
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(s.clone()),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "spec.workload.exit_code", "0..=63");
+        s.guest = None;
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(s.clone()),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "spec.guest", "workload");
+        let e = c
+            .get_job(pb::GetJobRequest {
+                id: "../../etc".into(),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "id", "job id");
+        let e = c
+            .get_job(pb::GetJobRequest {
+                id: "j-0-000".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = c
+            .list_jobs(pb::ListJobsRequest {
+                states: vec![42],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "states[0]", "JobState");
+        let e = c
+            .cancel_job(pb::CancelJobRequest {
+                id: String::new(),
+                reason: String::new(),
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "id", "required");
+        let e = c
+            .get_job_logs(pb::GetJobLogsRequest {
+                id: "j-1".into(),
+                source: 7,
+                follow: false,
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "source", "LOG_SOURCE_SERIAL");
+        let e = c
+            .report_sli(pb::ReportSliRequest {
+                service: String::new(),
+                latency_us: vec![1],
+            })
+            .await
+            .unwrap_err();
+        invalid(e, "service", "required");
+        // Nothing was admitted.
+        let n = c
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(n.offline_reserved_jobs, 0);
+        assert_eq!(n.node_name, "test-node");
+        assert_eq!(n.cgroup_version, "v1");
+    });
+    assert!(agent.offline_leftovers().is_empty());
+}
+
+#[test]
+fn a_job_larger_than_the_budget_is_rejected_with_the_reason() {
+    let Some(_lock) = guard("a_job_larger_than_the_budget_is_rejected_with_the_reason") else {
+        return;
+    };
+    let agent = TestAgent::start(Options {
+        budget_cpu: 1.0,
+        budget_memory: "32MiB",
+        extra_offline: "  max_vcpus: 2\n".into(),
+        ..Default::default()
+    });
+    rt().block_on(async {
+        let mut c = agent.client().await;
+        let mut s = workload("big-cpu", 1, 0, 0);
+        s.vcpus = 2;
+        let e = c
+            .submit_job(pb::SubmitJobRequest { spec: Some(s) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("offline budget"), "{}", e.message());
+        assert!(
+            e.message().contains("needs 2000 millicores"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.message().contains("budget is 1000 millicores"),
+            "{}",
+            e.message()
+        );
+        let mut s = workload("big-mem", 1, 0, 0);
+        s.memory_mib = 64;
+        let e = c
+            .submit_job(pb::SubmitJobRequest { spec: Some(s) })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert!(e.message().contains("64 MiB"), "{}", e.message());
+        assert!(e.message().contains("32 MiB"), "{}", e.message());
+        let n = c
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(n.offline_budget_millicores, 1000);
+        assert_eq!(n.offline_reserved_millicores, 0);
+        assert!(
+            n.jobs_by_state.values().all(|v| *v == 0),
+            "{:?}",
+            n.jobs_by_state
+        );
+    });
+}
+
+#[test]
+fn idempotency_keys_return_the_same_job() {
+    let Some(_lock) = guard("idempotency_keys_return_the_same_job") else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    rt().block_on(async {
+        let mut c = agent.client().await;
+        let a = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(workload("same-key", 1, 0, 0)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let b = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(workload("same-key", 1, 0, 0)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!a.existing && b.existing);
+        assert_eq!(a.job.unwrap().id, b.job.unwrap().id);
+        let e = c
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(workload("same-key", 2, 0, 0)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists);
+        assert!(e.message().contains("same-key"), "{}", e.message());
+        let jobs = c
+            .list_jobs(pb::ListJobsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs;
+        assert_eq!(jobs.len(), 1);
+        let _ = common::wait_end(&mut c, &jobs[0].id, Duration::from_secs(60)).await;
+    });
+    assert!(
+        agent.offline_leftovers().is_empty(),
+        "{:?}",
+        agent.offline_leftovers()
+    );
+}
+
+#[test]
+fn policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one() {
+    let Some(_lock) = guard("policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one") else {
+        return;
+    };
+    let mut agent = TestAgent::start(Options::default());
+    let policy = agent.dir.path().join("policy.yaml");
+    rt().block_on(async {
+        let mut c = agent.client().await;
+        let hash0 = c
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .policy_hash;
+        std::fs::write(
+            &policy,
+            "apiVersion: colo/v1\nkind: Policy\nmode: observe\n",
+        )
+        .unwrap();
+        let r = c
+            .reload_policy(pb::ReloadPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.applied, "{r:?}");
+        assert_ne!(r.policy_hash, hash0);
+        let n = c
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (n.policy_mode.as_str(), &n.policy_hash),
+            ("observe", &r.policy_hash)
+        );
+        std::fs::write(&policy, "apiVersion: colo/v1\nkind: Policy\nmode: loud\n").unwrap();
+        let bad = c
+            .reload_policy(pb::ReloadPolicyRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!bad.applied);
+        assert!(bad.error.contains("policy.yaml:3"), "{}", bad.error);
+        assert_eq!(bad.policy_hash, r.policy_hash);
+        // SIGHUP: an invalid file is refused the same way, a valid one applied.
+        // SAFETY: kill(2) on the agent this test started.
+        unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = c
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(n.policy_hash, r.policy_hash);
+        std::fs::write(&policy, "apiVersion: colo/v1\nkind: Policy\n").unwrap();
+        // SAFETY: as above.
+        unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = c
+                .node_status(pb::NodeStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            if n.policy_mode == "enforce" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "SIGHUP did not reload");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        agent.log_text().contains("policy reload refused"),
+        "{}",
+        agent.log_text()
+    );
+    let st = agent.terminate().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(!agent.socket.exists(), "the socket is removed on shutdown");
+}
+
+#[test]
+fn notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval() {
+    let Some(_lock) =
+        guard("notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut agent = TestAgent::start(Options {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), notify.display().to_string()),
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+        ..Default::default()
+    });
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    let mut ready_at = None;
+    let mut pings = Vec::new();
+    while pings.len() < 8 {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        let now = Instant::now();
+        if msg.contains("READY=1") {
+            // READY is only sent once the API socket is served.
+            assert!(std::os::unix::net::UnixStream::connect(&agent.socket).is_ok());
+            assert!(msg.contains("STATUS=serving"), "{msg}");
+            ready_at = Some(now);
+        }
+        if msg.contains("WATCHDOG=1") {
+            assert!(ready_at.is_some(), "WATCHDOG before READY");
+            pings.push(now);
+        }
+        got.push(msg);
+    }
+    let gaps: Vec<f64> = pings
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let mut sorted = gaps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    // Half of 400 ms; generous bounds (a shared 2-core machine).
+    assert!(
+        (0.12..=0.35).contains(&median),
+        "median ping gap {median} s: {gaps:?}"
+    );
+    let st = agent.terminate().unwrap();
+    assert!(st.success());
+    let mut stopping = false;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    while let Ok(n) = sock.recv(&mut buf) {
+        stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(stopping, "no STOPPING=1: {got:?}");
+}
+
+#[test]
+fn socket_permissions_metrics_and_tls() {
+    let Some(_lock) = guard("socket_permissions_metrics_and_tls") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (apt package openssl)");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=colo test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "agent.key",
+        "-out",
+        "agent.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "agent.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "agent.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut agent = TestAgent::start(Options {
+        metrics: true,
+        ..Default::default()
+    });
+    // Restart with a TCP listener and a socket group.
+    let yaml = std::fs::read_to_string(&agent.config).unwrap().replace(
+        "api:\n",
+        &format!(
+            "api:\n  socket_group: root\n  tcp:\n    listen: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+            d.join("agent.crt").display(),
+            d.join("agent.key").display()
+        ),
+    );
+    std::fs::write(&agent.config, yaml).unwrap();
+    agent.terminate();
+    agent.spawn();
+    agent.wait_serving();
+
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660, "socket mode with socket_group");
+
+    // coloctl over TCP+TLS, verifying the agent's certificate against the test CA.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+        .args(["--endpoint", &format!("https://localhost:{port}"), "--ca"])
+        .arg(d.join("ca.crt"))
+        .args(["node", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node_name"], "test-node");
+    // Without the CA the handshake fails.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+        .args(["--endpoint", &format!("https://localhost:{port}"), "node"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
+
+    // /metrics over plain HTTP.
+    let addr = agent.metrics_addr.unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for m in [
+        "colo_jobs{state=\"running\"} 0",
+        "colo_offline_budget_millicores 64000",
+        "# TYPE node_pressure_cpu_waiting_seconds_total counter",
+        "node_pressure_io_stalled_seconds_total ",
+        "colo_agent_resident_bytes ",
+    ] {
+        assert!(body.contains(m), "missing {m:?} in\n{body}");
+    }
+}

@@ -1,0 +1,363 @@
+//! A real colo-agent process for integration tests: its own state directory, Unix socket and
+//! cgroup subtree (a `TestCgroup` as the agent's cgroup root), talked to over gRPC.
+
+#![allow(dead_code, missing_docs)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use colo_proto::agent as pb;
+use colo_proto::agent::agent_client::AgentClient;
+use colo_testkit::TestCgroup;
+use tonic::transport::Channel;
+
+/// The controllers the agent uses on v1.
+pub const CONTROLLERS: &[&str] = &["pids", "cpu", "cpuacct", "blkio"];
+
+/// `target/debug` (or release) of this test binary.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The colo-vmm binary built in this workspace, if any.
+pub fn vmm_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("COLO_VMM_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = target_dir().join("colo-vmm");
+    p.is_file().then_some(p)
+}
+
+/// Options of a test agent.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub budget_cpu: f64,
+    pub budget_memory: &'static str,
+    pub extra_offline: String,
+    pub extra: String,
+    pub policy: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub metrics: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            budget_cpu: 64.0,
+            budget_memory: "4GiB",
+            extra_offline: String::new(),
+            extra: String::new(),
+            policy: None,
+            env: vec![],
+            metrics: false,
+        }
+    }
+}
+
+/// A running agent.
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub cgroup: TestCgroup,
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    opts: Options,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestAgent {
+    /// Starts an agent; panics if it does not serve within 20 s.
+    pub fn start(opts: Options) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("colo-agent-test")
+            .tempdir()
+            .expect("tempdir");
+        let cgroup = TestCgroup::new(CONTROLLERS, 8 << 30).expect("test cgroup");
+        let socket = dir.path().join("agent.sock");
+        let config = dir.path().join("agent.yaml");
+        let log = dir.path().join("agent.log");
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            opts.policy
+                .clone()
+                .unwrap_or_else(|| "apiVersion: colo/v1\nkind: Policy\n".into()),
+        )
+        .unwrap();
+        let metrics_addr = opts
+            .metrics
+            .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let vmm = vmm_binary()
+            .map(|p| format!("  vmm: {}\n", p.display()))
+            .unwrap_or_default();
+        let workload = workload_guest()
+            .map(|p| format!("  workload: {}\n", p.display()))
+            .unwrap_or_default();
+        let yaml = format!(
+            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
+            cg = cgroup.name(),
+            state = dir.path().join("state").display(),
+            cpu = opts.budget_cpu,
+            mem = opts.budget_memory,
+            extra_offline = opts.extra_offline,
+            sock = socket.display(),
+            metrics = metrics_addr.map_or("null".to_string(), |a| a.to_string()),
+            policy = policy.display(),
+            extra = opts.extra,
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let mut a = Self {
+            dir,
+            cgroup,
+            child: None,
+            socket,
+            config,
+            log,
+            metrics_addr,
+            opts,
+        };
+        a.spawn();
+        a.wait_serving();
+        a
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Starts the agent process (again).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_colo-agent"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("COLO_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start colo-agent"));
+    }
+
+    /// Waits until the socket answers NodeStatus.
+    pub fn wait_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!(
+                    "colo-agent exited ({st}) before serving:\n{}",
+                    self.log_text()
+                );
+            }
+            let ok = rt.block_on(async {
+                match connect(&self.socket).await {
+                    Ok(mut c) => c.node_status(pb::NodeStatusRequest {}).await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "colo-agent did not serve:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `kill -9` the agent (its VMs live on).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            let st = c.wait().unwrap();
+            assert_eq!(st.signal(), Some(9));
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill(2) on the agent process this test started.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn client(&self) -> AgentClient<Channel> {
+        connect(&self.socket).await.expect("connect to the agent")
+    }
+
+    /// Job directories left under `<root>/offline` in any hierarchy.
+    pub fn offline_leftovers(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for c in ["memory", "pids", "cpu", "cpuacct", "blkio"] {
+            let d = self.cgroup.dir(c).join("offline");
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                out.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.terminate();
+        if std::thread::panicking() {
+            eprintln!("---- colo-agent log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// Connects a gRPC client to a Unix socket.
+pub async fn connect(socket: &Path) -> Result<AgentClient<Channel>, tonic::transport::Error> {
+    let path = socket.to_path_buf();
+    let ch = tonic::transport::Endpoint::from_static("http://agent.test")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }))
+        .await?;
+    Ok(AgentClient::new(ch))
+}
+
+/// The workload guest ELF, if this workspace builds one.
+pub fn workload_guest() -> Option<PathBuf> {
+    std::env::var_os("COLO_WORKLOAD_GUEST").map(PathBuf::from)
+}
+
+/// A workload-guest job spec.
+pub fn workload(key: &str, cpu_units: u64, hold_seconds: u64, exit_code: i32) -> pb::JobSpec {
+    pb::JobSpec {
+        idempotency_key: key.into(),
+        guest: Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+            cpu_units,
+            hold_seconds,
+            exit_code,
+            ..Default::default()
+        })),
+        vcpus: 1,
+        memory_mib: 16,
+        ..Default::default()
+    }
+}
+
+/// Submits and returns the job.
+pub async fn submit(c: &mut AgentClient<Channel>, spec: pb::JobSpec) -> pb::Job {
+    c.submit_job(pb::SubmitJobRequest { spec: Some(spec) })
+        .await
+        .expect("submit")
+        .into_inner()
+        .job
+        .expect("job")
+}
+
+/// Watches a job to its end and returns the final state.
+pub async fn wait_end(c: &mut AgentClient<Channel>, id: &str, limit: Duration) -> pb::Job {
+    let fut = async {
+        let mut s = c
+            .watch_job(pb::WatchJobRequest {
+                id: id.into(),
+                serial: false,
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut last = None;
+        while let Some(ev) = s.message().await.expect("watch stream") {
+            if let Some(pb::job_event::Event::State(j)) = ev.event {
+                last = Some(j);
+            }
+        }
+        last.expect("a state")
+    };
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("job {id} did not end within {limit:?}"))
+}
+
+/// Polls GetJob until `pred` holds.
+pub async fn wait_for(
+    c: &mut AgentClient<Channel>,
+    id: &str,
+    limit: Duration,
+    pred: impl Fn(&pb::Job) -> bool,
+) -> pb::Job {
+    let deadline = Instant::now() + limit;
+    loop {
+        let j = c
+            .get_job(pb::GetJobRequest { id: id.into() })
+            .await
+            .expect("get")
+            .into_inner();
+        if pred(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} stuck in {:?}", j);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn state(j: &pb::Job) -> pb::JobState {
+    pb::JobState::try_from(j.state).unwrap()
+}
+
+pub fn reason(j: &pb::Job) -> pb::EndReason {
+    pb::EndReason::try_from(j.end_reason).unwrap()
+}
