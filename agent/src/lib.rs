@@ -17,6 +17,7 @@ pub mod notify;
 pub mod policy_store;
 pub mod procinfo;
 pub mod registry;
+pub mod reporter;
 pub mod server;
 pub mod settings;
 pub mod spawn;
