@@ -26,4 +26,3 @@ pub mod vmm;
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub mod reporter;
