@@ -25,4 +25,3 @@ pub mod vmm;
 
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
