@@ -9,18 +9,36 @@ use super::qos::pct;
 use crate::units::{Percent, StallRate};
 
 /// Placement scoring.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scoring {
     /// The interference score's components: each maps its signal linearly from `zero` (score 0)
-    /// to `full` (score 100); the score is their weighted mean over the components that have data.
+    /// to `full` (score 100).
     pub components: ScoringComponents,
+    /// Share (0–1) of the interference score taken by the worst weighted component rather than
+    /// the weighted mean of the components that have data: score = (1 − peak_share) × mean +
+    /// peak_share × worst. Keeps one severe signal (an SLO breach) from being diluted by calm
+    /// ones; with the defaults any single component at `full` refuses batch work on its own.
+    /// 0 gives the plain weighted mean.
+    pub peak_share: f64,
     /// When a node refuses batch work.
     pub filter: FilterThresholds,
     /// Capacity kept back from "reclaimable" (reclaimable = capacity − online usage − headroom).
     pub headroom: ScoreHeadroom,
     /// How prioritize ranks the nodes that pass the filter.
     pub prioritize: Prioritize,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Self {
+            components: ScoringComponents::default(),
+            peak_share: 0.6,
+            filter: FilterThresholds::default(),
+            headroom: ScoreHeadroom::default(),
+            prioritize: Prioritize::default(),
+        }
+    }
 }
 
 /// The components of the interference score.
@@ -127,7 +145,8 @@ impl Default for ScoreHeadroom {
 pub struct Prioritize {
     /// Weight of (100 − interference score).
     pub interference: f64,
-    /// Weight of the reclaimable share of CPU capacity.
+    /// Weight of the batch capacity left on the node after placing the pod (reclaimable minus
+    /// batch usage minus the request), the scarcer of CPU and memory, as a share of capacity.
     pub reclaimable: f64,
 }
 

@@ -400,6 +400,14 @@ pub(crate) fn validate(p: &Policy) -> Vec<Violation> {
             ),
         );
     }
+    if !(sc.peak_share.is_finite() && (0.0..=1.0).contains(&sc.peak_share)) {
+        c.invalid(
+            "scoring.peak_share",
+            sc.peak_share,
+            "the worst component's share of the score is a fraction",
+            "0 <= value <= 1",
+        );
+    }
     c.score("scoring.filter.refuse_above", sc.filter.refuse_above);
     c.score("scoring.filter.accept_below", sc.filter.accept_below);
     if sc.filter.accept_below >= sc.filter.refuse_above {
