@@ -644,7 +644,7 @@ mod tests {
             online_usage: Resources::new(6_000, 20 * GIB),
             offline_usage: Resources::new(2_000, 8 * GIB),
             signals: InterferenceSignals {
-                psi_some_avg10: score_psi,
+                psi_ms_per_s: score_psi,
                 ..InterferenceSignals::default()
             },
             jobs_by_state: HashMap::from([("running".to_owned(), 2)]),
@@ -663,17 +663,18 @@ mod tests {
         assert_eq!(r.jobs_by_state["running"], 2);
         assert_eq!(r.agent_version, crate::AGENT_VERSION);
 
-        // PSI 40 % saturates its component: 0.5 × 50 + 0.5 × 100 = 75 ≥ 70 → refuse.
-        let (hot, a) = node_report(&inputs(40.0), &p, Admission::Accepting);
+        // Score = 0.4 × (0.3 × c / 0.7) + 0.6 × c ≈ 0.771 × c for a PSI component c.
+        // PSI 400 ms/s saturates it: score ≈ 77 > 70 → refuse.
+        let (hot, a) = node_report(&inputs(400.0), &p, Admission::Accepting);
         assert_eq!(a, Admission::Refusing);
         assert!(hot.refuses_batch);
-        // PSI 25 %: score 0.5 × 28.6 + 0.5 × 57.1 ≈ 43 ≤ 50: a refusing node accepts again.
-        let (_, a) = node_report(&inputs(25.0), &p, Admission::Refusing);
+        // PSI 100 ms/s: c ≈ 47, score ≈ 37 < 50: a refusing node accepts again.
+        let (_, a) = node_report(&inputs(100.0), &p, Admission::Refusing);
         assert_eq!(a, Admission::Accepting);
-        // PSI 30 %: score ≈ 53.6, inside the band: stays as it was.
-        let (_, a) = node_report(&inputs(30.0), &p, Admission::Refusing);
+        // PSI 150 ms/s: score ≈ 57, inside the band: stays as it was.
+        let (_, a) = node_report(&inputs(150.0), &p, Admission::Refusing);
         assert_eq!(a, Admission::Refusing);
-        let (_, a) = node_report(&inputs(30.0), &p, Admission::Accepting);
+        let (_, a) = node_report(&inputs(150.0), &p, Admission::Accepting);
         assert_eq!(a, Admission::Accepting);
     }
 
@@ -683,9 +684,9 @@ mod tests {
         let sig = SignificantChange::default();
         let (base, _) = node_report(&inputs(0.0), &p, Admission::Accepting);
         assert!(!sig.between(&base, &base));
-        let (slightly, _) = node_report(&inputs(8.0), &p, Admission::Accepting);
+        let (slightly, _) = node_report(&inputs(30.0), &p, Admission::Accepting);
         assert!(!sig.between(&base, &slightly), "score moved < 10 points");
-        let (more, _) = node_report(&inputs(15.0), &p, Admission::Accepting);
+        let (more, _) = node_report(&inputs(60.0), &p, Admission::Accepting);
         assert!(sig.between(&base, &more), "score moved ≥ 10 points");
 
         let mut busier = inputs(0.0);

@@ -17,7 +17,7 @@ fn inputs(name: &str, psi: f64) -> NodeInputs {
         online_usage: Resources::new(4_000, 16 * GIB),
         offline_usage: Resources::new(1_000, 4 * GIB),
         signals: InterferenceSignals {
-            psi_some_avg10: psi,
+            psi_ms_per_s: psi,
             ..InterferenceSignals::default()
         },
         ..NodeInputs::default()
@@ -63,7 +63,7 @@ async fn a_thousand_agents_lose_no_report() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     for (name, r) in agents.iter().step_by(2) {
         r.handle()
-            .publish(node_report(&inputs(name, 40.0), &params, Admission::Accepting).0);
+            .publish(node_report(&inputs(name, 400.0), &params, Admission::Accepting).0);
     }
     let handles: Vec<_> = agents.iter().map(|(_, r)| r.handle()).collect();
     let t_run = Instant::now();

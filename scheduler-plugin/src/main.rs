@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use colo_policy::scoring::ScoringParams;
 use colo_scheduler::{BatchPodSelector, SchedulerConfig, StaleNodes};
 use tokio::net::TcpListener;
 
@@ -65,23 +66,44 @@ struct Args {
     /// Extended resource with batch memory in bytes; pods requesting it are batch.
     #[arg(long, default_value = colo_scheduler::config::DEFAULT_BATCH_MEMORY_RESOURCE)]
     batch_memory_resource: String,
-    /// Interference score (0..100) at which a node stops taking batch work.
-    #[arg(long, default_value_t = 70.0)]
-    refuse_at: f64,
-    /// Interference score at or below which a refusing node takes batch work again.
-    #[arg(long, default_value_t = 50.0)]
-    accept_at: f64,
+    /// Policy files or directories (as the agent's `policy.paths`) whose `scoring` section sets
+    /// the admission thresholds and score weights; default: colo's built-in defaults.
+    #[arg(
+        long = "policy",
+        value_name = "PATH",
+        env = "COLO_SCHEDULER_POLICY",
+        value_delimiter = ','
+    )]
+    policy: Vec<std::path::PathBuf>,
+    /// Override `scoring.filter.refuse_above`: score (0..100) above which a node takes no batch
+    /// work.
+    #[arg(long)]
+    refuse_above: Option<f64>,
+    /// Override `scoring.filter.accept_below`: score below which a refusing node takes batch
+    /// work again.
+    #[arg(long)]
+    accept_below: Option<f64>,
 }
 
 impl Args {
     fn config(&self) -> Result<SchedulerConfig, String> {
-        if !(0.0..=100.0).contains(&self.refuse_at) || !(0.0..=100.0).contains(&self.accept_at) {
-            return Err("--refuse-at and --accept-at must be within 0..100".into());
+        let mut scoring = if self.policy.is_empty() {
+            ScoringParams::default()
+        } else {
+            let policy = colo_config::load_policy(&self.policy).map_err(|e| e.to_string())?;
+            ScoringParams::from(&policy.scoring)
+        };
+        let a = &mut scoring.admission;
+        a.refuse_above = self.refuse_above.unwrap_or(a.refuse_above);
+        a.accept_below = self.accept_below.unwrap_or(a.accept_below);
+        if !(0.0..=100.0).contains(&a.refuse_above) || !(0.0..=100.0).contains(&a.accept_below) {
+            return Err("--refuse-above and --accept-below must be within 0..100".into());
         }
-        if self.accept_at > self.refuse_at {
+        if a.accept_below >= a.refuse_above {
             return Err(format!(
-                "--accept-at {} is above --refuse-at {}: set it lower, the gap is the hysteresis band",
-                self.accept_at, self.refuse_at
+                "accept_below {} is not below refuse_above {}: set it lower, the gap is the \
+                 hysteresis band",
+                a.accept_below, a.refuse_above
             ));
         }
         if !self.extender_prefix.is_empty() && !self.extender_prefix.starts_with('/') {
@@ -106,7 +128,7 @@ impl Args {
                 })
                 .collect();
         }
-        let mut config = SchedulerConfig {
+        Ok(SchedulerConfig {
             stale_after: self.stale_after,
             stale_nodes: match self.stale_nodes {
                 StaleArg::Filter => StaleNodes::Filter,
@@ -115,11 +137,9 @@ impl Args {
             neutral_score: self.neutral_score,
             extender_prefix: self.extender_prefix.clone(),
             batch,
+            scoring,
             ..SchedulerConfig::default()
-        };
-        config.scoring.admission.refuse_at = self.refuse_at;
-        config.scoring.admission.accept_at = self.accept_at;
-        Ok(config)
+        })
     }
 }
 

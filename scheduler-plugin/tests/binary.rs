@@ -53,21 +53,37 @@ async fn serves_and_stops_on_sigterm() {
 #[test]
 fn bad_flags_are_refused_with_the_fix() {
     let out = Command::new(env!("CARGO_BIN_EXE_colo-scheduler"))
-        .args([
-            "--refuse-at",
-            "40",
-            "--accept-at",
-            "60",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--refuse-above", "40", "--accept-below", "60"])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--accept-at 60 is above --refuse-at 40"),
+        err.contains("accept_below 60 is not below refuse_above 40"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_policy_file_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: colo/v1\nkind: Policy\nscoring:\n  peak_share: 3\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_colo-scheduler"))
+        .arg("--policy")
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy.yaml:4:15: scoring.peak_share"),
         "{err}"
     );
 }

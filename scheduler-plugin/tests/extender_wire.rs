@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 
-const FILTER_FAILED: &str = r#""FailedNodes":{"busy":"colo: batch CPU requested 1000m, only 500m reclaimable and free"},"FailedAndUnresolvableNodes":{"ghost":"colo: no report from this node's colo-agent yet (is it running and reaching colo-scheduler?)","hot":"colo: online interference score 85/100 is too high for batch work (accepted again at 50 or below)","stale":"colo: last node report 100 s ago, stale after 30 s (is colo-agent running and reaching colo-scheduler?)"},"Error":"""#;
+const FILTER_FAILED: &str = r#""FailedNodes":{"busy":"colo: batch CPU requested 1000m, only 500m reclaimable and free"},"FailedAndUnresolvableNodes":{"ghost":"colo: no report from this node's colo-agent yet (is it running and reaching colo-scheduler?)","hot":"colo: online interference score 85/100 is too high for batch work (accepted again below 50)","stale":"colo: last node report 100 s ago, stale after 30 s (is colo-agent running and reaching colo-scheduler?)"},"Error":"""#;
 
 fn filter_names_want() -> String {
     format!(r#"{{"Nodes":null,"NodeNames":["idle","mid"],{FILTER_FAILED}}}"#)

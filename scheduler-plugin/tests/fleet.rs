@@ -132,7 +132,7 @@ async fn decisions_over_a_mixed_fleet_follow_the_rules() {
                 .unwrap();
         }
         let fresh = known && !stale;
-        let refusing = score >= 70.0;
+        let refusing = score > 70.0;
         let fits = reclaim_cpu.saturating_sub(offline_cpu) >= 1_000;
         expect.push(Expect {
             name,
@@ -216,7 +216,7 @@ async fn quieter_and_emptier_nodes_score_higher() {
     let r = post(&s, "/colo/prioritize", &body).await;
     assert_eq!(
         text(&r),
-        r#"[{"Host":"empty-quiet","Score":9},{"Host":"empty-noisy","Score":6},{"Host":"full-quiet","Score":5},{"Host":"full-noisy","Score":2}]"#
+        r#"[{"Host":"empty-quiet","Score":9},{"Host":"empty-noisy","Score":6},{"Host":"full-quiet","Score":6},{"Host":"full-noisy","Score":3}]"#
     );
     s.shutdown().await.unwrap();
 }

@@ -6,6 +6,9 @@
 //! return `Copy` values, and never allocate: the simulator calls them for thousands of nodes per
 //! step.
 //!
+//! The tunables come from the policy YAML's `scoring` section:
+//! `ScoringParams::from(&policy.scoring)`; `ScoringParams::default()` equals its defaults.
+//!
 //! The pipeline:
 //! 1. [`reclaimable`]: capacity − online usage − headroom, never negative;
 //! 2. [`interference_score`]: run delay, PSI and SLI, each normalised to 0..100, combined into
@@ -22,7 +25,7 @@
 //! let capacity = Resources::new(16_000, 64 << 30);
 //! let online = Resources::new(9_000, 24 << 30);
 //! let budget = reclaimable(capacity, online, headroom(capacity, &p.headroom));
-//! let signals = InterferenceSignals { run_delay_ms_per_s: 12.0, psi_some_avg10: 8.0, sli_ratio: Some(0.9) };
+//! let signals = InterferenceSignals { run_delay_ms_per_s: 12.0, psi_ms_per_s: 80.0, sli_ratio: Some(0.9) };
 //! let interference = interference_score(&signals, &p.interference);
 //! // The caller keeps the admission state per node (hysteresis without a clock).
 //! let admission = batch_admission(interference.score, Admission::Accepting, &p.admission);

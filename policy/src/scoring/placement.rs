@@ -49,23 +49,23 @@ pub enum Admission {
     #[default]
     Accepting,
     /// The node's online services suffer; it takes no more batch work until its interference
-    /// score falls to `accept_at`.
+    /// score falls below `accept_below`.
     Refusing,
 }
 
 /// The next admission state of a node whose interference score is now `score`: an accepting
-/// node refuses once the score reaches `refuse_at`; a refusing one accepts again only at or
-/// below `accept_at` (and below `refuse_at`). A NaN score refuses.
+/// node refuses once the score exceeds `refuse_above`; a refusing one accepts again only once it
+/// is below `accept_below` (and not above `refuse_above`). A NaN score refuses.
 #[must_use]
 pub fn batch_admission(score: f64, previous: Admission, params: &AdmissionParams) -> Admission {
     if score.is_nan() {
         return Admission::Refusing;
     }
-    let refuse = score >= params.refuse_at;
+    let refuse = score > params.refuse_above;
     match previous {
         Admission::Accepting if refuse => Admission::Refusing,
         Admission::Accepting => Admission::Accepting,
-        Admission::Refusing if !refuse && score <= params.accept_at => Admission::Accepting,
+        Admission::Refusing if !refuse && score < params.accept_below => Admission::Accepting,
         Admission::Refusing => Admission::Refusing,
     }
 }
@@ -77,8 +77,8 @@ pub enum FilterReason {
     InterferenceHigh {
         /// Its interference score, 0..100.
         score: f64,
-        /// The score at or below which it accepts batch work again.
-        accept_at: f64,
+        /// The score below which it accepts batch work again.
+        accept_below: f64,
     },
     /// Not enough batch CPU left.
     InsufficientCpu {
@@ -111,10 +111,13 @@ impl fmt::Display for FilterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: u64 = 1 << 20;
         match *self {
-            Self::InterferenceHigh { score, accept_at } => write!(
+            Self::InterferenceHigh {
+                score,
+                accept_below,
+            } => write!(
                 f,
                 "colo: online interference score {score:.0}/100 is too high for batch work \
-                 (accepted again at {accept_at:.0} or below)"
+                 (accepted again below {accept_below:.0})"
             ),
             Self::InsufficientCpu {
                 requested,
@@ -165,7 +168,7 @@ pub fn filter_node(
     if admission == Admission::Refusing {
         return FilterVerdict::Refused(FilterReason::InterferenceHigh {
             score: node.interference_or_worst(),
-            accept_at: params.accept_at.min(params.refuse_at),
+            accept_below: params.accept_below.min(params.refuse_above),
         });
     }
     let available = node.available_for_batch();
@@ -185,8 +188,8 @@ pub fn filter_node(
 }
 
 /// How good a place `node` is for a batch `request`, 0..=[`MAX_NODE_SCORE`]: a weighted mean
-/// of the batch capacity left after placing it (the scarcer of CPU and memory, as a share of
-/// capacity) and the node's quietness (100 − interference). Never falls when the batch budget
+/// of the node's quietness (100 − interference) and the batch capacity left after placing it
+/// (the scarcer of CPU and memory, as a share of capacity). Never falls when the batch budget
 /// grows or interference drops. A request that does not fit gets 0 free share, not an error:
 /// the filter is what refuses.
 #[must_use]
@@ -208,7 +211,7 @@ pub fn node_score(node: &NodeState, request: Resources, params: &NodeScoreParams
         .min(share(left.memory_bytes, node.capacity.memory_bytes));
     let quiet = 1.0 - node.interference_or_worst() / 100.0;
     let w = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
-    let (wf, wq) = (w(params.free_weight), w(params.quiet_weight));
+    let (wf, wq) = (w(params.reclaimable_weight), w(params.interference_weight));
     if wf + wq <= 0.0 {
         return 0;
     }
@@ -238,7 +241,7 @@ mod tests {
         let p = AdmissionParams::default();
         let mut a = Admission::default();
         let mut trace = Vec::new();
-        for score in [10.0, 69.9, 70.0, 65.0, 55.0, 50.1, 50.0, 60.0, 69.0, 71.0] {
+        for score in [10.0, 70.0, 70.1, 65.0, 55.0, 50.0, 49.9, 60.0, 70.0, 71.0] {
             a = batch_admission(score, a, &p);
             trace.push(a == Admission::Accepting);
         }
@@ -257,8 +260,8 @@ mod tests {
     #[test]
     fn inverted_hysteresis_band_does_not_panic_or_accept_above_refuse() {
         let p = AdmissionParams {
-            refuse_at: 50.0,
-            accept_at: 80.0,
+            refuse_above: 50.0,
+            accept_below: 80.0,
         };
         assert_eq!(
             batch_admission(60.0, Admission::Refusing, &p),
@@ -299,7 +302,7 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "colo: online interference score 20/100 is too high for batch work \
-             (accepted again at 50 or below)"
+             (accepted again below 50)"
         );
     }
 
@@ -328,12 +331,12 @@ mod tests {
                 Resources::ZERO,
                 &p
             ),
-            5
+            4
         );
-        assert_eq!(node_score(&NodeState::default(), Resources::ZERO, &p), 5);
+        assert_eq!(node_score(&NodeState::default(), Resources::ZERO, &p), 6);
         let no_weights = NodeScoreParams {
-            free_weight: 0.0,
-            quiet_weight: f64::NAN,
+            reclaimable_weight: 0.0,
+            interference_weight: f64::NAN,
         };
         assert_eq!(node_score(&idle, Resources::ZERO, &no_weights), 0);
     }
