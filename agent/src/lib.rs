@@ -12,6 +12,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod daemon;
 pub mod job;
+pub mod koordinator;
 pub mod metrics;
 pub mod notify;
 pub mod policy_store;

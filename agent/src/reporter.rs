@@ -192,6 +192,13 @@ impl ReporterHandle {
         self.snapshots.send_replace(Some(snapshot));
     }
 
+    /// The latest snapshot published (without the reporter's sequence number), for local views
+    /// such as the Koordinator NodeMetric and YARN's scripts.
+    #[must_use]
+    pub fn latest(&self) -> Option<NodeReport> {
+        self.snapshots.borrow().clone()
+    }
+
     /// Counters so far.
     #[must_use]
     pub fn stats(&self) -> ReporterStats {

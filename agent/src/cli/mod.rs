@@ -15,6 +15,7 @@ pub mod policy_reload;
 pub mod submit;
 pub mod table;
 pub mod watch;
+pub mod yarn;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,169 @@
+//! colo's numbers in the shape of Koordinator's `NodeMetric` (`slo.koordinator.sh/v1alpha1`),
+//! so a koord-scheduler user can read them: node usage, and colo's batch budget as
+//! `prodReclaimableMetric` (what online ("Prod") work leaves unused, after the headroom).
+//! Served by the agent's HTTP listener at [`PATH`]; publishing it to an API server is not done.
+//!
+//! ```json
+//! {"apiVersion":"slo.koordinator.sh/v1alpha1","kind":"NodeMetric",
+//!  "metadata":{"name":"node-1","annotations":{"colo.io/interference-score":"12","colo.io/refuses-batch":"false"}},
+//!  "spec":{},
+//!  "status":{"updateTime":"2026-11-28T19:30:00Z",
+//!            "nodeMetric":{"nodeUsage":{"resources":{"cpu":"7000m","memory":"25769803776"}}},
+//!            "prodReclaimableMetric":{"resource":{"resources":{"cpu":"8400m","memory":"40802189312"}}}}}
+//! ```
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use colo_proto::report::NodeReport;
+use serde_json::{Value, json};
+
+use crate::reporter::ReporterHandle;
+
+/// Where the agent serves the NodeMetric view.
+pub const PATH: &str = "/koordinator/nodemetric";
+
+/// Koordinator's API version for NodeMetric.
+pub const API_VERSION: &str = "slo.koordinator.sh/v1alpha1";
+
+fn resources(cpu_millicores: u64, memory_bytes: u64) -> Value {
+    json!({ "resources": { "cpu": format!("{cpu_millicores}m"), "memory": memory_bytes.to_string() } })
+}
+
+/// The NodeMetric object for `report`: `status.updateTime` from the report's timestamp (RFC 3339,
+/// seconds, UTC, as `metav1.Time`), `status.nodeMetric.nodeUsage` = online + offline usage,
+/// `status.prodReclaimableMetric.resource` = colo's reclaimable capacity. colo's interference
+/// score and batch verdict ride along as annotations.
+#[must_use]
+pub fn node_metric(report: &NodeReport) -> Value {
+    let online = report.online_usage.unwrap_or_default();
+    let offline = report.offline_usage.unwrap_or_default();
+    let reclaim = report.reclaimable.unwrap_or_default();
+    let ms = u64::try_from(report.timestamp_unix_ms).unwrap_or(0);
+    let updated = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms));
+    let score = report.interference.as_ref().map_or(f64::NAN, |i| i.score);
+    let score = if score.is_finite() {
+        format!("{score:.0}")
+    } else {
+        "unknown".to_owned()
+    };
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "NodeMetric",
+        "metadata": {
+            "name": report.node_name,
+            "annotations": {
+                "colo.io/interference-score": score,
+                "colo.io/refuses-batch": report.refuses_batch.to_string(),
+            },
+        },
+        "spec": {},
+        "status": {
+            "updateTime": updated.to_string(),
+            "nodeMetric": {
+                "nodeUsage": resources(
+                    online.cpu_millicores.saturating_add(offline.cpu_millicores),
+                    online.memory_bytes.saturating_add(offline.memory_bytes),
+                ),
+            },
+            "prodReclaimableMetric": {
+                "resource": resources(reclaim.cpu_millicores, reclaim.memory_bytes),
+            },
+        },
+    })
+}
+
+/// `GET` [`PATH`]: the NodeMetric of the reporter's latest snapshot, or 503 before the first one.
+/// Merge into the agent's HTTP router.
+pub fn routes(reporter: ReporterHandle) -> axum::Router {
+    axum::Router::new().route(
+        PATH,
+        axum::routing::get(move || {
+            let latest = reporter.latest();
+            async move {
+                match latest {
+                    Some(r) => {
+                        axum::response::IntoResponse::into_response(axum::Json(node_metric(&r)))
+                    }
+                    None => axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "no node report yet: the QoS loop has not published one\n",
+                    )),
+                }
+            }
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use colo_proto::report::{Interference, Resources};
+
+    #[test]
+    fn node_metric_has_koordinators_shape() {
+        let r = NodeReport {
+            node_name: "node-1".into(),
+            timestamp_unix_ms: 1_795_894_200_123,
+            online_usage: Some(Resources {
+                cpu_millicores: 6_000,
+                memory_bytes: 20 << 30,
+            }),
+            offline_usage: Some(Resources {
+                cpu_millicores: 1_000,
+                memory_bytes: 4 << 30,
+            }),
+            reclaimable: Some(Resources {
+                cpu_millicores: 8_400,
+                memory_bytes: 38 << 30,
+            }),
+            interference: Some(Interference {
+                score: 12.4,
+                ..Interference::default()
+            }),
+            ..NodeReport::default()
+        };
+        let v = node_metric(&r);
+        assert_eq!(
+            v.to_string(),
+            r#"{"apiVersion":"slo.koordinator.sh/v1alpha1","kind":"NodeMetric","metadata":{"annotations":{"colo.io/interference-score":"12","colo.io/refuses-batch":"false"},"name":"node-1"},"spec":{},"status":{"nodeMetric":{"nodeUsage":{"resources":{"cpu":"7000m","memory":"25769803776"}}},"prodReclaimableMetric":{"resource":{"resources":{"cpu":"8400m","memory":"40802189312"}}},"updateTime":"2026-11-28T19:30:00Z"}}"#
+        );
+    }
+
+    #[test]
+    fn a_report_without_numbers_still_has_the_shape() {
+        let v = node_metric(&NodeReport::default());
+        assert_eq!(v["status"]["updateTime"], "1970-01-01T00:00:00Z");
+        assert_eq!(
+            v["metadata"]["annotations"]["colo.io/interference-score"],
+            "unknown"
+        );
+        assert_eq!(
+            v["status"]["nodeMetric"]["nodeUsage"]["resources"]["cpu"],
+            "0m"
+        );
+    }
+
+    #[tokio::test]
+    async fn served_over_http_from_the_reporters_latest_snapshot() {
+        use crate::reporter::{Reporter, ReporterConfig};
+        use colo_scheduler::http_client::HttpConnection;
+        // Nothing listens on port 9 of loopback: the reporter just keeps retrying.
+        let reporter = Reporter::spawn(ReporterConfig::new("http://127.0.0.1:9")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(axum::serve(listener, routes(reporter.handle())).into_future());
+        let mut c = HttpConnection::connect(addr).await.unwrap();
+        assert_eq!(c.get(PATH).await.unwrap().status, 503);
+        reporter.handle().publish(NodeReport {
+            node_name: "node-7".into(),
+            ..NodeReport::default()
+        });
+        let r = c.get(PATH).await.unwrap();
+        assert_eq!(r.status, 200);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["metadata"]["name"], "node-7");
+        assert_eq!(v["kind"], "NodeMetric");
+        server.abort();
+        reporter.shutdown(Duration::ZERO).await;
+    }
+}
