@@ -29,8 +29,8 @@ pub struct CpuSuppress {
     pub headroom: Percent,
     /// The offline quota never goes below this many cores.
     pub min_offline_quota: Cores,
-    /// Largest quota decrease per loop tick, as a share of node capacity (`100%` = go straight
-    /// to the target: squeeze fast).
+    /// Largest quota decrease per step, as a share of node capacity: per loop tick when online
+    /// usage grows, per squeeze step under CPU interference (`100%`: straight to the target).
     pub step_down: Percent,
     /// Largest quota increase per release step, as a share of node capacity (release slowly).
     pub step_up: Percent,
@@ -47,7 +47,7 @@ impl Default for CpuSuppress {
             enabled: true,
             headroom: pct(10.0),
             min_offline_quota: Cores::new(0.25).unwrap_or_default(),
-            step_down: pct(100.0),
+            step_down: pct(50.0),
             step_up: pct(10.0),
             cfs_period: Duration::from_millis(10),
         }

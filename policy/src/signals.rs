@@ -1,0 +1,272 @@
+//! Reading the interference signals of a sample into per-resource pressure levels.
+
+use colo_config::policy::PsiScope;
+
+use crate::action::Signal;
+use crate::params::{Band, Params};
+use crate::sample::{NodeSample, PsiSample};
+
+/// One signal's reading against its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reading {
+    pub signal: Signal,
+    pub value: f64,
+    pub band: Band,
+    pub service: Option<u32>,
+}
+
+/// A resource the signals speak about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Res {
+    Cpu,
+    Io,
+    Memory,
+}
+
+/// The pressure on one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Level {
+    /// Some reading is above its `high` threshold.
+    pub high: bool,
+    /// Every reading is below its `low` threshold (no readings: calm; `NaN`: not calm).
+    pub all_low: bool,
+}
+
+impl Default for Level {
+    fn default() -> Self {
+        Self {
+            high: false,
+            all_low: true,
+        }
+    }
+}
+
+/// The pressure on each resource in one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Assessment {
+    /// CPU: run delay, PSI cpu, SLI.
+    pub cpu: Level,
+    /// IO: PSI io, IO latency and utilisation, SLI.
+    pub io: Level,
+    /// Memory: PSI memory.
+    pub memory: Level,
+}
+
+impl Assessment {
+    fn level(&mut self, r: Res) -> &mut Level {
+        match r {
+            Res::Cpu => &mut self.cpu,
+            Res::Io => &mut self.io,
+            Res::Memory => &mut self.memory,
+        }
+    }
+}
+
+/// Calls `f` with every configured signal's reading in `s`, tagged with its resource.
+#[inline]
+fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
+    let mut one = |r: Res, signal: Signal, value: f64, band: Option<Band>, service: Option<u32>| {
+        if let Some(band) = band {
+            f(
+                r,
+                Reading {
+                    signal,
+                    value,
+                    band,
+                    service,
+                },
+            );
+        }
+    };
+    let mut node_psi_needed = matches!(p.psi_scope, PsiScope::System) || s.online.is_empty();
+    for o in &s.online {
+        let svc = Some(o.service);
+        if let Some(v) = o.run_delay {
+            one(Res::Cpu, Signal::RunDelay, v, p.run_delay, svc);
+        }
+        if let Some(v) = o.sli_ratio {
+            one(Res::Cpu, Signal::Sli, v, p.sli, svc);
+            one(Res::Io, Signal::Sli, v, p.sli, svc);
+        }
+        if let Some(v) = o.io_latency {
+            one(
+                Res::Io,
+                Signal::IoLatency,
+                v.as_secs_f64(),
+                p.io_latency,
+                svc,
+            );
+        }
+        if let Some(v) = o.io_utilisation {
+            one(Res::Io, Signal::IoUtilisation, v, p.io_utilisation, svc);
+        }
+        match (p.psi_scope, &o.psi) {
+            (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) => psi_readings(&mut one, p, ps, svc),
+            (PsiScope::Auto, None) => node_psi_needed = true,
+            _ => {}
+        }
+    }
+    if node_psi_needed && let Some(ps) = &s.node.psi {
+        psi_readings(&mut one, p, ps, None);
+    }
+}
+
+#[inline]
+fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
+    one: &mut F,
+    p: &Params,
+    ps: &PsiSample,
+    svc: Option<u32>,
+) {
+    one(
+        Res::Cpu,
+        Signal::PsiCpuSome,
+        ps.cpu_some,
+        p.psi_cpu_some,
+        svc,
+    );
+    one(
+        Res::Memory,
+        Signal::PsiMemorySome,
+        ps.memory_some,
+        p.psi_memory_some,
+        svc,
+    );
+    one(
+        Res::Memory,
+        Signal::PsiMemoryFull,
+        ps.memory_full,
+        p.psi_memory_full,
+        svc,
+    );
+    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
+    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
+}
+
+/// Reads every configured signal of `s` into levels (no reasons: those are found on demand).
+pub(crate) fn assess(p: &Params, s: &NodeSample) -> Assessment {
+    let mut a = Assessment::default();
+    readings(p, s, |r, x| {
+        let l = a.level(r);
+        // NaN compares false both ways: neither high nor calm.
+        l.high |= x.value > x.band.high;
+        l.all_low &= x.value < x.band.low;
+    });
+    a
+}
+
+/// `a/b > c/d` for positive denominators, without dividing (a zero threshold ranks first).
+fn ratio_above(a: f64, b: f64, c: f64, d: f64) -> bool {
+    a * d > c * b
+}
+
+/// The worst reading of `r` above its `high` threshold (by value ÷ high): a squeeze reason.
+pub(crate) fn worst_high(p: &Params, s: &NodeSample, r: Res) -> Option<Reading> {
+    let mut best: Option<Reading> = None;
+    readings(p, s, |res, x| {
+        if res == r
+            && x.value > x.band.high
+            && best.is_none_or(|b| ratio_above(x.value, x.band.high, b.value, b.band.high))
+        {
+            best = Some(x);
+        }
+    });
+    best
+}
+
+/// The reading of `r` nearest to (or most above) its `low` threshold: a release reason.
+pub(crate) fn nearest_low(p: &Params, s: &NodeSample, r: Res) -> Option<Reading> {
+    let mut best: Option<Reading> = None;
+    readings(p, s, |res, x| {
+        if res == r
+            && !x.value.is_nan()
+            && best.is_none_or(|b| ratio_above(x.value, x.band.low, b.value, b.band.low))
+        {
+            best = Some(x);
+        }
+    });
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::OnlineSample;
+
+    fn params() -> Params {
+        Params::new(&colo_config::Policy::default())
+    }
+
+    #[test]
+    fn the_worst_signal_above_high_is_named() {
+        let p = params();
+        let mut s = NodeSample::default();
+        s.online.push(OnlineSample {
+            service: 0,
+            run_delay: Some(0.025),
+            ..Default::default()
+        });
+        s.online.push(OnlineSample {
+            service: 1,
+            run_delay: Some(0.060),
+            ..Default::default()
+        });
+        let a = assess(&p, &s);
+        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        assert_eq!((h.signal, h.service), (Signal::RunDelay, Some(1)));
+        assert!(a.cpu.high && !a.cpu.all_low);
+        assert!(a.io.all_low && !a.io.high);
+        assert_eq!(
+            nearest_low(&p, &s, Res::Cpu).map(|r| r.service),
+            Some(Some(1))
+        );
+    }
+
+    #[test]
+    fn between_the_thresholds_is_neither_high_nor_low() {
+        let p = params();
+        let mut s = NodeSample::default();
+        s.online.push(OnlineSample {
+            run_delay: Some(0.010),
+            ..Default::default()
+        });
+        let a = assess(&p, &s);
+        assert!(!a.cpu.high && !a.cpu.all_low);
+    }
+
+    #[test]
+    fn sli_counts_for_cpu_and_io_and_nan_is_not_calm() {
+        let p = params();
+        let mut s = NodeSample::default();
+        s.online.push(OnlineSample {
+            sli_ratio: Some(1.5),
+            io_latency: None,
+            ..Default::default()
+        });
+        assert_eq!(
+            worst_high(&p, &s, Res::Cpu).map(|r| r.signal),
+            Some(Signal::Sli)
+        );
+        assert_eq!(
+            worst_high(&p, &s, Res::Io).map(|r| r.signal),
+            Some(Signal::Sli)
+        );
+        s.online[0].sli_ratio = Some(f64::NAN);
+        let a = assess(&p, &s);
+        assert!(!a.cpu.high && !a.cpu.all_low);
+    }
+
+    #[test]
+    fn auto_scope_falls_back_to_system_psi_without_cgroup_psi() {
+        let p = params();
+        let mut s = NodeSample::default();
+        s.node.psi = Some(PsiSample {
+            memory_full: 0.5,
+            ..Default::default()
+        });
+        s.online.push(OnlineSample::default());
+        assert!(assess(&p, &s).memory.high);
+        s.online[0].psi = Some(PsiSample::default());
+        assert!(!assess(&p, &s).memory.high);
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine's own memory between steps: intended limits, hysteresis timers, cool-downs.
+
+use crate::action::Reason;
+use crate::params::Nanos;
+use crate::sample::{IoLimit, NodeSample, VmId, VmRunState, VmSample};
+
+/// A resource the QoS ladder squeezes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// CPU: SCHED_IDLE, group quota, vCPU quotas.
+    Cpu,
+    /// IO: group throttle, VM token buckets.
+    Io,
+}
+
+/// Timers of one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ResourceState {
+    /// Since when every signal of the resource has been below its `low` threshold.
+    pub low_since: Option<Nanos>,
+    /// The last squeeze step.
+    pub last_squeeze: Option<Nanos>,
+    /// The last change of any of the resource's knobs (squeeze or release).
+    pub last_change: Option<Nanos>,
+    /// Since when the resource has been above `high` with nothing left to squeeze.
+    pub exhausted_since: Option<Nanos>,
+    /// The last pause or eviction for this resource.
+    pub last_escalation: Option<Nanos>,
+}
+
+/// What the engine has decided for one VM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct VmState {
+    pub id: VmId,
+    /// Not yet given the policy's fixed settings (new VM, or a new policy).
+    pub fresh: bool,
+    pub vcpu_quota: Option<f64>,
+    pub sched_idle: bool,
+    pub io: IoLimit,
+    pub io_squeezed: bool,
+    /// The squeeze baseline (bytes/s, ops/s), fixed when squeezing began.
+    pub io_base: (u64, u64),
+    pub memory_limit: Option<u64>,
+    pub paused_for: Option<Resource>,
+    pub evicted: bool,
+    pub last_reason: Option<Reason>,
+}
+
+impl VmState {
+    /// Takes over a VM as it is (after an agent restart its limits may already be squeezed).
+    fn adopt(vm: &VmSample) -> Self {
+        let vcpus = f64::from(vm.vcpus);
+        Self {
+            id: vm.id,
+            fresh: true,
+            vcpu_quota: vm.limits.vcpu_quota.filter(|q| *q < vcpus),
+            sched_idle: vm.limits.sched_idle,
+            io: vm.limits.io,
+            io_squeezed: false,
+            io_base: (0, 0),
+            memory_limit: vm.limits.memory_limit,
+            paused_for: (vm.state == VmRunState::Paused).then_some(Resource::Cpu),
+            evicted: false,
+            last_reason: None,
+        }
+    }
+
+    /// Whether rules may act on it (not evicted).
+    pub fn live(&self) -> bool {
+        !self.evicted
+    }
+
+    /// Whether it runs (live and not paused).
+    pub fn running(&self) -> bool {
+        !self.evicted && self.paused_for.is_none()
+    }
+}
+
+/// All of the engine's state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct State {
+    pub started: bool,
+    /// The offline group's intended CPU quota (cores).
+    pub quota: f64,
+    /// `on_interference` classes are under SCHED_IDLE.
+    pub idle_squeezed: bool,
+    pub group_io: IoLimit,
+    pub group_io_squeezed: bool,
+    pub group_io_base: (u64, u64),
+    pub cpu: ResourceState,
+    pub io: ResourceState,
+    pub last_evict: Option<Nanos>,
+    pub memory_evicting: bool,
+    /// Parallel to the sample's `vms` after [`State::sync_vms`].
+    pub vms: Vec<VmState>,
+    /// The VM set changed (or the policy did) this step: per-VM fixed settings need a look.
+    pub vms_changed: bool,
+    /// The `idle_squeezed` value the SCHED_IDLE rule last applied.
+    pub idle_applied: Option<bool>,
+    /// Some VM may hold a CPU squeeze (vCPU quota, pause): the release ladder must look at the
+    /// VMs. Cleared once a release step finds nothing there, so calm ticks skip the VM scans.
+    pub cpu_vms_squeezed: bool,
+    /// The same for IO (VM buckets, pause).
+    pub io_vms_squeezed: bool,
+    scratch: Vec<VmState>,
+}
+
+impl State {
+    /// Lines up the VM states with the sample's VMs (same order), adopting new VMs and
+    /// forgetting departed ones, without allocating once the buffers have grown.
+    pub fn sync_vms(&mut self, s: &NodeSample) {
+        // The usual case: the same VMs in the same order as last time.
+        if self.vms.len() == s.vms.len()
+            && self.vms.iter().zip(&s.vms).all(|(st, vm)| st.id == vm.id)
+        {
+            return;
+        }
+        self.vms_changed = true;
+        self.cpu_vms_squeezed = true;
+        self.io_vms_squeezed = true;
+        self.scratch.clear();
+        for (i, vm) in s.vms.iter().enumerate() {
+            let found = match self.vms.get(i) {
+                Some(st) if st.id == vm.id => Some(*st),
+                _ => self.vms.iter().find(|st| st.id == vm.id).copied(),
+            };
+            self.scratch
+                .push(found.unwrap_or_else(|| VmState::adopt(vm)));
+        }
+        std::mem::swap(&mut self.vms, &mut self.scratch);
+    }
+
+    /// The timers of `r`.
+    pub fn res(&mut self, r: Resource) -> &mut ResourceState {
+        match r {
+            Resource::Cpu => &mut self.cpu,
+            Resource::Io => &mut self.io,
+        }
+    }
+}
