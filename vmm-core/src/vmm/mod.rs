@@ -165,6 +165,7 @@ fn host_err(what: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
 }
 
 /// Prints start phases to stderr when `COLO_VMM_TRACE=1` (to find where start time goes).
+#[derive(Debug, Clone, Copy)]
 struct StartTrace {
     on: bool,
     t0: Instant,
@@ -208,7 +209,10 @@ pub fn run(cfg: &VmConfig) -> i32 {
         Err(e) => return refuse(cfg, &logger, &e),
     };
     let (outcome, vmm) = vmm.wait();
-    vmm.finish(cfg, &logger, &outcome)
+    let trace = vmm.trace;
+    let code = vmm.finish(cfg, &logger, &outcome);
+    trace.mark("VM torn down");
+    code
 }
 
 /// Reports a VM that could not start: one line, the exit record, the status.
@@ -286,6 +290,7 @@ struct Vmm {
     protocol: EntryProtocol,
     started: Instant,
     paused: bool,
+    trace: StartTrace,
 }
 
 impl Vmm {
@@ -325,11 +330,6 @@ impl Vmm {
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm.create_irq_chip()
             .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         trace.mark("VM created");
 
         let mem = memory::create(
@@ -339,6 +339,7 @@ impl Vmm {
                 hugepages: cfg.hugepages,
             },
         )?;
+        trace.mark("memory allocated");
         for (slot, region) in mem.iter().enumerate() {
             let host_addr = region
                 .get_host_address(vm_memory::MemoryRegionAddress(0))
@@ -368,6 +369,17 @@ impl Vmm {
             },
         )?;
         trace.mark("kernel loaded");
+        // Linux calibrates against the PIT and drives the UART with interrupts; colo's guest
+        // uses neither, and each costs KVM synchronisation (SRCU grace periods, a kernel
+        // thread) at start and at teardown, so it gets neither.
+        let linux_devices = !matches!(protocol, EntryProtocol::Colo(_));
+        if linux_devices {
+            let pit = kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            };
+            vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        }
 
         let mut base_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -378,19 +390,23 @@ impl Vmm {
         }
         trace.mark("cpuid built");
 
-        let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?;
-        vm.register_irqfd(&serial_irq, layout::SERIAL_IRQ)
-            .map_err(kvm_err("KVM_IRQFD (serial)"))?;
-        let serial = Serial::new(cfg.serial.clone(), Some(serial_irq)).map_err(|source| {
-            StartError::File {
+        let serial_irq = if linux_devices {
+            let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?;
+            vm.register_irqfd(&evt, layout::SERIAL_IRQ)
+                .map_err(kvm_err("KVM_IRQFD (serial)"))?;
+            Some(evt)
+        } else {
+            None
+        };
+        let serial =
+            Serial::new(cfg.serial.clone(), serial_irq).map_err(|source| StartError::File {
                 what: "--serial",
                 path: match &cfg.serial {
                     SerialTarget::File(p) => p.clone(),
                     SerialTarget::Stdout => PathBuf::from("stdout"),
                 },
                 source,
-            }
-        })?;
+            })?;
         let shared =
             Arc::new(VmShared::new(PortDevices::new(serial)).map_err(host_err("eventfd"))?);
 
@@ -449,6 +465,7 @@ impl Vmm {
             protocol,
             started,
             paused: false,
+            trace,
         })
     }
 
@@ -622,6 +639,7 @@ impl Vmm {
 
     /// Writes out serial output, the log line and the exit record; returns the exit status.
     fn finish(self, cfg: &VmConfig, logger: &Logger, outcome: &Outcome) -> i32 {
+        self.trace.mark("VM ended");
         // Stop the guest first, so nothing it does after its end reaches the serial output.
         for v in &self.vcpus {
             v.command(VcpuCommand::Stop);
@@ -637,6 +655,7 @@ impl Vmm {
         if let Some(c) = &self.control {
             c.remove();
         }
+        self.trace.mark("exit record written");
         outcome.exit_code
     }
 }
