@@ -59,7 +59,10 @@ impl Vmm {
 }
 
 /// One boot: start → first serial byte, start → exit, peak RSS (KiB).
-#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also returns the peak RSS")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also returns the peak RSS"
+)]
 fn one_boot(vmm: Vmm, guest: &str) -> (f64, f64, f64) {
     let t0 = Instant::now();
     let mut child = vmm

@@ -20,4 +20,4 @@ pub use guest_image::{
     workload_guest_path,
 };
 pub use vmm::devices::SerialTarget;
-pub use vmm::{MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};
+pub use vmm::{DiskConfig, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use colo_vmm::{EXIT_BAD_INPUT, SerialTarget, VmConfig};
+use colo_vmm::{DiskConfig, EXIT_BAD_INPUT, SerialTarget, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Boot a kernel and run it to its end; the exit status is the guest's (see docs/vmm.md).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the path of colo's workload guest ELF.
     GuestPath,
 }
@@ -63,6 +63,14 @@ struct RunArgs {
     /// Run the vCPU threads under SCHED_IDLE.
     #[arg(long)]
     vcpu_sched_idle: bool,
+    /// A virtio-blk disk: PATH[,ro][,bw=BYTES_PER_S][,iops=N] (bw takes units: bw=8MiB);
+    /// repeatable. Opened with O_DIRECT; served by the colo-io thread.
+    #[arg(long = "disk", value_parser = parse_disk)]
+    disks: Vec<DiskConfig>,
+}
+
+fn parse_disk(spec: &str) -> Result<DiskConfig, String> {
+    DiskConfig::parse(spec)
 }
 
 fn main() -> ExitCode {
@@ -96,6 +104,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(a) => {
+            let a = *a;
             let serial = if a.serial == "stdout" {
                 SerialTarget::Stdout
             } else {
@@ -114,6 +123,7 @@ fn main() -> ExitCode {
                 prefault: a.prefault,
                 hugepages: a.hugepages,
                 vcpu_sched_idle: a.vcpu_sched_idle,
+                disks: a.disks,
             };
             exit_code(colo_vmm::run(&cfg))
         }

@@ -1,7 +1,8 @@
 /*
  * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
  *
- * It reads its job from the command line (`cpu=UNITS|forever mem=MiB hold=SECONDS exit=CODE`),
+ * It reads its job from the command line
+ * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB hold=SECONDS exit=CODE`),
  * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
  * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
  *
@@ -56,6 +57,15 @@
 
 /* One work unit: this many iterations of a 4-instruction ALU loop (~1 ms at ~2.3 GHz, native). */
 #define UNIT_ITERATIONS 1500000
+
+/* virtio-mmio block device (colo-vmm puts the first disk here) */
+#define VIRTIO_BASE     0xd0000000
+#define VQ_SIZE         32
+#define IO_SLOTS        8
+#define IO_CHUNK        0x20000
+#define IO_CHUNK_SHIFT  17
+#define EXIT_IO_ERROR   61
+#define PATTERN_MUL     0x9e3779b97f4a7c15
 
 /* hvm_start_info offsets */
 #define SI_CMDLINE      24
@@ -206,6 +216,10 @@ entry64:
     addl $TSS_SEL0, %eax
     ltr %ax
     lidt idt_ptr(%rip)
+    /* Mask LINT0: KVM wires the boot CPU's LINT0 to the 8259 PIC (ExtINT), whose vectors would
+     * land on exception gates. Disk interrupts are not wanted either: the driver polls. */
+    movabsq $LAPIC, %rax
+    movl $0x10000, 0x350(%rax)
     testq %rdi, %rdi
     jnz 1f
     movq %rbx, start_info(%rip)
@@ -380,6 +394,10 @@ user_main:
     pause
     jmp 2b
 3:
+    cmpq $0, job_io_mode(%rip)
+    je 31f
+    call io_run
+31:
     movq job_hold_ms(%rip), %rdi
     testq %rdi, %rdi
     jz 4f
@@ -482,6 +500,22 @@ parse_cmdline:
     movq %rax, job_hold_ms(%rip)
     jmp 1b
 5:
+    leaq kw_io_read(%rip), %rdi
+    call match_key
+    jnz 51f
+    call parse_u64
+    movq %rax, job_io_mib(%rip)
+    movq $1, job_io_mode(%rip)
+    jmp 1b
+51:
+    leaq kw_io_write(%rip), %rdi
+    call match_key
+    jnz 52f
+    call parse_u64
+    movq %rax, job_io_mib(%rip)
+    movq $2, job_io_mode(%rip)
+    jmp 1b
+52:
     leaq kw_exit(%rip), %rdi
     call match_key
     jnz 6f
@@ -689,6 +723,279 @@ check_mem:
     movl $EXIT_BAD_ARG, %eax
     jmp guest_exit
 
+/* ---- virtio-blk driver (ring 3, polling) ----------------------------------------------------- */
+
+/* Streams job_io_mib MiB to or from the first disk in 128 KiB requests, IO_SLOTS in flight,
+ * counting bytes in the progress block; reads are checksummed, writes carry a pattern:
+ * qword i of the disk holds i * PATTERN_MUL; the checksum is the sum of (qword ^ i). */
+io_run:
+    movabsq $VIRTIO_BASE, %rbx
+    cmpl $0x74726976, 0x000(%rbx)
+    jne io_no_disk
+    cmpl $2, 0x004(%rbx)
+    jne io_no_disk
+    cmpl $2, 0x008(%rbx)
+    jne io_no_disk
+    movl $0, 0x070(%rbx)            /* reset */
+    movl $3, 0x070(%rbx)            /* ACKNOWLEDGE | DRIVER */
+    movl $1, 0x024(%rbx)
+    movl $1, 0x020(%rbx)            /* VIRTIO_F_VERSION_1 (bit 32) */
+    movl $0, 0x024(%rbx)
+    movl $0, 0x020(%rbx)
+    movl $0xb, 0x070(%rbx)          /* FEATURES_OK */
+    testl $8, 0x070(%rbx)
+    jz io_fail
+    movl $0, 0x030(%rbx)
+    movl $VQ_SIZE, 0x038(%rbx)
+    leaq vq_desc(%rip), %rax
+    movl %eax, 0x080(%rbx)
+    shrq $32, %rax
+    movl %eax, 0x084(%rbx)
+    leaq vq_avail(%rip), %rax
+    movl %eax, 0x090(%rbx)
+    shrq $32, %rax
+    movl %eax, 0x094(%rbx)
+    leaq vq_used(%rip), %rax
+    movl %eax, 0x0a0(%rbx)
+    shrq $32, %rax
+    movl %eax, 0x0a4(%rbx)
+    movw $1, vq_avail(%rip)         /* VRING_AVAIL_F_NO_INTERRUPT: this driver polls */
+    movl $1, 0x044(%rbx)            /* QueueReady */
+    movl $0xf, 0x070(%rbx)          /* DRIVER_OK */
+    testl $0x40, 0x070(%rbx)        /* DEVICE_NEEDS_RESET */
+    jnz io_fail
+    /* capacity (sectors) >= MiB * 2048 */
+    movl 0x104(%rbx), %eax
+    shlq $32, %rax
+    movl 0x100(%rbx), %ecx
+    orq %rcx, %rax
+    movq job_io_mib(%rip), %rcx
+    shlq $11, %rcx
+    cmpq %rcx, %rax
+    jb io_small
+    /* descriptors: slot s uses 3s (header), 3s+1 (data), 3s+2 (status) */
+    xorl %ecx, %ecx
+1:
+    leaq (%rcx, %rcx, 2), %rdx      /* 3s */
+    shlq $4, %rdx
+    leaq vq_desc(%rip), %rdi
+    addq %rdx, %rdi                 /* &desc[3s] */
+    leaq io_hdrs(%rip), %rax
+    movq %rcx, %rdx
+    shlq $4, %rdx
+    addq %rdx, %rax
+    movq %rax, 0(%rdi)
+    movl $16, 8(%rdi)
+    movw $1, 12(%rdi)               /* NEXT */
+    leaq (%rcx, %rcx, 2), %rax
+    incl %eax
+    movw %ax, 14(%rdi)
+    leaq io_bufs(%rip), %rax
+    movq %rcx, %rdx
+    shlq $IO_CHUNK_SHIFT, %rdx
+    addq %rdx, %rax
+    movq %rax, 16(%rdi)
+    movl $IO_CHUNK, 24(%rdi)
+    movw $1, 28(%rdi)               /* NEXT, device reads the data (write request) */
+    cmpq $1, job_io_mode(%rip)
+    jne 2f
+    movw $3, 28(%rdi)               /* NEXT | WRITE: the device writes the data (read request) */
+2:
+    leaq (%rcx, %rcx, 2), %rax
+    addl $2, %eax
+    movw %ax, 30(%rdi)
+    leaq io_hdrs + 2048(%rip), %rax
+    addq %rcx, %rax
+    movq %rax, 32(%rdi)
+    movl $1, 40(%rdi)
+    movw $2, 44(%rdi)               /* WRITE */
+    movw $0, 46(%rdi)
+    incq %rcx
+    cmpq $IO_SLOTS, %rcx
+    jb 1b
+    /* chunks */
+    movq job_io_mib(%rip), %rax
+    shlq $3, %rax
+    movq %rax, io_total(%rip)
+    xorl %r14d, %r14d               /* slot */
+3:
+    cmpq $IO_SLOTS, %r14
+    jae 4f
+    movq io_next(%rip), %rax
+    cmpq io_total(%rip), %rax
+    jae 4f
+    movq %r14, %rdi
+    call io_submit
+    incq %r14
+    jmp 3b
+4:
+    movl $0, 0x050(%rbx)            /* QueueNotify */
+5:
+    movq io_done(%rip), %rax
+    cmpq io_total(%rip), %rax
+    jae 9f
+6:
+    movzwl vq_used + 2(%rip), %eax
+    cmpw %ax, io_used(%rip)
+    jne 7f
+    pause
+    jmp 6b
+7:
+    movzwl io_used(%rip), %eax
+    andl $(VQ_SIZE - 1), %eax
+    leaq vq_used + 4(%rip), %rdx
+    movl (%rdx, %rax, 8), %eax      /* id = 3 * slot */
+    incq io_used(%rip)
+    xorl %edx, %edx
+    movl $3, %ecx
+    divl %ecx
+    movl %eax, %r14d                /* slot */
+    leaq io_hdrs + 2048(%rip), %rdx
+    cmpb $0, (%rdx, %r14)
+    jne io_fail
+    cmpq $1, job_io_mode(%rip)
+    jne 8f
+    movq %r14, %rdi
+    call io_checksum
+8:
+    addq $IO_CHUNK, progress + 8(%rip)
+    incq io_done(%rip)
+    movq io_next(%rip), %rax
+    cmpq io_total(%rip), %rax
+    jae 5b
+    movq %r14, %rdi
+    call io_submit
+    movl $0, 0x050(%rbx)            /* QueueNotify */
+    jmp 5b
+9:
+    cmpq $1, job_io_mode(%rip)
+    jne 10f
+    leaq msg_io_read(%rip), %rsi
+    movl $(msg_io_read_end - msg_io_read), %ecx
+    call puts
+    movq io_sum(%rip), %rax
+    call u_hex
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    call puts
+    ret
+10:
+    leaq msg_io_write(%rip), %rsi
+    movl $(msg_io_write_end - msg_io_write), %ecx
+    call puts
+    ret
+
+/* Fills in and makes available the request of slot RDI for chunk io_next (then io_next++). */
+io_submit:
+    movq io_next(%rip), %r8
+    incq io_next(%rip)
+    leaq io_slot_chunk(%rip), %rax
+    movq %r8, (%rax, %rdi, 8)
+    movq %rdi, %rax
+    shlq $4, %rax
+    leaq io_hdrs(%rip), %rdx
+    addq %rax, %rdx
+    movl $0, 0(%rdx)                /* VIRTIO_BLK_T_IN */
+    cmpq $1, job_io_mode(%rip)
+    je 1f
+    movl $1, 0(%rdx)                /* VIRTIO_BLK_T_OUT */
+1:
+    movl $0, 4(%rdx)
+    movq %r8, %rax
+    shlq $8, %rax                   /* 256 sectors per chunk */
+    movq %rax, 8(%rdx)
+    leaq io_hdrs + 2048(%rip), %rdx
+    movb $0xff, (%rdx, %rdi)
+    cmpq $1, job_io_mode(%rip)
+    je 3f
+    /* write: qword i of the disk = i * PATTERN_MUL */
+    movq %rdi, %rax
+    shlq $IO_CHUNK_SHIFT, %rax
+    leaq io_bufs(%rip), %rsi
+    addq %rax, %rsi
+    movq %r8, %rcx
+    shlq $(IO_CHUNK_SHIFT - 3), %rcx    /* first qword index */
+    movabsq $PATTERN_MUL, %r9
+    movl $(IO_CHUNK / 8), %r10d
+2:
+    movq %rcx, %rax
+    imulq %r9, %rax
+    movq %rax, (%rsi)
+    addq $8, %rsi
+    incq %rcx
+    decl %r10d
+    jnz 2b
+3:
+    movzwl io_avail(%rip), %eax
+    andl $(VQ_SIZE - 1), %eax
+    leaq (%rdi, %rdi, 2), %rcx      /* head = 3 * slot */
+    leaq vq_avail + 4(%rip), %rdx
+    movw %cx, (%rdx, %rax, 2)
+    incq io_avail(%rip)
+    movq io_avail(%rip), %rax
+    movw %ax, vq_avail + 2(%rip)    /* publish (x86 keeps the ring store first) */
+    ret
+
+/* Adds the checksum of the buffer of slot RDI (chunk io_slot_chunk[slot]) to io_sum. */
+io_checksum:
+    leaq io_slot_chunk(%rip), %rax
+    movq (%rax, %rdi, 8), %rcx
+    shlq $(IO_CHUNK_SHIFT - 3), %rcx
+    movq %rdi, %rax
+    shlq $IO_CHUNK_SHIFT, %rax
+    leaq io_bufs(%rip), %rsi
+    addq %rax, %rsi
+    movq io_sum(%rip), %r8
+    movl $(IO_CHUNK / 8), %r10d
+1:
+    movq (%rsi), %rax
+    xorq %rcx, %rax
+    addq %rax, %r8
+    addq $8, %rsi
+    incq %rcx
+    decl %r10d
+    jnz 1b
+    movq %r8, io_sum(%rip)
+    ret
+
+/* Prints RAX as 16 hex digits (ring 3). */
+u_hex:
+    leaq hex_buf(%rip), %rdi
+    movl $16, %ecx
+    movq %rax, %rsi
+1:
+    rolq $4, %rsi
+    movq %rsi, %rax
+    andl $0xf, %eax
+    leaq hex_digits(%rip), %rdx
+    movb (%rdx, %rax), %al
+    movb %al, (%rdi)
+    incq %rdi
+    decl %ecx
+    jnz 1b
+    leaq hex_buf(%rip), %rsi
+    movl $16, %ecx
+    jmp puts
+
+io_no_disk:
+    leaq msg_no_disk(%rip), %rsi
+    movl $(msg_no_disk_end - msg_no_disk), %ecx
+    call puts
+    movl $EXIT_BAD_ARG, %eax
+    jmp guest_exit
+io_small:
+    leaq msg_disk_small(%rip), %rsi
+    movl $(msg_disk_small_end - msg_disk_small), %ecx
+    call puts
+    movl $EXIT_BAD_ARG, %eax
+    jmp guest_exit
+io_fail:
+    leaq msg_io_fail(%rip), %rsi
+    movl $(msg_io_fail_end - msg_io_fail), %ecx
+    call puts
+    movl $EXIT_IO_ERROR, %eax
+    jmp guest_exit
+
 /* ---- data ------------------------------------------------------------------------------------ */
     .balign 8
 start_info:     .quad 0
@@ -699,6 +1006,15 @@ job_units:      .quad 0
 job_mem_mib:    .quad 0
 job_hold_ms:    .quad 0
 job_exit:       .quad 0
+job_io_mode:    .quad 0         /* 1 = read, 2 = write */
+job_io_mib:     .quad 0
+io_total:       .quad 0         /* chunks to do */
+io_next:        .quad 0         /* next chunk to submit */
+io_done:        .quad 0         /* chunks completed */
+io_avail:       .quad 0         /* avail ring index */
+io_used:        .quad 0         /* used ring entries consumed */
+io_sum:         .quad 0         /* read checksum */
+io_slot_chunk:  .fill IO_SLOTS, 8, 0
 mem_start_sym:  .quad mem_start      /* from workload.ld: _end rounded up to 2 MiB */
 
 msg_up:         .ascii "colo-guest: up\n"
@@ -720,12 +1036,31 @@ kw_forever:     .asciz "forever"
 kw_mem:         .asciz "mem="
 kw_hold:        .asciz "hold="
 kw_exit:        .asciz "exit="
+kw_io_read:     .asciz "io=read:"
+kw_io_write:    .asciz "io=write:"
+msg_no_disk:    .ascii "colo-guest: io= needs a virtio-blk disk at 0xd0000000\n"
+msg_no_disk_end:
+msg_disk_small: .ascii "colo-guest: io= is larger than the disk\n"
+msg_disk_small_end:
+msg_io_fail:    .ascii "colo-guest: virtio-blk setup or IO failed\n"
+msg_io_fail_end:
+msg_io_read:    .ascii "colo-guest: io read done checksum=0x"
+msg_io_read_end:
+msg_io_write:   .ascii "colo-guest: io write done\n"
+msg_io_write_end:
 
 /* ---- zero-filled memory (not in the file) ---------------------------------------------------- */
     .section .iobitmap, "aw", @nobits
     .skip 8192 + 16
 
     .section .bss, "aw", @nobits
+    .balign 4096
+vq_desc:        .skip 4096
+vq_avail:       .skip 4096
+vq_used:        .skip 4096
+io_hdrs:        .skip 4096      /* 16-byte headers at slot * 16, status bytes at 2048 + slot */
+io_bufs:        .skip IO_SLOTS * IO_CHUNK
+hex_buf:        .skip 32
     .balign 4096
 kstacks:        .skip 4096 * MAX_CPUS
 ustacks:        .skip 4096 * MAX_CPUS

@@ -26,6 +26,12 @@ pub const HIMEM_START: u64 = 0x10_0000;
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 /// End of that hole.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
+/// First virtio-mmio device; each takes [`VIRTIO_MMIO_SIZE`] bytes.
+pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
+/// Size of one virtio-mmio window.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// IRQ of the first virtio-mmio device (then one per device).
+pub const VIRTIO_IRQ_BASE: u32 = 5;
 /// IRQ of COM1.
 pub const SERIAL_IRQ: u32 = 4;
 /// Largest number of e820 / PVH memory map entries written.

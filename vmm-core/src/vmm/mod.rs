@@ -5,12 +5,16 @@ pub mod boot;
 mod control_server;
 pub mod cpuid;
 pub mod devices;
+pub mod disk;
+mod io_thread;
 pub mod layout;
 mod log;
 pub mod memory;
 mod outcome;
+pub mod rate_limiter;
 mod signals;
 mod vcpu;
+pub mod virtio;
 mod vm_shared;
 
 use std::os::fd::AsRawFd;
@@ -19,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -30,6 +34,9 @@ use crate::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR, ExitReason, ExitRecord};
 use boot::{BootConfig, BootError, EntryProtocol};
 use control_server::{ControlServer, ControlSocketError};
 use devices::{PortDevices, Serial, SerialTarget};
+pub use disk::DiskConfig;
+use disk::{Disk, DiskError, MAX_DISKS};
+use io_thread::IoThread;
 pub use log::Logger;
 use memory::{MemoryError, MemoryOptions};
 pub use outcome::Outcome;
@@ -69,6 +76,8 @@ pub struct VmConfig {
     pub hugepages: bool,
     /// Run vCPU threads under SCHED_IDLE.
     pub vcpu_sched_idle: bool,
+    /// virtio-blk disks, served by the `colo-io` thread.
+    pub disks: Vec<DiskConfig>,
 }
 
 impl VmConfig {
@@ -87,6 +96,7 @@ impl VmConfig {
             prefault: false,
             hugepages: false,
             vcpu_sched_idle: false,
+            disks: Vec::new(),
         }
     }
 }
@@ -129,6 +139,9 @@ pub enum StartError {
     /// Guest memory could not be set up.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// A disk cannot be used.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
     /// A host resource (thread, eventfd, signal) could not be set up.
     #[error("{what}: {source}")]
     Host {
@@ -148,6 +161,7 @@ impl StartError {
             | Self::Boot(_)
             | Self::ControlSocket(_)
             | Self::File { .. }
+            | Self::Disk(_)
             | Self::NoKvm(_) => EXIT_BAD_INPUT,
             Self::Memory(MemoryError::Prefault { .. }) => EXIT_BAD_INPUT,
             Self::Kvm { .. } | Self::Memory(_) | Self::Host { .. } => EXIT_VMM_ERROR,
@@ -284,6 +298,8 @@ struct Vmm {
     memory_bytes: u64,
     shared: Arc<VmShared>,
     vcpus: Vec<VcpuThread>,
+    disks: Vec<Arc<Disk>>,
+    io_thread: Option<IoThread>,
     acks: crossbeam_channel::Receiver<u32>,
     control: Option<ControlServer>,
     signals: TerminationSignals,
@@ -319,6 +335,26 @@ impl Vmm {
                 cfg.memory_mib,
                 host >> 20
             )));
+        }
+        if cfg.disks.len() > MAX_DISKS {
+            return Err(DiskError::TooMany.into());
+        }
+        let mut disks = Vec::with_capacity(cfg.disks.len());
+        for (i, d) in cfg.disks.iter().enumerate() {
+            let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
+            let disk = Disk::open(
+                i as u32,
+                d.clone(),
+                base,
+                layout::VIRTIO_IRQ_BASE + i as u32,
+            )?;
+            if !disk.direct {
+                logger.line(&format!(
+                    "warning: --disk {}: the filesystem refuses O_DIRECT, using buffered IO (cgroup v1 IO limits will not see it)",
+                    d.path.display()
+                ));
+            }
+            disks.push(Arc::new(disk));
         }
         let control = match &cfg.control_socket {
             Some(p) => Some(ControlServer::bind(p)?),
@@ -358,12 +394,17 @@ impl Vmm {
         }
         trace.mark("memory mapped");
 
+        let linux_cmdline_extra: Vec<String> = disks
+            .iter()
+            .map(|d| format!("virtio_mmio.device=4K@{:#x}:{}", d.base, d.irq))
+            .collect();
         let protocol = boot::load(
             &mem,
             &BootConfig {
                 kernel: &cfg.kernel,
                 initrd: cfg.initrd.as_deref(),
                 cmdline: &cfg.cmdline,
+                linux_cmdline_extra: &linux_cmdline_extra.join(" "),
                 memory: memory_bytes,
                 vcpus: cfg.vcpus,
             },
@@ -407,8 +448,25 @@ impl Vmm {
                 },
                 source,
             })?;
-        let shared =
-            Arc::new(VmShared::new(PortDevices::new(serial)).map_err(host_err("eventfd"))?);
+        for d in &disks {
+            vm.register_ioevent(
+                &d.notify,
+                &IoEventAddress::Mmio(d.base + virtio::mmio::QUEUE_NOTIFY_OFFSET),
+                NoDatamatch,
+            )
+            .map_err(kvm_err("KVM_IOEVENTFD (disk)"))?;
+            vm.register_irqfd(&d.irq_event, d.irq)
+                .map_err(kvm_err("KVM_IRQFD (disk)"))?;
+        }
+        let shared = Arc::new(
+            VmShared::new(PortDevices::new(serial), disks.clone(), mem.clone())
+                .map_err(host_err("eventfd"))?,
+        );
+        let io_thread = if disks.is_empty() {
+            None
+        } else {
+            Some(IoThread::spawn(disks.clone(), mem.clone()).map_err(host_err("IO thread"))?)
+        };
 
         vcpu::install_kick_handler().map_err(host_err("signal handler"))?;
         let signals = TerminationSignals::install().map_err(host_err("signalfd"))?;
@@ -448,9 +506,12 @@ impl Vmm {
             .collect();
         let tid_list: Vec<String> = tids.iter().map(u32::to_string).collect();
         logger.line(&format!(
-            "started pid={} vcpu_tids={} io_tid=-",
+            "started pid={} vcpu_tids={} io_tid={}",
             std::process::id(),
-            tid_list.join(",")
+            tid_list.join(","),
+            io_thread
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |t| t.tid.to_string())
         ));
         trace.mark("started line printed");
         Ok(Self {
@@ -459,6 +520,8 @@ impl Vmm {
             memory_bytes,
             shared,
             vcpus,
+            disks,
+            io_thread,
             acks,
             control,
             signals,
@@ -552,9 +615,24 @@ impl Vmm {
                 self.shared.finish(Outcome::shutdown());
                 ok_reply::<Stats>(None)
             }
-            ControlRequest::SetIoLimit { disk, .. } => error_reply(&format!(
-                "no disk `{disk}`: this VM has no disks (give --disk to colo-vmm run)"
-            )),
+            ControlRequest::SetIoLimit { disk, bw, iops } => {
+                let found = self.disks.iter().find(|d| {
+                    d.index.to_string() == *disk || d.config.path.as_os_str() == disk.as_str()
+                });
+                match found {
+                    Some(d) => {
+                        d.set_limits(*bw, *iops);
+                        if let Some(t) = &self.io_thread {
+                            t.wake();
+                        }
+                        ok_reply::<Stats>(None)
+                    }
+                    None => error_reply(&format!(
+                        "no disk `{disk}`: this VM has {} disk(s); name one by index (0..) or by path",
+                        self.disks.len()
+                    )),
+                }
+            }
         }
     }
 
@@ -608,7 +686,7 @@ impl Vmm {
                     cpu_ns: thread_cpu_ns(v.tid),
                 })
                 .collect(),
-            io_tid: None,
+            io_tid: self.io_thread.as_ref().map(|t| t.tid),
             exits: ExitCounts {
                 io: load(&ex.io),
                 mmio: load(&ex.mmio),
@@ -620,7 +698,7 @@ impl Vmm {
                 resident_bytes: memory::resident_bytes(&self.mem),
             },
             progress: self.progress(),
-            disks: Vec::new(),
+            disks: self.disks.iter().map(|d| d.stats()).collect(),
         }
     }
 
@@ -643,6 +721,9 @@ impl Vmm {
         // Stop the guest first, so nothing it does after its end reaches the serial output.
         for v in &self.vcpus {
             v.command(VcpuCommand::Stop);
+        }
+        if let Some(t) = &self.io_thread {
+            t.stop();
         }
         self.shared.devices().flush();
         logger.line(&format!(

@@ -1,10 +1,13 @@
 //! State shared by the vCPU threads and the VMM's main thread.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::devices::PortDevices;
+use super::disk::Disk;
+use super::layout::VIRTIO_MMIO_SIZE;
 use super::outcome::Outcome;
 use super::vcpu::ExitCounters;
 
@@ -16,17 +19,32 @@ pub struct VmShared {
     pub exits: ExitCounters,
     end: Mutex<Option<Outcome>>,
     end_event: EventFd,
+    disks: Vec<Arc<Disk>>,
+    mem: GuestMemoryMmap,
 }
 
 impl VmShared {
-    /// Shared state around `devices`.
-    pub fn new(devices: PortDevices) -> std::io::Result<Self> {
+    /// Shared state around the port devices and the disks (MMIO devices) of guest `mem`.
+    pub fn new(
+        devices: PortDevices,
+        disks: Vec<Arc<Disk>>,
+        mem: GuestMemoryMmap,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             devices: Mutex::new(devices),
             exits: ExitCounters::default(),
             end: Mutex::new(None),
             end_event: EventFd::new(libc::EFD_NONBLOCK)?,
+            disks,
+            mem,
         })
+    }
+
+    fn disk_at(&self, addr: u64) -> Option<(&Disk, u64)> {
+        self.disks
+            .iter()
+            .find(|d| addr >= d.base && addr < d.base + VIRTIO_MMIO_SIZE)
+            .map(|d| (d.as_ref(), addr - d.base))
     }
 
     /// The port-I/O devices (a panicked holder does not poison them for the others).
@@ -54,11 +72,18 @@ impl VmShared {
         &self.end_event
     }
 
-    /// An MMIO read outside any device reads as zeros.
-    pub fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
-        data.fill(0);
+    /// An MMIO read: a disk's registers, or zeros outside any device.
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        match self.disk_at(addr) {
+            Some((disk, offset)) => disk.mmio_read(offset, data),
+            None => data.fill(0),
+        }
     }
 
-    /// An MMIO write outside any device is ignored.
-    pub fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
+    /// An MMIO write: a disk's registers, or ignored outside any device.
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if let Some((disk, offset)) = self.disk_at(addr) {
+            disk.mmio_write(offset, data, &self.mem);
+        }
+    }
 }

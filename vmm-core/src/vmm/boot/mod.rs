@@ -114,6 +114,9 @@ pub struct BootConfig<'a> {
     pub initrd: Option<&'a Path>,
     /// Kernel command line.
     pub cmdline: &'a str,
+    /// Appended to the command line of Linux kernels (not of colo guests): device
+    /// announcements such as `virtio_mmio.device=4K@0xd0000000:5`.
+    pub linux_cmdline_extra: &'a str,
     /// Guest RAM size, bytes.
     pub memory: u64,
     /// Number of vCPUs.
@@ -173,8 +176,18 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &BootConfig<'_>) -> Result<EntryProtocol
         return Err(BootError::KernelFormat(kpath));
     };
 
-    write_bytes(mem, CMDLINE, cfg.cmdline.as_bytes())?;
-    write_bytes(mem, CMDLINE + cfg.cmdline.len() as u64, &[0])?;
+    let mut cmdline = cfg.cmdline.to_string();
+    if !matches!(protocol, EntryProtocol::Colo(_)) && !cfg.linux_cmdline_extra.is_empty() {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(cfg.linux_cmdline_extra);
+    }
+    if cmdline.len() > CMDLINE_MAX {
+        return Err(BootError::Cmdline { len: cmdline.len() });
+    }
+    write_bytes(mem, CMDLINE, cmdline.as_bytes())?;
+    write_bytes(mem, CMDLINE + cmdline.len() as u64, &[0])?;
     let initrd = match cfg.initrd {
         Some(p) => Some(load_initrd(mem, p, cfg.memory)?),
         None => None,
@@ -189,7 +202,7 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &BootConfig<'_>) -> Result<EntryProtocol
             } else {
                 None
             };
-            write_zero_page(mem, cfg, header.as_deref(), initrd)?;
+            write_zero_page(mem, cfg.memory, cmdline.len(), header.as_deref(), initrd)?;
             regs::write_boot_page_tables(mem)?;
         }
     }
@@ -273,7 +286,8 @@ fn read_setup_header(file: &File, path: &Path) -> Result<Vec<u8>, BootError> {
 /// Writes the Linux zero page (`boot_params`): setup header, command line, e820, initrd.
 fn write_zero_page(
     mem: &GuestMemoryMmap,
-    cfg: &BootConfig<'_>,
+    memory: u64,
+    cmdline_len: usize,
     header: Option<&[u8]>,
     initrd: Option<(u64, u64)>,
 ) -> Result<(), BootError> {
@@ -292,8 +306,8 @@ fn write_zero_page(
     }
     zp[0x228..0x22c].copy_from_slice(&(CMDLINE as u32).to_le_bytes());
     zp[0x230..0x234].copy_from_slice(&0x0100_0000u32.to_le_bytes());
-    zp[0x238..0x23c].copy_from_slice(&(cfg.cmdline.len() as u32).to_le_bytes());
-    let map = e820_map(cfg.memory);
+    zp[0x238..0x23c].copy_from_slice(&(cmdline_len as u32).to_le_bytes());
+    let map = e820_map(memory);
     zp[0x1e8] = map.len() as u8;
     for (i, (start, size, kind)) in map.iter().enumerate() {
         let at = 0x2d0 + i * 20;
@@ -314,6 +328,7 @@ mod tests {
             kernel,
             initrd: None,
             cmdline,
+            linux_cmdline_extra: "",
             memory: 64 << 20,
             vcpus: 1,
         }

@@ -1,0 +1,125 @@
+//! The IO thread (`colo-io`): runs every disk request of the VM, so the agent can put all of a
+//! VM's disk IO in one cgroup. It sleeps in `ppoll` on the disks' ioeventfds and a wake-up
+//! eventfd, with a timeout when a token bucket holds a request back.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::disk::{Disk, QueueState};
+
+/// Stack of the IO thread.
+const IO_STACK_SIZE: usize = 256 * 1024;
+
+/// Handle of the running IO thread.
+#[derive(Debug)]
+pub struct IoThread {
+    /// Its thread id.
+    pub tid: u32,
+    wake: Arc<EventFd>,
+    stop: Arc<AtomicBool>,
+    _handle: JoinHandle<()>,
+}
+
+impl IoThread {
+    /// Starts the thread serving `disks`.
+    pub fn spawn(disks: Vec<Arc<Disk>>, mem: GuestMemoryMmap) -> std::io::Result<Self> {
+        let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
+        let (w, s) = (wake.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("colo-io".into())
+            .stack_size(IO_STACK_SIZE)
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
+                serve(&disks, &mem, &w, &s);
+            })?;
+        let tid = tid_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| std::io::Error::other("the IO thread did not start"))?;
+        Ok(Self {
+            tid,
+            wake,
+            stop,
+            _handle: handle,
+        })
+    }
+
+    /// Makes the thread look at every disk again (after a limit change).
+    pub fn wake(&self) {
+        let _ = self.wake.write(1);
+    }
+
+    /// Asks the thread to end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+}
+
+fn serve(disks: &[Arc<Disk>], mem: &GuestMemoryMmap, wake: &EventFd, stop: &AtomicBool) {
+    let mut throttled: Vec<Option<Instant>> = vec![None; disks.len()];
+    let mut fds: Vec<libc::pollfd> = std::iter::once(wake.as_raw_fd())
+        .chain(disks.iter().map(|d| d.notify.as_raw_fd()))
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        let now = Instant::now();
+        let timeout = throttled
+            .iter()
+            .flatten()
+            .map(|t| t.saturating_duration_since(now))
+            .min();
+        let ts = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+        });
+        for f in &mut fds {
+            f.revents = 0;
+        }
+        // SAFETY: `fds` is a valid pollfd array; `ts` (if any) outlives the call.
+        let rc = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
+                std::ptr::null(),
+            )
+        };
+        if rc < 0 {
+            continue;
+        }
+        let woken = fds[0].revents != 0;
+        if woken {
+            let _ = wake.read();
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        let now = Instant::now();
+        for (i, disk) in disks.iter().enumerate() {
+            let notified = fds[i + 1].revents != 0;
+            if notified {
+                let _ = disk.notify.read();
+            }
+            let due = throttled[i].is_some_and(|t| t <= now);
+            if notified || due || woken {
+                throttled[i] = match disk.process_queue(mem) {
+                    QueueState::Idle => None,
+                    QueueState::Throttled(wait) => Some(Instant::now() + wait),
+                };
+            }
+        }
+    }
+}
