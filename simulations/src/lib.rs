@@ -1,4 +1,28 @@
-//! colo-sim: a trace-driven cluster simulator running colo's real policy and scoring code.
+//! colo-sim: a trace-driven cluster simulator that runs colo's real policy engine and scoring.
+//!
+//! - [`trace`]: what is replayed — a seeded [`trace::synthetic`] generator and the compact
+//!   [`trace::binary`] format; [`alibaba`] reads and converts Alibaba cluster-trace-v2018 CSVs;
+//! - [`contention`]: the documented model that maps CPU, memory and IO demand to online
+//!   latency and to the signals colo's agent measures, calibrated in [`calibration`];
+//! - [`node`] and [`cluster`]: the discrete-time loop; [`controller`]: the seam where each mode
+//!   manages a node's offline side (baselines, and colo's engine in [`colo`]);
+//! - [`compare`], [`report`], [`plot`]: all modes on one trace, the table, CSV and plots.
+//!
+//! Online latency figures come from the contention model: the traces carry no latency.
+
+pub mod alibaba;
+pub mod calibration;
+pub mod cluster;
+pub mod colo;
+pub mod compare;
+pub mod contention;
+pub mod controller;
+pub mod metrics;
+pub mod node;
+pub mod plot;
+pub mod report;
+pub mod rng;
+pub mod trace;
 
 /// Default simulation step in seconds.
-pub const DEFAULT_STEP_SECS: u64 = 10;
+pub const DEFAULT_STEP_SECS: u32 = 10;

@@ -1,0 +1,510 @@
+//! The cluster loop: every step, VMs arrive, the scheduler places what it can (colo's scoring
+//! functions, on what the nodes reported after the previous step), then every node steps —
+//! in parallel over contiguous shards of nodes — and the ends of VMs are accounted.
+//!
+//! Determinism: node-level randomness is a hash of `(seed, node, step)`, cluster-level draws are
+//! made by one thread in a fixed order, shards are contiguous so concatenating their events in
+//! shard order gives node order, and all sums are integers. The result is the same bytes for
+//! any number of threads.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
+
+use crate::calibration::{Calibration, Coefficients};
+use crate::controller::{ActionCounts, Controller};
+use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
+use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_vms};
+use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
+
+/// How a run is set up (everything but the trace and the mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// Target of the online p99, ms. SLO figures are the contention model's.
+    pub slo_p99_ms: f64,
+    /// Measurements behind the contention model.
+    pub calibration: Calibration,
+    /// colo's scoring tunables (headroom, interference, admission, node score).
+    pub scoring: ScoringParams,
+    /// Interval of the extra evaluations of a node after its controller acts.
+    pub tick: Duration,
+    /// Most extra evaluations per node and step.
+    pub max_ticks: u32,
+    /// Feasible nodes the scheduler scores per VM before choosing (kube-scheduler scores a
+    /// share of the feasible nodes, `percentageOfNodesToScore`, found from a rotating start).
+    pub feasible_nodes: usize,
+    /// Most node filter evaluations per step, as a multiple of the node count (the
+    /// scheduler's throughput).
+    pub scan_budget: f64,
+    /// Most placement attempts per step.
+    pub max_attempts: usize,
+    /// Retry preempted VMs (as the job launcher does with a `Preempted` report).
+    pub retry_preempted: bool,
+    /// Threads stepping nodes.
+    pub threads: usize,
+    /// Number of time buckets of the series (at most; each bucket spans whole steps).
+    pub buckets: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            slo_p99_ms: 0.5,
+            calibration: Calibration::default(),
+            scoring: ScoringParams::default(),
+            tick: Duration::from_millis(100),
+            max_ticks: 8,
+            feasible_nodes: 16,
+            scan_budget: 2.0,
+            max_attempts: 1024,
+            retry_preempted: true,
+            threads: 1,
+            buckets: 1_152,
+        }
+    }
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// Nonsense settings.
+    #[error("simulation settings: {0}")]
+    Config(String),
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    /// The headline figures.
+    pub summary: Summary,
+    /// The series, one bucket per `bucket_steps` steps.
+    pub series: Vec<Bucket>,
+    /// Steps per bucket.
+    pub bucket_steps: u32,
+    /// Seconds per step.
+    pub step_secs: u32,
+}
+
+/// Something that wants to hear about progress (a progress bar).
+pub trait Progress: Sync {
+    /// `done` of `total` steps are simulated.
+    fn update(&self, done: u64, total: u64);
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: u64) {}
+}
+
+#[derive(Debug)]
+struct Pending {
+    spec: VmSpec,
+    submitted_s: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Job {
+    first_arrival_s: u32,
+    last_end_s: u32,
+    vms: u32,
+    finished: u32,
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Shard<S> {
+    first: usize,
+    nodes: Vec<Node<S>>,
+    ends: Vec<VmEnd>,
+    counts: ActionCounts,
+    step: Bucket,
+    utilisation_hist: Vec<u64>,
+}
+
+/// Runs `ctrl`'s mode over `trace`.
+///
+/// # Errors
+/// [`RunError`] when the trace cannot be read or the settings make no sense.
+#[allow(clippy::too_many_lines)]
+pub fn run<C: Controller>(
+    trace: &mut dyn TraceSource,
+    cfg: &SimConfig,
+    ctrl: &C,
+    progress: &dyn Progress,
+) -> Result<RunResult, RunError> {
+    let info = trace.info().clone();
+    let n = info.nodes.len();
+    if n == 0 || info.steps == 0 {
+        return Err(RunError::Config(
+            "the trace has no nodes or no steps".into(),
+        ));
+    }
+    if cfg.slo_p99_ms.is_nan() || cfg.slo_p99_ms <= 0.0 {
+        return Err(RunError::Config(format!(
+            "SLO p99 {} ms: give a positive target",
+            cfg.slo_p99_ms
+        )));
+    }
+    let threads = cfg.threads.clamp(1, n);
+    let coefficients = Coefficients::derive(&cfg.calibration);
+    let cx = StepContext {
+        coefficients: &coefficients,
+        scoring: &cfg.scoring,
+        slo_p99_ms: cfg.slo_p99_ms,
+        step_secs: info.step_secs,
+        tick: cfg.tick,
+        max_ticks: cfg.max_ticks,
+    };
+    let per = n.div_ceil(threads);
+    let shards: Vec<Mutex<Shard<C::State>>> = (0..threads)
+        .map(|t| {
+            let first = (t * per).min(n);
+            let last = ((t + 1) * per).min(n);
+            #[allow(clippy::cast_possible_truncation)]
+            let nodes = (first..last)
+                .map(|i| Node::new(i as u32, info.nodes[i], ctrl))
+                .collect();
+            Mutex::new(Shard {
+                first,
+                nodes,
+                ends: Vec::with_capacity(1024),
+                counts: ActionCounts::default(),
+                step: Bucket::default(),
+                utilisation_hist: vec![0; 1001],
+            })
+        })
+        .collect();
+    let row = RwLock::new(vec![OnlineSample::default(); n]);
+    let generated = trace.online_is_generated();
+    let model = trace.synthetic().cloned();
+
+    let bucket_steps = info.steps.div_ceil(cfg.buckets.max(1)).max(1);
+    let mut series = vec![Bucket::default(); info.steps.div_ceil(bucket_steps) as usize];
+    let mut pending: VecDeque<Pending> = VecDeque::with_capacity(4096);
+    let mut retry: Vec<Pending> = Vec::with_capacity(cfg.max_attempts);
+    let mut arrivals: Vec<VmSpec> = Vec::with_capacity(4096);
+    let mut ends: Vec<VmEnd> = Vec::with_capacity(4096);
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut vms = VmCounts::default();
+    let mut next_vm_id: u64 = 0;
+    let mut cursor = 0usize;
+    let mut work_done_mcs: u64 = 0;
+
+    let step_shard = |shard: &mut Shard<C::State>, step: u32| {
+        let row = row.read().unwrap_or_else(PoisonError::into_inner);
+        let Shard {
+            nodes,
+            ends,
+            counts,
+            step: agg,
+            utilisation_hist,
+            ..
+        } = shard;
+        for i in 0..nodes.len() {
+            if let Some(next) = nodes.get(i + 2) {
+                prefetch_vms(next);
+            }
+            let node = &mut nodes[i];
+            let online =
+                node.online_demand(step, if generated { model.as_ref() } else { None }, &row);
+            let s = node.step(ctrl, &cx, step, &online, ends, counts);
+            agg.add_sample(&s);
+            utilisation_hist[(s.utilisation_permille as usize).min(1000)] += 1;
+        }
+    };
+
+    let stop = AtomicBool::new(false);
+    let barrier = Barrier::new(threads);
+
+    let outcome = std::thread::scope(|scope| -> Result<(), RunError> {
+        for shard in shards.iter().skip(1) {
+            let (stop, barrier) = (&stop, &barrier);
+            let step_shard = &step_shard;
+            scope.spawn(move || {
+                let mut step = 0;
+                loop {
+                    barrier.wait();
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    step_shard(&mut lock(shard), step);
+                    barrier.wait();
+                    step += 1;
+                }
+            });
+        }
+        let finish = |r: Result<(), RunError>| {
+            stop.store(true, Ordering::Release);
+            if threads > 1 {
+                barrier.wait();
+            }
+            r
+        };
+        for step in 0..info.steps {
+            let now_s = step.saturating_mul(info.step_secs);
+            // Trace input for this step.
+            if !generated {
+                let mut r = row.write().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = trace.online_row(step, &mut r) {
+                    return finish(Err(e.into()));
+                }
+            }
+            arrivals.clear();
+            if let Err(e) = trace.arrivals(step, &mut arrivals) {
+                return finish(Err(e.into()));
+            }
+            for spec in &arrivals {
+                let j = spec.job as usize;
+                if j >= jobs.len() {
+                    jobs.resize(j + 1, Job::default());
+                }
+                let job = &mut jobs[j];
+                if job.vms == 0 {
+                    job.first_arrival_s = spec.arrival_s;
+                }
+                job.first_arrival_s = job.first_arrival_s.min(spec.arrival_s);
+                job.vms += 1;
+                vms.submitted += 1;
+                pending.push_back(Pending {
+                    spec: *spec,
+                    submitted_s: spec.arrival_s,
+                });
+            }
+
+            // Placement on the reports of the previous step.
+            {
+                let mut guards: Vec<_> = shards.iter().map(lock).collect();
+                place(
+                    cfg,
+                    ctrl,
+                    &mut guards,
+                    per,
+                    n,
+                    now_s,
+                    &mut pending,
+                    &mut retry,
+                    &mut cursor,
+                    &mut next_vm_id,
+                );
+            }
+
+            // Every node steps.
+            if threads > 1 {
+                barrier.wait();
+            }
+            step_shard(&mut lock(&shards[0]), step);
+            if threads > 1 {
+                barrier.wait();
+            }
+
+            // Accounting, in node order.
+            let b = &mut series[(step / bucket_steps) as usize];
+            b.steps += 1;
+            ends.clear();
+            for shard in &shards {
+                let mut s = lock(shard);
+                b.merge(&s.step);
+                s.step = Bucket::default();
+                ends.append(&mut s.ends);
+            }
+            for e in &ends {
+                let job = &mut jobs[e.vm.spec.job as usize];
+                job.last_end_s = job.last_end_s.max(e.at_s);
+                match e.outcome {
+                    Outcome::Finished => {
+                        vms.finished += 1;
+                        job.finished += 1;
+                        let w = u64::from(e.vm.spec.cpu_millicores) * u64::from(e.vm.spec.work_s);
+                        work_done_mcs += w;
+                        b.vms_finished += 1;
+                        b.work_done_mcs += w;
+                    }
+                    Outcome::Failed => {
+                        vms.failed += 1;
+                        job.failed = true;
+                    }
+                    Outcome::OomKilled => {
+                        vms.oom_killed += 1;
+                        job.failed = true;
+                    }
+                    Outcome::Preempted => {
+                        vms.preempted += 1;
+                        if cfg.retry_preempted {
+                            vms.submitted += 1;
+                            pending.push_back(Pending {
+                                spec: e.vm.spec,
+                                submitted_s: e.at_s,
+                            });
+                        } else {
+                            job.failed = true;
+                        }
+                    }
+                }
+            }
+            if step % 64 == 63 || step + 1 == info.steps {
+                progress.update(u64::from(step) + 1, u64::from(info.steps));
+            }
+        }
+        finish(Ok(()))
+    });
+    outcome?;
+
+    // Summary.
+    let mut total = Bucket::default();
+    for b in &series {
+        total.merge(b);
+    }
+    let mut hist = vec![0u64; 1001];
+    let mut actions = ActionCounts::default();
+    for shard in &shards {
+        let s = lock(shard);
+        for (a, b) in hist.iter_mut().zip(&s.utilisation_hist) {
+            *a += b;
+        }
+        actions.add(&s.counts);
+        vms.running += s.nodes.iter().map(|n| n.vms.len() as u64).sum::<u64>();
+    }
+    vms.pending = pending.len() as u64;
+    // A job is complete when every VM the trace gave it finished (none failed or lost).
+    let mut jcts: Vec<u32> = jobs
+        .iter()
+        .filter(|j| j.vms > 0 && j.finished == j.vms && !j.failed)
+        .map(|j| j.last_end_s.saturating_sub(j.first_arrival_s))
+        .collect();
+    jcts.sort_unstable();
+    let jq = |q: f64| -> Option<f64> {
+        if jcts.is_empty() {
+            return None;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((jcts.len() as f64 * q).ceil() as usize).clamp(1, jcts.len()) - 1;
+        Some(f64::from(jcts[i]) / 60.0)
+    };
+    let jobs_submitted = jobs.iter().filter(|j| j.vms > 0).count() as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let summary = Summary {
+        mode: ctrl.name().to_owned(),
+        node_steps: total.node_steps,
+        utilisation_mean_pct: total.utilisation_pct(),
+        utilisation_p95_pct: quantile_upper(&hist, 0.95).map_or(0.0, |i| i as f64 / 10.0),
+        slo_violation_minutes: total.violation_ms as f64 / 60_000.0,
+        online_p99_mean_ms: total.p99_mean_ms(),
+        online_p99_p99_ms: total.p99_quantile_ms(0.99),
+        offline_core_hours: total.offline_mcs as f64 / 1000.0 / 3600.0,
+        work_done_core_hours: work_done_mcs as f64 / 1000.0 / 3600.0,
+        vms,
+        jobs_submitted,
+        jobs_finished: jcts.len() as u64,
+        jct_p50_min: jq(0.5),
+        jct_p99_min: jq(0.99),
+        actions,
+    };
+    Ok(RunResult {
+        summary,
+        series,
+        bucket_steps,
+        step_secs: info.step_secs,
+    })
+}
+
+/// colo-scheduler's verdict on a batch `request` for a node that reported `r`: `None` when
+/// the filter refuses it, else the node's 0..10 score. The same two `colo_policy::scoring`
+/// calls colo-scheduler's extender makes (`filter_node`, then `node_score` for nodes that pass),
+/// plus the simulator's own slot limit and mode eligibility.
+#[must_use]
+pub fn judge(r: &Report, request: Resources, p: &ScoringParams) -> Option<u8> {
+    (r.eligible
+        && r.free_slots > 0
+        && filter_node(&r.state, r.admission, request, &p.admission).fits())
+    .then(|| node_score(&r.state, request, &p.node_score))
+}
+
+/// Places pending VMs, FIFO with bounded backfill: each VM goes to the best-scoring of the
+/// first `feasible_nodes` nodes that pass colo's filter, scanning from a rotating start.
+#[allow(clippy::too_many_arguments)]
+fn place<C: Controller>(
+    cfg: &SimConfig,
+    ctrl: &C,
+    shards: &mut [std::sync::MutexGuard<'_, Shard<C::State>>],
+    per: usize,
+    n: usize,
+    now_s: u32,
+    pending: &mut VecDeque<Pending>,
+    retry: &mut Vec<Pending>,
+    cursor: &mut usize,
+    next_vm_id: &mut u64,
+) {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let budget = (cfg.scan_budget * n as f64).max(1.0) as usize;
+    let mut scans = 0usize;
+    let mut attempts = 0usize;
+    // Requests that found no node this step: anything at least as large fails too.
+    let mut failed: [Resources; 8] = [Resources::ZERO; 8];
+    let mut n_failed = 0usize;
+    let p = &cfg.scoring;
+    while attempts < cfg.max_attempts && scans < budget {
+        let Some(vm) = pending.pop_front() else {
+            break;
+        };
+        attempts += 1;
+        let req = vm.spec.request();
+        if failed[..n_failed].iter().any(|f| f.fits_in(req)) {
+            retry.push(vm);
+            continue;
+        }
+        let mut best: Option<(u8, usize)> = None;
+        let mut found = 0;
+        let mut i = *cursor;
+        let mut looked = 0;
+        while looked < n && found < cfg.feasible_nodes.max(1) && scans < budget {
+            let node = &shards[i / per].nodes[i - shards[i / per].first];
+            let r = &node.report;
+            looked += 1;
+            scans += 1;
+            if let Some(s) = judge(r, req, p) {
+                found += 1;
+                if best.is_none_or(|(b, _)| s > b) {
+                    best = Some((s, i));
+                }
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        *cursor = i;
+        match best {
+            Some((_, i)) => {
+                let shard = &mut shards[i / per];
+                let first = shard.first;
+                let node = &mut shard.nodes[i - first];
+                let started = Vm::start(*next_vm_id, vm.spec, vm.submitted_s, now_s);
+                if node.place(started, ctrl) {
+                    *next_vm_id += 1;
+                } else {
+                    retry.push(vm);
+                }
+            }
+            None => {
+                if n_failed < failed.len() {
+                    failed[n_failed] = req;
+                    n_failed += 1;
+                }
+                retry.push(vm);
+            }
+        }
+    }
+    for vm in retry.drain(..).rev() {
+        pending.push_front(vm);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

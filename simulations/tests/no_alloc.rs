@@ -1,0 +1,130 @@
+//! Stepping nodes allocates nothing once they are warm: the inner loop of a 276-million
+//! node-step run must not touch the allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use colo_sim::calibration::Coefficients;
+use colo_sim::controller::{ActionCounts, Controller, StaticReservation};
+use colo_sim::node::{Node, StepContext, Vm};
+use colo_sim::trace::synthetic::{SyntheticParams, SyntheticTrace};
+use colo_sim::trace::{TraceSource, VmSpec};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller upholds `alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Steps `nodes` for `steps` steps from `first`; returns the allocations made meanwhile.
+fn step_all<C: Controller>(
+    ctrl: &C,
+    nodes: &mut [Node<C::State>],
+    trace: &SyntheticTrace,
+    first: u32,
+    steps: u32,
+) -> u64 {
+    let k = Coefficients::default();
+    let scoring = colo_policy::scoring::ScoringParams::default();
+    let cx = StepContext {
+        coefficients: &k,
+        scoring: &scoring,
+        slo_p99_ms: 0.5,
+        step_secs: 10,
+        tick: Duration::from_millis(100),
+        max_ticks: 8,
+    };
+    let model = trace.online_model();
+    let mut ends = Vec::with_capacity(4096);
+    let mut counts = ActionCounts::default();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    for step in first..first + steps {
+        for node in nodes.iter_mut() {
+            let online = node.online_demand(step, Some(model), &[]);
+            node.step(ctrl, &cx, step, &online, &mut ends, &mut counts);
+        }
+        ends.clear();
+    }
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn warm_nodes_step_without_allocating() {
+    let p = SyntheticParams {
+        nodes: 30,
+        days: 1.0,
+        ..SyntheticParams::default()
+    };
+    let trace = SyntheticTrace::new(&p).unwrap();
+    let ctrl = StaticReservation::default();
+    let mut nodes: Vec<Node<()>> = trace
+        .info()
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Node::new(u32::try_from(i).unwrap(), *s, &ctrl))
+        .collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        for j in 0..12u64 {
+            let spec = VmSpec {
+                request_millicores: 2_000,
+                request_mib: 4096,
+                vcpus: 2,
+                cpu_millicores: 1_800,
+                memory_mib: 3_000,
+                io_kib_per_sec: if j % 3 == 0 { 100_000 } else { 0 },
+                membw: 100,
+                // Some finish during the measured steps.
+                work_s: 300 + 600 * u32::try_from(j).unwrap(),
+                ..VmSpec::default()
+            };
+            node.place(Vm::start(i as u64 * 100 + j, spec, 0, 0), &ctrl);
+        }
+    }
+    let warm_up = step_all(&ctrl, &mut nodes, &trace, 0, 5);
+    let _ = warm_up;
+    let measured = step_all(&ctrl, &mut nodes, &trace, 5, 2_000);
+    assert_eq!(measured, 0, "allocations while stepping warm nodes");
+    // Sanity: the counter does count.
+    COUNTING.with(|c| c.set(true));
+    let v: Vec<u64> = Vec::with_capacity(8);
+    COUNTING.with(|c| c.set(false));
+    drop(v);
+    assert!(ALLOCATIONS.load(Ordering::Relaxed) > 0);
+}
