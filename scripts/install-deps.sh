@@ -4,6 +4,9 @@
 set -euo pipefail
 PKGS=(
   time            # /usr/bin/time -v for memory/CPU figures
+  pkg-config          # colo-sim: plotters' font-kit finds fontconfig through it
+  libfontconfig1-dev  # colo-sim: plotters (font-kit) links fontconfig and freetype
+  fonts-dejavu-core   # colo-sim: a sans-serif font for the plot labels (tests write plots)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use colo_policy::scoring::ScoringParams;
 use colo_sim::alibaba;
 use colo_sim::calibration::{Calibration, Coefficients};
 use colo_sim::cluster::{Progress, SimConfig};
@@ -243,9 +244,16 @@ fn compare_cmd(a: &CompareArgs) -> Result<(), String> {
         },
         policy,
     };
+    // Scoring comes from the policy's `scoring` section, as colo-scheduler and the agent read
+    // it; the defaults are the policy's defaults.
+    let scoring = settings
+        .policy
+        .as_ref()
+        .map_or_else(ScoringParams::default, |p| ScoringParams::from(&p.scoring));
     let cfg = SimConfig {
         slo_p99_ms: a.slo_p99_ms,
         threads: a.threads.max(1),
+        scoring,
         ..SimConfig::default()
     };
     let params = a.synthetic.params();

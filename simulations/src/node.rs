@@ -402,8 +402,8 @@ impl<S> Node<S> {
                 ),
                 Admission::Reported => {
                     let signals = InterferenceSignals {
-                        run_delay_ms_per_s: per_task_run_delay_ms(c),
-                        psi_some_avg10: c.psi.worst_some() * 100.0,
+                        run_delay_ms_per_s: c.run_delay * 1000.0,
+                        psi_ms_per_s: c.psi.worst_some() * 1000.0,
                         sli_ratio: Some(c.p99_ms / cx.slo_p99_ms),
                     };
                     interference = scoring::interference_score(&signals, &p.interference).score;
@@ -424,13 +424,6 @@ impl<S> Node<S> {
         self.report.free_slots = (MAX_VMS_PER_NODE - self.vms.len()) as u16;
         self.report.eligible = eligible;
     }
-}
-
-/// Run delay per online task, ms per second, as colo's scoring reads it: the summed run delay
-/// spread over as many tasks as the online side keeps cores busy (at least one).
-#[must_use]
-pub fn per_task_run_delay_ms(c: &Contention) -> f64 {
-    c.run_delay * 1000.0 / c.online_cpu.max(1.0)
 }
 
 impl LoadMut for Vm {
