@@ -159,3 +159,74 @@ pub struct NodeSample {
     /// The offline VMs.
     pub vms: Vec<VmSample>,
 }
+
+impl NodeSample {
+    /// The scoring module's inputs from this sample, so the agent's reports and the simulator
+    /// score exactly what the engine saw: the worst online service's run delay, the worst PSI
+    /// `some` stall (a service's own cgroup PSI where it has one, else the node's), and the
+    /// worst SLI ratio. `NaN` and missing readings are skipped.
+    pub fn interference_signals(&self) -> crate::scoring::InterferenceSignals {
+        fn worst(acc: f64, v: f64) -> f64 {
+            if v.is_finite() && v > acc { v } else { acc }
+        }
+        fn psi_some(p: &PsiSample) -> f64 {
+            worst(worst(worst(0.0, p.cpu_some), p.memory_some), p.io_some)
+        }
+        let mut run_delay = 0.0;
+        let mut psi = 0.0;
+        let mut sli: Option<f64> = None;
+        let mut node_psi = self.online.is_empty();
+        for o in &self.online {
+            run_delay = worst(run_delay, o.run_delay.unwrap_or(0.0));
+            match &o.psi {
+                Some(p) => psi = worst(psi, psi_some(p)),
+                None => node_psi = true,
+            }
+            if let Some(r) = o.sli_ratio.filter(|r| r.is_finite()) {
+                sli = Some(sli.map_or(r, |s: f64| s.max(r)));
+            }
+        }
+        if node_psi && let Some(p) = &self.node.psi {
+            psi = worst(psi, psi_some(p));
+        }
+        crate::scoring::InterferenceSignals {
+            run_delay_ms_per_s: run_delay * 1e3,
+            psi_ms_per_s: psi * 1e3,
+            sli_ratio: sli,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interference_signals_take_the_worst_service_in_milliseconds_per_second() {
+        let mut s = NodeSample::default();
+        s.node.psi = Some(PsiSample {
+            io_some: 0.3,
+            ..Default::default()
+        });
+        s.online.push(OnlineSample {
+            run_delay: Some(0.012),
+            psi: Some(PsiSample {
+                memory_some: 0.05,
+                ..Default::default()
+            }),
+            sli_ratio: Some(0.9),
+            ..Default::default()
+        });
+        s.online.push(OnlineSample {
+            run_delay: Some(f64::NAN),
+            sli_ratio: Some(1.3),
+            ..Default::default()
+        });
+        let sig = s.interference_signals();
+        assert!((sig.run_delay_ms_per_s - 12.0).abs() < 1e-9);
+        // The second service has no cgroup PSI: the node's (300 ms/s) counts.
+        assert!((sig.psi_ms_per_s - 300.0).abs() < 1e-9);
+        assert_eq!(sig.sli_ratio, Some(1.3));
+        assert_eq!(NodeSample::default().interference_signals().sli_ratio, None);
+    }
+}
