@@ -117,7 +117,24 @@ impl AgentSettings {
         };
         let vmm_binary = crate::vmm::find_binary(o.vmm.as_deref())
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/colo-vmm"));
-        let mut manager = ManagerConfig::new(vmm_binary, o.workload.clone(), budget);
+        // The workload guest is embedded in colo-vmm's library: when offline.workload is not
+        // installed, the agent writes out its own copy.
+        let workload = if o.workload.is_file() {
+            o.workload.clone()
+        } else {
+            match colo_vmm::workload_guest_path() {
+                Ok(p) => {
+                    tracing::info!(configured = %o.workload.display(), using = %p.display(),
+                        "offline.workload not installed; using the embedded workload guest");
+                    p
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no workload guest: workload jobs will fail");
+                    o.workload.clone()
+                }
+            }
+        };
+        let mut manager = ManagerConfig::new(vmm_binary, workload, budget);
         manager.limits.default_vcpus = o.vcpus.max(1);
         manager.limits.max_vcpus = o.max_vcpus.unwrap_or(host.cpus.max(o.vcpus));
         manager.limits.default_memory_mib = (o.memory.bytes() >> 20).max(1);

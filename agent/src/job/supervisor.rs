@@ -543,7 +543,9 @@ impl Supervisor {
             r.end_reason = Some(o.reason);
             r.exit_code = o.exit_code;
             r.message = o.message.clone();
-            r.ended_unix_ms = o.ended_unix_ms.unwrap_or_else(now_ms);
+            // The VMM's clock stamps the end; a guest that ended before the agent saw it
+            // running must not appear to end before it started.
+            r.ended_unix_ms = o.ended_unix_ms.unwrap_or_else(now_ms).max(r.started_unix_ms);
             r.cpu_seconds = cpu;
         })
         .await;

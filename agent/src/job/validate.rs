@@ -46,7 +46,7 @@ impl Default for SpecLimits {
             default_vcpus: 1,
             max_vcpus: 8,
             default_memory_mib: 64,
-            min_memory_mib: 4,
+            min_memory_mib: colo_vmm::MIN_MEMORY_MIB,
             max_memory_mib: 64 * 1024,
         }
     }
@@ -61,7 +61,7 @@ pub const MAX_DEADLINE_SECONDS: u64 = 30 * 24 * 3600;
 /// Longest idle hold of the workload guest (7 days).
 pub const MAX_HOLD_SECONDS: u64 = 7 * 24 * 3600;
 /// Highest exit code the workload guest can report.
-pub const MAX_GUEST_EXIT_CODE: i32 = 63;
+pub const MAX_GUEST_EXIT_CODE: i32 = colo_vmm::GUEST_EXIT_CODE_MAX;
 
 /// Checks an idempotency key: 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub fn check_key(field: &str, key: &str) -> Result<(), FieldError> {
@@ -394,7 +394,7 @@ mod tests {
                 "128",
             ),
             (Box::new(|s| s.vcpus = 99), "spec.vcpus", "1..=8"),
-            (Box::new(|s| s.memory_mib = 1), "spec.memory_mib", "4..="),
+            (Box::new(|s| s.memory_mib = 1), "spec.memory_mib", "8..="),
             (Box::new(|s| s.guest = None), "spec.guest", "required"),
             (
                 Box::new(|s| {

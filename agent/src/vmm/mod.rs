@@ -2,13 +2,12 @@
 //! with, the `started` line, the exit record and the control socket (async wrappers around the
 //! blocking client, so a slow VMM never stalls the runtime).
 
-mod shim;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use shim::{ControlClient, ControlClientError, ExitReason, ExitRecord, Stats, VmState};
+pub use colo_vmm::control::VmState;
+pub use colo_vmm::{ControlClient, ControlClientError, ExitReason, ExitRecord, Stats};
 
 use crate::job::model::{Guest, JobSpec};
 use crate::registry::JobPaths;

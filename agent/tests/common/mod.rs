@@ -277,9 +277,9 @@ pub async fn connect(socket: &Path) -> Result<AgentClient<Channel>, tonic::trans
     Ok(AgentClient::new(ch))
 }
 
-/// The workload guest ELF, if this workspace builds one.
+/// The workload guest ELF built by colo-vmm.
 pub fn workload_guest() -> Option<PathBuf> {
-    std::env::var_os("COLO_WORKLOAD_GUEST").map(PathBuf::from)
+    colo_vmm::workload_guest_path().ok()
 }
 
 /// A workload-guest job spec.
