@@ -62,6 +62,7 @@ pub fn spec(s: &JobSpec) -> pb::JobSpec {
                 hold_seconds: w.hold_seconds,
                 exit_code: w.exit_code,
                 io: w.io.clone(),
+                cpu_forever: w.cpu_forever,
             }),
             Guest::Linux(l) => pb::job_spec::Guest::Linux(pb::LinuxGuest {
                 kernel_path: l.kernel.display().to_string(),

@@ -132,3 +132,14 @@ async fn dispatch(cli: Cli) -> Result<Done, CliError> {
         Command::Policy(PolicyCli::Files(_)) => Ok(Done::Ok),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches clashing flag names between global and subcommand arguments.
+        super::Cli::command().debug_assert();
+    }
+}

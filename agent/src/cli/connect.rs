@@ -24,16 +24,16 @@ pub struct ConnectArgs {
     #[arg(long, global = true, env = "COLO_AGENT_ENDPOINT")]
     pub endpoint: Option<String>,
     /// CA certificate (PEM) that signed the agent's TLS certificate.
-    #[arg(long, global = true, env = "COLO_AGENT_CA")]
-    pub ca: Option<PathBuf>,
+    #[arg(long = "tls-ca", global = true, env = "COLO_AGENT_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM), when the agent asks for one.
-    #[arg(long, global = true, env = "COLO_AGENT_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
+    #[arg(long = "tls-cert", global = true, env = "COLO_AGENT_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
     /// Client key (PEM).
-    #[arg(long, global = true, env = "COLO_AGENT_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[arg(long = "tls-key", global = true, env = "COLO_AGENT_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// TLS server name to verify, when it differs from the endpoint's host.
-    #[arg(long, global = true)]
+    #[arg(long = "tls-name", global = true)]
     pub tls_name: Option<String>,
 }
 
@@ -60,10 +60,10 @@ pub async fn connect(args: &ConnectArgs) -> Result<AgentClient<Channel>, CliErro
     let channel = match &args.endpoint {
         Some(url) => {
             let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &args.ca {
+            if let Some(ca) = &args.tls_ca {
                 tls = tls.ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?));
             }
-            if let (Some(c), Some(k)) = (&args.cert, &args.key) {
+            if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
                 tls = tls.identity(Identity::from_pem(
                     read(c, "client certificate")?,
                     read(k, "client key")?,

@@ -5,7 +5,7 @@
 //! name: nightly etl
 //! vcpus: 2
 //! memory_mib: 256
-//! workload: {cpu_units: 5000, mem_mib: 64, hold_seconds: 0, exit_code: 0, io: ""}
+//! workload: {cpu_units: 5000, mem_mib: 64, hold_seconds: 0, exit_code: 0, io: "", cpu_forever: false}
 //! # or: linux: {kernel: /var/lib/colo/vmlinux, rootfs: /var/lib/colo/root.img, cmdline: "console=ttyS0"}
 //! disks: [{path: /var/lib/colo/scratch.img, read_only: false, bandwidth_bps: 0, iops: 0}]
 //! qos_class: batch             # or mid
@@ -65,6 +65,8 @@ pub struct WorkloadFile {
     pub exit_code: i32,
     /// IO.
     pub io: String,
+    /// Burn CPU until stopped.
+    pub cpu_forever: bool,
 }
 
 /// The Linux guest section.
@@ -124,6 +126,7 @@ impl JobFile {
                 hold_seconds: w.hold_seconds,
                 exit_code: w.exit_code,
                 io: w.io.clone(),
+                cpu_forever: w.cpu_forever,
             })),
             (None, Some(l)) => Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
                 kernel_path: l.kernel.clone(),

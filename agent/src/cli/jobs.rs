@@ -101,7 +101,11 @@ pub fn print_job(j: &pb::Job) {
     let guest = match &spec.guest {
         Some(pb::job_spec::Guest::Workload(w)) => format!(
             "workload cpu_units={} mem_mib={} hold_seconds={} exit_code={}{}",
-            w.cpu_units,
+            if w.cpu_forever {
+                "forever".to_string()
+            } else {
+                w.cpu_units.to_string()
+            },
             w.mem_mib,
             w.hold_seconds,
             w.exit_code,

@@ -31,7 +31,7 @@ pub fn spec(s: &pb::JobSpec) -> Value {
     let guest = match &s.guest {
         Some(pb::job_spec::Guest::Workload(w)) => json!({"workload": {
             "cpu_units": w.cpu_units, "mem_mib": w.mem_mib, "hold_seconds": w.hold_seconds,
-            "exit_code": w.exit_code, "io": w.io}}),
+            "exit_code": w.exit_code, "io": w.io, "cpu_forever": w.cpu_forever}}),
         Some(pb::job_spec::Guest::Linux(l)) => json!({"linux": {
             "kernel": l.kernel_path, "rootfs": l.rootfs_path, "cmdline": l.cmdline}}),
         None => Value::Null,

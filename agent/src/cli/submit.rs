@@ -40,8 +40,11 @@ pub struct SubmitArgs {
     /// Workload guest: disk IO, `read:MiB` or `write:MiB`.
     #[arg(long)]
     pub io: Option<String>,
+    /// Workload guest: burn CPU on every vCPU until the job is stopped.
+    #[arg(long)]
+    pub cpu_forever: bool,
     /// Linux guest: kernel (uncompressed vmlinux with a PVH entry).
-    #[arg(long, conflicts_with_all = ["cpu_units", "mem_mib", "hold_seconds", "exit_code", "io"])]
+    #[arg(long, conflicts_with_all = ["cpu_units", "mem_mib", "hold_seconds", "exit_code", "io", "cpu_forever"])]
     pub kernel: Option<String>,
     /// Linux guest: root filesystem image.
     #[arg(long, requires = "kernel")]
@@ -128,7 +131,8 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
         || args.mem_mib.is_some()
         || args.hold_seconds.is_some()
         || args.exit_code.is_some()
-        || args.io.is_some();
+        || args.io.is_some()
+        || args.cpu_forever;
     if let Some(kernel) = &args.kernel {
         spec.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
             kernel_path: kernel.clone(),
@@ -154,6 +158,9 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
         }
         if let Some(v) = &args.io {
             w.io = v.clone();
+        }
+        if args.cpu_forever {
+            w.cpu_forever = true;
         }
         spec.guest = Some(pb::job_spec::Guest::Workload(w));
     }

@@ -127,13 +127,17 @@ pub struct WorkloadGuest {
     pub exit_code: i32,
     /// Disk IO: empty, `read:MiB` or `write:MiB` (`io=`).
     pub io: String,
+    /// Burn CPU until stopped (`cpu=forever`).
+    pub cpu_forever: bool,
 }
 
 impl WorkloadGuest {
     /// The guest command line.
     pub fn cmdline(&self) -> String {
         let mut parts = Vec::new();
-        if self.cpu_units > 0 {
+        if self.cpu_forever {
+            parts.push("cpu=forever".into());
+        } else if self.cpu_units > 0 {
             parts.push(format!("cpu={}", self.cpu_units));
         }
         if self.mem_mib > 0 {

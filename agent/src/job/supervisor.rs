@@ -545,7 +545,10 @@ impl Supervisor {
             r.message = o.message.clone();
             // The VMM's clock stamps the end; a guest that ended before the agent saw it
             // running must not appear to end before it started.
-            r.ended_unix_ms = o.ended_unix_ms.unwrap_or_else(now_ms).max(r.started_unix_ms);
+            r.ended_unix_ms = o
+                .ended_unix_ms
+                .unwrap_or_else(now_ms)
+                .max(r.started_unix_ms);
             r.cpu_seconds = cpu;
         })
         .await;

@@ -277,6 +277,7 @@ pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSp
                 hold_seconds: w.hold_seconds,
                 exit_code: w.exit_code,
                 io: w.io.clone(),
+                cpu_forever: w.cpu_forever,
             })
         }
         Some(pb::job_spec::Guest::Linux(l)) => {
