@@ -7,6 +7,8 @@ PKGS=(
   pkg-config          # colo-sim: plotters' font-kit finds fontconfig through it
   libfontconfig1-dev  # colo-sim: plotters (font-kit) links fontconfig and freetype
   fonts-dejavu-core   # colo-sim: a sans-serif font for the plot labels (tests write plots)
+  systemd         # systemd-analyze verify of packaging/colo-agent.service (agent tests)
+  openssl         # test CA and certificates for the agent's TCP+TLS listener (agent tests)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -496,7 +496,11 @@ fn socket_permissions_metrics_and_tls() {
 
     // coloctl over TCP+TLS, verifying the agent's certificate against the test CA.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
-        .args(["--endpoint", &format!("https://localhost:{port}"), "--tls-ca"])
+        .args([
+            "--endpoint",
+            &format!("https://localhost:{port}"),
+            "--tls-ca",
+        ])
         .arg(d.join("ca.crt"))
         .args(["node", "-o", "json"])
         .output()

@@ -27,10 +27,20 @@ pub struct ConnectArgs {
     #[arg(long = "tls-ca", global = true, env = "COLO_AGENT_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM), when the agent asks for one.
-    #[arg(long = "tls-cert", global = true, env = "COLO_AGENT_CERT", requires = "tls_key")]
+    #[arg(
+        long = "tls-cert",
+        global = true,
+        env = "COLO_AGENT_CERT",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM).
-    #[arg(long = "tls-key", global = true, env = "COLO_AGENT_KEY", requires = "tls_cert")]
+    #[arg(
+        long = "tls-key",
+        global = true,
+        env = "COLO_AGENT_KEY",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// TLS server name to verify, when it differs from the endpoint's host.
     #[arg(long = "tls-name", global = true)]

@@ -1,0 +1,62 @@
+//! `packaging/colo-agent.service` passes `systemd-analyze verify` (Debian package `systemd`),
+//! with no warning, and keeps the settings the agent depends on.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_systemd_unit_verifies_cleanly() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/colo-agent.service");
+    let text = std::fs::read_to_string(&unit).expect("packaging/colo-agent.service");
+    for line in [
+        "Type=notify",
+        "KillMode=process",
+        "Delegate=yes",
+        "WatchdogSec=",
+        "CapabilityBoundingSet=CAP_SYS_RESOURCE",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{line} missing from the unit"
+        );
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
+            "systemd-analyze is missing: apt-get install systemd (scripts/install-deps.sh)"
+        );
+        eprintln!("\n*** SKIPPED the_systemd_unit_verifies_cleanly: no systemd-analyze ***\n");
+        return;
+    }
+    // Verify a copy whose ExecStart names the binary this build produced (verify checks that
+    // the executable exists).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("colo-agent.service");
+    std::fs::write(
+        &copy,
+        text.replace(
+            "/usr/local/bin/colo-agent",
+            env!("CARGO_BIN_EXE_colo-agent"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
