@@ -109,8 +109,16 @@ impl Registry {
         self.jobs.join(id).exists()
     }
 
-    /// Writes `record` atomically, creating the job's directory if needed.
+    /// Writes `record` atomically and durably (fsync of the file and the directory), creating
+    /// the job's directory if needed.
     pub fn save(&self, record: &JobRecord) -> Result<(), RegistryError> {
+        self.save_with(record, true)
+    }
+
+    /// Writes `record` atomically; `durable: false` skips the fsyncs, for changes an agent
+    /// restart can recover without the record (the VMM's pid is also in the job's cgroup, a
+    /// Running state is re-derived from the VMM).
+    pub fn save_with(&self, record: &JobRecord, durable: bool) -> Result<(), RegistryError> {
         let p = self.paths(&record.id);
         fs::create_dir_all(&p.dir).map_err(io("create", &p.dir))?;
         let bytes = serde_json::to_vec_pretty(record).map_err(|source| RegistryError::Encode {
@@ -121,11 +129,15 @@ impl Registry {
         {
             let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
             f.write_all(&bytes).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
+            if durable {
+                f.sync_all().map_err(io("fsync", &tmp))?;
+            }
         }
         fs::rename(&tmp, &p.record).map_err(io("rename", &p.record))?;
-        let d = fs::File::open(&p.dir).map_err(io("open", &p.dir))?;
-        d.sync_all().map_err(io("fsync", &p.dir))?;
+        if durable {
+            let d = fs::File::open(&p.dir).map_err(io("open", &p.dir))?;
+            d.sync_all().map_err(io("fsync", &p.dir))?;
+        }
         Ok(())
     }
 

@@ -67,13 +67,13 @@ fn twenty_jobs_run_to_completion_with_their_exit_codes() {
     rt().block_on(async {
         let mut c = agent.client().await;
         let mut ids = Vec::new();
-        for i in 0..20 {
+        for i in 0..20i32 {
             let j = submit(
                 &mut c,
-                workload(&format!("twenty-{i}"), 20 + i as u64, 0, (i % 5) as i32),
+                workload(&format!("twenty-{i}"), 20 + i as u64, 0, i % 5),
             )
             .await;
-            ids.push((j.id, (i % 5) as i32));
+            ids.push((j.id, i % 5));
         }
         let mut watchers = Vec::new();
         for (id, code) in ids.clone() {

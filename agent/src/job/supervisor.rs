@@ -86,9 +86,18 @@ pub(crate) fn cleanup_files(inner: &Inner, id: &str) {
 }
 
 impl Supervisor {
-    /// Persists a change, then publishes it. A registry failure is logged (the job goes on;
-    /// an agent restart would see the previous record).
+    /// Persists a change durably, then publishes it. A registry failure is logged (the job
+    /// goes on; an agent restart would see the previous record).
     async fn commit(&mut self, change: impl FnOnce(&mut JobRecord)) {
+        self.commit_with(true, change).await;
+    }
+
+    /// Persists a change an agent restart can recover without (no fsync), then publishes it.
+    async fn commit_relaxed(&mut self, change: impl FnOnce(&mut JobRecord)) {
+        self.commit_with(false, change).await;
+    }
+
+    async fn commit_with(&mut self, durable: bool, change: impl FnOnce(&mut JobRecord)) {
         let before = self.rec.state;
         change(&mut self.rec);
         debug_assert!(
@@ -98,7 +107,7 @@ impl Supervisor {
         );
         let reg = self.inner.registry.clone();
         let rec = self.rec.clone();
-        match tokio::task::spawn_blocking(move || reg.save(&rec)).await {
+        match tokio::task::spawn_blocking(move || reg.save_with(&rec, durable)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::error!(job = %self.rec.id, error = %e, "cannot save the job record")
@@ -123,6 +132,17 @@ impl Supervisor {
             if let Some(o) = self.handle(cmd).await {
                 return Some(o);
             }
+        }
+        if self
+            .inner
+            .cgroups
+            .open_job(&self.rec.id)
+            .is_some_and(|c| !c.procs().is_empty())
+        {
+            // Its VMM already runs (the Starting record was lost): never start a second one.
+            tracing::warn!(job = %self.rec.id, "a Pending job's cgroup holds a process; adopting it");
+            self.rec.state = JobState::Starting;
+            return self.adopt().await;
         }
         self.commit(|r| r.state = JobState::Starting).await;
         let spec = &self.rec.spec;
@@ -197,7 +217,8 @@ impl Supervisor {
         };
         self.pidfd = Some(launched.pidfd);
         self.launched_here = true;
-        self.commit(|r| r.vmm = Some(identity)).await;
+        // Not fsynced: after a crash the job's cgroup still names its VMM.
+        self.commit_relaxed(|r| r.vmm = Some(identity)).await;
         self.await_started().await
     }
 
@@ -206,6 +227,7 @@ impl Supervisor {
     async fn await_started(&mut self) -> Option<Outcome> {
         let deadline = Instant::now() + self.inner.cfg.start_timeout;
         let mut pause = Duration::from_millis(1);
+        let mut polls = 0u32;
         let started = loop {
             let out = std::fs::read_to_string(&self.paths.output).unwrap_or_default();
             if let Some(line) = vmm::parse_started(&out) {
@@ -236,7 +258,11 @@ impl Supervisor {
                 return self.follow().await;
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+            polls += 1;
+            // A VMM starts in ~10 ms: poll every millisecond for a while, then back off.
+            if polls > 100 {
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
         };
         if let Some(cg) = &self.cgroup {
             let pid = self.rec.vmm.as_ref().map_or(0, |v| v.pid);
@@ -276,7 +302,8 @@ impl Supervisor {
                 .push(latency);
             metrics::histogram!("colo_vm_start_seconds").record(latency);
         }
-        self.commit(|r| {
+        // Not fsynced: after a crash, a Starting job whose VMM runs is found Running again.
+        self.commit_relaxed(|r| {
             r.state = JobState::Running;
             r.started_unix_ms = now;
         })
@@ -355,7 +382,7 @@ impl Supervisor {
                     VmState::Running => JobState::Running,
                 };
                 if state != self.rec.state || st.progress != self.rec.progress {
-                    self.commit(|r| {
+                    self.commit_relaxed(|r| {
                         r.state = state;
                         r.progress = st.progress;
                     })
@@ -467,7 +494,7 @@ impl Supervisor {
         match r {
             Ok(()) => {
                 let why = why.to_string();
-                self.commit(|r| {
+                self.commit_relaxed(|r| {
                     r.state = to;
                     r.message = why;
                 })
