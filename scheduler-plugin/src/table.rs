@@ -6,13 +6,14 @@
 //! receipt (agents' clocks may be skewed); callers pass `now`, so tests need no sleeping.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{PoisonError, RwLock};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use colo_policy::scoring::{Admission, AdmissionParams, NodeState, Resources, batch_admission};
 use colo_proto::report::{self, NodeReport};
 
+/// Shards of the table (at most 64: the top 6 bits of a name's hash pick one).
 const SHARDS: usize = 64;
 
 /// A report that cannot be stored.
@@ -64,41 +65,222 @@ pub struct NodeSnapshot {
     pub age: Duration,
 }
 
+/// One node. The fields placement reads sit inline in the map's bucket; the report itself is
+/// boxed, so a lookup over thousands of nodes touches few cache lines and pages.
 #[derive(Debug)]
 struct NodeEntry {
-    report: NodeReport,
+    report: Box<NodeReport>,
     state: NodeState,
     admission: Admission,
     received_at: Instant,
     missed_total: u64,
 }
 
-type Shard = RwLock<HashMap<Box<str>, NodeEntry>>;
+impl NodeEntry {
+    fn snapshot(&self, now: Instant) -> NodeSnapshot {
+        NodeSnapshot {
+            state: self.state,
+            admission: self.admission,
+            age: now.saturating_duration_since(self.received_at),
+        }
+    }
+}
+
+/// A fast seeded hash for node names (a multiply-rotate over 8-byte words, as rustc's FxHash,
+/// with a final avalanche): the extender looks up thousands of names per request, where SipHash's
+/// cost shows. The seed is random per table, so crafted names cannot aim at one bucket offline.
+#[derive(Debug, Clone, Copy)]
+pub struct NameHash {
+    seed: u64,
+}
+
+impl BuildHasher for NameHash {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(self.seed)
+    }
+}
+
+/// The hasher of [`NameHash`].
+#[derive(Debug)]
+pub struct NameHasher(u64);
+
+impl NameHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Self::K).rotate_left(26);
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
+}
+
+type Map = HashMap<NameKey, NodeEntry, NameHash>;
+
+/// Longest name stored inline in a [`NameKey`].
+const INLINE_NAME: usize = 30;
+
+/// A node name as a map key: inline when it is short (most are), so a lookup compares it without
+/// following a pointer; boxed otherwise. Hashes and compares as the `str` it holds.
+#[derive(Clone)]
+enum NameKey {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+impl NameKey {
+    fn new(name: &str) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Inline { len, bytes } => {
+                let b = &bytes[..usize::from(*len)];
+                // SAFETY: `b` is a copy of the bytes of a `&str` (see `new`), cut at its length,
+                // so it is valid UTF-8.
+                unsafe { std::str::from_utf8_unchecked(b) }
+            }
+            Self::Heap(s) => s,
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for NameKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NameKey {}
+
+impl std::hash::Hash for NameKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for NameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+type Shard = RwLock<Map>;
 
 /// The last report of every node that ever reported to this scheduler.
 #[derive(Debug)]
 pub struct NodeTable {
     shards: Box<[Shard]>,
-    hasher: RandomState,
+    hash: NameHash,
     admission: AdmissionParams,
+}
+
+/// The whole table held for reading (every shard's read lock, taken once), so a request that
+/// looks up thousands of nodes pays for locking once. Ingest into the table waits while a view
+/// exists: keep one for a single request.
+#[derive(Debug)]
+pub struct TableView<'a> {
+    table: &'a NodeTable,
+    shards: Vec<RwLockReadGuard<'a, Map>>,
+}
+
+impl TableView<'_> {
+    /// The node named `name` as of `now`, or `None` if it never reported.
+    #[must_use]
+    pub fn lookup(&self, name: &str, now: Instant) -> Option<NodeSnapshot> {
+        self.shards[self.table.shard_index(name)]
+            .get(name)
+            .map(|e| e.snapshot(now))
+    }
 }
 
 impl NodeTable {
     /// An empty table; `admission` sets when nodes stop and resume taking batch work.
     #[must_use]
     pub fn new(admission: AdmissionParams) -> Self {
+        let hash = NameHash {
+            seed: RandomState::new().hash_one(0x636f_6c6f_u64),
+        };
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(hash)))
+                .collect(),
+            hash,
             admission,
         }
     }
 
-    fn shard(&self, name: &str) -> &Shard {
-        // `as` keeps the low bits, which is all a shard index needs.
+    fn shard_index(&self, name: &str) -> usize {
+        // A cheaper mix than the map's own hash (which runs again inside the map): the first
+        // and last 8 bytes and the length, seeded, multiplied, top bits. Names differing only in
+        // the middle share a shard, which costs nothing but balance.
+        let b = name.as_bytes();
+        let word = |s: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..s.len()].copy_from_slice(s);
+            u64::from_le_bytes(w)
+        };
+        let head = word(&b[..b.len().min(8)]);
+        let tail = word(&b[b.len().saturating_sub(8)..]);
+        let mixed = (head ^ tail.rotate_left(29) ^ (b.len() as u64) ^ self.hash.seed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         #[allow(clippy::cast_possible_truncation)]
-        let i = (self.hasher.hash_one(name) as usize) % SHARDS;
-        &self.shards[i]
+        let i = (mixed >> 58) as usize;
+        i % SHARDS
+    }
+
+    fn shard(&self, name: &str) -> &Shard {
+        &self.shards[self.shard_index(name)]
+    }
+
+    /// Holds the whole table for reading (see [`TableView`]).
+    #[must_use]
+    pub fn view(&self) -> TableView<'_> {
+        TableView {
+            table: self,
+            shards: self
+                .shards
+                .iter()
+                .map(|s| s.read().unwrap_or_else(PoisonError::into_inner))
+                .collect(),
+        }
     }
 
     /// Stores `report`, received at `now`, unless it is a duplicate or older than what is stored.
@@ -124,11 +306,10 @@ impl NodeTable {
             let seq = report.seq;
             let admission =
                 batch_admission(state.interference, Admission::default(), &self.admission);
-            let name: Box<str> = report.node_name.as_str().into();
             shard.insert(
-                name,
+                NameKey::new(&report.node_name),
                 NodeEntry {
-                    report,
+                    report: Box::new(report),
                     state,
                     admission,
                     received_at: now,
@@ -160,7 +341,7 @@ impl NodeTable {
         entry.state = state;
         entry.received_at = now;
         entry.missed_total = entry.missed_total.saturating_add(missed);
-        entry.report = report;
+        *entry.report = report;
         Ok(IngestOutcome {
             ingested: Ingested::Stored {
                 missed,
@@ -177,11 +358,7 @@ impl NodeTable {
             .shard(name)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        shard.get(name).map(|e| NodeSnapshot {
-            state: e.state,
-            admission: e.admission,
-            age: now.saturating_duration_since(e.received_at),
-        })
+        shard.get(name).map(|e| e.snapshot(now))
     }
 
     /// The stored sequence number of a node and the reports found missing so far.
@@ -215,12 +392,7 @@ impl NodeTable {
         for shard in &self.shards {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
             for (name, e) in shard.iter() {
-                let snap = NodeSnapshot {
-                    state: e.state,
-                    admission: e.admission,
-                    age: now.saturating_duration_since(e.received_at),
-                };
-                f(name, &e.report, snap);
+                f(name.as_str(), &e.report, e.snapshot(now));
             }
         }
     }
@@ -355,6 +527,61 @@ mod tests {
         t.for_each(later, |n, _, _| names.push(n.to_owned()));
         names.sort();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_view_sees_what_lookup_sees() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        for i in 0..500 {
+            t.ingest(report(&format!("node-{i}"), 1, 1, f64::from(i % 100)), now)
+                .unwrap();
+        }
+        let v = t.view();
+        for i in 0..500 {
+            let name = format!("node-{i}");
+            assert_eq!(v.lookup(&name, now), t.lookup(&name, now), "{name}");
+            assert!(v.lookup(&name, now).is_some());
+        }
+        assert!(v.lookup("node-500", now).is_none());
+        let used = t
+            .shards
+            .iter()
+            .filter(|s| !s.read().unwrap().is_empty())
+            .count();
+        assert!(
+            used > 50,
+            "names spread over the shards: {used} of {SHARDS}"
+        );
+    }
+
+    #[test]
+    fn short_and_long_names_are_keys_alike() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        let long = "n".repeat(INLINE_NAME + 1);
+        let edge = "é".repeat(INLINE_NAME / 2);
+        for name in ["a", edge.as_str(), long.as_str()] {
+            t.ingest(report(name, 1, 1, 0.0), now).unwrap();
+            assert!(t.lookup(name, now).is_some(), "{name}");
+            assert_eq!(NameKey::new(name).as_str(), name);
+        }
+        assert!(matches!(NameKey::new(&edge), NameKey::Inline { .. }));
+        assert!(matches!(NameKey::new(&long), NameKey::Heap(_)));
+        assert!(t.lookup(&long[1..], now).is_none());
+        assert_eq!(format!("{:?}", NameKey::new("x")), "\"x\"");
+        assert_eq!(std::mem::size_of::<NameKey>(), 32);
+    }
+
+    #[test]
+    fn name_hash_separates_similar_names() {
+        let h = NameHash { seed: 7 };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000 {
+            assert!(seen.insert(h.hash_one(format!("node-{i:05}"))));
+        }
+        assert_ne!(h.hash_one("ab"), h.hash_one("ab\0"));
+        assert_ne!(h.hash_one(""), h.hash_one("\0"));
     }
 
     #[test]

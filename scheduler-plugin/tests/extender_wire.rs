@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 
-const FILTER_FAILED: &str = r#""FailedNodes":{"busy":"colo: batch CPU requested 1000m, only 500m reclaimable and free"},"FailedAndUnresolvableNodes":{"ghost":"colo: no report from this node's colo-agent yet (is it running and reaching colo-scheduler?)","hot":"colo: online interference score 85/100 is too high for batch work (accepted again below 50)","stale":"colo: last node report 100 s ago, stale after 30 s (is colo-agent running and reaching colo-scheduler?)"},"Error":"""#;
+const FILTER_FAILED: &str = r#""FailedNodes":{"busy":"colo: not enough reclaimable CPU for batch work"},"FailedAndUnresolvableNodes":{"ghost":"colo: no report from the node's colo-agent","hot":"colo: online services on the node suffer interference, no batch work for now","stale":"colo: the node's colo-agent report is stale"},"Error":"""#;
 
 fn filter_names_want() -> String {
     format!(r#"{{"Nodes":null,"NodeNames":["idle","mid"],{FILTER_FAILED}}}"#)

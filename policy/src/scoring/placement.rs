@@ -107,6 +107,22 @@ impl FilterReason {
     }
 }
 
+impl FilterReason {
+    /// A fixed one-line reason without the node's numbers. Kubernetes adds up identical reasons
+    /// in the pod's event (`0/5000 nodes are available: 700 colo: ...`), so these stay the same
+    /// from node to node; `Display` gives the detailed form for logs and node listings.
+    #[must_use]
+    pub const fn summary(&self) -> &'static str {
+        match self {
+            Self::InterferenceHigh { .. } => {
+                "colo: online services on the node suffer interference, no batch work for now"
+            }
+            Self::InsufficientCpu { .. } => "colo: not enough reclaimable CPU for batch work",
+            Self::InsufficientMemory { .. } => "colo: not enough reclaimable memory for batch work",
+        }
+    }
+}
+
 impl fmt::Display for FilterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: u64 = 1 << 20;
@@ -114,11 +130,19 @@ impl fmt::Display for FilterReason {
             Self::InterferenceHigh {
                 score,
                 accept_below,
-            } => write!(
-                f,
-                "colo: online interference score {score:.0}/100 is too high for batch work \
-                 (accepted again below {accept_below:.0})"
-            ),
+            } => {
+                // Whole numbers, formatted as integers: float formatting with a precision is
+                // slow, and filter calls format this for thousands of nodes.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let whole = |x: f64| x.clamp(0.0, 100.0).round() as u8;
+                write!(
+                    f,
+                    "colo: online interference score {}/100 is too high for batch work \
+                     (accepted again below {})",
+                    whole(score),
+                    whole(accept_below)
+                )
+            }
             Self::InsufficientCpu {
                 requested,
                 available,
@@ -290,6 +314,10 @@ mod tests {
             panic!("41 GiB should not fit in 40");
         };
         assert!(r.resolvable_by_preemption());
+        assert_eq!(
+            r.summary(),
+            "colo: not enough reclaimable memory for batch work"
+        );
         assert_eq!(
             r.to_string(),
             "colo: batch memory requested 41984 MiB, only 40960 MiB reclaimable and free"

@@ -12,11 +12,10 @@ use super::gojson::{self, GoRaw};
 use super::pod::{batch_request, is_batch};
 use super::wire::{
     ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
-    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode,
+    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode, SortedMap,
 };
 use crate::config::{SchedulerConfig, StaleNodes};
-use crate::ingest::stale_reason;
-use crate::table::{NodeSnapshot, NodeTable};
+use crate::table::{NodeSnapshot, NodeTable, TableView};
 
 /// A request the extender cannot serve (the message names what is wrong).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,11 +37,20 @@ pub enum RequestError {
 /// The verdict on one candidate node for a batch pod.
 enum Judgement {
     Pass,
-    Fail { reason: String, resolvable: bool },
+    Fail {
+        reason: &'static str,
+        resolvable: bool,
+    },
 }
 
+/// Why a node without a report fails the filter. Fixed texts, so Kubernetes adds them up in the
+/// pod's event; `/nodes` and `ListNodes` show each node's age.
+pub const REASON_NO_REPORT: &str = "colo: no report from the node's colo-agent";
+/// Why a node whose last report is too old fails the filter.
+pub const REASON_STALE: &str = "colo: the node's colo-agent report is stale";
+
 struct Judge<'a> {
-    table: &'a NodeTable,
+    table: TableView<'a>,
     config: &'a SchedulerConfig,
     now: Instant,
     request: Resources,
@@ -63,14 +71,11 @@ impl Judge<'_> {
         match self.config.stale_nodes {
             StaleNodes::Neutral => Judgement::Pass,
             StaleNodes::Filter => Judgement::Fail {
-                reason: age.map_or_else(
-                    || {
-                        "colo: no report from this node's colo-agent yet (is it running and \
-                         reaching colo-scheduler?)"
-                            .to_owned()
-                    },
-                    |age| stale_reason(age, self.config),
-                ),
+                reason: if age.is_some() {
+                    REASON_STALE
+                } else {
+                    REASON_NO_REPORT
+                },
                 resolvable: false,
             },
         }
@@ -85,7 +90,7 @@ impl Judge<'_> {
         match filter_node(&snap.state, snap.admission, self.request, &p.admission) {
             FilterVerdict::Fits => Judgement::Pass,
             FilterVerdict::Refused(r) => Judgement::Fail {
-                reason: r.to_string(),
+                reason: r.summary(),
                 resolvable: r.resolvable_by_preemption(),
             },
         }
@@ -151,12 +156,12 @@ pub fn filter(
     let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
     let names = candidate_names(args)?;
 
-    let mut failed = BTreeMap::new();
-    let mut unresolvable = BTreeMap::new();
+    let mut failed = SortedMap::default();
+    let mut unresolvable = SortedMap::default();
     let mut pass = vec![true; names.len()];
     if is_batch(pod, &config.batch) {
         let judge = Judge {
-            table,
+            table: table.view(),
             config,
             now,
             request: batch_request(pod, &config.batch),
@@ -165,13 +170,14 @@ pub fn filter(
             if let Judgement::Fail { reason, resolvable } = judge.judge(name) {
                 pass[i] = false;
                 if resolvable {
-                    failed.insert(&**name, reason);
+                    failed.insert(name, reason);
                 } else {
-                    unresolvable.insert(&**name, reason);
+                    unresolvable.insert(name, reason);
                 }
             }
         }
     }
+    let (failed, unresolvable) = (failed.finish(), unresolvable.finish());
     if !failed.is_empty() {
         metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "failed")
             .increment(failed.len() as u64);
@@ -193,11 +199,14 @@ pub fn filter(
         let items = list.items.iter().flatten();
         let items = if args.node_names.is_some() {
             // Both sent: the decisions are keyed by NodeNames; match items by their own names.
+            let passing: std::collections::HashSet<&str> = names
+                .iter()
+                .zip(&pass)
+                .filter(|(_, p)| **p)
+                .map(|(n, _)| &**n)
+                .collect();
             items
-                .filter(|n| {
-                    n.name()
-                        .is_ok_and(|t| !failed.contains_key(&*t) && !unresolvable.contains_key(&*t))
-                })
+                .filter(|n| n.name().is_ok_and(|t| passing.contains(&*t)))
                 .map(|n| GoRaw(n.raw))
                 .collect()
         } else {
@@ -248,7 +257,7 @@ pub fn prioritize(
     let names = candidate_names(args)?;
     let list: Vec<HostPriority<'_>> = if is_batch(pod, &config.batch) {
         let judge = Judge {
-            table,
+            table: table.view(),
             config,
             now,
             request: batch_request(pod, &config.batch),
@@ -286,7 +295,7 @@ pub fn preempt(
     let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
     let batch = is_batch(pod, &config.batch);
     let judge = Judge {
-        table,
+        table: table.view(),
         config,
         now,
         request: batch_request(pod, &config.batch),

@@ -295,13 +295,60 @@ pub(crate) struct ExtenderFilterResult<'a> {
     pub node_names: Option<Vec<&'a str>>,
     /// `FailedNodes`: node → reason, where preemption may help.
     #[serde(rename = "FailedNodes")]
-    pub failed_nodes: Option<BTreeMap<&'a str, String>>,
+    pub failed_nodes: Option<SortedMap<'a>>,
     /// `FailedAndUnresolvableNodes`: node → reason, where preemption cannot help.
     #[serde(rename = "FailedAndUnresolvableNodes")]
-    pub failed_and_unresolvable_nodes: Option<BTreeMap<&'a str, String>>,
+    pub failed_and_unresolvable_nodes: Option<SortedMap<'a>>,
     /// `Error`: why the request could not be served ("" when it was).
     #[serde(rename = "Error")]
     pub error: String,
+}
+
+/// A Go `map[string]string` built from a list: encoded with keys in byte order (as Go sorts
+/// them) and each key once. Cheaper than a `BTreeMap` for thousands of entries.
+#[derive(Debug, Default)]
+pub(crate) struct SortedMap<'a>(Vec<(&'a str, &'static str)>);
+
+impl<'a> SortedMap<'a> {
+    /// Adds an entry (order does not matter).
+    pub(crate) fn insert(&mut self, key: &'a str, value: &'static str) {
+        self.0.push((key, value));
+    }
+
+    /// Number of entries (a key added twice counts twice).
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sorts by key and keeps the last value of a repeated key, as a Go map would.
+    pub(crate) fn finish(mut self) -> Self {
+        // Stable sort: entries of one key stay in insertion order, so the last one wins.
+        self.0.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<(&'a str, &'static str)> = Vec::with_capacity(self.0.len());
+        for (k, v) in self.0 {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => out.push((k, v)),
+            }
+        }
+        Self(out)
+    }
+}
+
+impl Serialize for SortedMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
 
 /// `HostPriority`.
@@ -321,4 +368,28 @@ pub struct ExtenderPreemptionResult {
     /// `NodeNameToMetaVictims`: the nodes where preemption helps, with their victims.
     #[serde(rename = "NodeNameToMetaVictims")]
     pub node_name_to_meta_victims: Option<BTreeMap<String, MetaVictims>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_map_encodes_like_a_go_map() {
+        let mut m = SortedMap::default();
+        m.insert("node-b", "first");
+        m.insert("node-a", "x");
+        m.insert("node-b", "second");
+        m.insert("Node-c", "y");
+        assert_eq!(m.len(), 4);
+        let m = m.finish();
+        assert_eq!(
+            super::super::gojson::to_vec(&m),
+            br#"{"Node-c":"y","node-a":"x","node-b":"second"}"#
+        );
+        assert_eq!(
+            super::super::gojson::to_vec(&SortedMap::default().finish()),
+            b"{}"
+        );
+    }
 }
