@@ -9,6 +9,15 @@ PKGS=(
   fonts-dejavu-core   # colo-sim: a sans-serif font for the plot labels (tests write plots)
   systemd         # systemd-analyze verify of packaging/colo-agent.service (agent tests)
   openssl         # test CA and certificates for the agent's TCP+TLS listener (agent tests)
+  e2fsprogs       # mkfs.ext4 -d: rootfs images for colo-vmm's Linux boot test
+  linux-source-6.1 # source of colo's minimal guest kernel (scripts/build-guest-kernel.sh)
+  build-essential # compiler and make for the guest kernel
+  flex            # guest kernel build
+  bison           # guest kernel build
+  bc              # guest kernel build
+  libelf-dev      # guest kernel build (objtool)
+  patch           # guest kernel patches (vmm-core/guest/linux/patches)
+  xz-utils        # unpacking linux-source-6.1
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,5 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# colo's minimal Linux guest kernel for colo-vmm's Linux boot test; cached outside the repo, so
+# this builds (~3-5 min on 2 cores) only when its config fragment or patches change.
+COLO_GUEST_KERNEL=$(scripts/build-guest-kernel.sh)
+export COLO_GUEST_KERNEL
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

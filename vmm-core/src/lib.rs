@@ -19,5 +19,6 @@ pub use guest_image::{
     GuestImageError, WORKLOAD_GUEST_ELF, WORKLOAD_GUEST_ENV, WORKLOAD_GUEST_PATH,
     workload_guest_path,
 };
+pub use vmm::device_bench;
 pub use vmm::devices::SerialTarget;
 pub use vmm::{DiskConfig, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

@@ -7,6 +7,12 @@
 
 use kvm_bindings::{CpuId, kvm_cpuid_entry2};
 
+/// Kernel arguments that hide the same features from a Linux 6.1 guest (feature numbers of
+/// 6.1: cx16, popcnt, rdrand, rdseed, fsgsbase, smap, smep, invpcid, pcid, umip) plus `noxsave`.
+/// On KVM-PVM, CPUID executed by emulated guest kernel code does not see the KVM_SET_CPUID2
+/// table, so colo-vmm appends these for Linux guests there.
+pub const PVM_LINUX_CMDLINE: &str = "noxsave clearcpuid=141,151,158,306,288,308,295,298,145,514";
+
 /// Whether `/dev/kvm` is KVM-PVM (pagetable-based nested virtualization).
 pub fn host_is_kvm_pvm() -> bool {
     std::path::Path::new("/sys/module/kvm_pvm").exists()

@@ -34,6 +34,8 @@ pub struct VmArgs<'a> {
     pub extra: Vec<String>,
     /// Memory cgroup `cgroup.procs` file the child joins before exec (before guest memory).
     pub join_cgroup_procs: Option<PathBuf>,
+    /// Kernel to boot instead of the workload guest.
+    pub kernel: Option<PathBuf>,
 }
 
 impl Vm {
@@ -44,7 +46,11 @@ impl Vm {
         let mut cmd = Command::new(VMM);
         cmd.arg("run")
             .arg("--kernel")
-            .arg(colo_vmm::workload_guest_path().unwrap())
+            .arg(
+                args.kernel
+                    .clone()
+                    .unwrap_or_else(|| colo_vmm::workload_guest_path().unwrap()),
+            )
             .arg("--cmdline")
             .arg(args.cmdline)
             .arg("--vcpus")

@@ -1,0 +1,84 @@
+//! A real Linux kernel (colo's minimal guest kernel, scripts/build-guest-kernel.sh) boots in
+//! colo-vmm and mounts its ext4 root from a virtio-mmio disk.
+//!
+//! On KVM-PVM hosts guest kernel code runs through KVM's emulator: the boot takes ~40 s, and user
+//! space cannot run (its first system call fails), so the test stops at the root mount.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use colo_testkit::host_lock;
+use common::{Vm, VmArgs, can_run};
+
+/// `$COLO_GUEST_KERNEL`, else the cached build of scripts/build-guest-kernel.sh.
+fn guest_kernel() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("COLO_GUEST_KERNEL") {
+        return Some(PathBuf::from(p));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-guest-kernel.sh");
+    let out = Command::new(script).arg("--cached").output().ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+#[test]
+fn linux_mounts_its_ext4_root_from_a_virtio_disk() {
+    let name = "linux_mounts_its_ext4_root_from_a_virtio_disk";
+    if !can_run(name, false) {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{name}: no guest kernel; run scripts/build-guest-kernel.sh (scripts/test-all.sh does)"
+        );
+        eprintln!(
+            "\n*** SKIPPED {name}: no guest kernel built; run scripts/build-guest-kernel.sh ***\n"
+        );
+        return;
+    };
+    let _lock = host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/colo-rootfs"), "colo\n").unwrap();
+    std::fs::write(root.join("init"), "#!/bin/sh\necho colo init\n").unwrap();
+    let image = dir.path().join("root.img");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-rootfs.sh");
+    let st = Command::new(script)
+        .arg(&root)
+        .arg(&image)
+        .arg("32")
+        .status()
+        .unwrap();
+    assert!(st.success(), "build-rootfs.sh failed");
+
+    let t0 = Instant::now();
+    let vm = Vm::start(VmArgs {
+        kernel: Some(kernel),
+        cmdline: "console=ttyS0 8250.nr_uarts=1 root=/dev/vda rootfstype=ext4 rw panic=-1 reboot=k",
+        memory_mib: 256,
+        extra: vec!["--disk".into(), image.to_str().unwrap().to_string()],
+        ..Default::default()
+    });
+    let mounted = vm.wait_serial(
+        "EXT4-fs (vda): mounted filesystem",
+        Duration::from_secs(400),
+    );
+    let serial = vm.serial();
+    eprintln!(
+        "Linux: root mounted after {:.1} s ({} bytes of console output)",
+        t0.elapsed().as_secs_f64(),
+        serial.len()
+    );
+    assert!(mounted, "no ext4 mount on the console:\n{serial}");
+    assert!(serial.contains("virtio_blk virtio0: [vda]"), "{serial}");
+    if let Ok(mut c) = colo_vmm::ControlClient::connect(vm.path("ctl.sock")) {
+        let _ = c.shutdown();
+    }
+}
