@@ -184,6 +184,13 @@ impl AgentSettings {
             CgroupVersion::V1 => Ok(PathBuf::from(text.as_ref())),
             CgroupVersion::V2 => {
                 let own = own_v2.ok_or("cannot read the agent's own cgroup")?;
+                // Under `DelegateSubgroup=agent` systemd starts the agent in <unit>/agent
+                // already: the subtree is the unit's cgroup.
+                let own = if own.file_name().is_some_and(|n| n == "agent") {
+                    own.parent().unwrap_or(own)
+                } else {
+                    own
+                };
                 if own.starts_with(text.as_ref()) && own != Path::new(text.as_ref()) {
                     Ok(own.to_path_buf())
                 } else {
@@ -258,6 +265,15 @@ mod tests {
             )
             .unwrap(),
             PathBuf::from("colo.slice/colo-agent.service")
+        );
+        assert_eq!(
+            r(
+                "colo.slice",
+                CgroupVersion::V2,
+                Some("colo.slice/u.service/agent")
+            )
+            .unwrap(),
+            PathBuf::from("colo.slice/u.service")
         );
         let e = r(
             "colo.slice",

@@ -308,11 +308,17 @@ fn v2_limit_files_against_a_fake_cgroup2_tree() {
         version: Some(CgroupVersion::V2),
         mount: mount.clone(),
         root: Some(PathBuf::from("svc")),
-        move_self: Some(false),
+        // On a fake tree "moving" is a write of "0" into svc/agent/cgroup.procs.
+        move_self: Some(true),
         ..Default::default()
     };
     let tree = CgroupTree::open(&settings).unwrap();
     let read = |rel: &str| fs::read_to_string(mount.join("svc").join(rel)).unwrap();
+    assert_eq!(
+        read("agent/cgroup.procs"),
+        "0",
+        "the agent moves itself into <root>/agent"
+    );
     assert_eq!(
         read("cgroup.subtree_control"),
         "+cpuset +cpu +io +memory +pids"
