@@ -43,6 +43,22 @@ async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_agents_lose_no_report() {
     let _lock = colo_testkit::host_lock();
+    // Two sockets per agent live in this process (client and server side): lift the soft limit
+    // on open files, which is 1,024 on many systems, towards the hard one.
+    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    if soft < 4_096 {
+        nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            hard.min(4_096),
+            hard,
+        )
+        .expect("setrlimit");
+    }
+    assert!(
+        hard >= 2_200,
+        "this test needs about 2,100 open files; raise the hard limit (ulimit -Hn) above {hard}"
+    );
     let s = scheduler_on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await;
     let endpoint = format!("http://{}", s.grpc_addr);
     let params = ScoringParams::default();
