@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod job;
 pub mod koordinator;
 pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod policy_store;
 pub mod procinfo;

@@ -1,0 +1,738 @@
+//! The collector: one [`Collector::tick`] reads every signal and turns counters into rates over
+//! the interval since the previous tick.
+//!
+//! Cadences: the fast signals (node CPU, offline CPU, PSI, online run delay and CPU, disk
+//! counters, SLI) every tick; listings (threads, devices, selectors) and memory every
+//! `slow_every`; each VM's counters at most `vm_refresh` old, a few VMs per tick round-robin so
+//! the cost is spread evenly.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use colo_config::agent::Selector;
+
+use super::MonitorError;
+use super::cgroup::{CgroupCpu, CgroupIo, CgroupMemory, CpuCounters, IoCounters};
+use super::layout::{self, Hierarchies};
+use super::node::{CpuTimes, DiskCounters, DiskStats, MemInfo, ProcMeminfo, ProcStat};
+use super::psi::{PsiCounters, PsiSource};
+use super::sli::SharedWindow;
+use super::tasks::OnlineTasks;
+
+/// Stall time per second of each PSI line.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PsiRates {
+    /// cpu some.
+    pub cpu_some: f64,
+    /// memory some.
+    pub memory_some: f64,
+    /// memory full.
+    pub memory_full: f64,
+    /// io some.
+    pub io_some: f64,
+    /// io full.
+    pub io_full: f64,
+}
+
+impl PsiRates {
+    fn between(a: &PsiCounters, b: &PsiCounters, dt_us: f64) -> Self {
+        let r = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt_us;
+        Self {
+            cpu_some: r(a.cpu.some, b.cpu.some),
+            memory_some: r(a.memory.some, b.memory.some),
+            memory_full: r(a.memory.full, b.memory.full),
+            io_some: r(a.io.some, b.io.some),
+            io_full: r(a.io.full, b.io.full),
+        }
+    }
+}
+
+/// The node in one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NodeReadings {
+    /// Time since the collector started.
+    pub now: Duration,
+    /// Length of the interval the rates cover, s.
+    pub interval_s: f64,
+    /// CPUs.
+    pub cpu_capacity: f64,
+    /// Busy CPU, cores.
+    pub cpu_busy: f64,
+    /// CPU stolen by the hypervisor, cores.
+    pub cpu_steal: f64,
+    /// CPU used by the offline group, cores.
+    pub offline_cpu: f64,
+    /// `MemTotal`.
+    pub memory_total: u64,
+    /// `MemTotal − MemAvailable`.
+    pub memory_used: u64,
+    /// System-wide PSI, if the kernel has it.
+    pub psi: Option<PsiRates>,
+}
+
+/// One online service in one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OnlineReadings {
+    /// Index in agent.yaml `services`.
+    pub service: u32,
+    /// CPU used, cores.
+    pub cpu: f64,
+    /// Run-queue wait of its threads, s/s (`None` until its threads are found).
+    pub run_delay: Option<f64>,
+    /// Its cgroup's PSI (v2).
+    pub psi: Option<PsiRates>,
+    /// Working-set memory, bytes.
+    pub memory: u64,
+    /// Mean latency of requests on its disks (the worst disk), when requests completed.
+    pub io_latency: Option<Duration>,
+    /// Busy share of its busiest disk.
+    pub io_utilisation: Option<f64>,
+    /// SLI p99 ÷ target.
+    pub sli_ratio: Option<f64>,
+    /// Threads followed.
+    pub tasks: usize,
+}
+
+/// One offline VM (its counters may be up to `vm_refresh` old).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct VmReadings {
+    /// The caller's key for the VM.
+    pub key: u64,
+    /// CPU used (VMM included), cores.
+    pub cpu: f64,
+    /// Share of the interval its vCPUs were throttled (0–1).
+    pub throttled: f64,
+    /// Memory charged, bytes.
+    pub memory: u64,
+    /// Disk bytes per second.
+    pub io_bytes_per_sec: u64,
+    /// Disk operations per second.
+    pub io_ops_per_sec: u64,
+    /// Whether its cgroup counters could be read.
+    pub seen: bool,
+}
+
+/// Everything one tick read.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    /// The node.
+    pub node: NodeReadings,
+    /// The online services, in agent.yaml order.
+    pub online: Vec<OnlineReadings>,
+    /// The VMs, in the order given to [`Collector::set_vms`].
+    pub vms: Vec<VmReadings>,
+}
+
+/// An online service to watch.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Index in agent.yaml `services`.
+    pub index: u32,
+    /// Name (logs).
+    pub name: String,
+    /// How to find it.
+    pub selector: Selector,
+    /// SLO p99 target and the window its latencies arrive in.
+    pub sli: Option<(Duration, SharedWindow)>,
+}
+
+/// An offline VM to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// The caller's key.
+    pub key: u64,
+    /// The job id: its cgroup is `<offline>/<job>`.
+    pub job: String,
+}
+
+/// How the collector finds things.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// The cgroup hierarchies.
+    pub hierarchies: Hierarchies,
+    /// The offline group, relative to the hierarchy roots (`<root>/offline`).
+    pub offline: PathBuf,
+    /// `/proc` (tests point elsewhere).
+    pub proc_root: PathBuf,
+    /// Read system-wide PSI.
+    pub system_psi: bool,
+    /// Read each service's cgroup PSI (v2 only).
+    pub cgroup_psi: bool,
+    /// Listings and memory refresh period.
+    pub slow_every: Duration,
+    /// Most age of a VM's counters.
+    pub vm_refresh: Duration,
+    /// Disk used for services that have done no IO of their own yet.
+    pub default_disk: Option<(u32, u32)>,
+    /// Fewest SLI samples in the window for a p99.
+    pub sli_min_samples: usize,
+}
+
+impl CollectorSettings {
+    /// Defaults for `hierarchies` and the offline group `offline`.
+    pub fn new(hierarchies: Hierarchies, offline: PathBuf) -> Self {
+        let v2 = hierarchies.is_v2();
+        Self {
+            hierarchies,
+            offline,
+            proc_root: PathBuf::from("/proc"),
+            system_psi: true,
+            cgroup_psi: v2,
+            slow_every: Duration::from_millis(250),
+            vm_refresh: Duration::from_millis(500),
+            default_disk: super::node::disk_of(Path::new("/")),
+            sli_min_samples: 5,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Service {
+    spec: ServiceSpec,
+    rels: Vec<PathBuf>,
+    tasks: OnlineTasks,
+    cpu: Vec<CgroupCpu>,
+    prev_cpu_ns: Option<u64>,
+    memory: Vec<CgroupMemory>,
+    memory_bytes: u64,
+    io: Vec<CgroupIo>,
+    /// Indexes into the collector's device list.
+    disks: Vec<usize>,
+    psi: Option<PsiSource>,
+    prev_psi: Option<PsiCounters>,
+    warned: bool,
+    out: OnlineReadings,
+}
+
+#[derive(Debug)]
+struct Vm {
+    spec: VmSpec,
+    cpu: Option<CgroupCpu>,
+    vcpu: Option<CgroupCpu>,
+    memory: Option<CgroupMemory>,
+    io: Option<CgroupIo>,
+    prev: Option<(Instant, CpuCounters, CpuCounters, IoCounters)>,
+    out: VmReadings,
+}
+
+/// Reads the signals of one node.
+#[derive(Debug)]
+pub struct Collector {
+    s: CollectorSettings,
+    start: Instant,
+    last: Option<Instant>,
+    last_slow: Option<Instant>,
+    stat: ProcStat,
+    prev_cpu: CpuTimes,
+    meminfo: ProcMeminfo,
+    mem: MemInfo,
+    diskstats: DiskStats,
+    devices: Vec<(u32, u32)>,
+    disk_prev: Vec<DiskCounters>,
+    disk_now: Vec<DiskCounters>,
+    system_psi: Option<PsiSource>,
+    prev_system_psi: Option<PsiCounters>,
+    offline_cpu: Option<CgroupCpu>,
+    prev_offline: Option<u64>,
+    services: Vec<Service>,
+    vms: Vec<Vm>,
+    vm_cursor: usize,
+    vm_credit: f64,
+    out: Readings,
+    scratch_devs: Vec<(u32, u32)>,
+}
+
+fn cpu_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
+    if h.is_v2() {
+        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
+    } else {
+        let cpu = h.dir("cpu", rel);
+        CgroupCpu::v1(&h.dir("cpuacct", rel)?, cpu.as_deref()).ok()
+    }
+}
+
+impl Collector {
+    /// A collector; fails only when `/proc` itself cannot be read. A kernel without PSI is
+    /// logged as an error naming `psi=1`, and the loop runs on its other signals.
+    pub fn new(settings: CollectorSettings) -> Result<Self, MonitorError> {
+        let p = &settings.proc_root;
+        let open = |name: &str| {
+            let path = p.join(name);
+            move |e| MonitorError::read(&path, e)
+        };
+        let stat = ProcStat::open(&p.join("stat")).map_err(open("stat"))?;
+        let meminfo = ProcMeminfo::open(&p.join("meminfo")).map_err(open("meminfo"))?;
+        let diskstats = DiskStats::open(&p.join("diskstats")).map_err(open("diskstats"))?;
+        let system_psi = if settings.system_psi {
+            match PsiSource::system(&p.join("pressure")) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "system-wide PSI unavailable");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let offline_cpu = cpu_of(&settings.hierarchies, &settings.offline);
+        let mut c = Self {
+            s: settings,
+            start: Instant::now(),
+            last: None,
+            last_slow: None,
+            stat,
+            prev_cpu: CpuTimes::default(),
+            meminfo,
+            mem: MemInfo::default(),
+            diskstats,
+            devices: Vec::new(),
+            disk_prev: Vec::new(),
+            disk_now: Vec::new(),
+            system_psi,
+            prev_system_psi: None,
+            offline_cpu,
+            prev_offline: None,
+            services: Vec::new(),
+            vms: Vec::new(),
+            vm_cursor: 0,
+            vm_credit: 0.0,
+            out: Readings::default(),
+            scratch_devs: Vec::new(),
+        };
+        c.prev_cpu = c
+            .stat
+            .read()
+            .map_err(|e| MonitorError::read(&c.s.proc_root.join("stat"), e))?;
+        Ok(c)
+    }
+
+    /// Whether system-wide PSI is read.
+    pub fn has_system_psi(&self) -> bool {
+        self.system_psi.is_some()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &CollectorSettings {
+        &self.s
+    }
+
+    /// Sets the online services (resolved at the next slow refresh).
+    pub fn set_services(&mut self, specs: Vec<ServiceSpec>) {
+        let list = self.s.hierarchies.thread_list();
+        self.services = specs
+            .into_iter()
+            .map(|spec| Service {
+                out: OnlineReadings {
+                    service: spec.index,
+                    ..Default::default()
+                },
+                spec,
+                rels: Vec::new(),
+                tasks: OnlineTasks::new(Vec::new(), list),
+                cpu: Vec::new(),
+                prev_cpu_ns: None,
+                memory: Vec::new(),
+                memory_bytes: 0,
+                io: Vec::new(),
+                disks: Vec::new(),
+                psi: None,
+                prev_psi: None,
+                warned: false,
+            })
+            .collect();
+        self.last_slow = None;
+    }
+
+    /// Sets the VMs to watch, in the order their readings are wanted. Known VMs keep their
+    /// counters; new ones are opened (their first rates come one refresh later).
+    pub fn set_vms(&mut self, specs: &[VmSpec]) {
+        let mut old = std::mem::take(&mut self.vms);
+        for spec in specs {
+            match old.iter().position(|v| v.spec == *spec) {
+                Some(i) => self.vms.push(old.swap_remove(i)),
+                None => self.vms.push(Vm {
+                    spec: spec.clone(),
+                    cpu: None,
+                    vcpu: None,
+                    memory: None,
+                    io: None,
+                    prev: None,
+                    out: VmReadings {
+                        key: spec.key,
+                        ..Default::default()
+                    },
+                }),
+            }
+        }
+        if self.vm_cursor >= self.vms.len() {
+            self.vm_cursor = 0;
+        }
+    }
+
+    /// Reads every signal at `now` and returns the readings (rates over the interval since the
+    /// previous tick; the first tick only sets baselines and reports zero rates).
+    pub fn tick(&mut self, now: Instant) -> &Readings {
+        let dt = self
+            .last
+            .map_or(0.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        self.last = Some(now);
+        let slow = self
+            .last_slow
+            .is_none_or(|l| now.saturating_duration_since(l) >= self.s.slow_every);
+        if slow {
+            self.last_slow = Some(now);
+            self.refresh(now);
+        }
+        self.out.node.now = now.saturating_duration_since(self.start);
+        self.out.node.interval_s = dt;
+        self.node(dt);
+        self.online(dt, now);
+        self.vms(dt, now);
+        &self.out
+    }
+
+    fn rate(delta_ns: u64, dt: f64) -> f64 {
+        if dt > 0.0 {
+            delta_ns as f64 / 1e9 / dt
+        } else {
+            0.0
+        }
+    }
+
+    fn node(&mut self, dt: f64) {
+        let n = &mut self.out.node;
+        if let Ok(t) = self.stat.read() {
+            n.cpu_capacity = f64::from(t.cpus.max(1));
+            n.cpu_busy = Self::rate(t.busy_ns.saturating_sub(self.prev_cpu.busy_ns), dt);
+            n.cpu_steal = Self::rate(t.steal_ns.saturating_sub(self.prev_cpu.steal_ns), dt);
+            self.prev_cpu = t;
+        }
+        if let Some(c) = self.offline_cpu.as_mut()
+            && let Ok(v) = c.read()
+        {
+            n.offline_cpu = self
+                .prev_offline
+                .map_or(0.0, |p| Self::rate(v.usage_ns.saturating_sub(p), dt));
+            self.prev_offline = Some(v.usage_ns);
+        }
+        n.memory_total = self.mem.total;
+        n.memory_used = self.mem.total.saturating_sub(self.mem.available);
+        n.psi = None;
+        if let Some(src) = self.system_psi.as_mut()
+            && let Ok(v) = src.read()
+        {
+            if let Some(p) = self.prev_system_psi
+                && dt > 0.0
+            {
+                n.psi = Some(PsiRates::between(&p, &v, dt * 1e6));
+            }
+            self.prev_system_psi = Some(v);
+        }
+        if !self.devices.is_empty() {
+            std::mem::swap(&mut self.disk_prev, &mut self.disk_now);
+            if self
+                .diskstats
+                .read(&self.devices, &mut self.disk_now)
+                .is_err()
+            {
+                self.disk_now.copy_from_slice(&self.disk_prev);
+            }
+        }
+    }
+
+    fn online(&mut self, dt: f64, now: Instant) {
+        self.out.online.clear();
+        for svc in &mut self.services {
+            let o = &mut svc.out;
+            let d = svc.tasks.read();
+            o.tasks = d.tasks;
+            o.run_delay = (d.tasks > 0 && dt > 0.0).then(|| Self::rate(d.run_delay_ns, dt));
+            let mut used = 0u64;
+            let mut any = false;
+            for c in &mut svc.cpu {
+                if let Ok(v) = c.read() {
+                    used += v.usage_ns;
+                    any = true;
+                }
+            }
+            if any {
+                o.cpu = svc
+                    .prev_cpu_ns
+                    .map_or(0.0, |p| Self::rate(used.saturating_sub(p), dt));
+                svc.prev_cpu_ns = Some(used);
+            }
+            o.psi = None;
+            if let Some(src) = svc.psi.as_mut()
+                && let Ok(v) = src.read()
+            {
+                if let Some(p) = svc.prev_psi
+                    && dt > 0.0
+                {
+                    o.psi = Some(PsiRates::between(&p, &v, dt * 1e6));
+                }
+                svc.prev_psi = Some(v);
+            }
+            o.memory = svc.memory_bytes;
+            o.io_latency = None;
+            o.io_utilisation = None;
+            for &i in &svc.disks {
+                let (Some(a), Some(b)) = (self.disk_prev.get(i), self.disk_now.get(i)) else {
+                    continue;
+                };
+                let ios = b.ios.saturating_sub(a.ios);
+                if ios > 0 {
+                    let ms = b.io_ms.saturating_sub(a.io_ms) as f64 / ios as f64;
+                    let lat = Duration::from_secs_f64(ms / 1e3);
+                    o.io_latency = Some(o.io_latency.map_or(lat, |l| l.max(lat)));
+                }
+                if dt > 0.0 {
+                    let util = (b.busy_ms.saturating_sub(a.busy_ms) as f64 / 1e3 / dt).min(1.0);
+                    o.io_utilisation = Some(o.io_utilisation.map_or(util, |u| u.max(util)));
+                }
+            }
+            o.sli_ratio = svc.spec.sli.as_ref().and_then(|(target, window)| {
+                let p99 = window
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .p99(now, self.s.sli_min_samples)?;
+                Some(p99.as_secs_f64() / target.as_secs_f64().max(1e-9))
+            });
+            self.out.online.push(*o);
+        }
+    }
+
+    fn vms(&mut self, dt: f64, now: Instant) {
+        let n = self.vms.len();
+        if n > 0 {
+            // Refresh enough VMs this tick that each is read once per `vm_refresh`.
+            self.vm_credit += n as f64 * dt / self.s.vm_refresh.as_secs_f64().max(1e-3);
+            if self.vms.iter().any(|v| v.prev.is_none()) {
+                self.vm_credit = self.vm_credit.max(1.0);
+            }
+            let mut budget = (self.vm_credit.floor() as usize).min(n);
+            self.vm_credit -= budget as f64;
+            // New VMs first: their baselines start the clock on their rates.
+            for v in self.vms.iter_mut().filter(|v| v.prev.is_none()) {
+                if budget == 0 {
+                    break;
+                }
+                read_vm(&self.s, v, now);
+                budget -= 1;
+            }
+            while budget > 0 {
+                let i = self.vm_cursor % n;
+                self.vm_cursor = (i + 1) % n;
+                read_vm(&self.s, &mut self.vms[i], now);
+                budget -= 1;
+            }
+        }
+        self.out.vms.clear();
+        self.out.vms.extend(self.vms.iter().map(|v| v.out));
+    }
+
+    /// Slow refresh: memory, selectors, thread lists, devices.
+    fn refresh(&mut self, _now: Instant) {
+        if let Ok(m) = self.meminfo.read() {
+            self.mem = m;
+        }
+        if self.offline_cpu.is_none() {
+            self.offline_cpu = cpu_of(&self.s.hierarchies, &self.s.offline);
+        }
+        let h = &self.s.hierarchies;
+        let v2 = h.is_v2();
+        let mut devices_changed = false;
+        for svc in &mut self.services {
+            match layout::resolve(h, &svc.spec.selector) {
+                Ok(rels) => {
+                    svc.warned = false;
+                    if rels != svc.rels || svc.cpu.is_empty() {
+                        svc.cpu = rels.iter().filter_map(|r| cpu_of(h, r)).collect();
+                        svc.memory = rels
+                            .iter()
+                            .filter_map(|r| CgroupMemory::open(&h.dir("memory", r)?, v2).ok())
+                            .collect();
+                        svc.io = rels
+                            .iter()
+                            .filter_map(|r| CgroupIo::open(&h.dir("blkio", r)?, v2).ok())
+                            .collect();
+                        svc.psi = if self.s.cgroup_psi && v2 {
+                            rels.first().and_then(|r| h.dir("cpu", r)).and_then(|d| match PsiSource::cgroup(&d) {
+                                Ok(p) => Some(p),
+                                Err(e) => {
+                                    tracing::warn!(service = %svc.spec.name, error = %e, "no cgroup PSI");
+                                    None
+                                }
+                            })
+                        } else {
+                            None
+                        };
+                        svc.prev_psi = None;
+                        svc.prev_cpu_ns = None;
+                        let dirs = rels
+                            .iter()
+                            .filter_map(|r| h.dir(if v2 { "cpu" } else { "cpuacct" }, r))
+                            .collect();
+                        svc.tasks = OnlineTasks::new(dirs, h.thread_list());
+                        svc.rels = rels;
+                    }
+                }
+                Err(e) => {
+                    if !svc.warned {
+                        tracing::warn!(service = %svc.spec.name, error = %e, "online service not found; its signals are absent until it is");
+                        svc.warned = true;
+                    }
+                    svc.rels.clear();
+                    svc.cpu.clear();
+                    svc.memory.clear();
+                    svc.io.clear();
+                    svc.psi = None;
+                    svc.tasks = OnlineTasks::new(Vec::new(), h.thread_list());
+                }
+            }
+            svc.tasks.refresh();
+            svc.memory_bytes = svc
+                .memory
+                .iter_mut()
+                .filter_map(|m| m.read().ok())
+                .map(|m| m.working_set)
+                .sum();
+            // The disks it uses: those its cgroup did IO on, else the default disk.
+            self.scratch_devs.clear();
+            for io in &mut svc.io {
+                let _ = io.devices(&mut self.scratch_devs);
+            }
+            if self.scratch_devs.is_empty()
+                && let Some(d) = self.s.default_disk
+            {
+                self.scratch_devs.push(d);
+            }
+            let mut idx = Vec::with_capacity(self.scratch_devs.len());
+            for d in &self.scratch_devs {
+                let d = super::node::whole_disk(*d);
+                let i = match self.devices.iter().position(|x| *x == d) {
+                    Some(i) => i,
+                    None => {
+                        self.devices.push(d);
+                        devices_changed = true;
+                        self.devices.len() - 1
+                    }
+                };
+                if !idx.contains(&i) {
+                    idx.push(i);
+                }
+            }
+            if idx != svc.disks {
+                svc.disks = idx;
+            }
+        }
+        if devices_changed {
+            self.disk_now
+                .resize(self.devices.len(), DiskCounters::default());
+            if self
+                .diskstats
+                .read(&self.devices, &mut self.disk_now)
+                .is_ok()
+            {
+                self.disk_prev.clone_from(&self.disk_now);
+            }
+        }
+    }
+}
+
+fn read_vm(s: &CollectorSettings, v: &mut Vm, now: Instant) {
+    let h = &s.hierarchies;
+    let rel = s.offline.join(&v.spec.job);
+    if v.cpu.is_none() {
+        v.cpu = cpu_of(h, &rel);
+        v.vcpu = cpu_of(h, &rel.join("vcpu"));
+        v.memory = h
+            .dir("memory", &rel)
+            .and_then(|d| CgroupMemory::open(&d, h.is_v2()).ok());
+        v.io = h
+            .dir("blkio", &rel)
+            .and_then(|d| CgroupIo::open(&d, h.is_v2()).ok());
+    }
+    let Some(cpu) = v.cpu.as_mut().and_then(|c| c.read().ok()) else {
+        // Not created yet, or gone: try opening again next time.
+        v.cpu = None;
+        v.out.seen = false;
+        return;
+    };
+    let vcpu = v
+        .vcpu
+        .as_mut()
+        .and_then(|c| c.read().ok())
+        .unwrap_or_default();
+    let io =
+        v.io.as_mut()
+            .and_then(|c| c.read().ok())
+            .unwrap_or_default();
+    if let Some(m) = v.memory.as_mut().and_then(|m| m.read().ok()) {
+        v.out.memory = m.usage;
+    }
+    if let Some((t, pc, pv, pio)) = v.prev {
+        let dt = now.saturating_duration_since(t).as_secs_f64();
+        if dt > 0.0 {
+            v.out.cpu = cpu.usage_ns.saturating_sub(pc.usage_ns) as f64 / 1e9 / dt;
+            let thr = vcpu
+                .throttled_ns
+                .saturating_sub(pv.throttled_ns)
+                .max(cpu.throttled_ns.saturating_sub(pc.throttled_ns));
+            v.out.throttled = (thr as f64 / 1e9 / dt).min(1.0);
+            let per_s = |x: u64| (x as f64 / dt) as u64;
+            v.out.io_bytes_per_sec = per_s(
+                (io.read_bytes + io.write_bytes).saturating_sub(pio.read_bytes + pio.write_bytes),
+            );
+            v.out.io_ops_per_sec = per_s(io.ios.saturating_sub(pio.ios));
+        }
+    }
+    v.out.seen = true;
+    v.prev = Some((now, cpu, vcpu, io));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_and_a_service_in_a_real_cgroup() {
+        let _lock = colo_testkit::host_lock();
+        if !colo_testkit::root_or_skip("collector real cgroup") {
+            return;
+        }
+        let cg = colo_testkit::TestCgroup::new(&["cpu", "cpuacct"], 256 << 20).unwrap();
+        let h = Hierarchies::detect(
+            Path::new("/proc/self/mountinfo"),
+            Path::new("/sys/fs/cgroup"),
+        )
+        .unwrap();
+        // A process of our own that burns CPU in the test cgroup.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        cg.add_pid(child.id()).unwrap();
+        let mut s = CollectorSettings::new(h, PathBuf::from(cg.name()).join("offline-absent"));
+        s.slow_every = Duration::from_millis(10);
+        let mut c = Collector::new(s).unwrap();
+        c.set_services(vec![ServiceSpec {
+            index: 0,
+            name: "burner".into(),
+            selector: Selector::Cgroups(vec![format!("/{}", cg.name())]),
+            sli: None,
+        }]);
+        let t0 = Instant::now();
+        c.tick(t0);
+        std::thread::sleep(Duration::from_millis(300));
+        let r = c.tick(Instant::now()).clone();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(r.node.cpu_capacity >= 1.0);
+        assert!(r.node.interval_s > 0.25, "{r:?}");
+        let o = r.online[0];
+        assert_eq!(o.tasks, 1, "{o:?}");
+        assert!(o.cpu > 0.2, "the burner uses CPU: {o:?}");
+        assert!(o.run_delay.is_some(), "{o:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+}
