@@ -129,6 +129,18 @@ impl CgroupNode {
         self.write("cpu", "cpu.cfs_quota_us", &quota.v1_quota())
     }
 
+    /// Changes only the quota, keeping the period in force: one write (v1 `cpu.cfs_quota_us`,
+    /// v2 `cpu.max`), for the QoS loop's frequent changes once [`set_cpu_quota`] has set the
+    /// period. `quota.period_us` must be the period in force.
+    ///
+    /// [`set_cpu_quota`]: Self::set_cpu_quota
+    pub fn set_cpu_quota_only(&self, quota: CpuQuota) -> Result<(), CgroupError> {
+        if self.is_v2() {
+            return self.write("cpu", "cpu.max", &quota.to_v2());
+        }
+        self.write("cpu", "cpu.cfs_quota_us", &quota.v1_quota())
+    }
+
     /// The CFS bandwidth limit now in force.
     pub fn cpu_quota(&self) -> Result<CpuQuota, CgroupError> {
         if self.is_v2() {
