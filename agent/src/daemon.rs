@@ -115,6 +115,20 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let qos_shared = crate::qos::QosShared {
+        view: service.qos.clone(),
+        sli: service.sli.clone(),
+        summary: Arc::default(),
+    };
+    let qos_loop = crate::qos::spawn(
+        &settings.config,
+        jobs.clone(),
+        policy.clone(),
+        qos_shared,
+        stop_rx.clone(),
+    )
+    .map_err(|e| tracing::error!(error = %e, "the QoS loop did not start; the offline side is not throttled"))
+    .ok();
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -194,6 +208,9 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     tracing::info!("shutting down");
     notifier.stopping();
     let _ = stop_tx.send(true);
+    if let Some(h) = qos_loop {
+        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+    }
     jobs.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while servers.join_next().await.is_some() {}

@@ -1,0 +1,364 @@
+//! The QoS loop: every `loop.period` (50 ms by default), and at once when a PSI trigger fires,
+//! read the signals ([`crate::monitor`]), let the policy engine decide ([`colo_policy::Engine`])
+//! and apply its actions ([`crate::enforce`]).
+//!
+//! Cost: one tick reads a few kernel files with kept descriptors, runs the engine (no
+//! allocation once its buffers have grown) and writes only what changes. Job listings, thread
+//! listings and per-VM counters are refreshed at slower cadences.
+
+mod summary;
+mod vms;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use colo_config::AgentConfig;
+use colo_config::agent::SliSource;
+use colo_config::policy::Mode;
+use colo_policy::{Engine, NodeSample, OnlineSample, PsiSample, VmRunState};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::{QosView, SliInbox};
+use crate::cgroup::DeviceNumber;
+use crate::enforce::Enforcer;
+use crate::job::JobManager;
+use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
+use crate::monitor::{
+    Collector, CollectorSettings, Hierarchies, PsiRates, Readings, ServiceSpec, psi_trigger,
+};
+use crate::policy_store::PolicyStore;
+
+pub use summary::Summary;
+pub use vms::{VmEntry, VmTable};
+
+/// Histogram of one tick's duration (read, decide, apply), seconds.
+pub const METRIC_TICK: &str = "colo_qos_tick_seconds";
+/// Counter of ticks, by `cause` (`timer`, `psi`).
+pub const METRIC_TICKS: &str = "colo_qos_ticks_total";
+
+/// How often the job list is re-read.
+const JOB_REFRESH: Duration = Duration::from_millis(200);
+/// How often pushed SLI values are taken from the API inbox.
+const SLI_DRAIN: Duration = Duration::from_millis(100);
+/// How often the view for NodeStatus / `coloctl node` is published.
+const VIEW_EVERY: Duration = Duration::from_secs(1);
+
+/// Errors that stop the loop from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum QosError {
+    /// The cgroup mounts could not be read.
+    #[error("cannot read the cgroup mounts: {0}")]
+    Mounts(std::io::Error),
+    /// The monitors could not start.
+    #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
+}
+
+/// What the loop shares with the rest of the agent.
+#[derive(Debug, Clone)]
+pub struct QosShared {
+    /// For NodeStatus.
+    pub view: Arc<RwLock<QosView>>,
+    /// Pushed SLI values.
+    pub sli: Arc<SliInbox>,
+    /// Latest 1 s summary (for the reporter and tests).
+    pub summary: Arc<RwLock<Summary>>,
+}
+
+/// Starts the loop on the current runtime; it ends when `stop` turns true.
+pub fn spawn(
+    config: &AgentConfig,
+    jobs: JobManager,
+    policy: PolicyStore,
+    shared: QosShared,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, QosError> {
+    let h = Hierarchies::detect(
+        Path::new("/proc/self/mountinfo"),
+        Path::new("/sys/fs/cgroup"),
+    )
+    .map_err(QosError::Mounts)?;
+    let offline = jobs.cgroups().root().join("offline");
+    let mut cs = CollectorSettings::new(h, offline);
+    let state_disk = crate::monitor::node::disk_of(&config.offline.state_dir);
+    if state_disk.is_some() {
+        cs.default_disk = state_disk;
+    }
+    let mut collector = Collector::new(cs)?;
+    let mut services = Vec::new();
+    let mut probes = Vec::new();
+    let mut pushed = Vec::new();
+    for (i, s) in config.services.iter().enumerate() {
+        let sli = s.slo.as_ref().map(|slo| {
+            let window_len = match &slo.sli {
+                SliSource::Probe(p) => (p.interval * 20).max(Duration::from_secs(1)),
+                SliSource::Pushed => Duration::from_secs(1),
+            };
+            let w = Arc::new(std::sync::Mutex::new(SliWindow::new(window_len)));
+            match &slo.sli {
+                SliSource::Probe(p) => match ProbeTarget::parse(&p.url) {
+                    Ok(t) => probes.push((t, p.interval, p.timeout, w.clone())),
+                    Err(e) => tracing::error!(service = %s.name, error = %e, "SLI probe disabled"),
+                },
+                SliSource::Pushed => pushed.push((s.name.clone(), w.clone())),
+            }
+            (slo.p99, w)
+        });
+        services.push(ServiceSpec {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            name: s.name.clone(),
+            selector: s.selector.clone(),
+            sli,
+        });
+    }
+    collector.set_services(services);
+    for (t, interval, timeout, w) in probes {
+        tokio::spawn(run_probe(t, interval, timeout, w, stop.clone()));
+    }
+    let wake = Arc::new(Notify::new());
+    if config.qos_loop.psi_triggers {
+        arm_triggers(config, &collector, &wake);
+    }
+    let io_devices = state_disk
+        .map(|(major, minor)| DeviceNumber { major, minor })
+        .into_iter()
+        .collect();
+    let enforcer = Enforcer::new(jobs.clone(), io_devices);
+    let budget = config.offline.budget.cpu.map(|c| c.get());
+    let period = config.qos_loop.period;
+    let node_name = config.node.name.clone();
+    let _ = node_name;
+    Ok(tokio::spawn(run(
+        LoopState {
+            collector,
+            enforcer,
+            engine: None,
+            jobs,
+            policy,
+            shared,
+            pushed,
+            budget,
+            period,
+            wake,
+            vms: VmTable::default(),
+            sample: NodeSample::default(),
+            actions: Vec::new(),
+            summary: Summary::default(),
+        },
+        stop,
+    )))
+}
+
+/// PSI triggers on the system files (and on each service's v2 cgroup files) wake the loop.
+fn arm_triggers(config: &AgentConfig, collector: &Collector, wake: &Arc<Notify>) {
+    let l = &config.qos_loop;
+    let mut files = Vec::new();
+    if collector.has_system_psi() {
+        for r in crate::monitor::psi::RESOURCES {
+            files.push(Path::new("/proc/pressure").join(r));
+        }
+    }
+    for f in files {
+        match psi_trigger::arm(&f, l.psi_trigger_stall, l.psi_trigger_window) {
+            Ok(t) => {
+                tracing::info!(path = %t.path.display(), stall = ?t.stall, window = ?t.window, "PSI trigger armed");
+                tokio::spawn(t.forward(wake.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PSI trigger not armed; the periodic loop still runs")
+            }
+        }
+    }
+}
+
+struct LoopState {
+    collector: Collector,
+    enforcer: Enforcer,
+    engine: Option<(Engine, Arc<crate::policy_store::LoadedPolicy>)>,
+    jobs: JobManager,
+    policy: PolicyStore,
+    shared: QosShared,
+    pushed: Vec<(String, crate::monitor::sli::SharedWindow)>,
+    budget: Option<f64>,
+    period: Duration,
+    wake: Arc<Notify>,
+    vms: VmTable,
+    sample: NodeSample,
+    actions: Vec<colo_policy::Action>,
+    summary: Summary,
+}
+
+async fn run(mut s: LoopState, mut stop: watch::Receiver<bool>) {
+    let mut timer = tokio::time::interval(s.period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = Instant::now();
+    let (mut next_jobs, mut next_sli, mut next_view) = (start, start, start);
+    tracing::info!(period = ?s.period, "QoS loop running");
+    loop {
+        let cause = tokio::select! {
+            _ = timer.tick() => "timer",
+            _ = s.wake.notified() => {
+                timer.reset();
+                "psi"
+            }
+            _ = stop.changed() => break,
+        };
+        let now = Instant::now();
+        metrics::counter!(METRIC_TICKS, "cause" => cause).increment(1);
+        s.follow_policy();
+        let mono = now.saturating_duration_since(start);
+        if now >= next_jobs {
+            next_jobs = now + JOB_REFRESH;
+            if s.vms.refresh(&s.jobs, mono) {
+                s.collector.set_vms(s.vms.specs());
+                let vms = &s.vms;
+                s.enforcer.retain(|id| vms.contains(id));
+            }
+        }
+        if now >= next_sli && !s.pushed.is_empty() {
+            next_sli = now + SLI_DRAIN;
+            for (name, w) in &s.pushed {
+                let values = s.shared.sli.drain(name);
+                if !values.is_empty() {
+                    let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+                    for v in values {
+                        w.push(now, Duration::from_micros(v));
+                    }
+                }
+            }
+        }
+        s.tick(now, mono);
+        metrics::histogram!(METRIC_TICK).record(now.elapsed().as_secs_f64());
+        if now >= next_view {
+            next_view = now + VIEW_EVERY;
+            s.publish();
+        }
+    }
+    tracing::info!("QoS loop stopped");
+}
+
+impl LoopState {
+    /// Builds the engine at start and again whenever the policy in force changes.
+    fn follow_policy(&mut self) {
+        let cur = self.policy.current();
+        let stale = self
+            .engine
+            .as_ref()
+            .is_none_or(|(_, p)| !Arc::ptr_eq(p, &cur));
+        if !stale {
+            return;
+        }
+        match &mut self.engine {
+            Some((e, p)) => {
+                e.set_policy(&cur.policy);
+                *p = cur.clone();
+            }
+            None => self.engine = Some((Engine::new(&cur.policy), cur.clone())),
+        }
+        self.enforcer.set_observe(cur.policy.mode == Mode::Observe);
+        tracing::info!(mode = %cur.mode, hash = %cur.hash, "QoS loop follows the policy");
+    }
+
+    fn tick(&mut self, now: Instant, mono: Duration) {
+        let r = self.collector.tick(now);
+        fill_sample(
+            &mut self.sample,
+            r,
+            self.budget,
+            self.enforcer.offline_quota(),
+            mono,
+        );
+        // Usage of each VM, in the table's order (the collector follows it).
+        self.sample.vms.clear();
+        for (e, v) in self.vms.samples_mut().zip(r.vms.iter()) {
+            e.cpu_usage = v.cpu;
+            e.throttled = v.throttled;
+            e.memory_usage = v.memory;
+            e.io_bytes_per_sec = v.io_bytes_per_sec;
+            e.io_ops_per_sec = v.io_ops_per_sec;
+            self.sample.vms.push(*e);
+        }
+        self.summary.add(r);
+        let Some((engine, _)) = self.engine.as_mut() else {
+            return;
+        };
+        engine.step(&self.sample, &mut self.actions);
+        if !self.actions.is_empty() {
+            self.enforcer.apply(&self.actions, &self.vms);
+            // Keep the table's limits in step so a later refresh does not lose them.
+            for a in &self.actions {
+                if let colo_policy::Action::PauseVm { vm, .. }
+                | colo_policy::Action::ResumeVm { vm, .. } = a
+                    && let Some(e) = self.vms.samples_mut().find(|e| e.id == *vm)
+                {
+                    e.state = if matches!(a, colo_policy::Action::PauseVm { .. }) {
+                        VmRunState::Paused
+                    } else {
+                        VmRunState::Running
+                    };
+                }
+            }
+        }
+    }
+
+    /// Publishes the 1 s summary and the view for NodeStatus.
+    fn publish(&mut self) {
+        let sum = self.summary.take();
+        let quota = self.enforcer.offline_quota();
+        {
+            let mut v = self.shared.view.write().unwrap_or_else(|p| p.into_inner());
+            v.interference_score = sum.interference_score;
+            v.offline_cpu_quota_millicores = quota.map_or(0, |q| (q * 1000.0).round() as u64);
+        }
+        *self
+            .shared
+            .summary
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = sum;
+    }
+}
+
+fn psi_sample(p: &PsiRates) -> PsiSample {
+    PsiSample {
+        cpu_some: p.cpu_some,
+        memory_some: p.memory_some,
+        memory_full: p.memory_full,
+        io_some: p.io_some,
+        io_full: p.io_full,
+    }
+}
+
+/// Fills the node and online parts of `s` from the readings (no allocation once grown).
+fn fill_sample(
+    s: &mut NodeSample,
+    r: &Readings,
+    budget: Option<f64>,
+    quota: Option<f64>,
+    now: Duration,
+) {
+    let n = &r.node;
+    s.now = now;
+    s.node.cpu_capacity = n.cpu_capacity;
+    s.node.cpu_usage = n.cpu_busy;
+    s.node.offline_cpu_usage = n.offline_cpu;
+    s.node.offline_cpu_budget = budget.unwrap_or(n.cpu_capacity);
+    s.node.offline_cpu_quota = quota;
+    s.node.memory_total = n.memory_total;
+    s.node.memory_used = n.memory_used;
+    s.node.psi = n.psi.as_ref().map(psi_sample);
+    s.online.clear();
+    for o in &r.online {
+        s.online.push(OnlineSample {
+            service: o.service,
+            cpu_usage: o.cpu,
+            run_delay: o.run_delay,
+            psi: o.psi.as_ref().map(psi_sample),
+            memory_usage: o.memory,
+            io_latency: o.io_latency,
+            io_utilisation: o.io_utilisation,
+            sli_ratio: o.sli_ratio,
+        });
+    }
+}
