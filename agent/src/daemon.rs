@@ -115,10 +115,24 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let reporter = settings
+        .config
+        .scheduler
+        .endpoint
+        .as_ref()
+        .and_then(|endpoint| {
+            let mut rc = crate::reporter::ReporterConfig::new(endpoint.clone());
+            rc.interval = settings.config.scheduler.report_interval;
+            crate::reporter::Reporter::spawn(rc)
+                .map_err(|e| tracing::error!(error = %e, "node reports disabled"))
+                .ok()
+        });
     let qos_shared = crate::qos::QosShared {
         view: service.qos.clone(),
         sli: service.sli.clone(),
         summary: Arc::default(),
+        reporter: reporter.as_ref().map(crate::reporter::Reporter::handle),
+        node_name: settings.node_name.clone(),
     };
     let qos_loop = crate::qos::spawn(
         &settings.config,
@@ -158,7 +172,10 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(setup("metrics.listen"))?;
-        let router = http_router(metrics.clone(), jobs.clone());
+        let mut router = http_router(metrics.clone(), jobs.clone());
+        if let Some(r) = &reporter {
+            router = router.merge(crate::koordinator::routes(r.handle()));
+        }
         let rx = stop_rx.clone();
         servers.spawn(async move {
             if let Err(e) = server::serve_http(listener, router, stopped(rx)).await {
@@ -210,6 +227,9 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     let _ = stop_tx.send(true);
     if let Some(h) = qos_loop {
         let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+    }
+    if let Some(r) = reporter {
+        r.shutdown(Duration::from_secs(1)).await;
     }
     jobs.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {

@@ -35,7 +35,9 @@ fn online_helper() {
                     let t = Instant::now();
                     let mut x = 0u64;
                     while t.elapsed() < Duration::from_millis(2) {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -57,16 +59,27 @@ impl Online {
     fn start() -> Self {
         let cg = TestCgroup::new(&["cpu", "cpuacct"], 256 << 20).expect("online test cgroup");
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["online_helper", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "online_helper",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(HELPER_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the online helper");
-        cg.add_pid(child.id()).expect("move the helper into its cgroup");
+        cg.add_pid(child.id())
+            .expect("move the helper into its cgroup");
         let rel = format!("/{}", cg.name());
-        Self { child, _cg: cg, rel }
+        Self {
+            child,
+            _cg: cg,
+            rel,
+        }
     }
 
     fn stop(&mut self) {
@@ -82,7 +95,10 @@ impl Drop for Online {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn ready(test: &str) -> Option<colo_testkit::HostLock> {
@@ -91,7 +107,10 @@ fn ready(test: &str) -> Option<colo_testkit::HostLock> {
     }
     let waited = Instant::now();
     let lock = colo_testkit::host_lock();
-    eprintln!("{test}: host lock after {:.1} s", waited.elapsed().as_secs_f64());
+    eprintln!(
+        "{test}: host lock after {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
     assert!(
         common::vmm_binary().is_some(),
         "{test}: the colo-vmm binary is not built next to this test (cargo build -p colo-vmm, or set COLO_VMM_BIN)"
@@ -105,7 +124,12 @@ fn agent(online: &Online, policy: &str) -> TestAgent {
     // The common agent names the guest only when $COLO_WORKLOAD_GUEST is set.
     let workload = match common::workload_guest() {
         Some(_) => String::new(),
-        None => format!("  workload: {}\n", colo_vmm::workload_guest_path().expect("workload guest").display()),
+        None => format!(
+            "  workload: {}\n",
+            colo_vmm::workload_guest_path()
+                .expect("workload guest")
+                .display()
+        ),
     };
     TestAgent::start(Options {
         budget_cpu: 2.0,
@@ -128,11 +152,18 @@ fn burn(agent: &TestAgent, n: usize) -> Vec<String> {
         let mut c = agent.client().await;
         let mut ids = Vec::new();
         for i in 0..n {
-            let j = common::submit(&mut c, common::workload(&format!("burn-{i}"), 1_000_000_000, 0, 0)).await;
+            let j = common::submit(
+                &mut c,
+                common::workload(&format!("burn-{i}"), 1_000_000_000, 0, 0),
+            )
+            .await;
             ids.push(j.id);
         }
         for id in &ids {
-            common::wait_for(&mut c, id, Duration::from_secs(20), |j| common::state(j) == pb::JobState::Running).await;
+            common::wait_for(&mut c, id, Duration::from_secs(20), |j| {
+                common::state(j) == pb::JobState::Running
+            })
+            .await;
         }
         ids
     });
@@ -145,13 +176,22 @@ fn cancel(agent: &TestAgent, ids: &[String]) {
     rt().block_on(async {
         let mut c = agent.client().await;
         for id in ids {
-            let _ = c.cancel_job(pb::CancelJobRequest { id: id.clone(), reason: "test over".into() }).await;
+            let _ = c
+                .cancel_job(pb::CancelJobRequest {
+                    id: id.clone(),
+                    reason: "test over".into(),
+                })
+                .await;
         }
         for id in ids {
             common::wait_end(&mut c, id, Duration::from_secs(30)).await;
         }
     });
-    eprintln!("{} VMs ended {:.1} s after cancel", ids.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "{} VMs ended {:.1} s after cancel",
+        ids.len(),
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// `cpu.cfs_quota_us / cpu.cfs_period_us` of a cgroup directory (v1) or `cpu.max` (v2), cores.
@@ -162,8 +202,16 @@ fn quota(dir: &Path) -> Option<f64> {
         let p: f64 = it.next()?.parse().ok()?;
         return q.parse::<f64>().ok().map(|q| q / p);
     }
-    let q: i64 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?.trim().parse().ok()?;
-    let p: f64 = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?.trim().parse().ok()?;
+    let q: i64 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let p: f64 = std::fs::read_to_string(dir.join("cpu.cfs_period_us"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (q > 0).then(|| q as f64 / p)
 }
 
@@ -173,7 +221,9 @@ fn offline_dir(agent: &TestAgent) -> PathBuf {
 
 #[test]
 fn the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down() {
-    let Some(_lock) = ready("the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down") else {
+    let Some(_lock) =
+        ready("the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down")
+    else {
         return;
     };
     let mut online = Online::start();
@@ -207,15 +257,49 @@ fn the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let squeezed_at = squeezed_at.unwrap_or_else(|| panic!("the offline quota never reached 0.25 cores (lowest {lowest_group}):\n{}", agent.log_text()));
-    assert!(lowest_group >= 0.25 - 1e-6, "group quota {lowest_group} below the minimum 0.25");
-    assert!(lowest_vm >= 0.1 - 1e-6, "a VM's vCPU quota {lowest_vm} went below the minimum 0.1");
+    let squeezed_at = squeezed_at.unwrap_or_else(|| {
+        panic!(
+            "the offline quota never reached 0.25 cores (lowest {lowest_group}):\n{}",
+            agent.log_text()
+        )
+    });
+    assert!(
+        lowest_group >= 0.25 - 1e-6,
+        "group quota {lowest_group} below the minimum 0.25"
+    );
+    assert!(
+        lowest_vm >= 0.1 - 1e-6,
+        "a VM's vCPU quota {lowest_vm} went below the minimum 0.1"
+    );
     let log = agent.log_text();
-    assert!(log.contains("run_delay"), "the squeeze names run delay:\n{log}");
-    let status = rt().block_on(async { agent.client().await.node_status(pb::NodeStatusRequest {}).await.unwrap().into_inner() });
-    assert!(status.offline_cpu_quota_millicores <= 260, "NodeStatus shows the quota: {status:?}");
-    assert!(status.vms.iter().any(|v| v.throttle.as_ref().is_some_and(|t| !t.reason.is_empty())), "coloctl node shows why: {status:?}");
-    eprintln!("squeezed to the minimum {:.0} ms after the VMs ran; lowest VM quota {lowest_vm:.2}", squeezed_at.as_secs_f64() * 1e3);
+    assert!(
+        log.contains("run_delay"),
+        "the squeeze names run delay:\n{log}"
+    );
+    let status = rt().block_on(async {
+        agent
+            .client()
+            .await
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert!(
+        status.offline_cpu_quota_millicores <= 260,
+        "NodeStatus shows the quota: {status:?}"
+    );
+    assert!(
+        status
+            .vms
+            .iter()
+            .any(|v| v.throttle.as_ref().is_some_and(|t| !t.reason.is_empty())),
+        "coloctl node shows why: {status:?}"
+    );
+    eprintln!(
+        "squeezed to the minimum {:.0} ms after the VMs ran; lowest VM quota {lowest_vm:.2}",
+        squeezed_at.as_secs_f64() * 1e3
+    );
 
     // Calm: the online process ends; after release_after (1 s) the quota grows step by step.
     online.stop();
@@ -228,9 +312,20 @@ fn the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let risen = risen.unwrap_or_else(|| panic!("the quota did not rise after the cool-down:\n{}", agent.log_text()));
-    assert!(risen >= Duration::from_millis(900), "released before release_after: {risen:?}");
-    eprintln!("released to ≥ 0.75 cores {:.0} ms after the online process ended", risen.as_secs_f64() * 1e3);
+    let risen = risen.unwrap_or_else(|| {
+        panic!(
+            "the quota did not rise after the cool-down:\n{}",
+            agent.log_text()
+        )
+    });
+    assert!(
+        risen >= Duration::from_millis(900),
+        "released before release_after: {risen:?}"
+    );
+    eprintln!(
+        "released to ≥ 0.75 cores {:.0} ms after the online process ended",
+        risen.as_secs_f64() * 1e3
+    );
     cancel(&agent, &ids);
 }
 
@@ -238,10 +333,31 @@ fn the_offline_quota_drops_on_online_run_delay_and_rises_after_the_cool_down() {
 /// throttle would write, with its content.
 fn knob_files(agent: &TestAgent) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    let knobs = ["cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.max", "cpu.idle", "cpu.shares", "cpu.weight", "memory.limit_in_bytes", "memory.max", "memory.high", "memory.soft_limit_in_bytes", "blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device", "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device", "io.max"];
-    let mut stack: Vec<PathBuf> = ["cpu", "memory", "blkio"].iter().map(|c| agent.cgroup.dir(c).join("offline")).collect();
+    let knobs = [
+        "cpu.cfs_quota_us",
+        "cpu.cfs_period_us",
+        "cpu.max",
+        "cpu.idle",
+        "cpu.shares",
+        "cpu.weight",
+        "memory.limit_in_bytes",
+        "memory.max",
+        "memory.high",
+        "memory.soft_limit_in_bytes",
+        "blkio.throttle.read_bps_device",
+        "blkio.throttle.write_bps_device",
+        "blkio.throttle.read_iops_device",
+        "blkio.throttle.write_iops_device",
+        "io.max",
+    ];
+    let mut stack: Vec<PathBuf> = ["cpu", "memory", "blkio"]
+        .iter()
+        .map(|c| agent.cgroup.dir(c).join("offline"))
+        .collect();
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -260,11 +376,16 @@ fn knob_files(agent: &TestAgent) -> Vec<(PathBuf, String)> {
 /// The scheduling policy of each thread of a process (from `/proc/<pid>/task/*/stat`).
 fn thread_policies(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = std::fs::read_to_string(t.path().join("stat"))
             && let Some(i) = s.rfind(')')
-            && let Some(p) = s[i + 2..].split_whitespace().nth(38).and_then(|p| p.parse().ok())
+            && let Some(p) = s[i + 2..]
+                .split_whitespace()
+                .nth(38)
+                .and_then(|p| p.parse().ok())
         {
             out.push(p);
         }
@@ -278,14 +399,31 @@ fn observe_mode_decides_but_changes_no_cgroup_file() {
         return;
     };
     let online = Online::start();
-    let agent = agent(&online, "mode: observe\ntiming:\n  pause_after: 1s\n  evict_after: 2s");
+    let agent = agent(
+        &online,
+        "mode: observe\ntiming:\n  pause_after: 1s\n  evict_after: 2s",
+    );
     let ids = burn(&agent, 2);
     let before = knob_files(&agent);
     assert!(!before.is_empty());
     let vmm_pids: Vec<u32> = ids
         .iter()
-        .filter_map(|id| std::fs::read_to_string(agent.cgroup.dir("memory").join("offline").join(id).join("cgroup.procs")).ok())
-        .flat_map(|t| t.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .filter_map(|id| {
+            std::fs::read_to_string(
+                agent
+                    .cgroup
+                    .dir("memory")
+                    .join("offline")
+                    .join(id)
+                    .join("cgroup.procs"),
+            )
+            .ok()
+        })
+        .flat_map(|t| {
+            t.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect();
     assert!(!vmm_pids.is_empty());
     // Interference for long enough that enforce mode would squeeze, pause and evict.
@@ -294,22 +432,38 @@ fn observe_mode_decides_but_changes_no_cgroup_file() {
     while t0.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(250));
         let log = agent.log_text();
-        if log.contains("observe: would apply") && log.contains("set_offline_cpu_quota") && t0.elapsed() > Duration::from_secs(4) {
+        if log.contains("observe: would apply")
+            && log.contains("set_offline_cpu_quota")
+            && t0.elapsed() > Duration::from_secs(4)
+        {
             would = true;
             break;
         }
     }
-    assert!(would, "observe mode logs what it would do:\n{}", agent.log_text());
+    assert!(
+        would,
+        "observe mode logs what it would do:\n{}",
+        agent.log_text()
+    );
     let after = knob_files(&agent);
     assert_eq!(before, after, "observe mode wrote a cgroup file");
     for pid in &vmm_pids {
-        assert!(thread_policies(*pid).iter().all(|p| *p == libc::SCHED_OTHER), "observe mode changed a thread's policy");
+        assert!(
+            thread_policies(*pid)
+                .iter()
+                .all(|p| *p == libc::SCHED_OTHER),
+            "observe mode changed a thread's policy"
+        );
     }
     // No VM was paused or evicted.
     rt().block_on(async {
         let mut c = agent.client().await;
         for id in &ids {
-            let j = c.get_job(pb::GetJobRequest { id: id.clone() }).await.unwrap().into_inner();
+            let j = c
+                .get_job(pb::GetJobRequest { id: id.clone() })
+                .await
+                .unwrap()
+                .into_inner();
             assert_eq!(common::state(&j), pb::JobState::Running, "{j:?}");
         }
     });

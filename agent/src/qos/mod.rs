@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use colo_config::AgentConfig;
 use colo_config::agent::SliSource;
 use colo_config::policy::Mode;
+use colo_policy::scoring::{InterferenceSignals, Resources};
 use colo_policy::{Engine, NodeSample, OnlineSample, PsiSample, VmRunState};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -65,6 +66,10 @@ pub struct QosShared {
     pub sli: Arc<SliInbox>,
     /// Latest 1 s summary (for the reporter and tests).
     pub summary: Arc<RwLock<Summary>>,
+    /// Where node reports go (colo-scheduler), if configured.
+    pub reporter: Option<crate::reporter::ReporterHandle>,
+    /// The node's name in reports.
+    pub node_name: String,
 }
 
 /// Starts the loop on the current runtime; it ends when `stop` turns true.
@@ -128,8 +133,6 @@ pub fn spawn(
     let enforcer = Enforcer::new(jobs.clone(), io_devices);
     let budget = config.offline.budget.cpu.map(|c| c.get());
     let period = config.qos_loop.period;
-    let node_name = config.node.name.clone();
-    let _ = node_name;
     Ok(tokio::spawn(run(
         LoopState {
             collector,
@@ -146,6 +149,7 @@ pub fn spawn(
             sample: NodeSample::default(),
             actions: Vec::new(),
             summary: Summary::default(),
+            admission: colo_policy::scoring::Admission::Accepting,
         },
         stop,
     )))
@@ -188,6 +192,7 @@ struct LoopState {
     sample: NodeSample,
     actions: Vec<colo_policy::Action>,
     summary: Summary,
+    admission: colo_policy::scoring::Admission,
 }
 
 async fn run(mut s: LoopState, mut stop: watch::Receiver<bool>) {
@@ -303,20 +308,58 @@ impl LoopState {
         }
     }
 
-    /// Publishes the 1 s summary and the view for NodeStatus.
+    /// Publishes the 1 s summary, the view for NodeStatus and (if configured) the node report.
     fn publish(&mut self) {
-        let sum = self.summary.take();
+        let params = self
+            .engine
+            .as_ref()
+            .map(|(_, p)| colo_policy::scoring::ScoringParams::from(&p.policy.scoring))
+            .unwrap_or_default();
+        let sum = self.summary.take(&params.interference);
         let quota = self.enforcer.offline_quota();
         {
             let mut v = self.shared.view.write().unwrap_or_else(|p| p.into_inner());
             v.interference_score = sum.interference_score;
-            v.offline_cpu_quota_millicores = quota.map_or(0, |q| (q * 1000.0).round() as u64);
+            v.offline_cpu_quota_millicores = quota.map_or(0, millicores);
+        }
+        if let Some(reporter) = &self.shared.reporter {
+            let offline_memory: u64 = self.sample.vms.iter().map(|v| v.memory_usage).sum();
+            let inputs = crate::reporter::NodeInputs {
+                node_name: self.shared.node_name.clone(),
+                capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
+                online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
+                offline_usage: Resources::new(millicores(sum.offline_cpu), offline_memory),
+                signals: InterferenceSignals {
+                    run_delay_ms_per_s: sum.run_delay_ms_per_s,
+                    psi_ms_per_s: sum.psi_ms_per_s,
+                    sli_ratio: sum.sli_ratio,
+                },
+                jobs_by_state: self
+                    .jobs
+                    .counts_by_state()
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(s, n)| (s.name().to_string(), n))
+                    .collect(),
+            };
+            let (report, admission) =
+                crate::reporter::node_report(&inputs, &params, self.admission);
+            self.admission = admission;
+            reporter.publish(report);
         }
         *self
             .shared
             .summary
             .write()
             .unwrap_or_else(|p| p.into_inner()) = sum;
+    }
+}
+
+fn millicores(cores: f64) -> u64 {
+    if cores.is_finite() {
+        (cores.max(0.0) * 1000.0).round() as u64
+    } else {
+        0
     }
 }
 

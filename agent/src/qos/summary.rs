@@ -10,12 +10,11 @@ use crate::monitor::Readings;
 pub struct Summary {
     /// Seconds covered.
     pub seconds: f64,
-    /// Run delay per online task, ms per second (the worst service).
-    pub run_delay_ms_per_s: f64,
     /// Run delay summed over a service's tasks, ms per second (the worst service).
-    pub run_delay_total_ms_per_s: f64,
-    /// Worst PSI `some` share, percent (cpu, memory, io; system or service cgroups).
-    pub psi_some_pct: f64,
+    pub run_delay_ms_per_s: f64,
+    /// Worst PSI `some` stall, ms per second (cpu, memory, io; service cgroups on v2, else the
+    /// system).
+    pub psi_ms_per_s: f64,
     /// Worst SLI p99 ÷ target seen.
     pub sli_ratio: Option<f64>,
     /// Online services' CPU, cores.
@@ -40,7 +39,6 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Acc {
     dt: f64,
-    rd_task: Vec<(f64, f64)>,
     rd_total: Vec<f64>,
     psi: [f64; 3],
     cg_psi: Vec<[f64; 3]>,
@@ -58,13 +56,10 @@ impl Summary {
         }
         let a = &mut self.acc;
         a.dt += dt;
-        a.rd_task.resize(r.online.len(), (0.0, 0.0));
         a.rd_total.resize(r.online.len(), 0.0);
         for (i, o) in r.online.iter().enumerate() {
             if let Some(rd) = o.run_delay {
                 a.rd_total[i] += rd * dt;
-                a.rd_task[i].0 += rd * dt;
-                a.rd_task[i].1 += o.tasks as f64 * dt;
             }
             a.online_cpu += o.cpu * dt;
             if let Some(p) = o.psi {
@@ -90,8 +85,9 @@ impl Summary {
         self.memory_total = r.node.memory_total;
     }
 
-    /// The summary of the ticks added since the last call; starts a new one.
-    pub fn take(&mut self) -> Summary {
+    /// The summary of the ticks added since the last call, scored with `params`; starts a new
+    /// one.
+    pub fn take(&mut self, params: &InterferenceParams) -> Summary {
         let a = std::mem::take(&mut self.acc);
         let dt = a.dt.max(1e-9);
         let mut out = Summary {
@@ -103,15 +99,10 @@ impl Summary {
             memory_total: self.memory_total,
             ..Summary::default()
         };
-        out.run_delay_total_ms_per_s = a.rd_total.iter().fold(0.0, |m: f64, x| m.max(x / dt * 1e3));
-        out.run_delay_ms_per_s =
-            a.rd_task.iter().fold(
-                0.0,
-                |m: f64, (d, n)| if *n > 0.0 { m.max(d / n * 1e3) } else { m },
-            );
+        out.run_delay_ms_per_s = a.rd_total.iter().fold(0.0, |m: f64, x| m.max(x / dt * 1e3));
         // Per-service cgroup PSI (v2) is the cleaner signal; the system figure otherwise.
-        let worst = |v: &[f64; 3]| v.iter().fold(0.0, |m: f64, x| m.max(x / dt * 100.0));
-        out.psi_some_pct = if a.cg_psi.is_empty() {
+        let worst = |v: &[f64; 3]| v.iter().fold(0.0, |m: f64, x| m.max(x / dt * 1e3));
+        out.psi_ms_per_s = if a.cg_psi.is_empty() {
             worst(&a.psi)
         } else {
             a.cg_psi.iter().map(worst).fold(0.0, f64::max)
@@ -121,10 +112,10 @@ impl Summary {
         out.node_cpu = a.node_cpu / dt;
         let signals = InterferenceSignals {
             run_delay_ms_per_s: out.run_delay_ms_per_s,
-            psi_some_avg10: out.psi_some_pct,
+            psi_ms_per_s: out.psi_ms_per_s,
             sli_ratio: out.sli_ratio,
         };
-        out.interference_score = interference_score(&signals, &InterferenceParams::default()).score;
+        out.interference_score = interference_score(&signals, params).score;
         out
     }
 }
