@@ -1,5 +1,12 @@
-//! colo's QoS benchmarks: an open-loop HTTP load generator ([`loadgen`]), statistics with
-//! bootstrap intervals ([`stats`]), and the headline and reaction benchmarks driven by the
-//! `colo-bench` binary.
+//! colo's QoS benchmarks: an open-loop HTTP load generator ([`loadgen`]), the headline benchmark
+//! ([`headline`]: nginx beside offline MicroVMs, alone / unlimited / static weight / colo), the
+//! reaction benchmark ([`reaction`]) and the agent's overhead ([`overhead`]), with medians and
+//! bootstrap intervals ([`stats`]). The `colo-bench` binary drives them; see docs/qos.md.
 
+pub mod headline;
+pub mod host;
 pub mod loadgen;
+pub mod overhead;
+pub mod reaction;
+pub mod services;
+pub mod stats;

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Errors of the load generator.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub struct LoadSpec {
 }
 
 /// What a run measured (latencies in µs).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadReport {
     /// Target rate (before any step), requests/s.
     pub target_rate: f64,

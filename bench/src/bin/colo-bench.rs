@@ -1,1 +1,186 @@
-fn main() {}
+//! `colo-bench`: colo's QoS benchmarks (run as root on a quiet machine; see docs/qos.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use colo_bench::headline::{self, Mode, Scenario};
+use colo_bench::services::Bins;
+
+/// colo's QoS benchmarks.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// nginx under open-loop load, alone and beside offline VMs (no limits, static weight, colo).
+    Headline {
+        /// Scenarios: cpu, memory, io (comma-separated).
+        #[arg(long, default_value = "cpu,memory,io", value_delimiter = ',')]
+        scenarios: Vec<String>,
+        /// Modes: alone, unlimited, static, colo, control (comma-separated).
+        #[arg(
+            long,
+            default_value = "alone,unlimited,static,colo,control",
+            value_delimiter = ','
+        )]
+        modes: Vec<String>,
+        /// Repetitions.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Seconds per run (warm-up included).
+        #[arg(long, default_value_t = 40)]
+        duration: u64,
+        /// Seconds of warm-up not recorded.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 3000.0)]
+        rate: f64,
+        /// Offline VMs (1 vCPU each).
+        #[arg(long, default_value_t = 2)]
+        vms: u32,
+        /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable over the VMs).
+        #[arg(long, default_value_t = 0)]
+        mem_mib: u64,
+        /// Results directory.
+        #[arg(long, default_value = "bench-results/headline")]
+        out: PathBuf,
+        /// Policy file for mode (4) (default: the bench policy).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Highest stolen CPU share before a run is repeated.
+        #[arg(long, default_value_t = 0.02)]
+        max_steal: f64,
+    },
+    /// Online load doubles: time until the offline CPU drops (cpuacct every 10 ms).
+    Reaction {
+        /// Trials.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Requests per second before the step (doubled at the step).
+        #[arg(long, default_value_t = 6000.0)]
+        rate: f64,
+        /// Seconds between trials (the quota grows back).
+        #[arg(long, default_value_t = 10)]
+        rest: u64,
+        /// Results directory.
+        #[arg(long, default_value = "bench-results/reaction")]
+        out: PathBuf,
+    },
+    /// The agent's CPU and RSS with many idle VMs and the loop running.
+    Overhead {
+        /// VMs.
+        #[arg(long, default_value_t = 50)]
+        vms: u32,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// Results directory.
+        #[arg(long, default_value = "bench-results/overhead")]
+        out: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let bins = Bins::beside_me();
+    let r = match cli.cmd {
+        Cmd::Headline {
+            scenarios,
+            modes,
+            repeats,
+            duration,
+            warmup,
+            rate,
+            vms,
+            mem_mib,
+            out,
+            policy,
+            max_steal,
+        } => {
+            let parse_all = || -> Result<(Vec<Scenario>, Vec<Mode>), String> {
+                let s = scenarios
+                    .iter()
+                    .map(|x| {
+                        Scenario::parse(x)
+                            .ok_or_else(|| format!("unknown scenario {x:?} (cpu, memory, io)"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let m = modes
+                    .iter()
+                    .map(|x| {
+                        Mode::parse(x).ok_or_else(|| {
+                            format!("unknown mode {x:?} (alone, unlimited, static, colo, control)")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((s, m))
+            };
+            match parse_all() {
+                Err(e) => Err(e),
+                Ok((scenarios, modes)) => {
+                    let policy = match policy.map(std::fs::read_to_string).transpose() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            eprintln!("colo-bench: policy: {e}");
+                            std::process::exit(2);
+                        }
+                    };
+                    let cfg = headline::Config {
+                        scenarios,
+                        modes,
+                        repeats,
+                        duration: Duration::from_secs(duration),
+                        warmup: Duration::from_secs(warmup),
+                        rate,
+                        vms,
+                        mem_touch_mib: mem_mib,
+                        out_dir: out,
+                        policy,
+                        max_steal,
+                        ..headline::Config::default()
+                    };
+                    headline::run(&cfg, &bins)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        }
+        Cmd::Reaction {
+            trials,
+            rate,
+            rest,
+            out,
+        } => {
+            let cfg = colo_bench::reaction::Config {
+                trials,
+                rate,
+                rest: Duration::from_secs(rest),
+                out_dir: out,
+                ..Default::default()
+            };
+            colo_bench::reaction::run(&cfg, &bins)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Cmd::Overhead { vms, window, out } => {
+            let cfg = colo_bench::overhead::Config {
+                vms,
+                window: Duration::from_secs(window),
+                out_dir: out,
+            };
+            colo_bench::overhead::run(&cfg, &bins)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("colo-bench: {e}");
+        std::process::exit(1);
+    }
+}

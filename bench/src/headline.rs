@@ -1,0 +1,710 @@
+//! The headline benchmark: nginx (one worker, a small file) under a fixed-rate open-loop load,
+//! alone and beside offline MicroVMs, with no limits, with a static low-weight cgroup, and under
+//! colo; plus a control row with the same hog as plain processes under colo.
+//!
+//! Each run measures the load generator's latency percentiles (from each request's due time)
+//! and achieved rate, and over the same window: the VMs' progress, the offline subtree's CPU
+//! time (cpuacct), the node's busy and stolen CPU (`/proc/stat`), and colo-agent's own CPU and
+//! memory. Modes are interleaved within each repetition in a rotating order; a run with high
+//! steal is discarded and run again.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns, loadavg, proc_cpu_ns, proc_rss};
+use crate::loadgen::LoadReport;
+use crate::services::{Agent, AgentSetup, Bins, Nginx, StressNg, VmSpec, loadgen, write_file};
+use crate::stats::Estimate;
+
+/// The agent's cgroup root during the benchmark.
+pub const ROOT: &str = "colo-bench";
+/// The online service's cgroup.
+pub const ONLINE: &str = "colo-bench-online";
+
+/// The offline hog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Burn every vCPU.
+    Cpu,
+    /// Touch most free memory, then burn.
+    Memory,
+    /// `O_DIRECT` writes through virtio-blk to a file on nginx's disk.
+    Io,
+}
+
+impl Scenario {
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+            Self::Io => "io",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cpu" => Some(Self::Cpu),
+            "memory" | "mem" => Some(Self::Memory),
+            "io" => Some(Self::Io),
+            _ => None,
+        }
+    }
+}
+
+/// What runs beside nginx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// (1) nothing.
+    Alone,
+    /// (2) VMs, no limits (agent in `observe` mode).
+    Unlimited,
+    /// (3) VMs in a static low-weight cgroup (agent in `observe` mode).
+    Static,
+    /// (4) VMs under colo (agent in `enforce` mode).
+    Colo,
+    /// The same hog as plain stress-ng processes under colo.
+    Control,
+}
+
+impl Mode {
+    /// All, in table order.
+    pub const ALL: [Mode; 5] = [
+        Mode::Alone,
+        Mode::Unlimited,
+        Mode::Static,
+        Mode::Colo,
+        Mode::Control,
+    ];
+
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Alone => "(1) alone",
+            Self::Unlimited => "(2) + VMs, no limits",
+            Self::Static => "(3) + VMs, static low weight",
+            Self::Colo => "(4) + VMs under colo",
+            Self::Control => "control: stress-ng under colo",
+        }
+    }
+
+    /// Short name (CSV, CLI).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Alone => "alone",
+            Self::Unlimited => "unlimited",
+            Self::Static => "static",
+            Self::Colo => "colo",
+            Self::Control => "control",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.key() == s)
+    }
+}
+
+/// The benchmark's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Modes.
+    pub modes: Vec<Mode>,
+    /// Repetitions of every (scenario, mode).
+    pub repeats: usize,
+    /// Load per run (warm-up included).
+    pub duration: Duration,
+    /// Not recorded at the start of each run.
+    pub warmup: Duration,
+    /// Requests per second.
+    pub rate: f64,
+    /// Offline VMs (each 1 vCPU).
+    pub vms: u32,
+    /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable split over the VMs).
+    pub mem_touch_mib: u64,
+    /// IO scenario: MiB each VM writes per pass.
+    pub io_mib: u64,
+    /// Results go here.
+    pub out_dir: PathBuf,
+    /// Runs with more stolen CPU than this share are run again (at most twice).
+    pub max_steal: f64,
+    /// Policy for mode (4) (default: the bench policy, see docs/qos.md).
+    pub policy: Option<String>,
+    /// nginx port.
+    pub port: u16,
+    /// Served file size, bytes.
+    pub file_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            scenarios: vec![Scenario::Cpu, Scenario::Memory, Scenario::Io],
+            modes: Mode::ALL.to_vec(),
+            repeats: 5,
+            duration: Duration::from_secs(40),
+            warmup: Duration::from_secs(5),
+            rate: 3000.0,
+            vms: 2,
+            mem_touch_mib: 0,
+            io_mib: 256,
+            out_dir: PathBuf::from("bench-results"),
+            max_steal: 0.02,
+            policy: None,
+            port: 18080,
+            file_size: 1024,
+        }
+    }
+}
+
+/// The policy of mode (4) unless one is given: the defaults, with system-wide CPU and IO PSI
+/// switched off on cgroup v1, where that figure also counts the VMs' own waits (run delay and
+/// the disk's latency are the online signals there).
+pub fn bench_policy(v2: bool) -> String {
+    let mut p = String::from(
+        "apiVersion: colo/v1\nkind: Policy\nmetadata:\n  name: bench\nmode: enforce\n",
+    );
+    if !v2 {
+        p.push_str(
+            "interference:\n  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n",
+        );
+    }
+    p
+}
+
+/// One run's measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Mode.
+    pub mode: Mode,
+    /// Repetition (0-based).
+    pub rep: usize,
+    /// Latency p50, ms.
+    pub p50_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// p99.9, ms.
+    pub p999_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+    /// Answered requests per second.
+    pub achieved_rate: f64,
+    /// Target rate.
+    pub target_rate: f64,
+    /// Failed or unanswered requests.
+    pub errors: u64,
+    /// Offline progress units per second (VM work units + IO bytes; stress-ng bogo ops).
+    pub progress_per_s: f64,
+    /// Offline CPU, cores (cpuacct of the offline subtree over the window).
+    pub offline_cpu: f64,
+    /// Node busy CPU share (0–1).
+    pub node_util: f64,
+    /// Idle CPU, cores (capacity − busy).
+    pub idle_cpu: f64,
+    /// Stolen share of CPU time (0–1).
+    pub steal: f64,
+    /// colo-agent CPU, % of one core.
+    pub agent_cpu_pct: f64,
+    /// colo-agent RSS at the end, MiB.
+    pub agent_rss_mib: f64,
+    /// QoS actions the agent applied in the run.
+    pub actions: usize,
+    /// 1-minute load average before the run.
+    pub load_before: f64,
+    /// Window of the counters, s.
+    pub window_s: f64,
+}
+
+/// Runs the benchmark, writing `runs.csv` as it goes and the table at the end.
+pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| HostError::Io {
+        op: "mkdir",
+        path: cfg.out_dir.clone(),
+        source,
+    })?;
+    let started = Instant::now();
+    let v2 = crate::host::is_v2();
+    cleanup_leftovers();
+    let online = BenchCgroup::create(
+        ONLINE,
+        &["cpu", "cpuacct", "memory", "blkio"],
+        Some(4 << 30),
+    )?;
+    let work = cfg.out_dir.join("work");
+    let nginx = Nginx::start(&work.join("nginx"), cfg.port, cfg.file_size, &online)?;
+    let mut results: Vec<RunResult> = Vec::new();
+    let csv_path = cfg.out_dir.join("runs.csv");
+    write_file(&csv_path, &format!("{}\n", CSV_HEADER))?;
+    let total = cfg.repeats * cfg.scenarios.len() * cfg.modes.len();
+    let mut done = 0;
+    for rep in 0..cfg.repeats {
+        for &scenario in &cfg.scenarios {
+            // Rotate the order each repetition so no mode always runs first or last.
+            let n = cfg.modes.len();
+            for k in 0..n {
+                let mode = cfg.modes[(k + rep) % n];
+                let mut attempt = 0;
+                let r = loop {
+                    attempt += 1;
+                    nginx.rotate_log();
+                    let r = one_run(cfg, bins, &online, &nginx, scenario, mode, rep, v2, &work)?;
+                    if r.steal <= cfg.max_steal || attempt >= 3 {
+                        break r;
+                    }
+                    eprintln!(
+                        "colo-bench: {} {} rep {rep}: steal {:.1}% > {:.1}%, running again",
+                        scenario.name(),
+                        mode.key(),
+                        r.steal * 100.0,
+                        cfg.max_steal * 100.0
+                    );
+                };
+                done += 1;
+                eprintln!(
+                    "colo-bench: [{done}/{total}] {:<6} {:<9} rep {rep}: p50 {:.3} p99 {:.3} p99.9 {:.3} ms, {:.0} req/s, offline {:.2} cores, progress {:.0}/s, steal {:.1}%, load {:.2} ({:.0} s elapsed)",
+                    scenario.name(),
+                    mode.key(),
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.p999_ms,
+                    r.achieved_rate,
+                    r.offline_cpu,
+                    r.progress_per_s,
+                    r.steal * 100.0,
+                    r.load_before,
+                    started.elapsed().as_secs_f64()
+                );
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&csv_path)
+                    .map_err(|source| HostError::Io {
+                        op: "open",
+                        path: csv_path.clone(),
+                        source,
+                    })?;
+                use std::io::Write;
+                let _ = writeln!(f, "{}", csv_row(&r));
+                results.push(r);
+            }
+        }
+    }
+    drop(nginx);
+    online.remove();
+    let table = table(cfg, &results, started.elapsed());
+    write_file(&cfg.out_dir.join("headline.md"), &table)?;
+    write_file(
+        &cfg.out_dir.join("summary.csv"),
+        &summary_csv(cfg, &results),
+    )?;
+    println!("{table}");
+    Ok(results)
+}
+
+/// Removes cgroups a crashed earlier run left (only the bench's own names).
+fn cleanup_leftovers() {
+    for c in ["cpu", "cpuacct", "memory", "blkio", "pids", "cpuset"] {
+        let b = BenchCgroup::existing(ROOT, &[c]);
+        if let Some(d) = b.dir(c)
+            && d.join("offline").exists()
+        {
+            let procs = crate::host::cgroup_procs_recursive(d);
+            if procs.is_empty() {
+                crate::host::remove_tree(d);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_run(
+    cfg: &Config,
+    bins: &Bins,
+    online: &BenchCgroup,
+    nginx: &Nginx,
+    scenario: Scenario,
+    mode: Mode,
+    rep: usize,
+    v2: bool,
+    work: &Path,
+) -> Result<RunResult, HostError> {
+    let load_before = loadavg();
+    let mem_touch = match scenario {
+        Scenario::Memory => mem_touch_mib(cfg),
+        _ => 0,
+    };
+    let vm = VmSpec {
+        vcpus: 1,
+        memory_mib: (mem_touch + 64).max(64),
+        mem_touch_mib: mem_touch,
+        io: match scenario {
+            Scenario::Io => Some((work.join("disk.img"), format!("write:{}", cfg.io_mib))),
+            _ => None,
+        },
+    };
+    if let Some((path, _)) = &vm.io {
+        prepare_disk(path, cfg.io_mib)?;
+    }
+    let policy = match mode {
+        Mode::Unlimited | Mode::Static => {
+            "apiVersion: colo/v1\nkind: Policy\nmode: observe\n".to_string()
+        }
+        _ => cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
+    };
+    let setup = AgentSetup {
+        root: format!("/{ROOT}"),
+        online_cgroup: format!("/{ONLINE}"),
+        policy,
+        vm_memory_mib: vm.memory_mib,
+    };
+    let mut agent = match mode {
+        Mode::Alone => None,
+        _ => Some(Agent::start(bins, &work.join("agent"), &setup)?),
+    };
+    let root = BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio"]);
+    let offline = BenchCgroup::existing(
+        &format!("{ROOT}/offline"),
+        &["cpu", "cpuacct", "memory", "blkio"],
+    );
+    let mut stress = None;
+    let mut control_cg = None;
+    match mode {
+        Mode::Alone => {}
+        Mode::Control => {
+            let cg = BenchCgroup::create(
+                &format!("{ROOT}/offline/control"),
+                &["cpu", "cpuacct", "memory", "blkio"],
+                Some((mem_touch + 256) << 20)
+                    .filter(|_| mem_touch > 0)
+                    .or(Some(8 << 30)),
+            )?;
+            stress = Some(StressNg::start(
+                &stress_args(cfg, scenario, mem_touch, work),
+                work,
+                &cg,
+            )?);
+            control_cg = Some(cg);
+        }
+        _ => {
+            let a = agent
+                .as_mut()
+                .ok_or_else(|| HostError::Missing("agent".into()))?;
+            for i in 0..cfg.vms {
+                a.submit(
+                    &format!("bench-{}-{}-{rep}-{i}", scenario.name(), mode.key()),
+                    &vm,
+                )?;
+            }
+            a.wait_running(Duration::from_secs(30))?;
+            if mode == Mode::Static {
+                // The agent's root is the top-level cgroup the VMs share with nothing online:
+                // that is where a weight acts against the online service's cgroup.
+                if v2 {
+                    root.write("cpu", "cpu.weight", "1")?;
+                } else {
+                    root.write("cpu", "cpu.shares", "2")?;
+                    if root
+                        .dir("blkio")
+                        .is_some_and(|d| d.join("blkio.bfq.weight").exists())
+                    {
+                        root.write("blkio", "blkio.bfq.weight", "1")?;
+                    }
+                }
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let actions0 = agent.as_ref().map_or(0, Agent::actions_logged);
+    let (mut child, out) = loadgen(
+        bins,
+        online,
+        nginx.addr,
+        &nginx.path,
+        cfg.rate,
+        cfg.duration,
+        cfg.warmup,
+        &[],
+    )?;
+    std::thread::sleep(cfg.warmup);
+    let t0 = Instant::now();
+    let cpu0 = CpuSnap::now();
+    let off0 = cgroup_cpu_ns(
+        offline
+            .dir("cpuacct")
+            .or(offline.dir("cpu"))
+            .unwrap_or(Path::new("/nonexistent")),
+    );
+    let prog0 = agent.as_ref().map_or(0, Agent::progress);
+    let agent_cpu0 = agent.as_ref().map_or(0, |a| proc_cpu_ns(a.pid()));
+    let status = child.wait().map_err(|source| HostError::Io {
+        op: "wait",
+        path: PathBuf::from("colo-loadgen"),
+        source,
+    })?;
+    let window = t0.elapsed().as_secs_f64();
+    let cpu1 = CpuSnap::now();
+    let off1 = cgroup_cpu_ns(
+        offline
+            .dir("cpuacct")
+            .or(offline.dir("cpu"))
+            .unwrap_or(Path::new("/nonexistent")),
+    );
+    let prog1 = agent.as_ref().map_or(0, Agent::progress);
+    let agent_cpu1 = agent.as_ref().map_or(0, |a| proc_cpu_ns(a.pid()));
+    let agent_rss = agent.as_ref().map_or(0, |a| proc_rss(a.pid()));
+    let actions = agent
+        .as_ref()
+        .map_or(0, Agent::actions_logged)
+        .saturating_sub(actions0);
+    let stress_rate = stress.take().map(StressNg::stop);
+    if mode == Mode::Static {
+        let _ = if v2 {
+            root.write("cpu", "cpu.weight", "100")
+        } else {
+            root.write("cpu", "cpu.shares", "1024")
+        };
+    }
+    drop(agent);
+    if let Some(cg) = control_cg {
+        cg.remove();
+    }
+    if mode != Mode::Alone {
+        root.remove();
+    }
+    if !status.success() {
+        return Err(HostError::Missing(format!(
+            "colo-loadgen failed ({status})"
+        )));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|source| HostError::Io {
+        op: "read",
+        path: out.clone(),
+        source,
+    })?;
+    let lg: LoadReport = serde_json::from_str(&text)
+        .map_err(|e| HostError::Missing(format!("colo-loadgen output: {e}: {text}")))?;
+    let busy = cpu1.busy_ns.saturating_sub(cpu0.busy_ns) as f64 / 1e9;
+    let total = cpu1.total_ns.saturating_sub(cpu0.total_ns) as f64 / 1e9;
+    let cpus = f64::from(cpu1.cpus.max(1));
+    Ok(RunResult {
+        scenario,
+        mode,
+        rep,
+        p50_ms: lg.p50_us / 1e3,
+        p99_ms: lg.p99_us / 1e3,
+        p999_ms: lg.p999_us / 1e3,
+        max_ms: lg.max_us / 1e3,
+        achieved_rate: lg.achieved_rate,
+        target_rate: lg.target_rate,
+        errors: lg.errors,
+        progress_per_s: stress_rate.unwrap_or(prog1.saturating_sub(prog0) as f64 / window),
+        offline_cpu: off1.saturating_sub(off0) as f64 / 1e9 / window,
+        node_util: busy / (cpus * window),
+        idle_cpu: cpus - busy / window,
+        steal: if total > 0.0 {
+            cpu1.steal_ns.saturating_sub(cpu0.steal_ns) as f64 / 1e9 / total
+        } else {
+            0.0
+        },
+        agent_cpu_pct: agent_cpu1.saturating_sub(agent_cpu0) as f64 / 1e9 / window * 100.0,
+        agent_rss_mib: agent_rss as f64 / (1 << 20) as f64,
+        actions,
+        load_before,
+        window_s: window,
+    })
+}
+
+fn mem_touch_mib(cfg: &Config) -> u64 {
+    if cfg.mem_touch_mib > 0 {
+        return cfg.mem_touch_mib;
+    }
+    let avail = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        >> 10;
+    (avail * 85 / 100 / u64::from(cfg.vms.max(1))).max(64)
+}
+
+fn stress_args(cfg: &Config, scenario: Scenario, mem_touch: u64, work: &Path) -> Vec<String> {
+    let n = cfg.vms.to_string();
+    let t = format!("{}s", cfg.duration.as_secs() + 30);
+    match scenario {
+        Scenario::Cpu => vec!["--cpu".into(), n, "-t".into(), t],
+        Scenario::Memory => vec![
+            "--vm".into(),
+            n,
+            "--vm-bytes".into(),
+            format!("{mem_touch}M"),
+            "--vm-keep".into(),
+            "-t".into(),
+            t,
+        ],
+        Scenario::Io => vec![
+            "--hdd".into(),
+            n,
+            "--hdd-opts".into(),
+            "direct,wr-seq".into(),
+            "--hdd-bytes".into(),
+            format!("{}M", cfg.io_mib),
+            "--temp-path".into(),
+            work.display().to_string(),
+            "-t".into(),
+            t,
+        ],
+    }
+}
+
+/// Creates the VMs' disk file on the disk nginx uses (the bench's work directory).
+fn prepare_disk(path: &Path, mib: u64) -> Result<(), HostError> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| HostError::Io {
+            op: "create",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    f.set_len((mib + 16) << 20).map_err(|source| HostError::Io {
+        op: "truncate",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+const CSV_HEADER: &str = "scenario,mode,rep,p50_ms,p99_ms,p999_ms,max_ms,achieved_rate,target_rate,errors,progress_per_s,offline_cpu_cores,node_util,idle_cpu_cores,steal,agent_cpu_pct,agent_rss_mib,actions,load_before,window_s";
+
+fn csv_row(r: &RunResult) -> String {
+    format!(
+        "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{},{:.1},{:.4},{:.4},{:.4},{:.4},{:.3},{:.1},{},{:.2},{:.2}",
+        r.scenario.name(),
+        r.mode.key(),
+        r.rep,
+        r.p50_ms,
+        r.p99_ms,
+        r.p999_ms,
+        r.max_ms,
+        r.achieved_rate,
+        r.target_rate,
+        r.errors,
+        r.progress_per_s,
+        r.offline_cpu,
+        r.node_util,
+        r.idle_cpu,
+        r.steal,
+        r.agent_cpu_pct,
+        r.agent_rss_mib,
+        r.actions,
+        r.load_before,
+        r.window_s
+    )
+}
+
+fn est(results: &[RunResult], s: Scenario, m: Mode, f: impl Fn(&RunResult) -> f64) -> Estimate {
+    let v: Vec<f64> = results
+        .iter()
+        .filter(|r| r.scenario == s && r.mode == m)
+        .map(f)
+        .collect();
+    Estimate::of(&v)
+}
+
+fn summary_csv(cfg: &Config, results: &[RunResult]) -> String {
+    let mut out = String::from(
+        "scenario,mode,n,p50_ms,p50_lo,p50_hi,p99_ms,p99_lo,p99_hi,p999_ms,p999_lo,p999_hi,achieved_rate,progress_per_s,offline_cpu_cores,node_util,agent_cpu_pct,agent_rss_mib\n",
+    );
+    for &s in &cfg.scenarios {
+        for &m in &cfg.modes {
+            let e = |f: fn(&RunResult) -> f64| est(results, s, m, f);
+            let (p50, p99, p999) = (e(|r| r.p50_ms), e(|r| r.p99_ms), e(|r| r.p999_ms));
+            out.push_str(&format!(
+                "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{:.4},{:.4},{:.3},{:.1}\n",
+                s.name(), m.key(), p99.n, p50.median, p50.lo, p50.hi, p99.median, p99.lo, p99.hi, p999.median, p999.lo, p999.hi,
+                e(|r| r.achieved_rate).median, e(|r| r.progress_per_s).median, e(|r| r.offline_cpu).median, e(|r| r.node_util).median,
+                e(|r| r.agent_cpu_pct).median, e(|r| r.agent_rss_mib).median
+            ));
+        }
+    }
+    out
+}
+
+/// The markdown table with the goals checked per scenario.
+pub fn table(cfg: &Config, results: &[RunResult], took: Duration) -> String {
+    let mut t = String::new();
+    t.push_str(&format!(
+        "nginx-light (1 worker, {} B file) at {:.0} req/s open loop; {} × 1-vCPU workload-guest VMs; each run {:.0} s ({:.0} s recorded); {} repetitions, modes interleaved; medians with bootstrap 95 % intervals. Total time {:.1} min.\n\n",
+        cfg.file_size, cfg.rate, cfg.vms, cfg.duration.as_secs_f64(), (cfg.duration - cfg.warmup).as_secs_f64(), cfg.repeats, took.as_secs_f64() / 60.0
+    ));
+    for &s in &cfg.scenarios {
+        t.push_str(&format!("### {} hog\n\n", s.name()));
+        t.push_str("| mode | p50 ms | p99 ms | p99.9 ms | req/s | offline progress /s | offline CPU (cores) | node CPU | agent CPU | steal |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for &m in &cfg.modes {
+            let e = |f: fn(&RunResult) -> f64| est(results, s, m, f);
+            if e(|r| r.p99_ms).n == 0 {
+                continue;
+            }
+            let agent = if m == Mode::Alone {
+                "–".to_string()
+            } else {
+                format!("{:.2} %", e(|r| r.agent_cpu_pct).median)
+            };
+            t.push_str(&format!(
+                "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} % | {} | {:.2} % |\n",
+                m.name(),
+                e(|r| r.p50_ms).show(3),
+                e(|r| r.p99_ms).show(3),
+                e(|r| r.p999_ms).show(2),
+                e(|r| r.achieved_rate).median,
+                e(|r| r.progress_per_s).median,
+                e(|r| r.offline_cpu).median,
+                e(|r| r.node_util).median * 100.0,
+                agent,
+                e(|r| r.steal).median * 100.0,
+            ));
+        }
+        let alone = est(results, s, Mode::Alone, |r| r.p99_ms);
+        let colo = est(results, s, Mode::Colo, |r| r.p99_ms);
+        let idle = est(results, s, Mode::Alone, |r| r.idle_cpu);
+        let off = est(results, s, Mode::Colo, |r| r.offline_cpu);
+        let stat = est(results, s, Mode::Static, |r| r.p99_ms);
+        if alone.n > 0 && colo.n > 0 {
+            let ratio = colo.median / alone.median;
+            t.push_str(&format!(
+                "\n- latency goal p99(4) ≤ 1.05 × p99(1): {:.3} vs {:.3} ms = {:.2}× — {}\n",
+                colo.median,
+                alone.median,
+                ratio,
+                if ratio <= 1.05 { "met" } else { "NOT met" }
+            ));
+            let share = off.median / idle.median.max(1e-9);
+            t.push_str(&format!(
+                "- offline CPU goal ≥ 80 % of the CPU (1) leaves idle: {:.2} of {:.2} cores = {:.0} % — {}\n",
+                off.median, idle.median, share * 100.0, if share >= 0.8 { "met" } else { "NOT met" }
+            ));
+            if stat.n > 0 && stat.median <= 1.05 * alone.median {
+                let ps = est(results, s, Mode::Static, |r| r.progress_per_s).median;
+                let pc = est(results, s, Mode::Colo, |r| r.progress_per_s).median;
+                t.push_str(&format!(
+                    "- (3) meets the latency goal ({:.3} ms): colo progress {:.0}/s vs static {:.0}/s — {}\n",
+                    stat.median, pc, ps, if pc >= ps { "met" } else { "NOT met" }
+                ));
+            }
+        }
+        t.push('\n');
+    }
+    t
+}

@@ -1,0 +1,77 @@
+//! The agent's own cost with many VMs and the QoS loop running: `n` one-vCPU VMs whose guests
+//! idle in `hlt` (`hold`), an online service watched, the loop at its default 50 ms period; the
+//! agent's CPU time (`/proc/<pid>/stat`) over a window and its RSS.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::headline::{ONLINE, ROOT, bench_policy};
+use crate::host::{BenchCgroup, HostError, proc_cpu_ns, proc_rss};
+use crate::services::{Agent, AgentSetup, Bins, Nginx, write_file};
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// VMs.
+    pub vms: u32,
+    /// Measurement window.
+    pub window: Duration,
+    /// Results.
+    pub out_dir: PathBuf,
+}
+
+/// Runs it; returns `(cpu % of one core, RSS MiB, loop ticks per second)`.
+pub fn run(cfg: &Config, bins: &Bins) -> Result<(f64, f64), HostError> {
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| HostError::Io {
+        op: "mkdir",
+        path: cfg.out_dir.clone(),
+        source,
+    })?;
+    let online = BenchCgroup::create(
+        ONLINE,
+        &["cpu", "cpuacct", "memory", "blkio"],
+        Some(1 << 30),
+    )?;
+    let work = cfg.out_dir.join("work");
+    let nginx = Nginx::start(&work.join("nginx"), 18082, 1024, &online)?;
+    let setup = AgentSetup {
+        root: format!("/{ROOT}"),
+        online_cgroup: format!("/{ONLINE}"),
+        policy: bench_policy(crate::host::is_v2()),
+        vm_memory_mib: 16,
+    };
+    let mut agent = Agent::start_with(
+        bins,
+        &work.join("agent"),
+        &setup,
+        "  budget:\n    cpu: 1000\n",
+    )?;
+    let t = Instant::now();
+    for i in 0..cfg.vms {
+        agent.submit_hold(&format!("idle-{i}"), 3600)?;
+    }
+    agent.wait_running(Duration::from_secs(120))?;
+    eprintln!(
+        "colo-bench overhead: {} VMs running after {:.1} s",
+        cfg.vms,
+        t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let c0 = proc_cpu_ns(agent.pid());
+    let t0 = Instant::now();
+    std::thread::sleep(cfg.window);
+    let cpu = (proc_cpu_ns(agent.pid()) - c0) as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+    let rss = proc_rss(agent.pid()) as f64 / (1 << 20) as f64;
+    let md = format!(
+        "colo-agent with {} idle VMs (workload guest in `hold`), one online service watched, QoS loop every 50 ms: CPU {cpu:.2} % of one core over {:.0} s, RSS {rss:.1} MiB (goals ≤ 1 %, ≤ 30 MiB).\n",
+        cfg.vms,
+        cfg.window.as_secs_f64()
+    );
+    write_file(&cfg.out_dir.join("overhead.md"), &md)?;
+    println!("{md}");
+    drop(agent);
+    drop(nginx);
+    BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]).remove();
+    online.remove();
+    Ok((cpu, rss))
+}

@@ -1,0 +1,385 @@
+//! The reaction benchmark: how fast the offline side gives CPU back when the online load steps
+//! up.
+//!
+//! Setup: nginx in its cgroup, colo-agent (`enforce`, the bench policy) with VMs burning every
+//! vCPU. Each trial runs the open-loop load at `rate` and doubles it at a known instant
+//! (CLOCK_MONOTONIC, from the load generator). A sampler reads the offline subtree's cpuacct
+//! every 10 ms. For each trial:
+//!
+//! * `before` = offline CPU over the second before the step, `after` = over [step + 1 s,
+//!   step + 2 s];
+//! * the reaction time is the first sample after the step at which the offline CPU over the
+//!   last 30 ms is at or below the midpoint `(before + after) / 2` (the window's end is used, so
+//!   the figure includes up to 30 ms of averaging);
+//! * the loop's decision time is the first `set_offline_cpu_quota` the agent logs after the
+//!   step.
+//!
+//! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::headline::{ONLINE, ROOT, bench_policy};
+use crate::host::{BenchCgroup, HostError, cgroup_cpu_ns};
+use crate::loadgen::{LoadReport, mono_ns};
+use crate::services::{Agent, AgentSetup, Bins, Nginx, VmSpec, loadgen, write_file};
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Trials.
+    pub trials: usize,
+    /// Load before the step (doubled at the step).
+    pub rate: f64,
+    /// Load before the step, per trial.
+    pub before: Duration,
+    /// Load after the step.
+    pub after: Duration,
+    /// Rest between trials (the quota grows back).
+    pub rest: Duration,
+    /// VMs (1 vCPU each).
+    pub vms: u32,
+    /// Results.
+    pub out_dir: PathBuf,
+    /// nginx port.
+    pub port: u16,
+    /// Policy (default: the bench policy).
+    pub policy: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            trials: 20,
+            rate: 6000.0,
+            before: Duration::from_secs(3),
+            after: Duration::from_secs(3),
+            rest: Duration::from_secs(10),
+            vms: 2,
+            out_dir: PathBuf::from("bench-results/reaction"),
+            port: 18081,
+            policy: None,
+        }
+    }
+}
+
+/// One trial.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// Offline CPU before the step, cores.
+    pub before: f64,
+    /// After, cores.
+    pub after: f64,
+    /// Time until the offline CPU dropped, ms (`None`: no drop of ≥ 0.1 cores).
+    pub drop_ms: Option<f64>,
+    /// Time until the agent's first quota action after the step, ms.
+    pub decision_ms: Option<f64>,
+    /// Load p99 during the trial, ms.
+    pub p99_ms: f64,
+}
+
+/// Samples `(CLOCK_MONOTONIC ns, cpuacct ns)` of `dir` every 10 ms until `stop`.
+fn sampler(
+    dir: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(u64, u64)>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::with_capacity(4096);
+        let mut next = mono_ns();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            out.push((mono_ns(), cgroup_cpu_ns(&dir)));
+            next += 10_000_000;
+            let ts = libc::timespec {
+                tv_sec: i64::try_from(next / 1_000_000_000).unwrap_or(0),
+                tv_nsec: i64::try_from(next % 1_000_000_000).unwrap_or(0),
+            };
+            // SAFETY: absolute sleep on CLOCK_MONOTONIC with a timespec we own.
+            unsafe {
+                libc::clock_nanosleep(
+                    libc::CLOCK_MONOTONIC,
+                    libc::TIMER_ABSTIME,
+                    &ts,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+        out
+    })
+}
+
+/// Mean rate (cores) over `[a, b]` (mono ns) from the samples.
+fn mean_rate(s: &[(u64, u64)], a: u64, b: u64) -> Option<f64> {
+    let first = s.iter().find(|(t, _)| *t >= a)?;
+    let last = s.iter().rev().find(|(t, _)| *t <= b)?;
+    (last.0 > first.0).then(|| (last.1 - first.1) as f64 / (last.0 - first.0) as f64)
+}
+
+/// The reaction of one trial (see the module docs).
+pub fn analyse(samples: &[(u64, u64)], step: u64) -> (f64, f64, Option<f64>) {
+    let s = 1_000_000_000;
+    let before = mean_rate(samples, step.saturating_sub(s), step).unwrap_or(0.0);
+    let after = mean_rate(samples, step + s, step + 2 * s).unwrap_or(0.0);
+    if before - after < 0.1 {
+        return (before, after, None);
+    }
+    let mid = (before + after) / 2.0;
+    let w = 30_000_000;
+    for (i, &(t, u)) in samples.iter().enumerate() {
+        if t < step {
+            continue;
+        }
+        let Some(&(t0, u0)) = samples[..i].iter().rev().find(|(x, _)| t - *x >= w) else {
+            continue;
+        };
+        let rate = (u - u0) as f64 / (t - t0) as f64;
+        if rate <= mid {
+            return (before, after, Some((t - step) as f64 / 1e6));
+        }
+    }
+    (before, after, None)
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, ns (to place the agent's log lines on the sampler's clock).
+fn realtime_offset() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let rt = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
+    rt - i128::from(mono_ns())
+}
+
+/// Unix ns of an RFC 3339 UTC timestamp `2026-11-28T20:00:41.491987Z`.
+fn parse_utc(ts: &str) -> Option<i128> {
+    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_ns: i128 = format!("{frac:0<9}")[..9].parse().ok()?;
+    Some(i128::from(days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000 + frac_ns)
+}
+
+/// First `set_offline_cpu_quota` the agent applied after `step` (mono ns), ms after it.
+fn decision_ms(log: &Path, step: u64, offset: i128) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let step_rt = i128::from(step) + offset;
+    text.lines()
+        .filter(|l| l.contains(" apply ") && l.contains("set_offline_cpu_quota"))
+        .filter_map(|l| parse_utc(l.split_whitespace().next()?))
+        .find(|t| *t >= step_rt)
+        .map(|t| (t - step_rt) as f64 / 1e6)
+}
+
+/// Runs the trials and writes `reaction.md` and `trials.csv`.
+pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| HostError::Io {
+        op: "mkdir",
+        path: cfg.out_dir.clone(),
+        source,
+    })?;
+    let v2 = crate::host::is_v2();
+    let online = BenchCgroup::create(
+        ONLINE,
+        &["cpu", "cpuacct", "memory", "blkio"],
+        Some(4 << 30),
+    )?;
+    let work = cfg.out_dir.join("work");
+    let nginx = Nginx::start(&work.join("nginx"), cfg.port, 1024, &online)?;
+    let setup = AgentSetup {
+        root: format!("/{ROOT}"),
+        online_cgroup: format!("/{ONLINE}"),
+        policy: cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
+        vm_memory_mib: 64,
+    };
+    let mut agent = Agent::start(bins, &work.join("agent"), &setup)?;
+    let vm = VmSpec {
+        vcpus: 1,
+        memory_mib: 64,
+        mem_touch_mib: 0,
+        io: None,
+    };
+    for i in 0..cfg.vms {
+        agent.submit(&format!("react-{i}"), &vm)?;
+    }
+    agent.wait_running(Duration::from_secs(30))?;
+    let offline = BenchCgroup::existing(&format!("{ROOT}/offline"), &["cpuacct", "cpu"]);
+    let dir = offline
+        .dir("cpuacct")
+        .or(offline.dir("cpu"))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| HostError::Missing("offline cgroup".into()))?;
+    let offset = realtime_offset();
+    let mut trials = Vec::new();
+    std::thread::sleep(cfg.rest);
+    for i in 0..cfg.trials {
+        nginx.rotate_log();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = sampler(dir.clone(), stop.clone());
+        let total = cfg.before + cfg.after;
+        let extra = vec![
+            "--step-at".to_string(),
+            cfg.before.as_secs_f64().to_string(),
+            "--step-rate".to_string(),
+            (cfg.rate * 2.0).to_string(),
+        ];
+        let (mut child, out) = loadgen(
+            bins,
+            &online,
+            nginx.addr,
+            &nginx.path,
+            cfg.rate,
+            total,
+            Duration::from_millis(500),
+            &extra,
+        )?;
+        let _ = child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = h.join().unwrap_or_default();
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let lg: LoadReport = serde_json::from_str(&text)
+            .map_err(|e| HostError::Missing(format!("colo-loadgen output: {e}: {text}")))?;
+        let step = lg
+            .step_mono_ns
+            .ok_or_else(|| HostError::Missing("no step time".into()))?;
+        let (before, after, drop_ms) = analyse(&samples, step);
+        let decision = decision_ms(&agent.dir.join("agent.log"), step, offset);
+        eprintln!(
+            "colo-bench reaction: trial {}/{}: offline {:.2} → {:.2} cores, drop after {}, loop decision after {}",
+            i + 1,
+            cfg.trials,
+            before,
+            after,
+            drop_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
+            decision.map_or("–".into(), |d| format!("{d:.0} ms"))
+        );
+        trials.push(Trial {
+            before,
+            after,
+            drop_ms,
+            decision_ms: decision,
+            p99_ms: lg.p99_us / 1e3,
+        });
+        std::thread::sleep(cfg.rest);
+    }
+    drop(agent);
+    drop(nginx);
+    BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]).remove();
+    online.remove();
+    let mut csv = String::from("trial,before_cores,after_cores,drop_ms,decision_ms,p99_ms\n");
+    for (i, t) in trials.iter().enumerate() {
+        csv.push_str(&format!(
+            "{i},{:.3},{:.3},{},{},{:.3}\n",
+            t.before,
+            t.after,
+            t.drop_ms.map_or(String::new(), |d| format!("{d:.1}")),
+            t.decision_ms.map_or(String::new(), |d| format!("{d:.1}")),
+            t.p99_ms
+        ));
+    }
+    write_file(&cfg.out_dir.join("trials.csv"), &csv)?;
+    let md = table(cfg, &trials);
+    write_file(&cfg.out_dir.join("reaction.md"), &md)?;
+    println!("{md}");
+    Ok(trials)
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    // Nearest rank.
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// The markdown table.
+pub fn table(cfg: &Config, trials: &[Trial]) -> String {
+    let mut drops: Vec<f64> = trials.iter().filter_map(|t| t.drop_ms).collect();
+    let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
+    let none = trials.len() - drops.len();
+    let mut s = format!(
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning; offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        cfg.rate,
+        cfg.rate * 2.0,
+        cfg.vms,
+        trials.len()
+    );
+    s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");
+    let (n1, n2) = (drops.len(), dec.len());
+    let mx = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+    s.push_str(&format!(
+        "| offline CPU drop (ms) | {:.0} | {:.0} | {:.0} | {n1} |\n",
+        pct(&mut drops, 0.5),
+        pct(&mut drops, 0.99),
+        mx(&drops)
+    ));
+    s.push_str(&format!(
+        "| loop decision: first quota write (ms) | {:.0} | {:.0} | {:.0} | {n2} |\n",
+        pct(&mut dec, 0.5),
+        pct(&mut dec, 0.99),
+        mx(&dec)
+    ));
+    let mean =
+        |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
+    s.push_str(&format!(
+        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Goal p99 ≤ 100 ms: {}.\n",
+        mean(|t| t.before),
+        mean(|t| t.after),
+        if !drops.is_empty() && pct(&mut drops, 0.99) <= 100.0 && none == 0 { "met" } else { "NOT met" }
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_synthetic_drop_is_found_at_the_right_time() {
+        // 1.5 cores until 40 ms after the step, then 0.5 cores.
+        let step = 10_000_000_000u64;
+        let mut s = Vec::new();
+        let mut u = 0u64;
+        let mut t = step - 2_000_000_000;
+        while t < step + 3_000_000_000 {
+            s.push((t, u));
+            let rate = if t < step + 40_000_000 { 1.5 } else { 0.5 };
+            u += (rate * 10_000_000.0) as u64;
+            t += 10_000_000;
+        }
+        let (b, a, d) = analyse(&s, step);
+        assert!((b - 1.5).abs() < 0.01 && (a - 0.5).abs() < 0.01, "{b} {a}");
+        let d = d.unwrap();
+        assert!((50.0..=80.0).contains(&d), "{d}");
+        // No drop: reported as such.
+        let flat: Vec<(u64, u64)> = (0..500u64)
+            .map(|i| (step - 2_000_000_000 + i * 10_000_000, i * 10_000_000))
+            .collect();
+        assert_eq!(analyse(&flat, step).2, None);
+    }
+
+    #[test]
+    fn log_timestamps_parse() {
+        assert_eq!(parse_utc("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(
+            parse_utc("2000-03-01T00:00:00.000001Z"),
+            Some(951_868_800_000_001_000)
+        );
+        assert_eq!(parse_utc("garbage"), None);
+    }
+}
