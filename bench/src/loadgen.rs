@@ -179,14 +179,11 @@ struct Epoll {
 impl Epoll {
     fn new() -> Result<Self, LoadError> {
         // SAFETY: epoll_create1 returns a new descriptor or -1.
-        let fd = check(
-            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
-            "epoll_create1",
-        )?;
+        let rc = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        let fd = check(rc, "epoll_create1")?;
         // SAFETY: fd is a fresh descriptor owned by nobody else.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
     }
 
     fn ctl(&self, op: i32, fd: RawFd, token: u64) -> Result<(), LoadError> {
@@ -195,10 +192,8 @@ impl Epoll {
             u64: token,
         };
         // SAFETY: ev lives across the call; the kernel copies it.
-        check(
-            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) },
-            "epoll_ctl",
-        )?;
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
+        check(rc, "epoll_ctl")?;
         Ok(())
     }
 }
@@ -226,15 +221,13 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     .into_bytes();
     let ep = Epoll::new()?;
     // SAFETY: timerfd_create returns a new descriptor or -1.
-    let tfd = check(
-        unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
-            )
-        },
-        "timerfd_create",
-    )?;
+    let rc = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    };
+    let tfd = check(rc, "timerfd_create")?;
     // SAFETY: a fresh descriptor we own from here on.
     let tfd = unsafe { OwnedFd::from_raw_fd(tfd) };
     ep.ctl(libc::EPOLL_CTL_ADD, tfd.as_raw_fd(), TIMER)?;
@@ -353,17 +346,15 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
             },
         };
         // SAFETY: valid itimerspec; absolute time on CLOCK_MONOTONIC.
-        check(
-            unsafe {
-                libc::timerfd_settime(
-                    tfd.as_raw_fd(),
-                    libc::TFD_TIMER_ABSTIME,
-                    &its,
-                    std::ptr::null_mut(),
-                )
-            },
-            "timerfd_settime",
-        )?;
+        let rc = unsafe {
+            libc::timerfd_settime(
+                tfd.as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &its,
+                std::ptr::null_mut(),
+            )
+        };
+        check(rc, "timerfd_settime")?;
         // SAFETY: events has room for its length; the kernel writes at most that many.
         let n = unsafe {
             libc::epoll_wait(
@@ -394,8 +385,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
             let i = usize::try_from(token).unwrap_or(usize::MAX);
             let Some(c) = conns.get_mut(i) else { continue };
             let mut broken = false;
-            loop {
-                let Some(s) = c.stream.as_mut() else { break };
+            while let Some(s) = c.stream.as_mut() {
                 match s.read(&mut scratch) {
                     Ok(0) => {
                         broken = true;

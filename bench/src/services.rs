@@ -130,10 +130,10 @@ impl Nginx {
     /// Truncates the access log (it grows by ~100 bytes per request).
     pub fn rotate_log(&self) {
         let _ = std::fs::write(self.dir.join("logs/access.log"), "");
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid")) {
-            if let Ok(p) = pid.trim().parse() {
-                signal(p, libc::SIGUSR1);
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nginx.pid"))
+            && let Ok(p) = pid.trim().parse()
+        {
+            signal(p, libc::SIGUSR1);
         }
     }
 }
@@ -510,6 +510,7 @@ impl StressNg {
 }
 
 /// Runs colo-loadgen in `cg` and returns its JSON report.
+#[allow(clippy::too_many_arguments)]
 pub fn loadgen(
     bins: &Bins,
     cg: &BenchCgroup,

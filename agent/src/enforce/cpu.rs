@@ -233,6 +233,52 @@ mod tests {
         assert_eq!(q.period_us, CpuQuota::MIN_PERIOD_US);
     }
 
+    /// On v1 the kernel refuses a child quota above its parent's: the group and a VM move in
+    /// the order that keeps every write valid, and the VM's quota in force is min(own, group).
+    #[test]
+    fn group_and_vm_quotas_keep_the_parent_above_the_child() {
+        use crate::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
+        if !colo_testkit::root_or_skip("group_and_vm_quotas_keep_the_parent_above_the_child") {
+            return;
+        }
+        let _lock = colo_testkit::host_lock();
+        let test = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
+            .expect("test cgroup");
+        let settings = CgroupSettings {
+            root: Some(std::path::PathBuf::from(test.name())),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).expect("open tree");
+        let job = tree.create_job("j1", &JobLimits::default()).expect("job");
+        let p = Duration::from_millis(10);
+        let mut group = GroupCpu::new(tree.offline());
+        let mut vm = VmCpu::new(job.threads(ThreadGroup::Vcpu).clone());
+        let q = |n: &CgroupNode| n.cpu_quota().unwrap();
+        vm.set(Some(1.5), p, group.cap_cores()).unwrap();
+        assert_eq!(
+            q(job.threads(ThreadGroup::Vcpu)),
+            CpuQuota {
+                quota_us: Some(15_000),
+                period_us: 10_000
+            }
+        );
+        // Lowering the group below the VM lowers the VM first (v1 would refuse the group write).
+        group.set(1.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, Some(10_000));
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(10_000));
+        assert_eq!(group.applied_cores(), Some(1.0));
+        // Raising the group gives the VM its own quota back.
+        group.set(2.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, Some(20_000));
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(15_000));
+        // A VM asking for more than the group gets the group's.
+        vm.set(Some(3.0), p, group.cap_cores()).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(20_000));
+        vm.set(None, p, group.cap_cores()).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, None);
+        job.remove(Duration::from_secs(1)).unwrap();
+    }
+
     #[test]
     fn a_thread_of_ours_goes_idle_and_back() {
         let (tx, rx) = std::sync::mpsc::channel();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use colo_config::AgentConfig;
 use colo_config::agent::SliSource;
 use colo_config::policy::Mode;
-use colo_policy::scoring::{InterferenceSignals, Resources};
+use colo_policy::scoring::Resources;
 use colo_policy::{Engine, NodeSample, OnlineSample, PsiSample, VmRunState};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -285,7 +285,7 @@ impl LoopState {
             e.io_ops_per_sec = v.io_ops_per_sec;
             self.sample.vms.push(*e);
         }
-        self.summary.add(r);
+        self.summary.add(&self.sample, r.node.interval_s);
         let Some((engine, _)) = self.engine.as_mut() else {
             return;
         };
@@ -329,11 +329,7 @@ impl LoopState {
                 capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
                 online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
                 offline_usage: Resources::new(millicores(sum.offline_cpu), offline_memory),
-                signals: InterferenceSignals {
-                    run_delay_ms_per_s: sum.run_delay_ms_per_s,
-                    psi_ms_per_s: sum.psi_ms_per_s,
-                    sli_ratio: sum.sli_ratio,
-                },
+                signals: sum.signals(),
                 jobs_by_state: self
                     .jobs
                     .counts_by_state()

@@ -1,25 +1,25 @@
-//! One-second summaries of the loop's readings: the interference score shown by NodeStatus and
-//! the inputs of the node report, averaged so that a single noisy tick does not decide them.
+//! One-second summaries of the loop's samples: the interference score shown by NodeStatus and
+//! the inputs of the node report, time-averaged so that a single noisy tick does not decide
+//! them. The signals are the engine's own (`NodeSample::interference_signals`), so reports score
+//! exactly what the loop acted on.
 
+use colo_policy::NodeSample;
 use colo_policy::scoring::{InterferenceParams, InterferenceSignals, interference_score};
-
-use crate::monitor::Readings;
 
 /// Averages over the ticks since the last [`Summary::take`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     /// Seconds covered.
     pub seconds: f64,
-    /// Run delay summed over a service's tasks, ms per second (the worst service).
+    /// Worst online service's run delay, ms per second (time average).
     pub run_delay_ms_per_s: f64,
-    /// Worst PSI `some` stall, ms per second (cpu, memory, io; service cgroups on v2, else the
-    /// system).
+    /// Worst PSI `some` stall, ms per second (time average).
     pub psi_ms_per_s: f64,
     /// Worst SLI p99 ÷ target seen.
     pub sli_ratio: Option<f64>,
     /// Online services' CPU, cores.
     pub online_cpu: f64,
-    /// Online services' working-set memory, bytes (last reading).
+    /// Online services' working-set memory, bytes (last sample).
     pub online_memory: u64,
     /// Offline group's CPU, cores.
     pub offline_cpu: f64,
@@ -27,7 +27,7 @@ pub struct Summary {
     pub node_cpu: f64,
     /// CPU capacity, cores.
     pub capacity: f64,
-    /// Node memory in use, bytes (last reading).
+    /// Node memory in use, bytes (last sample).
     pub memory_used: u64,
     /// Node memory, bytes.
     pub memory_total: u64,
@@ -39,50 +39,35 @@ pub struct Summary {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Acc {
     dt: f64,
-    rd_total: Vec<f64>,
-    psi: [f64; 3],
-    cg_psi: Vec<[f64; 3]>,
+    run_delay: f64,
+    psi: f64,
     online_cpu: f64,
     offline_cpu: f64,
     node_cpu: f64,
 }
 
 impl Summary {
-    /// Adds one tick's readings.
-    pub fn add(&mut self, r: &Readings) {
-        let dt = r.node.interval_s;
-        if dt <= 0.0 {
+    /// Adds one tick's sample, covering `dt` seconds.
+    pub fn add(&mut self, s: &NodeSample, dt: f64) {
+        if dt <= 0.0 || !dt.is_finite() {
             return;
         }
+        let sig = s.interference_signals();
         let a = &mut self.acc;
         a.dt += dt;
-        a.rd_total.resize(r.online.len(), 0.0);
-        for (i, o) in r.online.iter().enumerate() {
-            if let Some(rd) = o.run_delay {
-                a.rd_total[i] += rd * dt;
-            }
-            a.online_cpu += o.cpu * dt;
-            if let Some(p) = o.psi {
-                a.cg_psi.resize(r.online.len(), [0.0; 3]);
-                a.cg_psi[i][0] += p.cpu_some * dt;
-                a.cg_psi[i][1] += p.memory_some * dt;
-                a.cg_psi[i][2] += p.io_some * dt;
-            }
-            if let Some(s) = o.sli_ratio {
-                self.sli_ratio = Some(self.sli_ratio.map_or(s, |x: f64| x.max(s)));
-            }
-            self.online_memory = o.memory;
+        a.run_delay += sig.run_delay_ms_per_s * dt;
+        a.psi += sig.psi_ms_per_s * dt;
+        if let Some(r) = sig.sli_ratio {
+            self.sli_ratio = Some(self.sli_ratio.map_or(r, |x: f64| x.max(r)));
         }
-        if let Some(p) = r.node.psi {
-            a.psi[0] += p.cpu_some * dt;
-            a.psi[1] += p.memory_some * dt;
-            a.psi[2] += p.io_some * dt;
-        }
-        a.offline_cpu += r.node.offline_cpu * dt;
-        a.node_cpu += r.node.cpu_busy * dt;
-        self.capacity = r.node.cpu_capacity;
-        self.memory_used = r.node.memory_used;
-        self.memory_total = r.node.memory_total;
+        let finite = |v: f64| if v.is_finite() { v.max(0.0) } else { 0.0 };
+        a.online_cpu += s.online.iter().map(|o| finite(o.cpu_usage)).sum::<f64>() * dt;
+        a.offline_cpu += finite(s.node.offline_cpu_usage) * dt;
+        a.node_cpu += finite(s.node.cpu_usage) * dt;
+        self.online_memory = s.online.iter().map(|o| o.memory_usage).sum();
+        self.capacity = s.node.cpu_capacity;
+        self.memory_used = s.node.memory_used;
+        self.memory_total = s.node.memory_total;
     }
 
     /// The summary of the ticks added since the last call, scored with `params`; starts a new
@@ -92,30 +77,57 @@ impl Summary {
         let dt = a.dt.max(1e-9);
         let mut out = Summary {
             seconds: a.dt,
+            run_delay_ms_per_s: a.run_delay / dt,
+            psi_ms_per_s: a.psi / dt,
             sli_ratio: self.sli_ratio.take(),
+            online_cpu: a.online_cpu / dt,
             online_memory: self.online_memory,
+            offline_cpu: a.offline_cpu / dt,
+            node_cpu: a.node_cpu / dt,
             capacity: self.capacity,
             memory_used: self.memory_used,
             memory_total: self.memory_total,
             ..Summary::default()
         };
-        out.run_delay_ms_per_s = a.rd_total.iter().fold(0.0, |m: f64, x| m.max(x / dt * 1e3));
-        // Per-service cgroup PSI (v2) is the cleaner signal; the system figure otherwise.
-        let worst = |v: &[f64; 3]| v.iter().fold(0.0, |m: f64, x| m.max(x / dt * 1e3));
-        out.psi_ms_per_s = if a.cg_psi.is_empty() {
-            worst(&a.psi)
-        } else {
-            a.cg_psi.iter().map(worst).fold(0.0, f64::max)
-        };
-        out.online_cpu = a.online_cpu / dt;
-        out.offline_cpu = a.offline_cpu / dt;
-        out.node_cpu = a.node_cpu / dt;
-        let signals = InterferenceSignals {
-            run_delay_ms_per_s: out.run_delay_ms_per_s,
-            psi_ms_per_s: out.psi_ms_per_s,
-            sli_ratio: out.sli_ratio,
-        };
-        out.interference_score = interference_score(&signals, params).score;
+        out.interference_score = interference_score(&out.signals(), params).score;
         out
+    }
+
+    /// The averaged signals, as the scoring takes them.
+    pub fn signals(&self) -> InterferenceSignals {
+        InterferenceSignals {
+            run_delay_ms_per_s: self.run_delay_ms_per_s,
+            psi_ms_per_s: self.psi_ms_per_s,
+            sli_ratio: self.sli_ratio,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use colo_policy::OnlineSample;
+
+    #[test]
+    fn signals_are_time_averaged_and_scored() {
+        let mut s = Summary::default();
+        let mut n = NodeSample::default();
+        n.node.cpu_capacity = 2.0;
+        n.online.push(OnlineSample {
+            run_delay: Some(0.010),
+            cpu_usage: 0.5,
+            ..Default::default()
+        });
+        s.add(&n, 0.75);
+        n.online[0].run_delay = Some(0.050);
+        n.online[0].sli_ratio = Some(1.2);
+        s.add(&n, 0.25);
+        let out = s.take(&InterferenceParams::default());
+        assert!((out.run_delay_ms_per_s - 20.0).abs() < 1e-9, "{out:?}");
+        assert!((out.online_cpu - 0.5).abs() < 1e-9);
+        assert_eq!(out.sli_ratio, Some(1.2));
+        assert!(out.interference_score > 0.0);
+        // Taking starts afresh.
+        assert_eq!(s.take(&InterferenceParams::default()).seconds, 0.0);
     }
 }
