@@ -369,7 +369,7 @@ fn one_run(
         Mode::Alone => None,
         _ => Some(Agent::start(bins, &work.join("agent"), &setup)?),
     };
-    let root = BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio"]);
+    let root = BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]);
     let offline = BenchCgroup::existing(
         &format!("{ROOT}/offline"),
         &["cpu", "cpuacct", "memory", "blkio"],
