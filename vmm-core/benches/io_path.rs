@@ -66,12 +66,14 @@ fn fio(file: &Path, rw: &str, bs: &str, seconds: u32) -> Option<(f64, f64)> {
     let (bw, cpu) = if rw.contains("write") {
         (
             f[47].parse::<f64>().ok()?,
-            f[87].parse::<f64>().ok()? + f[88].parse::<f64>().ok()?,
+            f[87].trim_end_matches('%').parse::<f64>().ok()?
+                + f[88].trim_end_matches('%').parse::<f64>().ok()?,
         )
     } else {
         (
             f[6].parse::<f64>().ok()?,
-            f[87].parse::<f64>().ok()? + f[88].parse::<f64>().ok()?,
+            f[87].trim_end_matches('%').parse::<f64>().ok()?
+                + f[88].trim_end_matches('%').parse::<f64>().ok()?,
         )
     };
     Some((bw * 1024.0, cpu / 100.0))
