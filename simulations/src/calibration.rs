@@ -108,6 +108,12 @@ pub struct Coefficients {
     pub disk_service_ms: f64,
     /// See [`Calibration::max_utilisation`].
     pub max_utilisation: f64,
+    /// `p99_alone_ms × (1 − reference_utilisation)`: the queueing term's numerator.
+    pub queue_numerator_ms: f64,
+    /// `1 / (1 − busy_knee)`.
+    pub inv_busy_span: f64,
+    /// `1 / (1 − reclaim_start)`.
+    pub inv_reclaim_span: f64,
 }
 
 impl Coefficients {
@@ -147,17 +153,22 @@ impl Coefficients {
         } else {
             0.0
         };
+        let knee = c.busy_knee.clamp(0.0, 0.99);
+        let reclaim = c.reclaim_start.clamp(0.5, 0.999);
         Self {
+            queue_numerator_ms: c.p99_alone_ms * (1.0 - rho0),
+            inv_busy_span: 1.0 / (1.0 - knee),
+            inv_reclaim_span: 1.0 / (1.0 - reclaim),
             reference_utilisation: rho0,
             p99_alone_ms: c.p99_alone_ms,
             slice_ms,
             low_weight_residual: residual_raw.clamp(0.0, 1.0),
             low_weight_residual_raw: residual_raw,
             io_ms_per_disk_share: io_ms,
-            busy_knee: c.busy_knee.clamp(0.0, 0.99),
+            busy_knee: knee,
             membw_full_ms: c.membw_full_ms.max(0.0),
             reclaim_full_ms: c.reclaim_full_ms.max(0.0),
-            reclaim_start: c.reclaim_start.clamp(0.5, 0.999),
+            reclaim_start: reclaim,
             disk_service_ms: c.disk_service_ms.max(0.0),
             max_utilisation: max_u,
         }

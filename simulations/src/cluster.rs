@@ -206,7 +206,7 @@ pub fn run<C: Controller>(
             ..
         } = shard;
         for i in 0..nodes.len() {
-            if let Some(next) = nodes.get(i + 2) {
+            if let Some(next) = nodes.get(i + 3) {
                 prefetch_vms(next);
             }
             let node = &mut nodes[i];
@@ -464,10 +464,11 @@ fn place<C: Controller>(
         let mut best: Option<(u8, usize)> = None;
         let mut found = 0;
         let mut i = *cursor;
+        let mut sh = i / per;
         let mut looked = 0;
         while looked < n && found < cfg.feasible_nodes.max(1) && scans < budget {
-            let node = &shards[i / per].nodes[i - shards[i / per].first];
-            let r = &node.report;
+            let shard = &shards[sh];
+            let r = &shard.nodes[i - shard.first].report;
             looked += 1;
             scans += 1;
             if let Some(s) = judge(r, req, p) {
@@ -476,7 +477,12 @@ fn place<C: Controller>(
                     best = Some((s, i));
                 }
             }
-            i = if i + 1 == n { 0 } else { i + 1 };
+            i += 1;
+            if i == n {
+                (i, sh) = (0, 0);
+            } else if i - shards[sh].first == shards[sh].nodes.len() {
+                sh += 1;
+            }
         }
         *cursor = i;
         match best {

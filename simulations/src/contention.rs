@@ -23,7 +23,7 @@
 
 use crate::calibration::Coefficients;
 
-/// A node's fixed capacity.
+/// A node's fixed capacity (with the reciprocals the model multiplies by).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Capacity {
     /// Cores.
@@ -32,6 +32,31 @@ pub struct Capacity {
     pub memory_bytes: u64,
     /// Disk bandwidth in bytes per second.
     pub disk_bytes_per_sec: f64,
+    inv_cores: f64,
+    inv_memory: f64,
+    inv_disk: f64,
+}
+
+impl Capacity {
+    /// `1 / cores`.
+    #[must_use]
+    pub const fn inv_cores(&self) -> f64 {
+        self.inv_cores
+    }
+
+    /// A capacity (zero or negative amounts count as tiny, never as a division by zero).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn new(cores: f64, memory_bytes: u64, disk_bytes_per_sec: f64) -> Self {
+        Self {
+            cores,
+            memory_bytes,
+            disk_bytes_per_sec,
+            inv_cores: 1.0 / cores.max(1e-9),
+            inv_memory: 1.0 / (memory_bytes.max(1) as f64),
+            inv_disk: 1.0 / disk_bytes_per_sec.max(1.0),
+        }
+    }
 }
 
 /// What the online services ask for during a tick.
@@ -49,11 +74,16 @@ pub struct OnlineDemand {
 /// [`evaluate`]) what it was granted. Stored as `f32` to keep VMs small (the simulator walks
 /// millions of them per second); the model computes in `f64`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
 pub struct VmLoad {
     /// CPU the guest's work wants, cores.
     pub cpu_demand: f32,
     /// Disk traffic the guest's work wants at full speed, bytes per second.
     pub io_demand: f32,
+    /// `1 / cpu_demand` (0 when there is no demand).
+    inv_cpu_demand: f32,
+    /// `1 / io_demand` (0 when there is no demand).
+    inv_io_demand: f32,
     /// Memory charged to the VM, bytes.
     pub memory_bytes: u64,
     /// Memory-bandwidth intensity of its work, 0 (compute-bound) to 1 (streaming memory).
@@ -80,10 +110,13 @@ impl VmLoad {
     /// A running, unlimited VM with the given demand.
     #[must_use]
     #[allow(clippy::cast_possible_truncation)]
-    pub const fn new(cpu_demand: f64, io_demand: f64, memory_bytes: u64, membw: f64) -> Self {
+    pub fn new(cpu_demand: f64, io_demand: f64, memory_bytes: u64, membw: f64) -> Self {
+        let (c, i) = (cpu_demand as f32, io_demand as f32);
         Self {
-            cpu_demand: cpu_demand as f32,
-            io_demand: io_demand as f32,
+            cpu_demand: c,
+            io_demand: i,
+            inv_cpu_demand: if c > 0.0 { 1.0 / c } else { 0.0 },
+            inv_io_demand: if i > 0.0 { 1.0 / i } else { 0.0 },
             memory_bytes,
             membw: membw as f32,
             vcpu_quota: f32::INFINITY,
@@ -202,9 +235,11 @@ pub fn evaluate<V: LoadMut>(
     let a = online.cpu.max(0.0);
 
     // CPU: per-VM quotas, then the group quota, then the split with online.
-    let (mut want_n, mut want_l) = (0.0, 0.0);
+    let (mut want_n, mut want_l) = (0.0f64, 0.0f64);
+    let mut memory_used = online.memory_bytes;
     for vm in vms.iter() {
         let vm = vm.load();
+        memory_used = memory_used.saturating_add(vm.memory_bytes);
         if !vm.paused {
             let w = f64::from(vm.cpu_demand.min(vm.vcpu_quota).max(0.0));
             if vm.low_weight {
@@ -215,7 +250,7 @@ pub fn evaluate<V: LoadMut>(
         }
     }
     let quota_scale = if want_n + want_l > group.cpu_quota {
-        (group.cpu_quota.max(0.0)) / (want_n + want_l)
+        group.cpu_quota.max(0.0) / (want_n + want_l)
     } else {
         1.0
     };
@@ -223,7 +258,7 @@ pub fn evaluate<V: LoadMut>(
     want_l *= quota_scale;
     // Two equal-weight groups share the node; low weight takes only what online leaves.
     let online_share = if want_n > 0.0 {
-        (cores / 2.0).max(cores - want_n)
+        (cores * 0.5).max(cores - want_n)
     } else {
         cores
     };
@@ -233,12 +268,13 @@ pub fn evaluate<V: LoadMut>(
     let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
     let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
 
-    // IO: what each VM issues at its CPU speed, its bucket, the group throttle, then the disk.
-    let mut io_want = 0.0;
-    let mut memory_used = online.memory_bytes;
+    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division:
+    // each VM carries the reciprocals of its demands.
+    #[allow(clippy::cast_possible_truncation)]
+    let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
+    let (mut io_want, mut membw_cpu) = (0.0f64, 0.0f64);
     for vm in vms.iter_mut() {
         let vm = vm.load_mut();
-        memory_used = memory_used.saturating_add(vm.memory_bytes);
         if vm.paused {
             vm.cpu = 0.0;
             vm.io = 0.0;
@@ -246,50 +282,55 @@ pub fn evaluate<V: LoadMut>(
             vm.speed = 0.0;
             continue;
         }
-        let demand = f64::from(vm.cpu_demand);
-        let w = demand.min(f64::from(vm.vcpu_quota)).max(0.0) * quota_scale;
-        let cpu = w * if vm.low_weight { frac_l } else { frac_n };
-        let cpu_frac = if demand > 0.0 { cpu / demand } else { 1.0 };
-        let io = (f64::from(vm.io_demand) * cpu_frac)
-            .min(f64::from(vm.io_limit))
-            .max(0.0);
-        vm.cpu = cpu as f32;
-        vm.throttled = if demand > 0.0 {
-            (1.0 - w / demand).clamp(0.0, 1.0) as f32
+        let want = vm.cpu_demand.min(vm.vcpu_quota).max(0.0);
+        let frac = if vm.low_weight { fl } else { fn_ };
+        vm.cpu = want * qs * frac;
+        let (allowed, cpu_frac) = if vm.cpu_demand > 0.0 {
+            let allowed = (want * vm.inv_cpu_demand * qs).min(1.0);
+            (allowed, allowed * frac)
         } else {
-            0.0
+            (1.0, 1.0)
         };
-        vm.io = io as f32;
-        // Provisional speed (CPU only); IO scaling below.
-        vm.speed = cpu_frac.clamp(0.0, 1.0) as f32;
-        io_want += io;
+        vm.throttled = 1.0 - allowed;
+        let io = (vm.io_demand * cpu_frac).min(vm.io_limit).max(0.0);
+        vm.io = io;
+        vm.speed = if vm.io_demand > 0.0 {
+            cpu_frac.min(io * vm.inv_io_demand)
+        } else {
+            cpu_frac
+        };
+        io_want += f64::from(io);
+        membw_cpu += f64::from(vm.cpu) * f64::from(vm.membw.clamp(0.0, 1.0));
     }
+
+    // The group throttle, then the disk (no weights: everyone slows alike when it saturates).
     let group_scale = if io_want > group.io_limit {
         group.io_limit.max(0.0) / io_want
     } else {
         1.0
     };
-    let disk = cap.disk_bytes_per_sec.max(1.0);
     let io_on_want = online.io_bytes_per_sec.max(0.0);
     let demand = io_on_want + io_want * group_scale;
-    let disk_scale = if demand > disk { disk / demand } else { 1.0 };
-    let disk_utilisation = (demand / disk).min(1.0);
-
+    let disk_scale = if demand > cap.disk_bytes_per_sec {
+        cap.disk_bytes_per_sec / demand
+    } else {
+        1.0
+    };
+    let disk_utilisation = (demand * cap.inv_disk).min(1.0);
     let io_scale = group_scale * disk_scale;
-    let mut membw_cpu = 0.0;
-    let mut offline_io = 0.0;
-    for vm in vms.iter_mut() {
-        let vm = vm.load_mut();
-        if vm.paused {
-            continue;
-        }
-        membw_cpu += f64::from(vm.cpu) * f64::from(vm.membw.clamp(0.0, 1.0));
-        if vm.io_demand > 0.0 {
-            let io = f64::from(vm.io) * io_scale;
-            offline_io += io;
-            vm.io = io as f32;
-            let io_frac = io / f64::from(vm.io_demand);
-            vm.speed = vm.speed.min(io_frac.clamp(0.0, 1.0) as f32);
+    let mut offline_io = io_want * io_scale;
+    if io_scale < 1.0 {
+        offline_io = 0.0;
+        #[allow(clippy::cast_possible_truncation)]
+        let s = io_scale as f32;
+        for vm in vms.iter_mut() {
+            let vm = vm.load_mut();
+            if vm.paused || vm.io_demand <= 0.0 {
+                continue;
+            }
+            vm.io *= s;
+            offline_io += f64::from(vm.io);
+            vm.speed = vm.speed.min(vm.io * vm.inv_io_demand);
         }
     }
 
@@ -297,24 +338,25 @@ pub fn evaluate<V: LoadMut>(
     let g = g_n + g_l;
     let max_u = k.max_utilisation;
     let rho = (a / online_share.max(1e-9)).min(max_u);
-    let queue_ms = k.p99_alone_ms * (1.0 - k.reference_utilisation) / (1.0 - rho);
-    let busy_u = ((on + g) / cores).min(1.0);
-    let busy = ((busy_u - k.busy_knee) / (1.0 - k.busy_knee)).clamp(0.0, 1.0);
+    let queue_ms = k.queue_numerator_ms / (1.0 - rho);
+    let busy_u = ((on + g) * cap.inv_cores).min(1.0);
+    let busy = ((busy_u - k.busy_knee) * k.inv_busy_span).clamp(0.0, 1.0);
     let occupancy = if on + g > 0.0 {
         (g_n + k.low_weight_residual * g_l) / (on + g)
     } else {
         0.0
     };
     let cpu_ms = k.slice_ms * busy * occupancy;
-    let io_ms = k.io_ms_per_disk_share * (offline_io / disk);
-    let mem_share = memory_used as f64 / (cap.memory_bytes.max(1) as f64);
-    let pressure = ((mem_share - k.reclaim_start) / (1.0 - k.reclaim_start)).clamp(0.0, 1.0);
-    let memory_ms = k.membw_full_ms * (membw_cpu / cores) + k.reclaim_full_ms * pressure;
+    let io_ms = k.io_ms_per_disk_share * (offline_io * cap.inv_disk);
+    #[allow(clippy::cast_precision_loss)]
+    let mem_share = memory_used as f64 * cap.inv_memory;
+    let pressure = ((mem_share - k.reclaim_start) * k.inv_reclaim_span).clamp(0.0, 1.0);
+    let memory_ms = k.membw_full_ms * (membw_cpu * cap.inv_cores) + k.reclaim_full_ms * pressure;
 
     let online_io = io_on_want * disk_scale;
     let io_queue = 1.0 / (1.0 - disk_utilisation.min(max_u));
     let io_some = if online_io > 0.0 {
-        ((online_io / disk) * io_queue).min(1.0)
+        ((online_io * cap.inv_disk) * io_queue).min(1.0)
     } else {
         0.0
     };
@@ -349,11 +391,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn reference() -> Capacity {
-        Capacity {
-            cores: 2.0,
-            memory_bytes: 8 * GIB,
-            disk_bytes_per_sec: 200e6,
-        }
+        Capacity::new(2.0, 8 * GIB, 200e6)
     }
 
     fn nginx() -> OnlineDemand {

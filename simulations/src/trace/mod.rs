@@ -28,11 +28,11 @@ impl NodeSpec {
     #[must_use]
     #[allow(clippy::cast_precision_loss)]
     pub fn capacity(&self) -> Capacity {
-        Capacity {
-            cores: f64::from(self.cpu_millicores) / 1000.0,
-            memory_bytes: self.memory_bytes,
-            disk_bytes_per_sec: self.disk_bytes_per_sec as f64,
-        }
+        Capacity::new(
+            f64::from(self.cpu_millicores) / 1000.0,
+            self.memory_bytes,
+            self.disk_bytes_per_sec as f64,
+        )
     }
 }
 
@@ -87,10 +87,12 @@ impl OnlineSample {
         clippy::cast_precision_loss
     )]
     pub fn demand(self, cap: &Capacity) -> OnlineDemand {
+        const PER_CPU: f64 = 1.0 / CPU_SCALE;
+        const PER_SHARE: f64 = 1.0 / SHARE_SCALE;
         OnlineDemand {
-            cpu: cap.cores * f64::from(self.cpu) / CPU_SCALE,
-            memory_bytes: (cap.memory_bytes as f64 * f64::from(self.memory) / SHARE_SCALE) as u64,
-            io_bytes_per_sec: cap.disk_bytes_per_sec * f64::from(self.io) / SHARE_SCALE,
+            cpu: cap.cores * (f64::from(self.cpu) * PER_CPU),
+            memory_bytes: (cap.memory_bytes as f64 * (f64::from(self.memory) * PER_SHARE)) as u64,
+            io_bytes_per_sec: cap.disk_bytes_per_sec * (f64::from(self.io) * PER_SHARE),
         }
     }
 }
@@ -208,11 +210,7 @@ mod tests {
         assert_eq!(s.cpu, 1235);
         assert_eq!(s.memory, 125);
         assert_eq!(s.io, 250);
-        let cap = Capacity {
-            cores: 32.0,
-            memory_bytes: 1000,
-            disk_bytes_per_sec: 1e9,
-        };
+        let cap = Capacity::new(32.0, 1000, 1e9);
         let d = s.demand(&cap);
         assert!((d.cpu - 3.952).abs() < 1e-9);
         assert_eq!(d.memory_bytes, 500);

@@ -127,6 +127,8 @@ pub struct OnlineNoise {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct NodeOnline {
+    /// The node's hash key: `mix64(seed_key ^ node)`.
+    key: u64,
     peak: f64,
     memory_base: f64,
     io_base: f64,
@@ -136,7 +138,6 @@ struct NodeOnline {
 /// The online half of the synthetic trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnlineModel {
-    seed: u64,
     steps_per_day: u32,
     spike_steps: u32,
     spike_chance: f64,
@@ -167,6 +168,7 @@ impl OnlineModel {
             .map(|(i, n)| {
                 let i = i as u64;
                 (!n.batch_pool).then(|| NodeOnline {
+                    key: crate::rng::mix64(crate::rng::mix64(p.seed) ^ i),
                     peak: lo + (hi - lo) * unit(hash(p.seed, i, 1, 0)),
                     memory_base: 0.2 + 0.2 * unit(hash(p.seed, i, 2, 0)),
                     io_base: 0.005 + 0.02 * unit(hash(p.seed, i, 3, 0)),
@@ -178,7 +180,6 @@ impl OnlineModel {
             })
             .collect();
         Self {
-            seed: p.seed,
             steps_per_day,
             spike_steps: (300 / p.step_secs).max(1),
             spike_chance: p.spike_chance,
@@ -195,7 +196,8 @@ impl OnlineModel {
         let Some(n) = self.nodes.get(node as usize).copied().flatten() else {
             return OnlineSample::from_shares(0.0, 0.02, 0.0);
         };
-        let base = hash(self.seed, u64::from(node), u64::from(step), 0);
+        // Three hashes per node-step: the node's key is mixed once, when the model is built.
+        let base = crate::rng::mix64(n.key ^ u64::from(step));
         let h = |stream: u64| crate::rng::mix64(base ^ stream);
         noise.ar = NOISE_PHI * noise.ar + NOISE_SIGMA * NOISE_SCALE * fast_normal(h(10));
         if noise.spike_left > 0 {
@@ -209,9 +211,13 @@ impl OnlineModel {
         } else {
             1.0
         };
-        let at = (step + n.phase_steps) % self.steps_per_day;
+        let day = step / self.steps_per_day;
+        let mut at = step - day * self.steps_per_day + n.phase_steps;
+        if at >= self.steps_per_day {
+            at -= self.steps_per_day;
+        }
         let d = self.day[at as usize];
-        let weekday = (step / self.steps_per_day) % 7;
+        let weekday = day % 7;
         let weekend = if weekday >= 5 { 0.85 } else { 1.0 };
         let cpu = n.peak * (self.trough + (1.0 - self.trough) * d) * weekend * (1.0 + noise.ar);
         let memory = n.memory_base + 0.1 * d + 0.02 * noise.ar;
