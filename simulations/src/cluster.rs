@@ -17,7 +17,7 @@ use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_vms};
+use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_node};
 use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
 
 /// How a run is set up (everything but the trace and the mode).
@@ -207,7 +207,7 @@ pub fn run<C: Controller>(
         } = shard;
         for i in 0..nodes.len() {
             if let Some(next) = nodes.get(i + 3) {
-                prefetch_vms(next);
+                prefetch_node(ctrl, next);
             }
             let node = &mut nodes[i];
             let online =
@@ -407,6 +407,11 @@ pub fn run<C: Controller>(
         jct_p50_min: jq(0.5),
         jct_p99_min: jq(0.99),
         actions,
+        vms_per_node: if total.node_steps == 0 {
+            0.0
+        } else {
+            total.vm_steps as f64 / total.node_steps as f64
+        },
     };
     Ok(RunResult {
         summary,

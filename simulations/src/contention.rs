@@ -88,9 +88,9 @@ pub struct VmLoad {
     pub memory_bytes: u64,
     /// Memory-bandwidth intensity of its work, 0 (compute-bound) to 1 (streaming memory).
     pub membw: f32,
-    /// vCPU quota in cores (`f32::INFINITY`: none).
+    /// vCPU quota in cores (`f32::INFINITY`: none; never negative).
     pub vcpu_quota: f32,
-    /// Disk token bucket in bytes per second (`f32::INFINITY`: none).
+    /// Disk token bucket in bytes per second (`f32::INFINITY`: none; never negative).
     pub io_limit: f32,
     /// Granted CPU, cores (output).
     pub cpu: f32,
@@ -111,14 +111,15 @@ impl VmLoad {
     #[must_use]
     #[allow(clippy::cast_possible_truncation)]
     pub fn new(cpu_demand: f64, io_demand: f64, memory_bytes: u64, membw: f64) -> Self {
-        let (c, i) = (cpu_demand as f32, io_demand as f32);
+        // Sanitised once here, so the model needs no clamping per tick.
+        let (c, i) = (cpu_demand.max(0.0) as f32, io_demand.max(0.0) as f32);
         Self {
             cpu_demand: c,
             io_demand: i,
             inv_cpu_demand: if c > 0.0 { 1.0 / c } else { 0.0 },
             inv_io_demand: if i > 0.0 { 1.0 / i } else { 0.0 },
             memory_bytes,
-            membw: membw as f32,
+            membw: membw.clamp(0.0, 1.0) as f32,
             vcpu_quota: f32::INFINITY,
             io_limit: f32::INFINITY,
             cpu: 0.0,
@@ -221,6 +222,12 @@ impl LoadMut for VmLoad {
     }
 }
 
+/// The smaller of two numbers that are never NaN (one `minss`, unlike `f32::min`).
+#[inline]
+fn lesser(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
+}
+
 /// Evaluates one tick: fills each VM's grants and returns what the node looks like.
 #[must_use]
 #[allow(clippy::cast_precision_loss)]
@@ -241,7 +248,7 @@ pub fn evaluate<V: LoadMut>(
         let vm = vm.load();
         memory_used = memory_used.saturating_add(vm.memory_bytes);
         if !vm.paused {
-            let w = f64::from(vm.cpu_demand.min(vm.vcpu_quota).max(0.0));
+            let w = f64::from(lesser(vm.cpu_demand, vm.vcpu_quota));
             if vm.low_weight {
                 want_l += w;
             } else {
@@ -268,11 +275,12 @@ pub fn evaluate<V: LoadMut>(
     let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
     let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
 
-    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division:
-    // each VM carries the reciprocals of its demands.
+    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division
+    // (each VM carries the reciprocals of its demands) and plain comparisons instead of the
+    // NaN-aware `min`/`max` (the inputs are never NaN).
     #[allow(clippy::cast_possible_truncation)]
     let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
-    let (mut io_want, mut membw_cpu) = (0.0f64, 0.0f64);
+    let (mut io_want, mut membw_cpu) = (0.0f32, 0.0f32);
     for vm in vms.iter_mut() {
         let vm = vm.load_mut();
         if vm.paused {
@@ -282,26 +290,32 @@ pub fn evaluate<V: LoadMut>(
             vm.speed = 0.0;
             continue;
         }
-        let want = vm.cpu_demand.min(vm.vcpu_quota).max(0.0);
+        let want = lesser(vm.cpu_demand, vm.vcpu_quota);
         let frac = if vm.low_weight { fl } else { fn_ };
-        vm.cpu = want * qs * frac;
-        let (allowed, cpu_frac) = if vm.cpu_demand > 0.0 {
-            let allowed = (want * vm.inv_cpu_demand * qs).min(1.0);
-            (allowed, allowed * frac)
+        let cpu = want * qs * frac;
+        vm.cpu = cpu;
+        let allowed = if vm.cpu_demand > 0.0 {
+            lesser(want * vm.inv_cpu_demand * qs, 1.0)
         } else {
-            (1.0, 1.0)
+            1.0
+        };
+        let cpu_frac = if vm.cpu_demand > 0.0 {
+            allowed * frac
+        } else {
+            1.0
         };
         vm.throttled = 1.0 - allowed;
-        let io = (vm.io_demand * cpu_frac).min(vm.io_limit).max(0.0);
+        let io = lesser(vm.io_demand * cpu_frac, vm.io_limit);
         vm.io = io;
         vm.speed = if vm.io_demand > 0.0 {
-            cpu_frac.min(io * vm.inv_io_demand)
+            lesser(cpu_frac, io * vm.inv_io_demand)
         } else {
             cpu_frac
         };
-        io_want += f64::from(io);
-        membw_cpu += f64::from(vm.cpu) * f64::from(vm.membw.clamp(0.0, 1.0));
+        io_want += io;
+        membw_cpu += cpu * vm.membw;
     }
+    let (io_want, membw_cpu) = (f64::from(io_want), f64::from(membw_cpu));
 
     // The group throttle, then the disk (no weights: everyone slows alike when it saturates).
     let group_scale = if io_want > group.io_limit {

@@ -20,6 +20,8 @@ pub struct TickView<'a> {
     pub now: Duration,
     /// Index of the node.
     pub node: u32,
+    /// True on a dedicated batch-pool node (no online services).
+    pub batch_pool: bool,
     /// Its capacity.
     pub capacity: &'a Capacity,
     /// The online services' demand now.
@@ -38,6 +40,8 @@ pub struct TickView<'a> {
 /// Counts of what controllers did (or, observing, would have done).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionCounts {
+    /// Controller ticks (for colo: policy engine steps).
+    pub ticks: u64,
     /// Offline group CPU quota changes.
     pub cpu_quota: u64,
     /// Per-VM vCPU quota changes.
@@ -59,6 +63,7 @@ pub struct ActionCounts {
 impl ActionCounts {
     /// Adds `other` to `self`.
     pub fn add(&mut self, other: &Self) {
+        self.ticks += other.ticks;
         self.cpu_quota += other.cpu_quota;
         self.vcpu_quota += other.vcpu_quota;
         self.sched_idle += other.sched_idle;
@@ -129,6 +134,17 @@ pub trait Controller: Sync {
         view: &mut TickView<'_>,
         counts: &mut ActionCounts,
     ) -> bool;
+
+    /// Starts loading the state of a node that will step soon into cache (nodes step one after
+    /// another; their buffers sit in separate allocations).
+    fn prefetch(&self, _state: &Self::State) {}
+
+    /// The interference signals the node reports to the scheduler, from what the controller
+    /// saw at its last tick (colo's agent scores its engine's own sample); `None` lets the node
+    /// derive them from the contention model.
+    fn signals(&self, _state: &Self::State) -> Option<colo_policy::scoring::InterferenceSignals> {
+        None
+    }
 }
 
 /// No colocation: online nodes run online services only; batch VMs run on the dedicated batch

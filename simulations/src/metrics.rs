@@ -60,6 +60,8 @@ pub struct Bucket {
     pub vms_finished: u64,
     /// Work of the VMs that finished, millicore-seconds (CPU demand × work seconds).
     pub work_done_mcs: u64,
+    /// VMs summed over node-steps (÷ node-steps = mean VMs per node).
+    pub vm_steps: u64,
 }
 
 impl Default for Bucket {
@@ -76,6 +78,7 @@ impl Default for Bucket {
             online_mcs: 0,
             vms_finished: 0,
             work_done_mcs: 0,
+            vm_steps: 0,
         }
     }
 }
@@ -93,6 +96,7 @@ impl Bucket {
         self.violation_ms += u64::from(s.violation_ms);
         self.offline_mcs += s.offline_mcs;
         self.online_mcs += s.online_mcs;
+        self.vm_steps += u64::from(s.vms);
     }
 
     /// Adds another bucket's sums (steps are not added: the caller counts steps).
@@ -109,6 +113,7 @@ impl Bucket {
         self.online_mcs += o.online_mcs;
         self.vms_finished += o.vms_finished;
         self.work_done_mcs += o.work_done_mcs;
+        self.vm_steps += o.vm_steps;
     }
 
     /// Mean node CPU utilisation, percent.
@@ -231,6 +236,8 @@ pub struct Summary {
     pub jct_p99_min: Option<f64>,
     /// What the controller did (observe mode: would have done).
     pub actions: ActionCounts,
+    /// Mean VMs per node.
+    pub vms_per_node: f64,
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct Vm {
     pub remaining_s: f32,
     /// Set by a controller to evict it (the job is reported as preempted and retried).
     pub evicted: bool,
+    /// Set whenever a limit or the run state changes (by placement or a controller), so a
+    /// controller that mirrors them (colo's engine sample) rewrites only what moved.
+    pub limits_dirty: bool,
     /// Memory cgroup limit in bytes (`u64::MAX`: none). A hard limit below its memory kills it.
     pub memory_limit: u64,
     /// Unique id of this attempt (a preempted VM retried elsewhere gets a new one).
@@ -62,6 +65,7 @@ impl Vm {
             ),
             memory_limit: u64::MAX,
             evicted: false,
+            limits_dirty: true,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct StepSample {
     pub online_mcs: u64,
     /// Whether this node runs online services.
     pub online: bool,
+    /// VMs on the node at the end of the step.
+    pub vms: u32,
 }
 
 /// What the node needs to know about the run.
@@ -274,6 +280,7 @@ impl<S> Node<S> {
                 now: Duration::from_secs(u64::from(start_s))
                     + Duration::from_nanos((t * 1e9) as u64),
                 node: self.index,
+                batch_pool: self.spec.batch_pool,
                 capacity: &self.capacity,
                 online,
                 contention: &c,
@@ -281,6 +288,7 @@ impl<S> Node<S> {
                 vms: &mut self.vms,
                 group: &mut self.group,
             };
+            counts.ticks += 1;
             let changed = ctrl.tick(&mut self.control, &mut view, counts);
             let last = !changed || ticks >= cx.max_ticks || t + tick >= step_len;
             let seg = if last { step_len - t } else { tick };
@@ -304,7 +312,8 @@ impl<S> Node<S> {
             ticks += 1;
             self.apply_limits(end_s, ends);
         }
-        self.write_report(cx, ctrl.admission(), online, &final_c);
+        let signals = ctrl.signals(&self.control);
+        self.write_report(cx, ctrl.admission(), online, &final_c, signals);
         // Rounded to nearest (values are non-negative; `as` saturates).
         let r32 = |x: f64| (x + 0.5) as u32;
         let r64 = |x: f64| (x + 0.5) as u64;
@@ -320,6 +329,8 @@ impl<S> Node<S> {
             offline_mcs: r64(off * 1000.0),
             online_mcs: r64(on * 1000.0),
             online: !self.spec.batch_pool,
+            #[allow(clippy::cast_possible_truncation)]
+            vms: self.vms.len() as u32,
         }
     }
 
@@ -404,6 +415,7 @@ impl<S> Node<S> {
         admission: Admission,
         online: &OnlineDemand,
         c: &Contention,
+        signals: Option<InterferenceSignals>,
     ) {
         let p = cx.scoring;
         let capacity = self.report.state.capacity;
@@ -426,11 +438,11 @@ impl<S> Node<S> {
                     true,
                 ),
                 Admission::Reported => {
-                    let signals = InterferenceSignals {
+                    let signals = signals.unwrap_or(InterferenceSignals {
                         run_delay_ms_per_s: c.run_delay * 1000.0,
                         psi_ms_per_s: c.psi.worst_some() * 1000.0,
                         sli_ratio: Some(c.p99_ms / cx.slo_p99_ms),
-                    };
+                    });
                     interference = scoring::interference_score(&signals, &p.interference).score;
                     let used =
                         Resources::new((c.online_cpu * 1000.0 + 0.5) as u64, online.memory_bytes);
@@ -461,22 +473,29 @@ impl LoadMut for Vm {
     }
 }
 
-/// Asks the CPU to start loading the first VMs of `node` into cache: nodes step one after
-/// another, and each node's VMs sit in their own allocation, so without this every node-step
-/// starts with a cache miss.
+/// Asks the CPU to start loading the first VMs of `node` and its controller's state into
+/// cache: nodes step one after another, and each node's VMs sit in their own allocation, so
+/// without this every node-step starts with cache misses.
 #[inline]
-pub fn prefetch_vms<S>(node: &Node<S>) {
+pub fn prefetch_node<C: Controller>(ctrl: &C, node: &Node<C::State>) {
+    // The hot line of each VM (see `Vm`).
+    prefetch_lines(&node.vms);
+    ctrl.prefetch(&node.control);
+}
+
+/// Prefetches the first cache line of each of the first 24 elements of `items`.
+#[inline]
+pub fn prefetch_lines<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    {
+    for item in items.iter().take(24) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // The hot line of each VM (see `Vm`).
-        for vm in node.vms.iter().take(24) {
-            let p = std::ptr::from_ref(vm).cast::<i8>();
-            // SAFETY: prefetching is a hint that never faults, whatever the address; this one
-            // is a live VM's.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-        }
+        let p = std::ptr::from_ref(item).cast::<i8>();
+        // SAFETY: prefetching is a hint that never faults, whatever the address; this one is
+        // a live element's.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = items;
 }
 
 #[cfg(test)]

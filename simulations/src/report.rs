@@ -95,9 +95,11 @@ pub fn table(results: &[RunResult], trace: &str, slo_p99_ms: f64) -> String {
         if a.total() > 0 {
             let _ = writeln!(
                 out,
-                "{}: actions cpu_quota={} vcpu_quota={} sched_idle={} io_limit={} memory_limit={} \
+                "{}: {:.1} VMs per node, {} controller ticks; actions cpu_quota={} vcpu_quota={} sched_idle={} io_limit={} memory_limit={} \
                  pause={} resume={} evict={}",
                 r.summary.mode,
+                r.summary.vms_per_node,
+                a.ticks,
                 a.cpu_quota,
                 a.vcpu_quota,
                 a.sched_idle,
@@ -121,7 +123,8 @@ pub fn summary_csv(results: &[RunResult]) -> String {
          work_done_core_hours,vms_submitted,vms_finished,vms_failed,vms_oom_killed,\
          vms_preempted,vms_running,vms_pending,jobs_submitted,jobs_finished,jct_p50_min,\
          jct_p99_min,actions_cpu_quota,actions_vcpu_quota,actions_sched_idle,actions_io_limit,\
-         actions_memory_limit,actions_pause,actions_resume,actions_evict\n",
+         actions_memory_limit,actions_pause,actions_resume,actions_evict,vms_per_node,\
+         controller_ticks\n",
     );
     for r in results {
         let s = &r.summary;
@@ -130,7 +133,7 @@ pub fn summary_csv(results: &[RunResult]) -> String {
         let o = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v:.3}"));
         let _ = writeln!(
             out,
-            "{},{},{:.3},{:.1},{:.3},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{:.3},{:.1},{:.3},{:.4},{:.4},{:.3},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{}",
             s.mode,
             s.node_steps,
             s.utilisation_mean_pct,
@@ -158,7 +161,9 @@ pub fn summary_csv(results: &[RunResult]) -> String {
             a.memory_limit,
             a.pause,
             a.resume,
-            a.evict
+            a.evict,
+            s.vms_per_node,
+            a.ticks
         );
     }
     out

@@ -240,7 +240,7 @@ struct VmShape {
 const SHAPES: [VmShape; 3] = [
     VmShape {
         weight: 0.55,
-        vcpus: [(1, 0.3), (2, 0.35), (4, 0.25), (8, 0.1)],
+        vcpus: [(1, 0.1), (2, 0.3), (4, 0.4), (8, 0.2)],
         cpu_use: (0.6, 1.0),
         memory_gib_per_vcpu: (1.0, 3.0),
         io_mib_s: (0.0, 0.0),
@@ -248,7 +248,7 @@ const SHAPES: [VmShape; 3] = [
     },
     VmShape {
         weight: 0.2,
-        vcpus: [(1, 0.3), (2, 0.35), (4, 0.25), (8, 0.1)],
+        vcpus: [(1, 0.1), (2, 0.3), (4, 0.4), (8, 0.2)],
         cpu_use: (0.6, 1.0),
         memory_gib_per_vcpu: (4.0, 8.0),
         io_mib_s: (0.0, 0.0),
@@ -256,7 +256,7 @@ const SHAPES: [VmShape; 3] = [
     },
     VmShape {
         weight: 0.25,
-        vcpus: [(1, 0.5), (2, 0.5), (2, 0.0), (2, 0.0)],
+        vcpus: [(1, 0.3), (2, 0.5), (4, 0.2), (4, 0.0)],
         cpu_use: (0.3, 0.6),
         memory_gib_per_vcpu: (1.0, 2.0),
         io_mib_s: (50.0, 300.0),
