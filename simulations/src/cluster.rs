@@ -37,10 +37,14 @@ pub struct SimConfig {
     /// share of the feasible nodes, `percentageOfNodesToScore`, found from a rotating start).
     pub feasible_nodes: usize,
     /// Most node filter evaluations per step, as a multiple of the node count (the
-    /// scheduler's throughput).
+    /// scheduler's throughput; a round of several steps gets as many times more).
     pub scan_budget: f64,
-    /// Most placement attempts per step.
+    /// Most placement attempts per step (a round of several steps gets as many times more).
     pub max_attempts: usize,
+    /// Steps between two placement rounds: VMs that arrive meanwhile wait for the next round,
+    /// which places them on the nodes' latest reports. Nodes step this many times in a row
+    /// between rounds, which keeps each node's state in cache (default 6: one minute).
+    pub placement_every: u32,
     /// Retry preempted VMs (as the job launcher does with a `Preempted` report).
     pub retry_preempted: bool,
     /// Threads stepping nodes.
@@ -60,6 +64,7 @@ impl Default for SimConfig {
             feasible_nodes: 16,
             scan_budget: 2.0,
             max_attempts: 1024,
+            placement_every: 6,
             retry_preempted: true,
             threads: 1,
             buckets: 1_152,
@@ -122,7 +127,8 @@ struct Shard<S> {
     nodes: Vec<Node<S>>,
     ends: Vec<VmEnd>,
     counts: ActionCounts,
-    step: Bucket,
+    /// Sums of each step of the current round.
+    steps: Vec<Bucket>,
     utilisation_hist: Vec<u64>,
 }
 
@@ -174,12 +180,15 @@ pub fn run<C: Controller>(
                 nodes,
                 ends: Vec::with_capacity(1024),
                 counts: ActionCounts::default(),
-                step: Bucket::default(),
+                steps: Vec::new(),
                 utilisation_hist: vec![0; 1001],
             })
         })
         .collect();
-    let row = RwLock::new(vec![OnlineSample::default(); n]);
+    // Steps per placement round: nodes step this many times in a row between two rounds, so a
+    // node's state stays in cache across them (memory traffic is what limits a large run).
+    let block = cfg.placement_every.clamp(1, 360);
+    let rows = RwLock::new(vec![OnlineSample::default(); n * block as usize]);
     let generated = trace.online_is_generated();
     let model = trace.synthetic().cloned();
 
@@ -194,47 +203,58 @@ pub fn run<C: Controller>(
     let mut next_vm_id: u64 = 0;
     let mut cursor = 0usize;
     let mut work_done_mcs: u64 = 0;
+    for shard in &shards {
+        lock(shard).steps = vec![Bucket::default(); block as usize];
+    }
 
-    let step_shard = |shard: &mut Shard<C::State>, step: u32| {
-        let row = row.read().unwrap_or_else(PoisonError::into_inner);
+    // Steps every node of a shard through `len` steps from `first`, node by node.
+    let step_shard = |shard: &mut Shard<C::State>, first: u32, len: u32| {
+        let rows = rows.read().unwrap_or_else(PoisonError::into_inner);
         let Shard {
             nodes,
             ends,
             counts,
-            step: agg,
+            steps,
             utilisation_hist,
             ..
         } = shard;
+        let model = if generated { model.as_ref() } else { None };
         for i in 0..nodes.len() {
-            if let Some(next) = nodes.get(i + 3) {
+            if let Some(next) = nodes.get(i + 2) {
                 prefetch_node(ctrl, next);
             }
             let node = &mut nodes[i];
-            let online =
-                node.online_demand(step, if generated { model.as_ref() } else { None }, &row);
-            let s = node.step(ctrl, &cx, step, &online, ends, counts);
-            agg.add_sample(&s);
-            utilisation_hist[(s.utilisation_permille as usize).min(1000)] += 1;
+            for k in 0..len {
+                let step = first + k;
+                let row = &rows[k as usize * n..(k as usize + 1) * n];
+                let online = node.online_demand(step, model, row);
+                let s = node.step(ctrl, &cx, step, &online, ends, counts);
+                steps[k as usize].add_sample(&s);
+                utilisation_hist[(s.utilisation_permille as usize).min(1000)] += 1;
+            }
         }
     };
 
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads);
+    let blocks = info.steps.div_ceil(block);
+    let block_at = |b: u32| (b * block, block.min(info.steps - b * block));
 
     let outcome = std::thread::scope(|scope| -> Result<(), RunError> {
         for shard in shards.iter().skip(1) {
             let (stop, barrier) = (&stop, &barrier);
             let step_shard = &step_shard;
             scope.spawn(move || {
-                let mut step = 0;
+                let mut b = 0;
                 loop {
                     barrier.wait();
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
-                    step_shard(&mut lock(shard), step);
+                    let (first, len) = block_at(b);
+                    step_shard(&mut lock(shard), first, len);
                     barrier.wait();
-                    step += 1;
+                    b += 1;
                 }
             });
         }
@@ -245,38 +265,53 @@ pub fn run<C: Controller>(
             }
             r
         };
-        for step in 0..info.steps {
-            let now_s = step.saturating_mul(info.step_secs);
-            // Trace input for this step.
-            if !generated {
-                let mut r = row.write().unwrap_or_else(PoisonError::into_inner);
-                if let Err(e) = trace.online_row(step, &mut r) {
+        let mut arrived_until = 0u32;
+        for b in 0..=blocks {
+            let (first, len) = if b < blocks {
+                block_at(b)
+            } else {
+                (info.steps, 0)
+            };
+            // VMs that arrived during the steps before this round join the queue.
+            while arrived_until < first {
+                arrivals.clear();
+                if let Err(e) = trace.arrivals(arrived_until, &mut arrivals) {
                     return finish(Err(e.into()));
                 }
-            }
-            arrivals.clear();
-            if let Err(e) = trace.arrivals(step, &mut arrivals) {
-                return finish(Err(e.into()));
-            }
-            for spec in &arrivals {
-                let j = spec.job as usize;
-                if j >= jobs.len() {
-                    jobs.resize(j + 1, Job::default());
+                for spec in &arrivals {
+                    let j = spec.job as usize;
+                    if j >= jobs.len() {
+                        jobs.resize(j + 1, Job::default());
+                    }
+                    let job = &mut jobs[j];
+                    if job.vms == 0 {
+                        job.first_arrival_s = spec.arrival_s;
+                    }
+                    job.first_arrival_s = job.first_arrival_s.min(spec.arrival_s);
+                    job.vms += 1;
+                    vms.submitted += 1;
+                    pending.push_back(Pending {
+                        spec: *spec,
+                        submitted_s: spec.arrival_s,
+                    });
                 }
-                let job = &mut jobs[j];
-                if job.vms == 0 {
-                    job.first_arrival_s = spec.arrival_s;
+                arrived_until += 1;
+            }
+            if len == 0 {
+                break;
+            }
+            // Trace input for the round.
+            if !generated {
+                let mut r = rows.write().unwrap_or_else(PoisonError::into_inner);
+                for k in 0..len {
+                    let row = &mut r[k as usize * n..(k as usize + 1) * n];
+                    if let Err(e) = trace.online_row(first + k, row) {
+                        return finish(Err(e.into()));
+                    }
                 }
-                job.first_arrival_s = job.first_arrival_s.min(spec.arrival_s);
-                job.vms += 1;
-                vms.submitted += 1;
-                pending.push_back(Pending {
-                    spec: *spec,
-                    submitted_s: spec.arrival_s,
-                });
             }
 
-            // Placement on the reports of the previous step.
+            // Placement on the latest reports.
             {
                 let mut guards: Vec<_> = shards.iter().map(lock).collect();
                 place(
@@ -285,7 +320,8 @@ pub fn run<C: Controller>(
                     &mut guards,
                     per,
                     n,
-                    now_s,
+                    first.saturating_mul(info.step_secs),
+                    len,
                     &mut pending,
                     &mut retry,
                     &mut cursor,
@@ -293,36 +329,44 @@ pub fn run<C: Controller>(
                 );
             }
 
-            // Every node steps.
+            // Every node steps through the round.
             if threads > 1 {
                 barrier.wait();
             }
-            step_shard(&mut lock(&shards[0]), step);
+            step_shard(&mut lock(&shards[0]), first, len);
             if threads > 1 {
                 barrier.wait();
             }
 
             // Accounting, in node order.
-            let b = &mut series[(step / bucket_steps) as usize];
-            b.steps += 1;
             ends.clear();
             for shard in &shards {
                 let mut s = lock(shard);
-                b.merge(&s.step);
-                s.step = Bucket::default();
+                for k in 0..len {
+                    let step = first + k;
+                    let bucket = &mut series[(step / bucket_steps) as usize];
+                    bucket.merge(&s.steps[k as usize]);
+                    s.steps[k as usize] = Bucket::default();
+                }
                 ends.append(&mut s.ends);
+            }
+            for k in 0..len {
+                series[((first + k) / bucket_steps) as usize].steps += 1;
             }
             for e in &ends {
                 let job = &mut jobs[e.vm.spec.job as usize];
                 job.last_end_s = job.last_end_s.max(e.at_s);
+                let bucket = &mut series[(e.at_s / info.step_secs.max(1) - 1).min(info.steps - 1)
+                    as usize
+                    / bucket_steps as usize];
                 match e.outcome {
                     Outcome::Finished => {
                         vms.finished += 1;
                         job.finished += 1;
                         let w = u64::from(e.vm.spec.cpu_millicores) * u64::from(e.vm.spec.work_s);
                         work_done_mcs += w;
-                        b.vms_finished += 1;
-                        b.work_done_mcs += w;
+                        bucket.vms_finished += 1;
+                        bucket.work_done_mcs += w;
                     }
                     Outcome::Failed => {
                         vms.failed += 1;
@@ -346,9 +390,7 @@ pub fn run<C: Controller>(
                     }
                 }
             }
-            if step % 64 == 63 || step + 1 == info.steps {
-                progress.update(u64::from(step) + 1, u64::from(info.steps));
-            }
+            progress.update(u64::from(first + len), u64::from(info.steps));
         }
         finish(Ok(()))
     });
@@ -443,20 +485,22 @@ fn place<C: Controller>(
     per: usize,
     n: usize,
     now_s: u32,
+    steps: u32,
     pending: &mut VecDeque<Pending>,
     retry: &mut Vec<Pending>,
     cursor: &mut usize,
     next_vm_id: &mut u64,
 ) {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let budget = (cfg.scan_budget * n as f64).max(1.0) as usize;
+    let budget = (cfg.scan_budget * n as f64 * f64::from(steps)).max(1.0) as usize;
+    let max_attempts = cfg.max_attempts.saturating_mul(steps as usize);
     let mut scans = 0usize;
     let mut attempts = 0usize;
     // Requests that found no node this step: anything at least as large fails too.
     let mut failed: [Resources; 8] = [Resources::ZERO; 8];
     let mut n_failed = 0usize;
     let p = &cfg.scoring;
-    while attempts < cfg.max_attempts && scans < budget {
+    while attempts < max_attempts && scans < budget {
         let Some(vm) = pending.pop_front() else {
             break;
         };

@@ -180,7 +180,7 @@ fn limits(vm: &Vm) -> VmLimits {
             bandwidth: finite(f64::from(l.io_limit)).map(|b| b as u64),
             ..IoLimit::default()
         },
-        memory_limit: (vm.memory_limit != u64::MAX).then_some(vm.memory_limit),
+        memory_limit: (vm.memory_limit() != u64::MAX).then_some(vm.memory_limit()),
     }
 }
 
@@ -240,7 +240,7 @@ fn apply(a: &Action, vms: &mut [Vm], group: &mut GroupLimits) -> bool {
             vm, bytes, kind, ..
         } => {
             kind == MemoryLimitKind::Hard
-                && vm_mut(vms, vm).is_some_and(|v| set(&mut v.memory_limit, bytes))
+                && vm_mut(vms, vm).is_some_and(|v| v.set_memory_limit(bytes))
         }
         Action::PauseVm { vm, .. } => {
             vm_mut(vms, vm).is_some_and(|v| set(&mut v.load.paused, true))

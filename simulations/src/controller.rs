@@ -31,7 +31,7 @@ pub struct TickView<'a> {
     /// SLO target of the online p99, ms.
     pub slo_p99_ms: f64,
     /// The offline VMs, whose limits (`load.vcpu_quota`, `load.low_weight`, `load.io_limit`,
-    /// `load.paused`, `memory_limit`) and `evicted` flag the controller may set.
+    /// `load.paused`, [`Vm::set_memory_limit`]) and `evicted` flag the controller may set.
     pub vms: &'a mut [Vm],
     /// The offline group's limits.
     pub group: &'a mut GroupLimits,

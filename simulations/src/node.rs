@@ -34,8 +34,10 @@ pub struct Vm {
     /// Set whenever a limit or the run state changes (by placement or a controller), so a
     /// controller that mirrors them (colo's engine sample) rewrites only what moved.
     pub limits_dirty: bool,
-    /// Memory cgroup limit in bytes (`u64::MAX`: none). A hard limit below its memory kills it.
-    pub memory_limit: u64,
+    /// Its hard memory limit is below its memory: the kernel kills it.
+    over_limit: bool,
+    /// Memory cgroup limit in bytes (`u64::MAX`: none); set with [`Vm::set_memory_limit`].
+    memory_limit: u64,
     /// Unique id of this attempt (a preempted VM retried elsewhere gets a new one).
     pub id: u64,
     /// What it is.
@@ -47,6 +49,22 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// Its hard memory limit in bytes (`u64::MAX`: none).
+    #[must_use]
+    pub const fn memory_limit(&self) -> u64 {
+        self.memory_limit
+    }
+
+    /// Sets its hard memory limit; a limit below its memory kills it at the end of the tick.
+    /// Returns whether the limit changed.
+    pub fn set_memory_limit(&mut self, bytes: u64) -> bool {
+        let changed = self.memory_limit != bytes;
+        self.memory_limit = bytes;
+        self.over_limit = bytes < self.load.memory_bytes;
+        self.limits_dirty |= changed;
+        changed
+    }
+
     /// A new attempt of `spec`, starting at `now_s`.
     #[must_use]
     pub fn start(id: u64, spec: VmSpec, submitted_s: u32, now_s: u32) -> Self {
@@ -66,6 +84,7 @@ impl Vm {
             memory_limit: u64::MAX,
             evicted: false,
             limits_dirty: true,
+            over_limit: false,
         }
     }
 }
@@ -365,7 +384,7 @@ impl<S> Node<S> {
             let vm = &self.vms[i];
             let outcome = if vm.evicted {
                 Some(Outcome::Preempted)
-            } else if vm.memory_limit < vm.load.memory_bytes {
+            } else if vm.over_limit {
                 Some(Outcome::OomKilled)
             } else {
                 None
@@ -387,7 +406,7 @@ impl<S> Node<S> {
             vm.remaining_s -= vm.load.speed * seg as f32;
             let outcome = if vm.evicted {
                 Some(Outcome::Preempted)
-            } else if vm.memory_limit < vm.load.memory_bytes {
+            } else if vm.over_limit {
                 Some(Outcome::OomKilled)
             } else if vm.remaining_s <= 1e-6 {
                 Some(if vm.spec.fails {
@@ -623,9 +642,8 @@ mod tests {
         assert_eq!(s.p99_us, 266, "(0.1 × 3850 + 9.9 × 230) / 10");
         assert!((n.vms[0].remaining_s - (1_000.0 - 0.1 * 0.85)).abs() < 1e-3);
         assert_eq!(std::mem::size_of::<Vm>(), 128);
-        assert_eq!(
-            std::mem::offset_of!(Vm, memory_limit),
-            56,
+        assert!(
+            std::mem::offset_of!(Vm, over_limit) < 64,
             "hot fields in one line"
         );
     }
@@ -637,7 +655,7 @@ mod tests {
                 if vm.id == 1 {
                     vm.evicted = true;
                 } else {
-                    vm.memory_limit = 1 << 20;
+                    vm.set_memory_limit(1 << 20);
                 }
             },
         };

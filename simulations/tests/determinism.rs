@@ -53,9 +53,10 @@ fn same_seed_gives_identical_bytes() {
 #[test]
 fn thread_count_does_not_change_a_run() {
     let p = small(11);
+    let modes = [Mode::StaticReservation, Mode::Colo];
     let one = run(
         &p,
-        &[Mode::StaticReservation],
+        &modes,
         &SimConfig {
             threads: 1,
             ..SimConfig::default()
@@ -63,7 +64,7 @@ fn thread_count_does_not_change_a_run() {
     );
     let three = run(
         &p,
-        &[Mode::StaticReservation],
+        &modes,
         &SimConfig {
             threads: 3,
             ..SimConfig::default()

@@ -12,7 +12,7 @@ use colo_scheduler::SchedulerConfig;
 use colo_scheduler::http_client::HttpConnection;
 use colo_sim::calibration::Coefficients;
 use colo_sim::cluster::{self, SimConfig};
-use colo_sim::compare::Mode;
+use colo_sim::compare::{self, Mode, ModeSettings};
 use colo_sim::controller::{ActionCounts, NoColocation};
 use colo_sim::node::{Node, StepContext, Vm};
 use colo_sim::trace::{NodeSpec, VmSpec};
@@ -134,17 +134,28 @@ async fn scheduler_verdict(
     passed.then_some(score)
 }
 
+fn policy(yaml: &str) -> colo_config::Policy {
+    colo_config::parse_policy(&[colo_config::Source::new(
+        "policy.yaml",
+        format!("apiVersion: colo/v1\nkind: Policy\n{yaml}"),
+    )])
+    .unwrap()
+}
+
 #[tokio::test]
 async fn scheduler_and_simulator_judge_alike_and_follow_a_policy_change() {
-    let loose = ScoringParams::default();
-    let mut tight = loose;
-    tight.headroom.cpu_percent = 60.0;
-    tight.headroom.memory_percent = 60.0;
+    // The scoring section of the policy YAML, read the way colo-scheduler reads it.
+    let default = policy("");
+    let tight = policy("scoring:\n  headroom:\n    cpu: 60%\n    memory: 60%\n");
+    let (loose_p, tight_p) = (
+        ScoringParams::from(&default.scoring),
+        ScoringParams::from(&tight.scoring),
+    );
     // 16 cores fit in 32 − 10 % − 8 placed, not in 32 − 60 % − 8.
     let request = Resources::new(16_000, 8 * GIB);
 
     let mut verdicts = Vec::new();
-    for p in [loose, tight] {
+    for p in [loose_p, tight_p] {
         let node = reported_node(&p);
         let sim = cluster::judge(&node.report, request, &p);
         let scheduler = scheduler_verdict(&node, p, request).await;
@@ -156,11 +167,11 @@ async fn scheduler_and_simulator_judge_alike_and_follow_a_policy_change() {
         "{verdicts:?}"
     );
 
-    // The same change moves the simulator's result.
-    let run_with = |scoring| {
+    // The same change moves the simulator's result, in a baseline and in colo's mode.
+    let run_with = |mode, scoring| {
         run(
             &small(9),
-            &[Mode::NoColocation],
+            &[mode],
             &SimConfig {
                 scoring,
                 ..SimConfig::default()
@@ -169,11 +180,44 @@ async fn scheduler_and_simulator_judge_alike_and_follow_a_policy_change() {
         .remove(0)
         .summary
     };
-    let (a, b) = (run_with(loose), run_with(tight));
+    for mode in [Mode::NoColocation, Mode::Colo] {
+        let (a, b) = (run_with(mode, loose_p), run_with(mode, tight_p));
+        assert!(
+            b.offline_core_hours < a.offline_core_hours,
+            "{mode:?}: {} vs {}",
+            a.offline_core_hours,
+            b.offline_core_hours
+        );
+    }
+}
+
+#[test]
+fn a_change_of_the_engine_policy_changes_the_colo_run() {
+    // The QoS engine's own thresholds: a far lower SLI threshold squeezes far more.
+    let calm = policy("");
+    let strict = policy("interference:\n  sli:\n    high: 0.3\n    low: 0.2\n");
+    let run_with = |p: colo_config::Policy| {
+        compare::compare(
+            synthetic(&small(9)),
+            &SimConfig::default(),
+            &[Mode::Colo],
+            &ModeSettings {
+                policy: Some(p),
+                ..settings()
+            },
+            &(),
+        )
+        .unwrap()
+        .remove(0)
+        .summary
+    };
+    let (a, b) = (run_with(calm), run_with(strict));
     assert!(
-        b.offline_core_hours < a.offline_core_hours,
-        "{} vs {}",
-        a.offline_core_hours,
-        b.offline_core_hours
+        b.actions.cpu_quota + b.actions.vcpu_quota + b.actions.pause
+            > a.actions.cpu_quota + a.actions.vcpu_quota + a.actions.pause,
+        "{:?} vs {:?}",
+        a.actions,
+        b.actions
     );
+    assert!(b.offline_core_hours < a.offline_core_hours);
 }

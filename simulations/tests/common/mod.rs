@@ -39,3 +39,6 @@ pub fn run(p: &SyntheticParams, modes: &[Mode], cfg: &SimConfig) -> Vec<RunResul
 
 /// The modes that need no policy engine.
 pub const BASELINES: [Mode; 2] = [Mode::NoColocation, Mode::StaticReservation];
+
+/// Every mode of the comparison.
+pub const ALL: [Mode; 4] = Mode::ALL;
