@@ -185,6 +185,41 @@ fn live_set_io_limit_changes_the_rate() {
 }
 
 #[test]
+fn io_forever_streams_the_same_region_until_shutdown() {
+    if !can_run("io_forever_streams_the_same_region_until_shutdown", false) {
+        return;
+    }
+    let _lock = host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk(dir.path(), 8);
+    let vm = Vm::start(VmArgs {
+        cmdline: "io=write:2:forever exit=0",
+        extra: vec!["--disk".into(), format!("{img},bw=16MiB")],
+        ..Default::default()
+    });
+    // 2 MiB per pass at 16 MiB/s: more than three passes in 0.5 s of streaming.
+    let rate = measure_rate(&vm, 2 * MIB, Duration::from_millis(500));
+    let mut ctl = vm.control();
+    let s = ctl.stats().unwrap();
+    assert!(s.progress > 6 * MIB, "kept streaming past one pass: {s:?}");
+    assert!(rate > 8.0 * MIB as f64, "{rate}");
+    assert_eq!(s.state, colo_vmm::control::VmState::Running);
+    ctl.shutdown().unwrap();
+    // Only the first 2 MiB were written, with the pattern of a single pass.
+    let bytes = std::fs::read(&img).unwrap();
+    let q = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    assert_eq!(q(1), PATTERN_MUL);
+    assert_eq!(
+        q((2 * MIB as usize) / 8 - 1),
+        ((2 * MIB / 8 - 1) as u64).wrapping_mul(PATTERN_MUL)
+    );
+    assert!(
+        bytes[2 * MIB as usize..].iter().all(|b| *b == 0),
+        "nothing past the region"
+    );
+}
+
+#[test]
 fn bad_disks_are_refused_with_one_line() {
     if !can_run("bad_disks_are_refused_with_one_line", false) {
         return;

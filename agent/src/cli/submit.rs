@@ -37,7 +37,7 @@ pub struct SubmitArgs {
     /// Workload guest: exit code (0..=63).
     #[arg(long)]
     pub exit_code: Option<i32>,
-    /// Workload guest: disk IO, `read:MiB` or `write:MiB`.
+    /// Workload guest: disk IO, `read:MiB` or `write:MiB` (`:forever` repeats it until stopped).
     #[arg(long)]
     pub io: Option<String>,
     /// Workload guest: burn CPU on every vCPU until the job is stopped.

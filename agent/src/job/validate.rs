@@ -258,13 +258,17 @@ pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSp
                 ));
             }
             if !w.io.is_empty() {
-                let ok = w.io.split_once(':').is_some_and(|(op, n)| {
+                let ok = w.io.split_once(':').is_some_and(|(op, rest)| {
+                    let n = rest.strip_suffix(":forever").unwrap_or(rest);
                     matches!(op, "read" | "write") && n.parse::<u64>().is_ok_and(|n| n > 0)
                 });
                 if !ok {
                     return Err(bad(
                         "spec.workload.io",
-                        format!("must be empty, read:MiB or write:MiB, got {:?}", w.io),
+                        format!(
+                            "must be empty, read:MiB or write:MiB (optionally :forever), got {:?}",
+                            w.io
+                        ),
                     ));
                 }
                 if disks.is_empty() {
@@ -416,6 +420,16 @@ mod tests {
                 }),
                 "spec.workload.io",
                 "needs a disk",
+            ),
+            (
+                Box::new(|s| {
+                    s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                        io: "write:5:sometimes".into(),
+                        ..Default::default()
+                    }))
+                }),
+                "spec.workload.io",
+                ":forever",
             ),
             (
                 Box::new(|s| {

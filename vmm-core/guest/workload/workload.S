@@ -2,7 +2,7 @@
  * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
  *
  * It reads its job from the command line
- * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB hold=SECONDS exit=CODE`),
+ * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever] hold=SECONDS exit=CODE`),
  * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
  * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
  *
@@ -503,16 +503,14 @@ parse_cmdline:
     leaq kw_io_read(%rip), %rdi
     call match_key
     jnz 51f
-    call parse_u64
-    movq %rax, job_io_mib(%rip)
+    call parse_io
     movq $1, job_io_mode(%rip)
     jmp 1b
 51:
     leaq kw_io_write(%rip), %rdi
     call match_key
     jnz 52f
-    call parse_u64
-    movq %rax, job_io_mib(%rip)
+    call parse_io
     movq $2, job_io_mode(%rip)
     jmp 1b
 52:
@@ -619,6 +617,43 @@ parse_u64:
 2:
     testl %ecx, %ecx
     jz bad_arg
+    ret
+
+/* `MiB` or `MiB:forever` at RSI (io=read:/io=write:): job_io_mib, and job_io_loop = 1 for
+ * `:forever` (the same MiB are streamed over and over until the VM is shut down). */
+parse_io:
+    xorl %eax, %eax
+    xorl %ecx, %ecx                 /* digits seen */
+1:
+    movzbl (%rsi), %edx
+    testb %dl, %dl
+    jz 2f
+    cmpb $' ', %dl
+    je 2f
+    cmpb $':', %dl
+    je 2f
+    subl $'0', %edx
+    cmpl $9, %edx
+    ja bad_arg
+    imulq $10, %rax, %rax
+    jo bad_arg
+    addq %rdx, %rax
+    jc bad_arg
+    incq %rsi
+    incl %ecx
+    jmp 1b
+2:
+    testl %ecx, %ecx
+    jz bad_arg
+    movq %rax, job_io_mib(%rip)
+    cmpb $':', (%rsi)
+    jne 3f
+    incq %rsi
+    leaq kw_forever(%rip), %rdi
+    call match_word
+    jnz bad_arg
+    movq $1, job_io_loop(%rip)
+3:
     ret
 
 /* RAX = milliseconds of a decimal number of seconds with up to 3 fraction digits ("2", "0.25"). */
@@ -817,6 +852,12 @@ io_run:
     movq job_io_mib(%rip), %rax
     shlq $3, %rax
     movq %rax, io_total(%rip)
+    movq %rax, io_pass_chunks(%rip)
+    cmpq $0, job_io_loop(%rip)
+    je 12f
+    movabsq $0x4000000000000000, %rax   /* :forever: never done */
+    movq %rax, io_total(%rip)
+12:
     xorl %r14d, %r14d               /* slot */
 3:
     cmpq $IO_SLOTS, %r14
@@ -889,6 +930,13 @@ io_run:
 io_submit:
     movq io_next(%rip), %r8
     incq io_next(%rip)
+    cmpq $0, job_io_loop(%rip)
+    je 0f
+    movq %r8, %rax                  /* :forever: chunk modulo one pass */
+    xorl %edx, %edx
+    divq io_pass_chunks(%rip)
+    movq %rdx, %r8
+0:
     leaq io_slot_chunk(%rip), %rax
     movq %r8, (%rax, %rdi, 8)
     movq %rdi, %rax
@@ -1008,6 +1056,8 @@ job_hold_ms:    .quad 0
 job_exit:       .quad 0
 job_io_mode:    .quad 0         /* 1 = read, 2 = write */
 job_io_mib:     .quad 0
+job_io_loop:    .quad 0         /* 1 = io=...:forever */
+io_pass_chunks: .quad 0         /* chunks in one pass over job_io_mib */
 io_total:       .quad 0         /* chunks to do */
 io_next:        .quad 0         /* next chunk to submit */
 io_done:        .quad 0         /* chunks completed */
