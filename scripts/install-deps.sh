@@ -18,6 +18,9 @@ PKGS=(
   libelf-dev      # guest kernel build (objtool)
   patch           # guest kernel patches (vmm-core/guest/linux/patches)
   xz-utils        # unpacking linux-source-6.1
+  nginx-light     # the online service of the QoS benchmarks and scripts/demo.sh
+  stress-ng       # the control row of the headline benchmark (plain-process hogs)
+  util-linux      # chrt (SCHED_IDLE for the control row's hogs)
 )
 missing=()
 for p in "${PKGS[@]}"; do
