@@ -346,12 +346,17 @@ fn one_run(
         memory_mib: (mem_touch + 64).max(64),
         mem_touch_mib: mem_touch,
         io: match scenario {
-            Scenario::Io => Some((work.join("disk.img"), format!("write:{}", cfg.io_mib))),
+            Scenario::Io => Some((
+                work.join("disk.img"),
+                format!("write:{}:forever", cfg.io_mib),
+            )),
             _ => None,
         },
     };
-    if let Some((path, _)) = &vm.io {
-        prepare_disk(path, cfg.io_mib)?;
+    if vm.io.is_some() {
+        for i in 0..cfg.vms {
+            prepare_disk(&disk_path(work, i), cfg.io_mib)?;
+        }
     }
     let policy = match mode {
         Mode::Unlimited | Mode::Static => {
@@ -398,6 +403,11 @@ fn one_run(
                 .as_mut()
                 .ok_or_else(|| HostError::Missing("agent".into()))?;
             for i in 0..cfg.vms {
+                // Each VM streams over its own file (on the disk nginx logs to).
+                let mut vm = vm.clone();
+                if let Some((path, _)) = vm.io.as_mut() {
+                    *path = disk_path(work, i);
+                }
                 a.submit(
                     &format!("bench-{}-{}-{rep}-{i}", scenario.name(), mode.key()),
                     &vm,
@@ -565,6 +575,10 @@ fn stress_args(cfg: &Config, scenario: Scenario, mem_touch: u64, work: &Path) ->
             t,
         ],
     }
+}
+
+fn disk_path(work: &Path, i: u32) -> PathBuf {
+    work.join(format!("disk-{i}.img"))
 }
 
 /// Creates the VMs' disk file on the disk nginx uses (the bench's work directory).
