@@ -47,6 +47,9 @@ pub struct Config {
     pub port: u16,
     /// Policy (default: the bench policy).
     pub policy: Option<String>,
+    /// Keep the VMs' vCPU threads out of SCHED_IDLE (`sched_idle: never`), so only the loop's
+    /// quota takes CPU back: measures the loop path itself.
+    pub no_sched_idle: bool,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             out_dir: PathBuf::from("bench-results/reaction"),
             port: 18081,
             policy: None,
+            no_sched_idle: false,
         }
     }
 }
@@ -202,7 +206,13 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let setup = AgentSetup {
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
-        policy: cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
+        policy: cfg.policy.clone().unwrap_or_else(|| {
+            let mut p = bench_policy(v2);
+            if cfg.no_sched_idle {
+                p.push_str("qos_classes:\n  batch:\n    sched_idle: never\n");
+            }
+            p
+        }),
         vm_memory_mib: 64,
     };
     let mut agent = Agent::start(bins, &work.join("agent"), &setup)?;
@@ -313,10 +323,11 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning; offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning{}; offline cpuacct sampled every 10 ms; {} trials.\n\n",
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
+        if cfg.no_sched_idle { " (vCPUs not SCHED_IDLE: only the loop's quota takes CPU back)" } else { " (vCPUs SCHED_IDLE)" },
         trials.len()
     );
     s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");
