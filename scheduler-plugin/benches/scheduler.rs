@@ -172,6 +172,7 @@ async fn ingest(s: &Running, streams: usize, per_stream: u64) -> (u64, Duration)
 }
 
 fn main() {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full {
         Sizes {
@@ -291,9 +292,13 @@ fn main() {
 
     println!(
         "colo-scheduler benchmark ({}; server: 2 tokio workers; client on its own thread; both on \
-         this machine's {} CPUs)\n",
+         this machine's {} CPUs; load average before: {})\n",
         if full { "full run" } else { "smoke run" },
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!("| request | n | body KiB | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -314,6 +319,9 @@ fn main() {
         took.as_secs_f64(),
         stored as f64 / took.as_secs_f64()
     );
+    // The clients' connections live on the client runtime: drop it so they close, then the
+    // server's graceful shutdown has nothing to wait for.
+    drop(client_rt);
     server_rt.block_on(async {
         s.shutdown().await.expect("shutdown");
     });
