@@ -327,7 +327,11 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
-        if cfg.no_sched_idle { " (vCPUs not SCHED_IDLE: only the loop's quota takes CPU back)" } else { " (vCPUs SCHED_IDLE)" },
+        if cfg.no_sched_idle {
+            " (vCPUs not SCHED_IDLE: only the loop's quota takes CPU back)"
+        } else {
+            " (vCPUs SCHED_IDLE)"
+        },
         trials.len()
     );
     s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");

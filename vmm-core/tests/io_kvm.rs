@@ -211,7 +211,7 @@ fn io_forever_streams_the_same_region_until_shutdown() {
     assert_eq!(q(1), PATTERN_MUL);
     assert_eq!(
         q((2 * MIB as usize) / 8 - 1),
-        ((2 * MIB / 8 - 1) as u64).wrapping_mul(PATTERN_MUL)
+        (2 * MIB / 8 - 1).wrapping_mul(PATTERN_MUL)
     );
     assert!(
         bytes[2 * MIB as usize..].iter().all(|b| *b == 0),
