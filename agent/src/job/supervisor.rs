@@ -41,6 +41,9 @@ struct Supervisor {
     detached: bool,
     /// This supervisor launched the VMM (so its start latency is worth recording).
     launched_here: bool,
+    /// When this supervisor launched the VMM (Unix ms), for a guest that ends before the agent
+    /// sees it running.
+    launched_unix_ms: Option<i64>,
 }
 
 /// Runs a job's supervisor to the end of the job (or until the agent shuts down).
@@ -56,6 +59,7 @@ pub(crate) async fn run(inner: Arc<Inner>, rec: JobRecord, rx: mpsc::UnboundedRe
         kill_at: None,
         detached: false,
         launched_here: false,
+        launched_unix_ms: None,
     };
     let id = s.rec.id.clone();
     let end = match s.rec.state {
@@ -217,6 +221,7 @@ impl Supervisor {
         };
         self.pidfd = Some(launched.pidfd);
         self.launched_here = true;
+        self.launched_unix_ms = Some(now_ms());
         // Not fsynced: after a crash the job's cgroup still names its VMM.
         self.commit_relaxed(|r| r.vmm = Some(identity)).await;
         self.await_started().await
@@ -565,7 +570,13 @@ impl Supervisor {
             (None, Some(cg)) => cg.stats().cpu_usage_ns as f64 / 1e9,
             (None, None) => self.rec.cpu_seconds,
         };
+        let launched = self.launched_unix_ms;
         self.commit(|r| {
+            // A guest that ran to its own exit started, even when it ended before the agent saw
+            // it running (a VM can live a few milliseconds): it started no later than its launch.
+            if r.started_unix_ms == 0 && o.exit_code.is_some() {
+                r.started_unix_ms = launched.unwrap_or(r.created_unix_ms);
+            }
             r.state = o.state;
             r.end_reason = Some(o.reason);
             r.exit_code = o.exit_code;
