@@ -73,6 +73,13 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The modes whose offline side sits under a low-weight agent root (`cpu.shares = 2` on v1,
+    /// `cpu.weight = 1` on v2): (3) alone, and colo as deployed (docs/operations.md: the agent's
+    /// slice gets a low CPU weight, as koordlet's best-effort tier; the QoS loop acts on top).
+    pub fn low_weight_root(self) -> bool {
+        matches!(self, Mode::Static | Mode::Colo | Mode::Control)
+    }
+
     /// All, in table order.
     pub const ALL: [Mode; 5] = [
         Mode::Alone,
@@ -414,20 +421,20 @@ fn one_run(
                 )?;
             }
             a.wait_running(Duration::from_secs(30))?;
-            if mode == Mode::Static {
-                // The agent's root is the top-level cgroup the VMs share with nothing online:
-                // that is where a weight acts against the online service's cgroup.
-                if v2 {
-                    root.write("cpu", "cpu.weight", "1")?;
-                } else {
-                    root.write("cpu", "cpu.shares", "2")?;
-                    if root
-                        .dir("blkio")
-                        .is_some_and(|d| d.join("blkio.bfq.weight").exists())
-                    {
-                        root.write("blkio", "blkio.bfq.weight", "1")?;
-                    }
-                }
+        }
+    }
+    if mode.low_weight_root() {
+        // The agent's root is the top-level cgroup the VMs share with nothing online: that is
+        // where a weight acts against the online service's cgroup.
+        if v2 {
+            root.write("cpu", "cpu.weight", "1")?;
+        } else {
+            root.write("cpu", "cpu.shares", "2")?;
+            if root
+                .dir("blkio")
+                .is_some_and(|d| d.join("blkio.bfq.weight").exists())
+            {
+                root.write("blkio", "blkio.bfq.weight", "1")?;
             }
         }
     }
@@ -475,7 +482,7 @@ fn one_run(
         .map_or(0, Agent::actions_logged)
         .saturating_sub(actions0);
     let stress_rate = stress.take().map(StressNg::stop);
-    if mode == Mode::Static {
+    if mode.low_weight_root() {
         let _ = if v2 {
             root.write("cpu", "cpu.weight", "100")
         } else {

@@ -85,6 +85,7 @@ pub(crate) struct Params {
     pub sli: Option<Band>,
     pub io_latency: Option<Band>,
     pub io_utilisation: Option<Band>,
+    pub cpu_idle_gate: Option<f64>,
 
     pub squeeze_cooldown: Nanos,
     pub release_after: Nanos,
@@ -171,6 +172,7 @@ impl Params {
                 high: t.high.fraction(),
                 low: t.low.fraction(),
             }),
+            cpu_idle_gate: i.cpu_idle_gate.map(|g| g.fraction()),
             squeeze_cooldown: nanos(t.squeeze_cooldown),
             release_after: nanos(t.release_after),
             release_cooldown: nanos(t.release_cooldown),

@@ -79,9 +79,12 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
         }
     };
     let mut node_psi_needed = matches!(p.psi_scope, PsiScope::System) || s.online.is_empty();
+    let cpu_attributable = cpu_attributable(p, s);
     for o in &s.online {
         let svc = Some(o.service);
-        if let Some(v) = o.run_delay {
+        if let Some(v) = o.run_delay
+            && cpu_attributable
+        {
             one(Res::Cpu, Signal::RunDelay, v, p.run_delay, svc);
         }
         if let Some(v) = o.sli_ratio {
@@ -101,13 +104,27 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
             one(Res::Io, Signal::IoUtilisation, v, p.io_utilisation, svc);
         }
         match (p.psi_scope, &o.psi) {
-            (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) => psi_readings(&mut one, p, ps, svc),
+            (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) => {
+                psi_readings(&mut one, p, ps, svc, cpu_attributable)
+            }
             (PsiScope::Auto, None) => node_psi_needed = true,
             _ => {}
         }
     }
     if node_psi_needed && let Some(ps) = &s.node.psi {
-        psi_readings(&mut one, p, ps, None);
+        psi_readings(&mut one, p, ps, None, cpu_attributable);
+    }
+}
+
+/// Whether CPU signals can be blamed on the offline side: the node's CPUs were nearly all busy
+/// (idle below `interference.cpu_idle_gate`). With CPUs idle, online tasks that waited were not
+/// waiting for a CPU held by offline work. An unknown node usage (0) counts as busy.
+#[inline]
+fn cpu_attributable(p: &Params, s: &NodeSample) -> bool {
+    let cap = s.node.cpu_capacity;
+    match p.cpu_idle_gate {
+        Some(gate) if cap > 0.0 && s.node.cpu_usage > 0.0 => cap - s.node.cpu_usage < gate * cap,
+        _ => true,
     }
 }
 
@@ -117,14 +134,17 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
     p: &Params,
     ps: &PsiSample,
     svc: Option<u32>,
+    cpu_attributable: bool,
 ) {
-    one(
-        Res::Cpu,
-        Signal::PsiCpuSome,
-        ps.cpu_some,
-        p.psi_cpu_some,
-        svc,
-    );
+    if cpu_attributable {
+        one(
+            Res::Cpu,
+            Signal::PsiCpuSome,
+            ps.cpu_some,
+            p.psi_cpu_some,
+            svc,
+        );
+    }
     one(
         Res::Memory,
         Signal::PsiMemorySome,
@@ -220,6 +240,45 @@ mod tests {
             nearest_low(&p, &s, Res::Cpu).map(|r| r.service),
             Some(Some(1))
         );
+    }
+
+    #[test]
+    fn cpu_signals_count_only_while_the_cpus_are_nearly_all_busy() {
+        let p = params();
+        let mut s = NodeSample::default();
+        s.node.cpu_capacity = 2.0;
+        s.node.psi = Some(PsiSample {
+            cpu_some: 0.5,
+            ..Default::default()
+        });
+        s.online.push(OnlineSample {
+            run_delay: Some(0.200),
+            sli_ratio: Some(1.5),
+            ..Default::default()
+        });
+        // 0.9 of 2 cores idle (45 % > the 20 % gate): run delay and CPU PSI are not offline's
+        // doing; the SLI still speaks.
+        s.node.cpu_usage = 1.1;
+        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        assert_eq!(h.signal, Signal::Sli);
+        s.online[0].sli_ratio = None;
+        let a = assess(&p, &s);
+        assert!(!a.cpu.high && a.cpu.all_low, "{a:?}");
+        // 0.2 of 2 cores idle (10 %): they count.
+        s.node.cpu_usage = 1.8;
+        assert_eq!(
+            worst_high(&p, &s, Res::Cpu).map(|r| r.signal),
+            Some(Signal::RunDelay)
+        );
+        // No gate: they always count.
+        let mut policy = colo_config::Policy::default();
+        policy.interference.cpu_idle_gate = None;
+        let ungated = Params::new(&policy);
+        s.node.cpu_usage = 0.5;
+        assert!(assess(&ungated, &s).cpu.high);
+        // Unknown node usage counts as busy.
+        s.node.cpu_usage = 0.0;
+        assert!(assess(&p, &s).cpu.high);
     }
 
     #[test]

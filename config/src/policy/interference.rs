@@ -91,6 +91,12 @@ pub struct Interference {
     /// Busy time of the disk online services use (share of the interval with IO in flight).
     /// Drives IO squeezing.
     pub io_utilisation: Option<Threshold<Percent>>,
+    /// CPU signals (run delay, CPU PSI) count against the offline side only while the node's
+    /// idle CPU is below this share of its capacity. With more CPU idle than that, online tasks
+    /// that wait are not waiting for a CPU the offline side holds (they wait on wake-up latency,
+    /// on a hypervisor's steal, or on each other), and squeezing offline would only leave more
+    /// CPUs idle. `null`: CPU signals always count.
+    pub cpu_idle_gate: Option<Percent>,
 }
 
 impl Default for Interference {
@@ -110,6 +116,7 @@ impl Default for Interference {
                 high: pct(90.0),
                 low: pct(70.0),
             }),
+            cpu_idle_gate: Some(pct(20.0)),
         }
     }
 }
