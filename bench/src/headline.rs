@@ -134,7 +134,8 @@ pub struct Config {
     pub rate: f64,
     /// Offline VMs (each 1 vCPU).
     pub vms: u32,
-    /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable split over the VMs).
+    /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable split over the VMs, at most
+    /// 3,000 MiB each: the workload guest touches only RAM below the 3 GiB hole).
     pub mem_touch_mib: u64,
     /// IO scenario: MiB each VM writes per pass.
     pub io_mib: u64,
@@ -552,8 +553,13 @@ fn mem_touch_mib(cfg: &Config) -> u64 {
         })
         .unwrap_or(0)
         >> 10;
-    (avail * 85 / 100 / u64::from(cfg.vms.max(1))).max(64)
+    // The workload guest touches memory only in the RAM below the 3 GiB hole.
+    (avail * 85 / 100 / u64::from(cfg.vms.max(1))).clamp(64, GUEST_LOW_RAM_MIB)
 }
+
+/// The most a workload guest can touch: its `mem=` region must fit in the guest RAM below the
+/// 32-bit hole (3 GiB), after its 2 MiB image.
+const GUEST_LOW_RAM_MIB: u64 = 3000;
 
 fn stress_args(cfg: &Config, scenario: Scenario, mem_touch: u64, work: &Path) -> Vec<String> {
     let n = cfg.vms.to_string();

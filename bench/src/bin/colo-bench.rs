@@ -44,7 +44,7 @@ enum Cmd {
         /// Offline VMs (1 vCPU each).
         #[arg(long, default_value_t = 2)]
         vms: u32,
-        /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable over the VMs).
+        /// Memory scenario: MiB each VM touches (0: 85 % of MemAvailable over the VMs, at most 3,000).
         #[arg(long, default_value_t = 0)]
         mem_mib: u64,
         /// Results directory.
