@@ -17,7 +17,7 @@ use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_node};
+use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_node, prefetch_struct};
 use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
 
 /// How a run is set up (everything but the trace and the mode).
@@ -220,6 +220,11 @@ pub fn run<C: Controller>(
         } = shard;
         let model = if generated { model.as_ref() } else { None };
         for i in 0..nodes.len() {
+            // Two stages: the struct of the node three ahead (no reads needed), then the heap
+            // data of the node two ahead, whose struct is in cache by now.
+            if let Some(later) = nodes.get(i + 3) {
+                prefetch_struct(later);
+            }
             if let Some(next) = nodes.get(i + 2) {
                 prefetch_node(ctrl, next);
             }

@@ -492,29 +492,52 @@ impl LoadMut for Vm {
     }
 }
 
-/// Asks the CPU to start loading the first VMs of `node` and its controller's state into
-/// cache: nodes step one after another, and each node's VMs sit in their own allocation, so
-/// without this every node-step starts with cache misses.
+/// Asks the CPU to start loading the heap data of `node` (all of its VMs) and its controller's
+/// state into cache: nodes step one after another, and each node's VMs sit in their own
+/// allocation, so without this every node's round starts with a train of cache misses. The
+/// node's own struct should already be in cache ([`prefetch_struct`] a node earlier), since
+/// finding the vectors reads it.
 #[inline]
 pub fn prefetch_node<C: Controller>(ctrl: &C, node: &Node<C::State>) {
-    // The hot line of each VM (see `Vm`).
     prefetch_lines(&node.vms);
     ctrl.prefetch(&node.control);
 }
 
-/// Prefetches the first cache line of each of the first 24 elements of `items`.
+/// Prefetches every cache line of `item` itself (not what it points to); a hint that reads
+/// nothing, so the caller need not have `item` in cache.
+#[inline]
+pub fn prefetch_struct<T>(item: &T) {
+    prefetch_bytes(
+        std::ptr::from_ref(item).cast::<u8>(),
+        std::mem::size_of::<T>(),
+    );
+}
+
+/// Prefetches every cache line of the elements of `items`.
 #[inline]
 pub fn prefetch_lines<T>(items: &[T]) {
+    prefetch_bytes(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items));
+}
+
+/// Prefetches the cache lines of `len` bytes from `p` (at most 8 KiB); a hint, so `p` may be
+/// any address.
+#[inline]
+pub fn prefetch_bytes(p: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    for item in items.iter().take(24) {
+    {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = std::ptr::from_ref(item).cast::<i8>();
-        // SAFETY: prefetching is a hint that never faults, whatever the address; this one is
-        // a live element's.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+        let start = p as usize & !63;
+        let end = (p as usize).saturating_add(len.min(8192));
+        let mut a = start;
+        while a < end {
+            // SAFETY: prefetching is a hint that never faults, whatever the address; these lie
+            // within (or on the lines of) a live object.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(a as *const i8) };
+            a += 64;
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = items;
+    let _ = (p, len);
 }
 
 #[cfg(test)]
