@@ -218,6 +218,12 @@ fn main() {
         eprintln!(
             "qemu-system-x86_64 not found: apt-get install qemu-system-x86 (scripts/bench-vmm.sh does)"
         );
+        // `cargo test --all-targets` runs this without `--bench`: QEMU is a benchmark-only
+        // dependency, so the test run skips loudly; `cargo bench` fails.
+        if !std::env::args().any(|a| a == "--bench") {
+            eprintln!("SKIPPED: vmm_vs_qemu needs QEMU for the side-by-side comparison");
+            std::process::exit(0);
+        }
         std::process::exit(1);
     }
     let pairs = env_usize("COLO_BENCH_PAIRS", 20);
