@@ -179,10 +179,10 @@ pub fn bench_policy(v2: bool) -> String {
     let mut p = String::from(
         "apiVersion: colo/v1\nkind: Policy\nmetadata:\n  name: bench\nmode: enforce\n",
     );
+    // CPU signals count only while the CPUs are nearly all busy (docs/policy.md).
+    p.push_str("interference:\n  cpu_idle_gate: 20%\n");
     if !v2 {
-        p.push_str(
-            "interference:\n  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n",
-        );
+        p.push_str("  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n");
     }
     p
 }

@@ -244,7 +244,9 @@ mod tests {
 
     #[test]
     fn cpu_signals_count_only_while_the_cpus_are_nearly_all_busy() {
-        let p = params();
+        let mut gated = colo_config::Policy::default();
+        gated.interference.cpu_idle_gate = colo_config::units::Percent::new(20.0);
+        let p = Params::new(&gated);
         let mut s = NodeSample::default();
         s.node.cpu_capacity = 2.0;
         s.node.psi = Some(PsiSample {
@@ -270,10 +272,8 @@ mod tests {
             worst_high(&p, &s, Res::Cpu).map(|r| r.signal),
             Some(Signal::RunDelay)
         );
-        // No gate: they always count.
-        let mut policy = colo_config::Policy::default();
-        policy.interference.cpu_idle_gate = None;
-        let ungated = Params::new(&policy);
+        // No gate (the default): they always count.
+        let ungated = params();
         s.node.cpu_usage = 0.5;
         assert!(assess(&ungated, &s).cpu.high);
         // Unknown node usage counts as busy.

@@ -95,7 +95,7 @@ pub struct Interference {
     /// idle CPU is below this share of its capacity. With more CPU idle than that, online tasks
     /// that wait are not waiting for a CPU the offline side holds (they wait on wake-up latency,
     /// on a hypervisor's steal, or on each other), and squeezing offline would only leave more
-    /// CPUs idle. `null`: CPU signals always count.
+    /// CPUs idle. `null` (the default): CPU signals always count.
     pub cpu_idle_gate: Option<Percent>,
 }
 
@@ -116,7 +116,7 @@ impl Default for Interference {
                 high: pct(90.0),
                 low: pct(70.0),
             }),
-            cpu_idle_gate: Some(pct(20.0)),
+            cpu_idle_gate: None,
         }
     }
 }
