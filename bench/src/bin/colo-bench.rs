@@ -143,7 +143,7 @@ fn main() {
                         rate,
                         vms,
                         mem_touch_mib: mem_mib,
-                        out_dir: out,
+                        out_dir: absolute(out),
                         policy,
                         max_steal,
                         ..headline::Config::default()
@@ -165,7 +165,7 @@ fn main() {
                 trials,
                 rate,
                 rest: Duration::from_secs(rest),
-                out_dir: out,
+                out_dir: absolute(out),
                 no_sched_idle,
                 ..Default::default()
             };
@@ -177,7 +177,7 @@ fn main() {
             let cfg = colo_bench::overhead::Config {
                 vms,
                 window: Duration::from_secs(window),
-                out_dir: out,
+                out_dir: absolute(out),
             };
             colo_bench::overhead::run(&cfg, &bins)
                 .map(drop)
@@ -188,4 +188,10 @@ fn main() {
         eprintln!("colo-bench: {e}");
         std::process::exit(1);
     }
+}
+
+/// The results directory as an absolute path: nginx resolves the relative paths in its
+/// configuration against its prefix (`-p`), so a relative `--out` would point it elsewhere.
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
