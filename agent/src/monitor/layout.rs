@@ -86,7 +86,10 @@ impl Hierarchies {
                     .filter(|o| !o.starts_with("release_agent="))
                     .map(str::to_string)
                     .collect();
-                v1.push((PathBuf::from(unescape(mount)), ctrls));
+                v1.push((
+                    PathBuf::from(crate::cgroup::detect::unescape_mount(mount)),
+                    ctrls,
+                ));
             }
         }
         let v2_controllers =
@@ -98,26 +101,6 @@ impl Hierarchies {
             Ok(Self::V1(v1))
         }
     }
-}
-
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \NNN octal.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Errors resolving a service's selector.
