@@ -26,18 +26,9 @@ fn text(o: &Output) -> String {
 #[test]
 fn coloctl_submits_follows_lists_and_cancels() {
     let test = "coloctl_submits_follows_lists_and_cancels";
-    if !colo_testkit::root_or_skip(test) || !colo_testkit::kvm_or_skip(test) {
+    let Some(_lock) = common::vm_guard(test) else {
         return;
-    }
-    if common::vmm_binary().is_none() {
-        assert!(
-            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
-            "colo-vmm not built"
-        );
-        eprintln!("\n*** SKIPPED {test}: colo-vmm is not built ***\n");
-        return;
-    }
-    let _lock = colo_testkit::host_lock();
+    };
     let agent = TestAgent::start(Options::default());
 
     let o = coloctl(

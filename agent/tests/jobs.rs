@@ -22,23 +22,6 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Root, KVM and a built colo-vmm, or a loud skip (a failure under COLO_REQUIRE_KVM=1).
-fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
-    if !colo_testkit::root_or_skip(test) || !colo_testkit::kvm_or_skip(test) {
-        return None;
-    }
-    if common::vmm_binary().is_none() {
-        let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "{test}: target/<profile>/colo-vmm is missing; build it with `cargo build -p colo-vmm`"
-        );
-        eprintln!("\n*** SKIPPED {test}: colo-vmm is not built (cargo build -p colo-vmm) ***\n");
-        return None;
-    }
-    Some(colo_testkit::host_lock())
-}
-
 fn assert_clean(agent: &TestAgent) {
     let left = agent.offline_leftovers();
     assert!(left.is_empty(), "offline subtree not empty: {left:?}");
@@ -60,7 +43,8 @@ fn cgroup_of(pid: u32, controller: &str) -> String {
 
 #[test]
 fn twenty_jobs_run_to_completion_with_their_exit_codes() {
-    let Some(_lock) = vm_guard("twenty_jobs_run_to_completion_with_their_exit_codes") else {
+    let Some(_lock) = common::vm_guard("twenty_jobs_run_to_completion_with_their_exit_codes")
+    else {
         return;
     };
     let agent = TestAgent::start(Options::default());
@@ -146,7 +130,8 @@ fn twenty_jobs_run_to_completion_with_their_exit_codes() {
 
 #[test]
 fn a_running_job_lives_in_its_cgroups_and_can_be_cancelled() {
-    let Some(_lock) = vm_guard("a_running_job_lives_in_its_cgroups_and_can_be_cancelled") else {
+    let Some(_lock) = common::vm_guard("a_running_job_lives_in_its_cgroups_and_can_be_cancelled")
+    else {
         return;
     };
     let agent = TestAgent::start(Options::default());
@@ -235,7 +220,7 @@ fn a_running_job_lives_in_its_cgroups_and_can_be_cancelled() {
 
 #[test]
 fn every_exit_path_cleans_up() {
-    let Some(_lock) = vm_guard("every_exit_path_cleans_up") else {
+    let Some(_lock) = common::vm_guard("every_exit_path_cleans_up") else {
         return;
     };
     let mut agent = TestAgent::start(Options {
@@ -316,7 +301,7 @@ fn every_exit_path_cleans_up() {
 
 #[test]
 fn kill_9_the_agent_and_it_re_adopts_every_job() {
-    let Some(_lock) = vm_guard("kill_9_the_agent_and_it_re_adopts_every_job") else {
+    let Some(_lock) = common::vm_guard("kill_9_the_agent_and_it_re_adopts_every_job") else {
         return;
     };
     let mut agent = TestAgent::start(Options::default());

@@ -2,6 +2,8 @@
 //! real VMs. Pause/resume through the control socket, a vCPU quota and `cpu.idle` on the
 //! job's `vcpu` cgroup, throttle state for NodeStatus, eviction.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -9,12 +11,6 @@ use colo_agent::cgroup::{CgroupSettings, CgroupTree, CpuQuota, ThreadGroup};
 use colo_agent::job::model::{Guest, JobSpec, QosClass, WorkloadGuest};
 use colo_agent::job::{Budget, EndReason, JobManager, JobState, ManagerConfig, ThrottleState};
 use colo_agent::registry::Registry;
-
-fn vmm_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("colo-vmm");
-    p.is_file().then_some(p)
-}
 
 async fn wait_state(m: &JobManager, id: &str, want: JobState) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -31,18 +27,10 @@ async fn wait_state(m: &JobManager, id: &str, want: JobState) {
 #[test]
 fn the_qos_loop_can_throttle_pause_and_evict_a_job() {
     let test = "the_qos_loop_can_throttle_pause_and_evict_a_job";
-    if !colo_testkit::root_or_skip(test) || !colo_testkit::kvm_or_skip(test) {
-        return;
-    }
-    let Some(vmm) = vmm_binary() else {
-        assert!(
-            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
-            "colo-vmm not built"
-        );
-        eprintln!("\n*** SKIPPED {test}: colo-vmm is not built ***\n");
+    let Some(_lock) = common::vm_guard(test) else {
         return;
     };
-    let _lock = colo_testkit::host_lock();
+    let vmm = common::vmm_binary().expect("checked by vm_guard");
     let cg = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 4 << 30).unwrap();
     let state = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -35,6 +35,23 @@ pub fn vmm_binary() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// Root, KVM and a built colo-vmm, or a loud skip (a failure under COLO_REQUIRE_KVM=1).
+pub fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
+    if !colo_testkit::root_or_skip(test) || !colo_testkit::kvm_or_skip(test) {
+        return None;
+    }
+    if vmm_binary().is_none() {
+        let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{test}: target/<profile>/colo-vmm is missing; build it with `cargo build -p colo-vmm`"
+        );
+        eprintln!("\n*** SKIPPED {test}: colo-vmm is not built (cargo build -p colo-vmm) ***\n");
+        return None;
+    }
+    Some(colo_testkit::host_lock())
+}
+
 /// Options of a test agent.
 #[derive(Debug, Clone)]
 pub struct Options {
