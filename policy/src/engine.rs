@@ -115,6 +115,7 @@ impl Engine {
             quota_target: 0.0,
         };
         x.start();
+        rules::cpu_quota::smooth_usage(&mut x);
         x.quota_target = rules::cpu_quota::target(&x);
         x.track(Resource::Cpu);
         x.track(Resource::Io);

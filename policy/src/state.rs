@@ -82,6 +82,9 @@ pub(crate) struct State {
     pub started: bool,
     /// The offline group's intended CPU quota (cores).
     pub quota: f64,
+    /// Online CPU usage averaged over `cpu.suppress.usage_window`, and the sample time of the
+    /// last update.
+    pub online_cpu: Option<(f64, Nanos)>,
     /// `on_interference` classes are under SCHED_IDLE.
     pub idle_squeezed: bool,
     pub group_io: IoLimit,

@@ -39,6 +39,14 @@ pub struct CpuSuppress {
     #[serde(with = "duration")]
     #[schemars(with = "duration::Schema")]
     pub cfs_period: Duration,
+    /// Online usage is averaged over about this long (an exponential moving average) before
+    /// the quota follows it. The quota shrinks at once when the average grows but grows back
+    /// only in release steps, so following single-tick bursts would ratchet it down; the CPU
+    /// weight (low `cpu.shares` / SCHED_IDLE) already gives online a burst's CPU at once.
+    /// `0s` follows each tick's usage.
+    #[serde(with = "duration")]
+    #[schemars(with = "duration::Schema")]
+    pub usage_window: Duration,
 }
 
 impl Default for CpuSuppress {
@@ -50,6 +58,7 @@ impl Default for CpuSuppress {
             step_down: pct(50.0),
             step_up: pct(10.0),
             cfs_period: Duration::from_millis(10),
+            usage_window: Duration::from_secs(1),
         }
     }
 }

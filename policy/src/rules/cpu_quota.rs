@@ -20,12 +20,36 @@ fn finite_or_zero(v: f64) -> f64 {
     if v.is_finite() { v.max(0.0) } else { 0.0 }
 }
 
-/// CPU used by everything that is not offline: the online services, or the node's busy time
-/// minus the offline group's when that is larger (system daemons, the agent).
-fn online_cpu(x: &Step<'_>) -> f64 {
+/// CPU used by everything that is not offline in this sample: the online services, or the
+/// node's busy time minus the offline group's when that is larger (system daemons, the agent).
+fn online_cpu_now(x: &Step<'_>) -> f64 {
     let services: f64 = x.s.online.iter().map(|o| finite_or_zero(o.cpu_usage)).sum();
     let node = finite_or_zero(x.s.node.cpu_usage) - finite_or_zero(x.s.node.offline_cpu_usage);
     services.max(node)
+}
+
+/// Online usage averaged over `cpu.suppress.usage_window` (see [`smooth_usage`]).
+fn online_cpu(x: &Step<'_>) -> f64 {
+    x.st.online_cpu
+        .map_or_else(|| online_cpu_now(x), |(v, _)| v)
+}
+
+/// Every tick, before [`target`]: folds this sample's online usage into the exponential moving
+/// average with time constant `cpu.suppress.usage_window`. A step of 8 windows or more (the
+/// simulator's 10 s steps) replaces it outright: the old value's weight is below 0.04 %.
+pub(crate) fn smooth_usage(x: &mut Step<'_>) {
+    let now = online_cpu_now(x);
+    let w = x.p.usage_window;
+    let v = match x.st.online_cpu {
+        Some((avg, t))
+            if w > 0 && avg.is_finite() && x.now.saturating_sub(t) < w.saturating_mul(8) =>
+        {
+            let dt = x.now.saturating_sub(t) as f64;
+            avg + (now - avg) * (1.0 - (-dt / w as f64).exp())
+        }
+        _ => now,
+    };
+    x.st.online_cpu = Some((v, x.now));
 }
 
 fn floor(x: &Step<'_>) -> f64 {
@@ -108,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_quota_follows_online_usage_down_at_once_and_up_slowly() {
-        let mut h = Harness::new("cpu:\n  suppress:\n    step_down: 100%\n");
+        let mut h = Harness::new("cpu:\n  suppress:\n    step_down: 100%\n    usage_window: 0s\n");
         h.capacity(8.0);
         h.online_cpu(2.0);
         h.tick(50);
@@ -136,6 +160,34 @@ mod tests {
             (ups.last().unwrap().1 - 5.2).abs() < 1e-9,
             "up to 8 − 2 − 0.8: {ups:?}"
         );
+    }
+
+    #[test]
+    fn a_one_tick_burst_does_not_ratchet_the_quota_down_but_sustained_usage_does() {
+        let mut h = Harness::new("cpu:\n  suppress:\n    step_down: 100%\n");
+        h.capacity(2.0);
+        h.online_cpu(0.3);
+        for _ in 0..40 {
+            h.tick(50);
+        }
+        // One 50 ms tick at 1.2 cores (a burst of requests, softirq): the 1 s average moves
+        // by under 0.05 cores, inside the 1 % deadband of a small move, or a small step.
+        h.online_cpu(1.2);
+        let q = quotas(&h.tick(50));
+        h.online_cpu(0.3);
+        assert!(
+            q.iter().all(|q| *q > 2.0 - 0.3 - 0.2 - 0.1),
+            "a burst barely moves the quota: {q:?}"
+        );
+        // Sustained growth to 1.2 cores: within ~5 windows the quota reaches 2 − 1.2 − 0.2.
+        h.online_cpu(1.2);
+        let mut last = f64::NAN;
+        for _ in 0..100 {
+            if let Some(q) = quotas(&h.tick(50)).last() {
+                last = *q;
+            }
+        }
+        assert!((last - 0.6).abs() < 0.05, "follows sustained usage: {last}");
     }
 
     #[test]
