@@ -179,8 +179,11 @@ pub fn bench_policy(v2: bool) -> String {
     let mut p = String::from(
         "apiVersion: colo/v1\nkind: Policy\nmetadata:\n  name: bench\nmode: enforce\n",
     );
-    // CPU signals count only while the CPUs are nearly all busy (docs/policy.md).
-    p.push_str("interference:\n  cpu_idle_gate: 20%\n");
+    // The CPU signal is the online tasks' wait per wake-up, not their summed wait, which grows
+    // with the request rate (docs/policy.md `wakeup_delay`).
+    p.push_str(
+        "interference:\n  run_delay: null\n  wakeup_delay:\n    high: 100us\n    low: 50us\n",
+    );
     if !v2 {
         p.push_str("  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n");
     }

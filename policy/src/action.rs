@@ -51,6 +51,8 @@ impl Rule {
 pub enum Signal {
     /// Online run-queue delay (s/s).
     RunDelay,
+    /// Online run-queue wait per time slice (seconds).
+    WakeupDelay,
     /// PSI cpu some (s/s).
     PsiCpuSome,
     /// PSI memory some (s/s).
@@ -81,6 +83,7 @@ impl Signal {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RunDelay => "run_delay",
+            Self::WakeupDelay => "wakeup_delay",
             Self::PsiCpuSome => "psi_cpu_some",
             Self::PsiMemorySome => "psi_memory_some",
             Self::PsiMemoryFull => "psi_memory_full",
@@ -104,6 +107,7 @@ impl Signal {
             | Self::PsiIoSome
             | Self::PsiIoFull => write!(f, "{:.1}ms/s", v * 1e3),
             Self::IoLatency => write!(f, "{:.2}ms", v * 1e3),
+            Self::WakeupDelay => write!(f, "{:.1}us", v * 1e6),
             Self::IoUtilisation | Self::NodeMemory => write!(f, "{:.1}%", v * 100.0),
             Self::OnlineCpu => write!(f, "{v:.2} cores"),
             Self::Sli => write!(f, "{v:.2}"),

@@ -67,6 +67,9 @@ pub struct OnlineSample {
     pub cpu_usage: f64,
     /// Run-queue wait of its tasks summed, seconds per second (`/proc/<pid>/schedstat`).
     pub run_delay: Option<f64>,
+    /// Mean run-queue wait per time slice of its tasks, seconds (run-queue wait ÷ slices run,
+    /// `/proc/<pid>/schedstat`); `None` when its tasks were not scheduled in the interval.
+    pub wakeup_delay: Option<f64>,
     /// PSI of its cgroup (cgroup v2), `None` on v1.
     pub psi: Option<PsiSample>,
     /// Memory used, bytes.

@@ -87,6 +87,11 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
         {
             one(Res::Cpu, Signal::RunDelay, v, p.run_delay, svc);
         }
+        if let Some(v) = o.wakeup_delay
+            && cpu_attributable
+        {
+            one(Res::Cpu, Signal::WakeupDelay, v, p.wakeup_delay, svc);
+        }
         if let Some(v) = o.sli_ratio {
             one(Res::Cpu, Signal::Sli, v, p.sli, svc);
             one(Res::Io, Signal::Sli, v, p.sli, svc);
@@ -279,6 +284,35 @@ mod tests {
         // Unknown node usage counts as busy.
         s.node.cpu_usage = 0.0;
         assert!(assess(&p, &s).cpu.high);
+    }
+
+    #[test]
+    fn wakeup_delay_is_read_against_its_own_band_and_not_the_summed_run_delay() {
+        let mut pol = colo_config::Policy::default();
+        pol.interference.run_delay = None;
+        pol.interference.wakeup_delay = Some(colo_config::policy::Threshold {
+            high: colo_config::units::DurationValue(std::time::Duration::from_micros(100)),
+            low: colo_config::units::DurationValue(std::time::Duration::from_micros(50)),
+        });
+        let p = Params::new(&pol);
+        let mut s = NodeSample::default();
+        // A busy service: 150 ms/s of run delay summed over 10,000 wake-ups of 15 us each is
+        // no contention, and with `run_delay` off it is not read at all.
+        s.online.push(OnlineSample {
+            run_delay: Some(0.150),
+            wakeup_delay: Some(15e-6),
+            ..Default::default()
+        });
+        let a = assess(&p, &s);
+        assert!(!a.cpu.high && a.cpu.all_low, "{a:?}");
+        s.online[0].wakeup_delay = Some(70e-6);
+        let a = assess(&p, &s);
+        assert!(!a.cpu.high && !a.cpu.all_low, "{a:?}");
+        s.online[0].wakeup_delay = Some(2e-3);
+        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        assert_eq!((h.signal, h.value), (Signal::WakeupDelay, 2e-3));
+        // Not read unless configured (the default).
+        assert!(params().wakeup_delay.is_none());
     }
 
     #[test]

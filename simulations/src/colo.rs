@@ -102,6 +102,8 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
             service: 0,
             cpu_usage: c.online_cpu,
             run_delay: Some(c.run_delay),
+            // The contention model has no per-wake-up figure (the default policy reads none).
+            wakeup_delay: None,
             psi: Some(psi(&c.psi)),
             memory_usage: view.online.memory_bytes,
             io_latency: Some(seconds(c.io_latency)),

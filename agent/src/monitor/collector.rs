@@ -79,6 +79,8 @@ pub struct OnlineReadings {
     pub cpu: f64,
     /// Run-queue wait of its threads, s/s (`None` until its threads are found).
     pub run_delay: Option<f64>,
+    /// Mean run-queue wait per time slice of its threads, seconds (`None` when none ran).
+    pub wakeup_delay: Option<f64>,
     /// Its cgroup's PSI (v2).
     pub psi: Option<PsiRates>,
     /// Working-set memory, bytes.
@@ -179,7 +181,7 @@ impl CollectorSettings {
             system_psi: true,
             cgroup_psi: v2,
             slow_every: Duration::from_millis(250),
-            vm_refresh: Duration::from_millis(500),
+            vm_refresh: Duration::from_secs(1),
             default_disk: super::node::disk_of(Path::new("/")),
             sli_min_samples: 5,
         }
@@ -193,6 +195,8 @@ struct Service {
     tasks: OnlineTasks,
     cpu: Vec<CgroupCpu>,
     prev_cpu_ns: Option<u64>,
+    /// Run-queue wait and time slices of the last [`WAKEUP_TICKS`] ticks.
+    wakeups: WakeupWindow,
     memory: Vec<CgroupMemory>,
     memory_bytes: u64,
     io: Vec<CgroupIo>,
@@ -202,6 +206,33 @@ struct Service {
     prev_psi: Option<PsiCounters>,
     warned: bool,
     out: OnlineReadings,
+}
+
+/// Ticks the wake-up delay is averaged over: one 50 ms tick holds a few hundred slices of a busy
+/// service, and a single hypervisor hiccup of a few ms moves their mean by tens of µs; four
+/// ticks (200 ms) smooth that and still react well inside the loop's 100 ms budget once a real
+/// contention lasts (the mean crosses `high` as soon as the new slices outweigh the old).
+pub const WAKEUP_TICKS: usize = 4;
+
+/// The run-queue wait and slices of the last ticks, summed.
+#[derive(Debug, Default)]
+struct WakeupWindow {
+    ring: [(u64, u64); WAKEUP_TICKS],
+    next: usize,
+}
+
+impl WakeupWindow {
+    /// Adds one tick's deltas and returns the window's mean wait per slice, seconds (`None`
+    /// when no slice ran in the window).
+    fn push(&mut self, delay_ns: u64, slices: u64) -> Option<f64> {
+        self.ring[self.next] = (delay_ns, slices);
+        self.next = (self.next + 1) % WAKEUP_TICKS;
+        let (d, n) = self
+            .ring
+            .iter()
+            .fold((0u64, 0u64), |(d, n), &(a, b)| (d.saturating_add(a), n + b));
+        (n > 0).then(|| d as f64 / n as f64 / 1e9)
+    }
 }
 
 #[derive(Debug)]
@@ -331,6 +362,7 @@ impl Collector {
                 tasks: OnlineTasks::new(Vec::new(), list),
                 cpu: Vec::new(),
                 prev_cpu_ns: None,
+                wakeups: WakeupWindow::default(),
                 memory: Vec::new(),
                 memory_bytes: 0,
                 io: Vec::new(),
@@ -447,6 +479,7 @@ impl Collector {
             let d = svc.tasks.read();
             o.tasks = d.tasks;
             o.run_delay = (d.tasks > 0 && dt > 0.0).then(|| Self::rate(d.run_delay_ns, dt));
+            o.wakeup_delay = svc.wakeups.push(d.run_delay_ns, d.slices);
             let mut used = 0u64;
             let mut any = false;
             for c in &mut svc.cpu {
@@ -733,6 +766,23 @@ mod tests {
         assert_eq!(o.tasks, 1, "{o:?}");
         assert!(o.cpu > 0.2, "the burner uses CPU: {o:?}");
         assert!(o.run_delay.is_some(), "{o:?}");
+        let w = o.wakeup_delay.expect("the burner ran time slices");
+        assert!((0.0..0.3).contains(&w), "per-slice wait in seconds: {o:?}");
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn wakeup_delay_is_the_mean_wait_per_slice_over_the_last_ticks() {
+        let mut w = WakeupWindow::default();
+        assert_eq!(w.push(0, 0), None);
+        assert_eq!(w.push(1_000_000, 100), Some(10e-6));
+        // A hiccup tick: 5 ms over 50 slices; the window's mean, not the tick's 100 us.
+        let m = w.push(5_000_000, 50).unwrap();
+        assert!((m - 6e-3 / 150.0).abs() < 1e-12, "{m}");
+        // After WAKEUP_TICKS more calm ticks the hiccup has left the window.
+        for _ in 0..WAKEUP_TICKS {
+            w.push(1_000_000, 100);
+        }
+        assert_eq!(w.push(1_000_000, 100), Some(10e-6));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! | reading | source | feeds |
 //! |---|---|---|
-//! | online run delay | `/proc/<tid>/schedstat` of the service's threads | CPU squeeze (`run_delay`) |
+//! | online run delay | `/proc/<tid>/schedstat` of the service's threads | CPU squeeze (`run_delay`), node score |
+//! | online wake-up delay (run delay ÷ time slices) | the same files | CPU squeeze (`wakeup_delay`) |
 //! | PSI (system / per v2 cgroup) | `total` of `/proc/pressure/*`, `<cg>/*.pressure` | CPU, IO squeeze; memory evict |
 //! | online CPU usage | `cpuacct.usage` / `cpu.stat` | the offline quota's target |
 //! | node CPU busy | `/proc/stat` | the offline quota's target (daemons outside services) |

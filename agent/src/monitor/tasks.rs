@@ -18,6 +18,7 @@ struct Task {
     file: Option<StatFile>,
     last_delay: u64,
     last_cpu: u64,
+    last_slices: u64,
 }
 
 /// The threads of one online service and their schedstat files.
@@ -38,6 +39,8 @@ pub struct TaskDeltas {
     pub run_delay_ns: u64,
     /// On-CPU time since the last read, summed, ns.
     pub cpu_ns: u64,
+    /// Time slices run since the last read (times a thread was put on a CPU), summed.
+    pub slices: u64,
     /// Threads read.
     pub tasks: usize,
 }
@@ -107,14 +110,15 @@ impl OnlineTasks {
             let Ok(mut file) = StatFile::open(&path) else {
                 continue;
             };
-            let Some((cpu, delay)) = file.read().ok().and_then(parse_schedstat) else {
+            let Some(st) = file.read().ok().and_then(parse_schedstat) else {
                 continue;
             };
             self.tasks.push(Task {
                 tid,
                 file: Some(file),
-                last_delay: delay,
-                last_cpu: cpu,
+                last_delay: st.delay,
+                last_cpu: st.cpu,
+                last_slices: st.slices,
             });
         }
         self.tasks.sort_unstable_by_key(|t| t.tid);
@@ -126,11 +130,13 @@ impl OnlineTasks {
         for t in &mut self.tasks {
             let Some(f) = t.file.as_mut() else { continue };
             match f.read().ok().and_then(parse_schedstat) {
-                Some((cpu, delay)) => {
-                    d.run_delay_ns += delay.saturating_sub(t.last_delay);
-                    d.cpu_ns += cpu.saturating_sub(t.last_cpu);
-                    t.last_delay = delay;
-                    t.last_cpu = cpu;
+                Some(st) => {
+                    d.run_delay_ns += st.delay.saturating_sub(t.last_delay);
+                    d.cpu_ns += st.cpu.saturating_sub(t.last_cpu);
+                    d.slices += st.slices.saturating_sub(t.last_slices);
+                    t.last_delay = st.delay;
+                    t.last_cpu = st.cpu;
+                    t.last_slices = st.slices;
                     d.tasks += 1;
                 }
                 None => t.file = None,
@@ -140,12 +146,24 @@ impl OnlineTasks {
     }
 }
 
-/// `/proc/<tid>/schedstat`: on-CPU ns, run-queue wait ns, timeslices.
-pub fn parse_schedstat(text: &[u8]) -> Option<(u64, u64)> {
+/// One thread's `/proc/<tid>/schedstat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedStat {
+    /// On-CPU time, ns.
+    pub cpu: u64,
+    /// Time runnable but waiting for a CPU, ns.
+    pub delay: u64,
+    /// Time slices run on a CPU.
+    pub slices: u64,
+}
+
+/// `/proc/<tid>/schedstat`: on-CPU ns, run-queue wait ns, time slices.
+pub fn parse_schedstat(text: &[u8]) -> Option<SchedStat> {
     let mut f = fields(text);
     let cpu = parse_u64(f.next()?)?;
     let delay = parse_u64(f.next()?)?;
-    Some((cpu, delay))
+    let slices = parse_u64(f.next()?)?;
+    Some(SchedStat { cpu, delay, slices })
 }
 
 /// Reads `dir/list_file` and recurses into child cgroups (bounded depth).
@@ -175,8 +193,16 @@ mod tests {
 
     #[test]
     fn schedstat_fields() {
-        assert_eq!(parse_schedstat(b"123 456 7\n"), Some((123, 456)));
+        assert_eq!(
+            parse_schedstat(b"123 456 7\n"),
+            Some(SchedStat {
+                cpu: 123,
+                delay: 456,
+                slices: 7
+            })
+        );
         assert_eq!(parse_schedstat(b"123\n"), None);
+        assert_eq!(parse_schedstat(b"123 456\n"), None);
     }
 
     #[test]
@@ -204,10 +230,10 @@ mod tests {
         assert_eq!(t.len(), 3);
         // The first read after opening is the baseline.
         assert_eq!(t.read().run_delay_ns, 0);
-        std::fs::write(proc_root.join("10/schedstat"), "5 150 1\n").unwrap();
-        std::fs::write(proc_root.join("12/schedstat"), "1 25 1\n").unwrap();
+        std::fs::write(proc_root.join("10/schedstat"), "5 150 4\n").unwrap();
+        std::fs::write(proc_root.join("12/schedstat"), "1 25 2\n").unwrap();
         let d = t.read();
-        assert_eq!((d.run_delay_ns, d.cpu_ns, d.tasks), (70, 4, 3));
+        assert_eq!((d.run_delay_ns, d.cpu_ns, d.slices, d.tasks), (70, 4, 4, 3));
         // Thread 11 exits: its file disappears, it is dropped at the next refresh.
         std::fs::remove_dir_all(proc_root.join("11")).unwrap();
         std::fs::write(cg.join("tasks"), "10\n").unwrap();

@@ -393,6 +393,7 @@ fn fill_sample(
             service: o.service,
             cpu_usage: o.cpu,
             run_delay: o.run_delay,
+            wakeup_delay: o.wakeup_delay,
             psi: o.psi.as_ref().map(psi_sample),
             memory_usage: o.memory,
             io_latency: o.io_latency,

@@ -284,6 +284,7 @@ pub(crate) fn validate(p: &Policy) -> Vec<Violation> {
         );
     }
     c.threshold("interference.io_latency", &i.io_latency);
+    c.threshold("interference.wakeup_delay", &i.wakeup_delay);
     c.threshold("interference.io_utilisation", &i.io_utilisation);
 
     // Timing

@@ -21,6 +21,7 @@ pub fn node(services: u32, vms: u64) -> NodeSample {
             service: i,
             cpu_usage: 2.0,
             run_delay: Some(0.001),
+            wakeup_delay: Some(10e-6),
             psi: Some(PsiSample::default()),
             memory_usage: 4 << 30,
             io_latency: Some(Duration::from_millis(1)),
