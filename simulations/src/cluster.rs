@@ -17,7 +17,9 @@ use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_node, prefetch_struct};
+use crate::node::{
+    Node, Outcome, PREFETCH_STAGES, Report, StepContext, Vm, VmEnd, prefetch_stage,
+};
 use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
 
 /// How a run is set up (everything but the trace and the mode).
@@ -220,22 +222,25 @@ pub fn run<C: Controller>(
         } = shard;
         let model = if generated { model.as_ref() } else { None };
         for i in 0..nodes.len() {
-            // Two stages: the struct of the node three ahead (no reads needed), then the heap
-            // data of the node two ahead, whose struct is in cache by now.
-            if let Some(later) = nodes.get(i + 3) {
-                prefetch_struct(later);
-            }
-            if let Some(next) = nodes.get(i + 2) {
-                prefetch_node(ctrl, next);
-            }
-            let node = &mut nodes[i];
+            // Prefetching, spread over the node's steps so that the CPU's few outstanding
+            // misses are never all taken at once (a burst of prefetches stalls the core like a
+            // miss): the struct of the node two ahead before the first step, then its VMs,
+            // then its controller's buffers. Fewer steps than stages: the rest after the last.
+            let mut stage = 0;
             for k in 0..len {
+                prefetch_stage(ctrl, nodes, i + 2, stage);
+                stage += 1;
+                let node = &mut nodes[i];
                 let step = first + k;
                 let row = &rows[k as usize * n..(k as usize + 1) * n];
                 let online = node.online_demand(step, model, row);
                 let s = node.step(ctrl, &cx, step, &online, ends, counts);
                 steps[k as usize].add_sample(&s);
                 utilisation_hist[(s.utilisation_permille as usize).min(1000)] += 1;
+            }
+            while stage < PREFETCH_STAGES {
+                prefetch_stage(ctrl, nodes, i + 2, stage);
+                stage += 1;
             }
         }
     };
