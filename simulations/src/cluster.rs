@@ -17,9 +17,7 @@ use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{
-    Node, Outcome, PREFETCH_STAGES, Report, StepContext, Vm, VmEnd, prefetch_stage,
-};
+use crate::node::{Node, Outcome, PREFETCH_STAGES, Report, StepContext, Vm, VmEnd, prefetch_stage};
 use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
 
 /// How a run is set up (everything but the trace and the mode).
