@@ -1,5 +1,7 @@
 //! The engine: a policy, a little state, and [`Engine::step`].
 
+use std::sync::Arc;
+
 use colo_config::Policy;
 use colo_config::policy::Mode;
 
@@ -30,7 +32,8 @@ use crate::state::{Resource, State};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Engine {
-    p: Params,
+    /// Shared between clones: an engine per node (the simulator's) then reads one copy.
+    p: Arc<Params>,
     st: State,
 }
 
@@ -74,7 +77,7 @@ impl Engine {
     /// An engine for `policy`.
     pub fn new(policy: &Policy) -> Self {
         Self {
-            p: Params::new(policy),
+            p: Arc::new(Params::new(policy)),
             st: State::default(),
         }
     }
@@ -82,7 +85,7 @@ impl Engine {
     /// Switches to a new policy, keeping the state (squeezed limits stay where they are and move
     /// under the new policy's rules); the next step re-applies the fixed per-VM settings.
     pub fn set_policy(&mut self, policy: &Policy) {
-        self.p = Params::new(policy);
+        self.p = Arc::new(Params::new(policy));
         for vm in &mut self.st.vms {
             vm.fresh = true;
         }
@@ -91,6 +94,17 @@ impl Engine {
         self.st.io_vms_squeezed = true;
         self.st.idle_applied = None;
         self.st.started = false;
+    }
+
+    /// Where the engine's per-VM state lies in memory (address and length in bytes), for a
+    /// caller that steps many engines in turn to prefetch the next one's
+    /// (`core::arch::x86_64::_mm_prefetch`); reads only the engine's own struct.
+    #[must_use]
+    pub fn vm_state_memory(&self) -> (*const u8, usize) {
+        (
+            self.st.vms.as_ptr().cast::<u8>(),
+            std::mem::size_of_val(self.st.vms.as_slice()),
+        )
     }
 
     /// `enforce` or `observe`: the caller applies the actions only in `enforce`. The engine

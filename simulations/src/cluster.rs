@@ -17,7 +17,7 @@ use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{Node, Outcome, Report, StepContext, Vm, VmEnd, prefetch_node, prefetch_struct};
+use crate::node::{Node, Outcome, PREFETCH_STAGES, Report, StepContext, Vm, VmEnd, prefetch_stage};
 use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
 
 /// How a run is set up (everything but the trace and the mode).
@@ -125,6 +125,9 @@ struct Job {
 struct Shard<S> {
     first: usize,
     nodes: Vec<Node<S>>,
+    /// Each node's latest report, side by side: placement scans these (a few cache lines in a
+    /// row) rather than the nodes' large structs.
+    reports: Vec<Report>,
     ends: Vec<VmEnd>,
     counts: ActionCounts,
     /// Sums of each step of the current round.
@@ -172,11 +175,12 @@ pub fn run<C: Controller>(
             let first = (t * per).min(n);
             let last = ((t + 1) * per).min(n);
             #[allow(clippy::cast_possible_truncation)]
-            let nodes = (first..last)
+            let nodes: Vec<_> = (first..last)
                 .map(|i| Node::new(i as u32, info.nodes[i], ctrl))
                 .collect();
             Mutex::new(Shard {
                 first,
+                reports: nodes.iter().map(|n| n.report).collect(),
                 nodes,
                 ends: Vec::with_capacity(1024),
                 counts: ActionCounts::default(),
@@ -212,6 +216,7 @@ pub fn run<C: Controller>(
         let rows = rows.read().unwrap_or_else(PoisonError::into_inner);
         let Shard {
             nodes,
+            reports,
             ends,
             counts,
             steps,
@@ -220,16 +225,15 @@ pub fn run<C: Controller>(
         } = shard;
         let model = if generated { model.as_ref() } else { None };
         for i in 0..nodes.len() {
-            // Two stages: the struct of the node three ahead (no reads needed), then the heap
-            // data of the node two ahead, whose struct is in cache by now.
-            if let Some(later) = nodes.get(i + 3) {
-                prefetch_struct(later);
-            }
-            if let Some(next) = nodes.get(i + 2) {
-                prefetch_node(ctrl, next);
-            }
-            let node = &mut nodes[i];
+            // Prefetching, spread over the node's steps so that the CPU's few outstanding
+            // misses are never all taken at once (a burst of prefetches stalls the core like a
+            // miss): the struct of the node two ahead before the first step, then its VMs,
+            // then its controller's buffers. Fewer steps than stages: the rest after the last.
+            let mut stage = 0;
             for k in 0..len {
+                prefetch_stage(ctrl, nodes, i + 2, stage);
+                stage += 1;
+                let node = &mut nodes[i];
                 let step = first + k;
                 let row = &rows[k as usize * n..(k as usize + 1) * n];
                 let online = node.online_demand(step, model, row);
@@ -237,6 +241,11 @@ pub fn run<C: Controller>(
                 steps[k as usize].add_sample(&s);
                 utilisation_hist[(s.utilisation_permille as usize).min(1000)] += 1;
             }
+            while stage < PREFETCH_STAGES {
+                prefetch_stage(ctrl, nodes, i + 2, stage);
+                stage += 1;
+            }
+            reports[i] = nodes[i].report;
         }
     };
 
@@ -522,7 +531,7 @@ fn place<C: Controller>(
         let mut looked = 0;
         while looked < n && found < cfg.feasible_nodes.max(1) && scans < budget {
             let shard = &shards[sh];
-            let r = &shard.nodes[i - shard.first].report;
+            let r = &shard.reports[i - shard.first];
             looked += 1;
             scans += 1;
             if let Some(s) = judge(r, req, p) {
@@ -541,11 +550,12 @@ fn place<C: Controller>(
         *cursor = i;
         match best {
             Some((_, i)) => {
-                let shard = &mut shards[i / per];
+                let shard = &mut *shards[i / per];
                 let first = shard.first;
                 let node = &mut shard.nodes[i - first];
                 let started = Vm::start(*next_vm_id, vm.spec, vm.submitted_s, now_s);
                 if node.place(started, ctrl) {
+                    shard.reports[i - first] = node.report;
                     *next_vm_id += 1;
                 } else {
                     retry.push(vm);

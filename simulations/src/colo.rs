@@ -301,8 +301,15 @@ impl Controller for ColoController {
         changed
     }
 
-    fn prefetch(&self, st: &ColoNode) {
-        crate::node::prefetch_lines(&st.sample.vms);
+    fn prefetch(&self, st: &ColoNode, part: u32) {
+        match part {
+            0 => crate::node::prefetch_lines(&st.sample.vms),
+            1 => {
+                let (p, len) = st.engine.vm_state_memory();
+                crate::node::prefetch_bytes(p, len);
+            }
+            _ => {}
+        }
     }
 
     fn signals(&self, st: &ColoNode) -> Option<InterferenceSignals> {

@@ -136,8 +136,9 @@ pub trait Controller: Sync {
     ) -> bool;
 
     /// Starts loading the state of a node that will step soon into cache (nodes step one after
-    /// another; their buffers sit in separate allocations).
-    fn prefetch(&self, _state: &Self::State) {}
+    /// another; their buffers sit in separate allocations). `part` 0, 1, ... in turn, a step
+    /// apart, so a state in several buffers is prefetched a buffer at a time.
+    fn prefetch(&self, _state: &Self::State, _part: u32) {}
 
     /// The interference signals the node reports to the scheduler, from what the controller
     /// saw at its last tick (colo's agent scores its engine's own sample); `None` lets the node

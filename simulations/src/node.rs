@@ -492,15 +492,26 @@ impl LoadMut for Vm {
     }
 }
 
-/// Asks the CPU to start loading the heap data of `node` (all of its VMs) and its controller's
-/// state into cache: nodes step one after another, and each node's VMs sit in their own
-/// allocation, so without this every node's round starts with a train of cache misses. The
-/// node's own struct should already be in cache ([`prefetch_struct`] a node earlier), since
-/// finding the vectors reads it.
+/// Stages of [`prefetch_stage`].
+pub const PREFETCH_STAGES: u32 = 4;
+
+/// Asks the CPU to start loading part of node `i` of `nodes` into cache (nothing when there is
+/// no such node): stage 0 its struct, stage 1 its VMs, stages 2 and 3 its controller's state
+/// (parts 0 and 1 of [`Controller::prefetch`]). Nodes step one after another and each node's state is spread
+/// over several allocations, so without this every node's round starts with a train of cache
+/// misses; stage 0 a step before stage 1, since finding the vectors reads the struct.
 #[inline]
-pub fn prefetch_node<C: Controller>(ctrl: &C, node: &Node<C::State>) {
-    prefetch_lines(&node.vms);
-    ctrl.prefetch(&node.control);
+pub fn prefetch_stage<C: Controller>(ctrl: &C, nodes: &[Node<C::State>], i: usize, stage: u32) {
+    let Some(node) = nodes.get(i) else {
+        return;
+    };
+    match stage {
+        0 => prefetch_struct(node),
+        1 => prefetch_lines(&node.vms),
+        2 => ctrl.prefetch(&node.control, 0),
+        3 => ctrl.prefetch(&node.control, 1),
+        _ => {}
+    }
 }
 
 /// Prefetches every cache line of `item` itself (not what it points to); a hint that reads
