@@ -193,10 +193,16 @@ fn main() {
             reports_per_stream: 5,
         }
     };
-    // The server: two worker threads, as on a 2-core machine. The client runs on its own
-    // thread; both share this machine's cores.
+    // The server: as many worker threads as colo-scheduler's default runtime on this machine
+    // (one per CPU), or COLO_BENCH_SERVER_WORKERS. The client runs on its own thread; both share
+    // this machine's cores.
+    let workers = std::env::var("COLO_BENCH_SERVER_WORKERS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("server runtime");
@@ -291,8 +297,8 @@ fn main() {
     assert_eq!(stored, expected, "every report acknowledged");
 
     println!(
-        "colo-scheduler benchmark ({}; server: 2 tokio workers; client on its own thread; both on \
-         this machine's {} CPUs; load average before: {})\n",
+        "colo-scheduler benchmark ({}; server: {workers} tokio workers; client on its own thread; \
+         both on this machine's {} CPUs; load average before: {})\n",
         if full { "full run" } else { "smoke run" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load.split_whitespace()

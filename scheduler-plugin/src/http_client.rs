@@ -92,9 +92,16 @@ impl HttpConnection {
              Content-Length: {}\r\n\r\n",
             body.len()
         );
-        let w = self.stream.get_mut();
-        w.write_all(head.as_bytes()).await.map_err(io)?;
-        w.write_all(body).await.map_err(io)?;
+        // One write for head and body, as Go's client sends them through one buffered writer:
+        // the server is not woken for a head whose body has not left yet.
+        let mut request = Vec::with_capacity(head.len() + body.len());
+        request.extend_from_slice(head.as_bytes());
+        request.extend_from_slice(body);
+        self.stream
+            .get_mut()
+            .write_all(&request)
+            .await
+            .map_err(io)?;
 
         let mut line = String::new();
         self.stream.read_line(&mut line).await.map_err(io)?;

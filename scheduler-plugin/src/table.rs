@@ -1,9 +1,12 @@
 //! The in-memory node table: the last report of every node, with sequence tracking and each
 //! node's batch admission state (hysteresis lives here, one state per node).
 //!
-//! Sharded by node name, each shard behind its own `RwLock`, so ingest from many streams and the
-//! extender's lookups rarely meet on one lock. Times are the scheduler's own monotonic clock at
-//! receipt (agents' clocks may be skewed); callers pass `now`, so tests need no sleeping.
+//! Reports and sequence numbers are sharded by node name, each shard behind its own `RwLock`, so
+//! ingest from many streams rarely meets on one lock. What placement reads (state, admission,
+//! receipt time) lives in one compact [`index`] behind its own lock, which ingest holds only to
+//! copy a few fields in, and which the extender reads thousands of names from per request. Times
+//! are the scheduler's own monotonic clock at receipt (agents' clocks may be skewed); callers pass
+//! `now`, so tests need no sleeping.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -12,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use colo_policy::scoring::{Admission, AdmissionParams, NodeState, Resources, batch_admission};
 use colo_proto::report::{self, NodeReport};
+
+mod index;
+
+use index::{Clock, Index, Record};
 
 /// Shards of the table (at most 64: the top 6 bits of a name's hash pick one).
 const SHARDS: usize = 64;
@@ -65,25 +72,13 @@ pub struct NodeSnapshot {
     pub age: Duration,
 }
 
-/// One node. The fields placement reads sit inline in the map's bucket; the report itself is
-/// boxed, so a lookup over thousands of nodes touches few cache lines and pages.
+/// One node's report and sequence bookkeeping; what placement reads is its [`Record`] in the
+/// index, at `record`.
 #[derive(Debug)]
 struct NodeEntry {
     report: Box<NodeReport>,
-    state: NodeState,
-    admission: Admission,
-    received_at: Instant,
     missed_total: u64,
-}
-
-impl NodeEntry {
-    fn snapshot(&self, now: Instant) -> NodeSnapshot {
-        NodeSnapshot {
-            state: self.state,
-            admission: self.admission,
-            age: now.saturating_duration_since(self.received_at),
-        }
-    }
+    record: usize,
 }
 
 /// A fast seeded hash for node names (a multiply-rotate over 8-byte words, as rustc's FxHash,
@@ -112,6 +107,25 @@ impl NameHasher {
     }
 }
 
+/// The last 1..=7 bytes of a name as one word, from two overlapping loads (or three single
+/// bytes), so the hash needs no copy through the stack. Every byte lands in the word, so with the
+/// length mixed in, different tails give different words.
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    let u32_at = |i: usize| {
+        rest.get(i..i + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+    };
+    if n >= 4 {
+        u32_at(0) | (u32_at(n - 4) << 32)
+    } else if n > 0 {
+        u64::from(rest[0]) | (u64::from(rest[n / 2]) << 8) | (u64::from(rest[n - 1]) << 16)
+    } else {
+        0
+    }
+}
+
 impl Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
@@ -122,9 +136,7 @@ impl Hasher for NameHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+            self.add(tail_word(rest) ^ ((rest.len() as u64) << 59));
         }
     }
     fn write_u8(&mut self, i: u8) {
@@ -210,24 +222,41 @@ pub struct NodeTable {
     shards: Box<[Shard]>,
     hash: NameHash,
     admission: AdmissionParams,
+    /// Lock order: a shard's lock first, then this one.
+    index: RwLock<Index>,
+    clock: Clock,
 }
 
-/// The whole table held for reading (every shard's read lock, taken once), so a request that
-/// looks up thousands of nodes pays for locking once. Ingest into the table waits while a view
-/// exists: keep one for a single request.
+/// The placement state of every node held for reading (one read lock, taken once), so a request
+/// that looks up thousands of nodes pays for locking once. Ingest into the table waits while a
+/// view exists: keep one for a single request.
 #[derive(Debug)]
 pub struct TableView<'a> {
-    table: &'a NodeTable,
-    shards: Vec<RwLockReadGuard<'a, Map>>,
+    index: RwLockReadGuard<'a, Index>,
+    clock: Clock,
 }
 
 impl TableView<'_> {
     /// The node named `name` as of `now`, or `None` if it never reported.
     #[must_use]
     pub fn lookup(&self, name: &str, now: Instant) -> Option<NodeSnapshot> {
-        self.shards[self.table.shard_index(name)]
-            .get(name)
-            .map(|e| e.snapshot(now))
+        let now = self.clock.at(now);
+        self.index
+            .find(name)
+            .map(|r| self.index.record(r).snapshot(now))
+    }
+
+    /// Calls `f(i, snapshot)` for each of `names` in order, as [`TableView::lookup`] would
+    /// answer, but many names at a time, so their memory loads overlap.
+    pub fn lookup_each<N: std::ops::Deref<Target = str>>(
+        &self,
+        names: &[N],
+        now: Instant,
+        mut f: impl FnMut(usize, Option<NodeSnapshot>),
+    ) {
+        let now = self.clock.at(now);
+        self.index
+            .lookup_each(names, |i, r| f(i, r.map(|r| r.snapshot(now))));
     }
 }
 
@@ -244,7 +273,13 @@ impl NodeTable {
                 .collect(),
             hash,
             admission,
+            index: RwLock::new(Index::new(hash)),
+            clock: Clock::new(),
         }
+    }
+
+    fn index_read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn shard_index(&self, name: &str) -> usize {
@@ -270,16 +305,12 @@ impl NodeTable {
         &self.shards[self.shard_index(name)]
     }
 
-    /// Holds the whole table for reading (see [`TableView`]).
+    /// Holds the placement state for reading (see [`TableView`]).
     #[must_use]
     pub fn view(&self) -> TableView<'_> {
         TableView {
-            table: self,
-            shards: self
-                .shards
-                .iter()
-                .map(|s| s.read().unwrap_or_else(PoisonError::into_inner))
-                .collect(),
+            index: self.index_read(),
+            clock: self.clock,
         }
     }
 
@@ -306,14 +337,23 @@ impl NodeTable {
             let seq = report.seq;
             let admission =
                 batch_admission(state.interference, Admission::default(), &self.admission);
-            shard.insert(
-                NameKey::new(&report.node_name),
-                NodeEntry {
-                    report: Box::new(report),
+            let key = NameKey::new(&report.node_name);
+            let record = self
+                .index
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(Record {
+                    name: key.clone(),
                     state,
                     admission,
-                    received_at: now,
+                    received: self.clock.at(now),
+                });
+            shard.insert(
+                key,
+                NodeEntry {
+                    report: Box::new(report),
                     missed_total: 0,
+                    record,
                 },
             );
             return Ok(IngestOutcome {
@@ -337,9 +377,13 @@ impl NodeTable {
         } else {
             (false, report.seq - stored.seq - 1)
         };
-        entry.admission = batch_admission(state.interference, entry.admission, &self.admission);
-        entry.state = state;
-        entry.received_at = now;
+        {
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            let r = index.record_mut(entry.record);
+            r.admission = batch_admission(state.interference, r.admission, &self.admission);
+            r.state = state;
+            r.received = self.clock.at(now);
+        }
         entry.missed_total = entry.missed_total.saturating_add(missed);
         *entry.report = report;
         Ok(IngestOutcome {
@@ -354,11 +398,7 @@ impl NodeTable {
     /// The node named `name` as of `now`, or `None` if it never reported.
     #[must_use]
     pub fn lookup(&self, name: &str, now: Instant) -> Option<NodeSnapshot> {
-        let shard = self
-            .shard(name)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard.get(name).map(|e| e.snapshot(now))
+        self.view().lookup(name, now)
     }
 
     /// The stored sequence number of a node and the reports found missing so far.
@@ -374,16 +414,14 @@ impl NodeTable {
     /// Number of nodes known, and how many of them are older than `stale_after` at `now`.
     #[must_use]
     pub fn counts(&self, now: Instant, stale_after: Duration) -> (usize, usize) {
-        let (mut total, mut stale) = (0, 0);
-        for shard in &self.shards {
-            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
-            total += shard.len();
-            stale += shard
-                .values()
-                .filter(|e| now.saturating_duration_since(e.received_at) > stale_after)
-                .count();
-        }
-        (total, stale)
+        let index = self.index_read();
+        let now = self.clock.at(now);
+        let records = index.records();
+        let stale = records
+            .iter()
+            .filter(|r| r.snapshot(now).age > stale_after)
+            .count();
+        (records.len(), stale)
     }
 
     /// Calls `f` with every node's name, last report and snapshot at `now` (for listings; not
@@ -391,8 +429,14 @@ impl NodeTable {
     pub fn for_each(&self, now: Instant, mut f: impl FnMut(&str, &NodeReport, NodeSnapshot)) {
         for shard in &self.shards {
             let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            let index = self.index_read();
+            let now = self.clock.at(now);
             for (name, e) in shard.iter() {
-                f(name.as_str(), &e.report, e.snapshot(now));
+                f(
+                    name.as_str(),
+                    &e.report,
+                    index.record(e.record).snapshot(now),
+                );
             }
         }
     }
@@ -581,6 +625,16 @@ mod tests {
             assert!(seen.insert(h.hash_one(format!("node-{i:05}"))));
         }
         assert_ne!(h.hash_one("ab"), h.hash_one("ab\0"));
+        // Tails of every length, differing in one byte at every position.
+        for len in 1..=16 {
+            let base = "x".repeat(len);
+            for i in 0..len {
+                let mut other = base.clone().into_bytes();
+                other[i] = b'y';
+                let other = String::from_utf8(other).unwrap();
+                assert_ne!(h.hash_one(&base), h.hash_one(&other), "{len} {i}");
+            }
+        }
         assert_ne!(h.hash_one(""), h.hash_one("\0"));
     }
 

@@ -1,6 +1,7 @@
 //! The extender's decisions: filter, prioritize and preempt, over the node table at one instant.
 //! Pure functions of (request, table, config, now): the HTTP layer only decodes and encodes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use super::gojson::{self, GoRaw};
 use super::pod::{batch_request, is_batch};
 use super::wire::{
     ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
-    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode, SortedMap,
+    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode, SortedMap, encode_priorities,
 };
 use crate::config::{SchedulerConfig, StaleNodes};
 use crate::table::{NodeSnapshot, NodeTable, TableView};
@@ -60,7 +61,15 @@ impl Judge<'_> {
     /// The node's snapshot when it is fresh; `Err(None)` when unknown, `Err(Some(age))` when
     /// stale.
     fn fresh(&self, name: &str) -> Result<NodeSnapshot, Option<std::time::Duration>> {
-        match self.table.lookup(name, self.now) {
+        self.fresh_of(self.table.lookup(name, self.now))
+    }
+
+    /// [`Judge::fresh`] of a node already looked up.
+    fn fresh_of(
+        &self,
+        found: Option<NodeSnapshot>,
+    ) -> Result<NodeSnapshot, Option<std::time::Duration>> {
+        match found {
             None => Err(None),
             Some(s) if s.age > self.config.stale_after => Err(Some(s.age)),
             Some(s) => Ok(s),
@@ -81,8 +90,8 @@ impl Judge<'_> {
         }
     }
 
-    fn judge(&self, name: &str) -> Judgement {
-        let snap = match self.fresh(name) {
+    fn judge(&self, found: Option<NodeSnapshot>) -> Judgement {
+        let snap = match self.fresh_of(found) {
             Ok(s) => s,
             Err(age) => return self.stale_judgement(age),
         };
@@ -98,8 +107,8 @@ impl Judge<'_> {
 
     /// The prioritize score: the filter's losers get 0 (kube-scheduler does not ask about them
     /// anyway); no strings are built.
-    fn score(&self, name: &str) -> u8 {
-        let snap = match self.fresh(name) {
+    fn score(&self, found: Option<NodeSnapshot>) -> u8 {
+        let snap = match self.fresh_of(found) {
             Ok(s) => s,
             Err(_) => {
                 return match self.config.stale_nodes {
@@ -126,16 +135,20 @@ fn empty_object() -> &'static RawValue {
     })
 }
 
-/// The candidate node names of a filter or prioritize call, in request order.
-fn candidate_names<'a>(args: &ExtenderArgs<'a>) -> Result<Vec<Text<'a>>, RequestError> {
+/// The candidate node names of a filter or prioritize call, in request order (borrowed from the
+/// request in `NodeNames` mode).
+fn candidate_names<'r, 'a>(
+    args: &'r ExtenderArgs<'a>,
+) -> Result<Cow<'r, [Text<'a>]>, RequestError> {
     if let Some(n) = &args.node_names {
-        Ok(n.clone())
+        Ok(Cow::Borrowed(n))
     } else if let Some(list) = &args.nodes {
         list.items
             .iter()
             .flatten()
             .map(RawNode::name)
-            .collect::<Result<_, _>>()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cow::Owned)
             .map_err(RequestError::BadNode)
     } else {
         Err(RequestError::NoNodes)
@@ -166,16 +179,16 @@ pub fn filter(
             now,
             request: batch_request(pod, &config.batch),
         };
-        for (i, name) in names.iter().enumerate() {
-            if let Judgement::Fail { reason, resolvable } = judge.judge(name) {
+        judge.table.lookup_each(&names, now, |i, found| {
+            if let Judgement::Fail { reason, resolvable } = judge.judge(found) {
                 pass[i] = false;
                 if resolvable {
-                    failed.insert(name, reason);
+                    failed.insert(&names[i], reason);
                 } else {
-                    unresolvable.insert(name, reason);
+                    unresolvable.insert(&names[i], reason);
                 }
             }
-        }
+        });
     }
     let (failed, unresolvable) = (failed.finish(), unresolvable.finish());
     if !failed.is_empty() {
@@ -224,13 +237,14 @@ pub fn filter(
             items,
         }
     });
-    Ok(gojson::to_vec(&ExtenderFilterResult {
+    Ok(ExtenderFilterResult {
         nodes,
         node_names,
         failed_nodes: Some(failed),
         failed_and_unresolvable_nodes: Some(unresolvable),
         error: String::new(),
-    }))
+    }
+    .encode())
 }
 
 /// The encoded `ExtenderFilterResult` of a filter call that could not be served.
@@ -262,20 +276,21 @@ pub fn prioritize(
             now,
             request: batch_request(pod, &config.batch),
         };
-        names
-            .iter()
-            .map(|host| HostPriority {
-                host,
-                score: i64::from(judge.score(host)),
-            })
-            .collect()
+        let mut list = Vec::with_capacity(names.len());
+        judge.table.lookup_each(&names, now, |i, found| {
+            list.push(HostPriority {
+                host: &names[i],
+                score: i64::from(judge.score(found)),
+            });
+        });
+        list
     } else {
         names
             .iter()
             .map(|host| HostPriority { host, score: 0 })
             .collect()
     };
-    Ok(gojson::to_vec(&list))
+    Ok(encode_priorities(&list))
 }
 
 /// Answers a preempt call. kube-scheduler proposes, per node, the pods it would evict; colo

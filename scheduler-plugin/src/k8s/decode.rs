@@ -114,6 +114,14 @@ pub(crate) fn go_fold_eq(key: &str, field: &str) -> bool {
     f.next().is_none()
 }
 
+/// The field `key` selects: Go prefers an exact match, then a folded one.
+fn field_index(fields: &[&str], key: &str) -> Option<usize> {
+    fields
+        .iter()
+        .position(|f| *f == key)
+        .or_else(|| fields.iter().position(|f| go_fold_eq(key, f)))
+}
+
 struct FieldSeed(&'static [&'static str]);
 
 impl<'de> DeserializeSeed<'de> for FieldSeed {
@@ -129,11 +137,7 @@ impl Visitor<'_> for FieldSeed {
         f.write_str("an object key")
     }
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        // Go prefers an exact match, then a folded one.
-        if let Some(i) = self.0.iter().position(|f| *f == key) {
-            return Ok(Some(i));
-        }
-        Ok(self.0.iter().position(|f| go_fold_eq(key, f)))
+        Ok(field_index(self.0, key))
     }
     fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<Self::Value, E> {
         match std::str::from_utf8(key) {
@@ -176,6 +180,208 @@ impl<'de> serde::Deserialize<'de> for Text<'de> {
     }
 }
 
+/// Index of the first `"`, `\` or control character (not allowed raw in a JSON string) at or
+/// after `from`, eight bytes at a time.
+fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has = |w: u64, c: u8| {
+        let x = w ^ (LO * u64::from(c));
+        x.wrapping_sub(LO) & !x & HI
+    };
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+        // The lowest flagged byte is exact (false flags only sit above a true one).
+        // Below 0x20 is exact on ASCII bytes (a set high bit is never a control character).
+        let m = has(w, b'"') | has(w, b'\\') | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| i + p)
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A JSON array of strings, cut into names without a serde call per element: a name without
+/// escapes is borrowed from the request; one with escapes is decoded by serde_json.
+///
+/// # Errors
+/// When `raw` is not an array of strings (the message says what was found instead).
+pub(crate) fn string_array(raw: &str) -> Result<Vec<Text<'_>>, String> {
+    let (names, end) = string_array_at(raw, 0)?;
+    let end = skip_ws(raw.as_bytes(), end);
+    if end < raw.len() {
+        return Err(format!("trailing characters: {}", excerpt(raw, end)));
+    }
+    Ok(names)
+}
+
+/// The JSON string starting at `raw[i]` (a `"`), and the index just past it.
+fn string_at(raw: &str, i: usize) -> Result<(Text<'_>, usize), String> {
+    let b = raw.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return Err(format!("expected a string, found {}", excerpt(raw, i)));
+    }
+    let start = i + 1;
+    let mut end = start;
+    let mut escaped = false;
+    loop {
+        let Some(at) = quote_or_backslash(b, end) else {
+            return Err("unterminated string".to_owned());
+        };
+        match b[at] {
+            b'"' => {
+                end = at;
+                break;
+            }
+            b'\\' => {
+                escaped = true;
+                end = at + 2;
+            }
+            _ => return Err("control character in a string".to_owned()),
+        }
+    }
+    // `start` and `end` sit next to ASCII quotes, so both are char boundaries.
+    let text = match raw.get(start..end) {
+        Some(s) if !escaped => Text(Cow::Borrowed(s)),
+        _ => serde_json::from_str::<String>(raw.get(i..=end).unwrap_or_default())
+            .map(|s| Text(Cow::Owned(s)))
+            .map_err(|e| e.to_string())?,
+    };
+    Ok((text, end + 1))
+}
+
+/// The array of strings starting at `raw[i]` (after whitespace), and the index just past it.
+pub(crate) fn string_array_at(raw: &str, i: usize) -> Result<(Vec<Text<'_>>, usize), String> {
+    let b = raw.as_bytes();
+    let mut i = skip_ws(b, i);
+    if b.get(i) != Some(&b'[') {
+        return Err(format!(
+            "expected an array of strings, found {}",
+            excerpt(raw, i)
+        ));
+    }
+    // Each name takes at least 3 bytes (`"x",`); most take more than 8.
+    let mut out = Vec::with_capacity(raw.len().saturating_sub(i) / 8);
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok((out, i + 1));
+    }
+    loop {
+        let (text, end) = string_at(raw, i)?;
+        out.push(text);
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Ok((out, i + 1)),
+            _ => {
+                return Err(format!(
+                    "expected , or ] in the array, found {}",
+                    excerpt(raw, i)
+                ));
+            }
+        }
+    }
+}
+
+/// The value at `body[at]` decoded by serde_json, and the index just past it.
+pub(crate) fn value_at<'de, T: serde::Deserialize<'de>>(
+    body: &'de str,
+    at: usize,
+) -> Result<(T, usize), String> {
+    let mut values =
+        serde_json::Deserializer::from_str(body.get(at..).unwrap_or_default()).into_iter::<T>();
+    match values.next() {
+        Some(Ok(v)) => Ok((v, at + values.byte_offset())),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("expected a value, found the end".to_owned()),
+    }
+}
+
+/// Decodes a top-level JSON object with Go's rules for keys ([`GoStruct`]: any letter case,
+/// unknown keys ignored, a later duplicate wins), walking the keys by hand: `value(out, field,
+/// body, at)` decodes the value of field `field` starting at `body[at]` and returns the index
+/// just past it. Lets a caller read one huge field in one pass of its own (see
+/// [`string_array_at`]) and the others with [`value_at`].
+///
+/// # Errors
+/// When `body` is not a JSON object, or `value` fails.
+pub(crate) fn go_object<'de, T: GoStruct<'de>>(
+    body: &'de str,
+    mut value: impl FnMut(&mut T, usize, &'de str, usize) -> Result<usize, String>,
+) -> Result<T, String> {
+    let b = body.as_bytes();
+    let mut out = T::default();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err(format!(
+            "expected a JSON object ({}), found {}",
+            T::NAME,
+            excerpt(body, i)
+        ));
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let (key, after) = string_at(body, i)?;
+            i = skip_ws(b, after);
+            if b.get(i) != Some(&b':') {
+                return Err(format!(
+                    "expected : after a key, found {}",
+                    excerpt(body, i)
+                ));
+            }
+            i = skip_ws(b, i + 1);
+            i = match field_index(T::FIELDS, &key) {
+                Some(f) => value(&mut out, f, body, i)?,
+                None => value_at::<IgnoredAny>(body, i)?.1,
+            };
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => {
+                    return Err(format!(
+                        "expected , or }} in the object, found {}",
+                        excerpt(body, i)
+                    ));
+                }
+            }
+        }
+    }
+    let end = skip_ws(b, i);
+    if end < body.len() {
+        return Err(format!("trailing characters: {}", excerpt(body, end)));
+    }
+    Ok(out)
+}
+
+/// A few characters of `raw` from byte `at`, for an error message.
+fn excerpt(raw: &str, at: usize) -> String {
+    let rest = raw.get(at..).unwrap_or("");
+    if rest.is_empty() {
+        "the end".to_owned()
+    } else {
+        format!("{:?}", rest.chars().take(12).collect::<String>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +404,64 @@ mod tests {
         }
     }
     go_deserialize!(Probe<'de>);
+
+    #[test]
+    fn string_arrays_decode_as_serde_does() {
+        let long = format!("{}\\\"{}", "a".repeat(20), "b".repeat(20));
+        for raw in [
+            "[]",
+            " [ ] ",
+            r#"["a"]"#,
+            r#"["node-00001","node-00002","ip-10-0-0-1.ec2.internal"]"#,
+            "[ \"a\" ,\n\t\"b\"\r\n]",
+            r#"["",""]"#,
+            r#"["q\"uote","back\\slash","\u0041\u00e9","tab\t","x\/y"]"#,
+            r#"["é ü 日本", "\ud83d\ude00"]"#,
+            &format!(r#"["{long}","{long}x"]"#),
+            r#"["12345678","1234567\"","12345678\\"]"#,
+        ] {
+            let want: Vec<Text<'_>> = serde_json::from_str(raw).unwrap();
+            let got = string_array(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(got, want, "{raw}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(
+                    matches!(g.0, Cow::Borrowed(_)),
+                    matches!(w.0, Cow::Borrowed(_)),
+                    "{raw}"
+                );
+            }
+        }
+        for raw in [
+            "[1]",
+            r#"["a",null]"#,
+            r#"{"a":1}"#,
+            r#"["a" "b"]"#,
+            "[",
+            r#"["a"#,
+        ] {
+            assert!(string_array(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn node_names_of_any_shape_decode_in_extender_args() {
+        use super::super::wire::ExtenderArgs;
+        let names = |body: &str| {
+            serde_json::from_str::<ExtenderArgs<'_>>(body).map(|a| {
+                a.node_names
+                    .map(|v| v.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+            })
+        };
+        assert_eq!(
+            names(r#"{"nodenames":["a","b\u0026"]}"#).unwrap(),
+            Some(vec!["a".to_owned(), "b&".to_owned()])
+        );
+        assert_eq!(names(r#"{"NodeNames":null}"#).unwrap(), None);
+        assert_eq!(names("{}").unwrap(), None);
+        let err = names(r#"{"NodeNames":["a",2]}"#).unwrap_err().to_string();
+        assert!(err.contains("expected a string"), "{err}");
+        assert!(names(r#"{"NodeNames":"a"}"#).is_err());
+    }
 
     #[test]
     fn keys_match_like_go() {

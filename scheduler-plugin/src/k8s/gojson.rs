@@ -133,6 +133,75 @@ impl Serialize for GoRaw<'_> {
     }
 }
 
+/// Bytes Go's encoder copies into a string unchanged: printable ASCII but `"`, `\`, `<`, `>`
+/// and `&`. Anything else (control characters, non-ASCII, which may be U+2028 or U+2029) takes
+/// the general path.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7F {
+        t[b] = !matches!(b as u8, b'"' | b'\\' | b'<' | b'>' | b'&');
+        b += 1;
+    }
+    t
+};
+
+/// True when every byte is [`PLAIN`]; eight bytes at a time.
+fn is_plain(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `w` equals `c` (exact for "any").
+    let has = |w: u64, c: u8| {
+        let x = w ^ (LO * u64::from(c));
+        x.wrapping_sub(LO) & !x & HI
+    };
+    let mut words = bytes.chunks_exact(8);
+    for c in &mut words {
+        let w = <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
+        // Non-ASCII, or below 0x20 (exact for "any" once no high bit is set).
+        let bad = (w & HI)
+            | (w.wrapping_sub(LO * 0x20) & !w & HI)
+            | has(w, b'"')
+            | has(w, b'\\')
+            | has(w, b'<')
+            | has(w, b'>')
+            | has(w, b'&')
+            | has(w, 0x7F);
+        if bad != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| PLAIN[usize::from(b)])
+}
+
+/// Appends `s` as a JSON string, encoded as Go's `json.Marshal` would: node names and reasons
+/// (plain ASCII) are copied between quotes; anything else goes through [`GoFormatter`].
+pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
+    if is_plain(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, GoFormatter);
+    // A `str` serialized into a Vec cannot fail (no I/O, no map keys).
+    if let Err(e) = s.serialize(&mut ser) {
+        tracing::error!("JSON encoding of a string failed: {e}");
+    }
+}
+
+/// Appends `value` encoded as Go's `json.Marshal` would.
+pub(crate) fn push_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, GoFormatter);
+    // Serializing these plain structs into a Vec cannot fail: no maps with non-string keys, no
+    // I/O errors.
+    if let Err(e) = value.serialize(&mut ser) {
+        tracing::error!("JSON encoding failed: {e}");
+        out.extend_from_slice(b"null");
+    }
+}
+
 /// `value` encoded as Go's `json.Marshal` would.
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -158,6 +227,40 @@ mod tests {
         let want = r#""a\u003cb\u003e\u0026c\u2028\u2029\"\\\n\t\u0001\b\fé""#;
         assert_eq!(String::from_utf8(to_vec(s)).unwrap(), want);
         assert_eq!(to_vec(&vec![1, 2]), b"[1,2]");
+    }
+
+    #[test]
+    fn plain_check_agrees_with_the_table() {
+        for b in 0..=255u8 {
+            for pos in 0..16 {
+                let mut s = vec![b'a'; 16];
+                s[pos] = b;
+                assert_eq!(is_plain(&s), PLAIN[usize::from(b)], "byte {b:#x} at {pos}");
+            }
+        }
+        assert!(is_plain(b""));
+    }
+
+    #[test]
+    fn push_string_matches_the_general_encoder() {
+        for s in [
+            "",
+            "node-00042",
+            "ip-10-0-1-2.ec2.internal",
+            "a<b",
+            "a>b&c",
+            "q\"uote\\",
+            "tab\there",
+            "\u{1}",
+            "del\u{7f}",
+            "é",
+            "x\u{2028}y\u{2029}",
+            "colo: the node's colo-agent report is stale",
+        ] {
+            let mut out = b"[".to_vec();
+            push_string(&mut out, s);
+            assert_eq!(&out[1..], to_vec(s).as_slice(), "{s:?}");
+        }
     }
 
     #[test]

@@ -86,6 +86,13 @@ where
     }
 }
 
+fn decode_args(body: &[u8]) -> Result<ExtenderArgs<'_>, String> {
+    std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(ExtenderArgs::decode)
+        .map_err(|e| format!("cannot decode ExtenderArgs: {e}"))
+}
+
 fn record(verb: &'static str, ok: bool, start: Instant) {
     let outcome = if ok { "ok" } else { "error" };
     metrics::counter!(m::EXTENDER_REQUESTS, "verb" => verb, "outcome" => outcome).increment(1);
@@ -95,11 +102,9 @@ fn record(verb: &'static str, ok: bool, start: Instant) {
 async fn filter(State(s): State<HttpState>, body: Bytes) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
-        let result = serde_json::from_slice::<ExtenderArgs<'_>>(body)
-            .map_err(|e| format!("cannot decode ExtenderArgs: {e}"))
-            .and_then(|args| {
-                decide::filter(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
-            });
+        let result = decode_args(body).and_then(|args| {
+            decide::filter(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
+        });
         record("filter", result.is_ok(), start);
         match result {
             Ok(bytes) => json(StatusCode::OK, bytes),
@@ -122,11 +127,9 @@ fn plain_error(msg: String) -> Response {
 async fn prioritize(State(s): State<HttpState>, body: Bytes) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
-        let result = serde_json::from_slice::<ExtenderArgs<'_>>(body)
-            .map_err(|e| format!("cannot decode ExtenderArgs: {e}"))
-            .and_then(|args| {
-                decide::prioritize(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
-            });
+        let result = decode_args(body).and_then(|args| {
+            decide::prioritize(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
+        });
         record("prioritize", result.is_ok(), start);
         match result {
             Ok(bytes) => json(StatusCode::OK, bytes),

@@ -13,8 +13,10 @@ use serde::Serialize;
 use serde::de::MapAccess;
 use serde_json::value::RawValue;
 
-use super::decode::{GoField, GoStruct, Text, go_deserialize};
-use super::gojson::GoRaw;
+use super::decode::{
+    GoField, GoStruct, Text, go_deserialize, go_object, string_array, string_array_at, value_at,
+};
+use super::gojson::{self, GoRaw};
 use super::quantity::Quantity;
 
 /// Implements [`GoStruct`]: type, Go field names, and the Rust field each fills.
@@ -208,10 +210,58 @@ pub struct ExtenderArgs<'a> {
     /// `NodeNames`: candidate node names (when it is `nodeCacheCapable`).
     pub node_names: Option<Vec<Text<'a>>>,
 }
-go_fields!(ExtenderArgs<'de>, "ExtenderArgs", {
-    "Pod" => pod, "Nodes" => nodes, "NodeNames" => node_names,
-});
+impl<'de> GoStruct<'de> for ExtenderArgs<'de> {
+    const NAME: &'static str = "ExtenderArgs";
+    const FIELDS: &'static [&'static str] = &["Pod", "Nodes", "NodeNames"];
+    fn set<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.pod = GoField::decode(map)?,
+            1 => self.nodes = GoField::decode(map)?,
+            _ => {
+                // Thousands of names: serde_json checks the array once as raw JSON, then the
+                // names are cut out of it without a visitor call each.
+                let raw: Option<&'de RawValue> = map.next_value()?;
+                self.node_names = raw
+                    .map(|r| string_array(r.get()))
+                    .transpose()
+                    .map_err(|e| serde::de::Error::custom(format!("NodeNames: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
 go_deserialize!(ExtenderArgs<'de>);
+
+impl<'de> ExtenderArgs<'de> {
+    /// Decodes a request body: the same result as `serde_json::from_str` (unit-tested against
+    /// it), but `NodeNames` is read in one pass instead of serde_json checking it as raw JSON
+    /// first and the names being cut out second.
+    ///
+    /// # Errors
+    /// When `body` is not an `ExtenderArgs` (the message says where).
+    pub fn decode(body: &'de str) -> Result<Self, String> {
+        go_object(body, |args: &mut Self, field, body, at| match field {
+            0 => value_at(body, at).map(|(v, end)| {
+                args.pod = v;
+                end
+            }),
+            1 => value_at(body, at).map(|(v, end)| {
+                args.nodes = v;
+                end
+            }),
+            _ if body.as_bytes().get(at) == Some(&b'[') => {
+                string_array_at(body, at).map(|(v, end)| {
+                    args.node_names = Some(v);
+                    end
+                })
+            }
+            _ => value_at::<Option<Vec<Text<'de>>>>(body, at).map(|(v, end)| {
+                args.node_names = v;
+                end
+            }),
+        })
+    }
+}
 
 /// `MetaPod`: a pod by UID.
 #[derive(Debug, Default, Serialize)]
@@ -304,6 +354,47 @@ pub(crate) struct ExtenderFilterResult<'a> {
     pub error: String,
 }
 
+impl ExtenderFilterResult<'_> {
+    /// The same bytes as `gojson::to_vec(self)`, written straight into one buffer sized up
+    /// front: with thousands of node names the general serializer's per-string work shows.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let names: usize = self.node_names.iter().flatten().map(|n| n.len() + 3).sum();
+        let maps: usize = [&self.failed_nodes, &self.failed_and_unresolvable_nodes]
+            .into_iter()
+            .flatten()
+            .map(SortedMap::encoded_len_hint)
+            .sum();
+        let mut out = Vec::with_capacity(names + maps + self.error.len() + 128);
+        out.extend_from_slice(br#"{"Nodes":"#);
+        match &self.nodes {
+            None => out.extend_from_slice(b"null"),
+            Some(list) => gojson::push_value(&mut out, list),
+        }
+        out.extend_from_slice(br#","NodeNames":"#);
+        match &self.node_names {
+            None => out.extend_from_slice(b"null"),
+            Some(names) => {
+                out.push(b'[');
+                for (i, n) in names.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    gojson::push_string(&mut out, n);
+                }
+                out.push(b']');
+            }
+        }
+        out.extend_from_slice(br#","FailedNodes":"#);
+        SortedMap::push_option(&mut out, self.failed_nodes.as_ref());
+        out.extend_from_slice(br#","FailedAndUnresolvableNodes":"#);
+        SortedMap::push_option(&mut out, self.failed_and_unresolvable_nodes.as_ref());
+        out.extend_from_slice(br#","Error":"#);
+        gojson::push_string(&mut out, &self.error);
+        out.push(b'}');
+        out
+    }
+}
+
 /// A Go `map[string]string` built from a list: encoded with keys in byte order (as Go sorts
 /// them) and each key once. Cheaper than a `BTreeMap` for thousands of entries.
 #[derive(Debug, Default)]
@@ -340,6 +431,45 @@ impl<'a> SortedMap<'a> {
     }
 }
 
+impl SortedMap<'_> {
+    fn encoded_len_hint(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>()
+            + 2
+    }
+
+    /// Appends the map as [`Serialize`] would encode it (`null` for `None`).
+    fn push_option(out: &mut Vec<u8>, map: Option<&Self>) {
+        let Some(map) = map else {
+            out.extend_from_slice(b"null");
+            return;
+        };
+        out.push(b'{');
+        // Reasons repeat (a few fixed texts): encode each distinct one once, then copy it.
+        let mut last: Option<(&'static str, std::ops::Range<usize>)> = None;
+        for (i, (k, v)) in map.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            gojson::push_string(out, k);
+            out.push(b':');
+            match &last {
+                Some((text, span)) if std::ptr::eq(*text, *v) => {
+                    out.extend_from_within(span.clone());
+                }
+                _ => {
+                    let start = out.len();
+                    gojson::push_string(out, v);
+                    last = Some((v, start..out.len()));
+                }
+            }
+        }
+        out.push(b'}');
+    }
+}
+
 impl Serialize for SortedMap<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -362,6 +492,35 @@ pub struct HostPriority<'a> {
     pub score: i64,
 }
 
+/// Appends a score in decimal; scores are 0..=10, so the two-digit case avoids the formatter.
+fn push_score(out: &mut Vec<u8>, score: i64) {
+    match u8::try_from(score) {
+        Ok(d @ 0..=9) => out.push(b'0' + d),
+        Ok(d @ 10..=99) => out.extend_from_slice(&[b'0' + d / 10, b'0' + d % 10]),
+        _ => out.extend_from_slice(score.to_string().as_bytes()),
+    }
+}
+
+/// A `HostPriorityList` encoded as Go would (the same bytes as `gojson::to_vec(list)`), written
+/// straight into one buffer sized up front.
+pub(crate) fn encode_priorities(list: &[HostPriority<'_>]) -> Vec<u8> {
+    let len: usize = list.iter().map(|h| h.host.len() + 26).sum();
+    let mut out = Vec::with_capacity(len + 2);
+    out.push(b'[');
+    for (i, h) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"Host":"#);
+        gojson::push_string(&mut out, h.host);
+        out.extend_from_slice(br#","Score":"#);
+        push_score(&mut out, h.score);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
 /// `ExtenderPreemptionResult`.
 #[derive(Debug, Default, Serialize)]
 pub struct ExtenderPreemptionResult {
@@ -373,6 +532,117 @@ pub struct ExtenderPreemptionResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_matches_serde_json() {
+        let pod = r#"{"metadata":{"name":"p","uid":"u1","labels":{"a":"b"}},"spec":{"priorityClassName":"batch"}}"#;
+        let node = r#"{"metadata":{"name":"n1"},"status":{}}"#;
+        let bodies = [
+            format!(r#"{{"Pod":{pod},"NodeNames":["a","b\u0026c",""],"Nodes":null}}"#),
+            format!(r#" {{ "pod" : {pod} , "nodenames" : [ "x" , "y" ] }} "#),
+            r#"{"POD":null,"NodeNames":null}"#.to_owned(),
+            format!(r#"{{"Pod":{pod},"Nodes":{{"kind":"NodeList","items":[{node},{node}]}}}}"#),
+            r#"{"other":[1,{"NodeNames":["z"]}],"NodeNames":["a"],"NodeNames":["b"]}"#.to_owned(),
+            r#"{"NodeNames":["a"],"NodeNames":null}"#.to_owned(),
+            r#"{"NodeName\u0073":["esc"],"pod":{}}"#.to_owned(),
+            "{}".to_owned(),
+        ];
+        let view = |a: &ExtenderArgs<'_>| {
+            (
+                a.pod.as_ref().map(|p| {
+                    (
+                        p.uid().to_owned(),
+                        p.spec.as_ref().and_then(|s| s.priority_class_name.clone()),
+                    )
+                }),
+                a.node_names
+                    .as_ref()
+                    .map(|n| n.iter().map(|t| t.to_string()).collect::<Vec<_>>()),
+                a.nodes.as_ref().map(|l| {
+                    (
+                        l.kind.as_deref().map(str::to_owned),
+                        l.items
+                            .iter()
+                            .flatten()
+                            .map(|n| n.raw.get().to_owned())
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+            )
+        };
+        for body in &bodies {
+            let want: ExtenderArgs<'_> = serde_json::from_str(body).unwrap();
+            let got = ExtenderArgs::decode(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(view(&got), view(&want), "{body}");
+        }
+        for bad in [
+            "",
+            "[]",
+            r#"{"Pod":}"#,
+            r#"{"NodeNames":["a",1]}"#,
+            r#"{"NodeNames":"a"}"#,
+            r#"{"NodeNames":["a"]"#,
+            r#"{"NodeNames":["a"]} x"#,
+            r#"{"NodeNames":["a"],}"#,
+            "{\"NodeNames\":[\"a\u{1}\"]}",
+            r#"{"Pod":{"metadata":5}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ExtenderArgs<'_>>(bad).is_err(),
+                "serde: {bad}"
+            );
+            assert!(ExtenderArgs::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hand_encoders_match_the_general_encoder() {
+        let reasons = ["colo: a & b", "colo: <plain>", "plain"];
+        let names = ["n-1", "n<2>", "é", "q\"", "tab\t", "\u{2028}", "", "n-1"];
+        let mut failed = SortedMap::default();
+        let mut unresolvable = SortedMap::default();
+        for (i, n) in names.iter().enumerate() {
+            failed.insert(n, reasons[i % 3]);
+            unresolvable.insert(n, reasons[0]);
+        }
+        let raw = RawValue::from_string(r#"{"metadata":{"name":"a&b"}}"#.to_owned()).unwrap();
+        let meta = RawValue::from_string("{}".to_owned()).unwrap();
+        let cases = [
+            ExtenderFilterResult::default(),
+            ExtenderFilterResult {
+                nodes: None,
+                node_names: Some(names.to_vec()),
+                failed_nodes: Some(failed.finish()),
+                failed_and_unresolvable_nodes: Some(unresolvable.finish()),
+                error: String::new(),
+            },
+            ExtenderFilterResult {
+                nodes: Some(NodeListOut {
+                    kind: "NodeList",
+                    api_version: "",
+                    metadata: GoRaw(&meta),
+                    items: vec![GoRaw(&raw), GoRaw(&raw)],
+                }),
+                node_names: Some(Vec::new()),
+                failed_nodes: Some(SortedMap::default()),
+                failed_and_unresolvable_nodes: None,
+                error: "bad <input>\n".to_owned(),
+            },
+        ];
+        for c in &cases {
+            assert_eq!(
+                String::from_utf8(c.encode()).unwrap(),
+                String::from_utf8(gojson::to_vec(c)).unwrap()
+            );
+        }
+        let list: Vec<HostPriority<'_>> = names
+            .iter()
+            .zip([0, 1, 9, 10, 11, 99, 100, -3])
+            .map(|(host, score)| HostPriority { host, score })
+            .collect();
+        assert_eq!(encode_priorities(&list), gojson::to_vec(&list));
+        assert_eq!(encode_priorities(&[]), b"[]");
+    }
 
     #[test]
     fn sorted_map_encodes_like_a_go_map() {
