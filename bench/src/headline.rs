@@ -188,6 +188,13 @@ pub fn bench_policy(v2: bool) -> String {
     // spikes lasting a few hundred ms with no contention (host steal), and with the defaults
     // (50 % steps, 5 s calm, 10 % per second back) each spike cost ~13 s of offline CPU.
     p.push_str("cpu:\n  suppress:\n    enabled: false\n  vcpu_throttle:\n    step_down: 10%\n");
+    // No SCHED_IDLE for the vCPU threads: here it made nginx slower, not faster (cpu hog, one
+    // run each, same session: p99 3.9 ms with SCHED_IDLE vCPUs and 0.43–1.8 ms without, static
+    // weight 0.8–2.3 ms; stress-ng under SCHED_IDLE likewise 3.8 ms). A likely cause, not
+    // verified: a CPU running only SCHED_IDLE tasks counts as idle when the kernel places a
+    // waking task, so nginx and its clients land on CPUs whose vCPU thread must be switched
+    // out, a costly exit on KVM-PVM.
+    p.push_str("qos_classes:\n  batch:\n    sched_idle: never\n");
     p.push_str("timing:\n  release_after: 1s\n  release_cooldown: 200ms\n");
     // The CPU signal is the online tasks' wait per wake-up, not their summed wait, which grows
     // with the request rate (docs/policy.md `wakeup_delay`).

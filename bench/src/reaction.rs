@@ -11,8 +11,8 @@
 //! * the reaction time is the first sample after the step at which the offline CPU over the
 //!   last 30 ms is at or below the midpoint `(before + after) / 2` (the window's end is used, so
 //!   the figure includes up to 30 ms of averaging);
-//! * the loop's decision time is the first `set_offline_cpu_quota` the agent logs after the
-//!   step.
+//! * the loop's decision time is the first CPU squeeze the agent logs after the step (a
+//!   `set_offline_cpu_quota` or `set_vm_vcpu_quota`).
 //!
 //! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such.
 
@@ -47,9 +47,6 @@ pub struct Config {
     pub port: u16,
     /// Policy (default: the bench policy).
     pub policy: Option<String>,
-    /// Keep the VMs' vCPU threads out of SCHED_IDLE (`sched_idle: never`), so only the loop's
-    /// quota takes CPU back: measures the loop path itself.
-    pub no_sched_idle: bool,
 }
 
 impl Default for Config {
@@ -64,7 +61,6 @@ impl Default for Config {
             out_dir: PathBuf::from("bench-results/reaction"),
             port: 18081,
             policy: None,
-            no_sched_idle: false,
         }
     }
 }
@@ -177,12 +173,16 @@ fn parse_utc(ts: &str) -> Option<i128> {
     Some(i128::from(days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000 + frac_ns)
 }
 
-/// First `set_offline_cpu_quota` the agent applied after `step` (mono ns), ms after it.
+/// First CPU quota write (group or per-VM vCPU) the agent applied after `step` (mono ns), ms
+/// after it.
 fn decision_ms(log: &Path, step: u64, offset: i128) -> Option<f64> {
     let text = std::fs::read_to_string(log).ok()?;
     let step_rt = i128::from(step) + offset;
     text.lines()
-        .filter(|l| l.contains(" apply ") && l.contains("set_offline_cpu_quota"))
+        .filter(|l| {
+            l.contains(" apply ")
+                && (l.contains("set_offline_cpu_quota") || l.contains("set_vm_vcpu_quota"))
+        })
         .filter_map(|l| parse_utc(l.split_whitespace().next()?))
         .find(|t| *t >= step_rt)
         .map(|t| (t - step_rt) as f64 / 1e6)
@@ -206,13 +206,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let setup = AgentSetup {
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
-        policy: cfg.policy.clone().unwrap_or_else(|| {
-            let mut p = bench_policy(v2);
-            if cfg.no_sched_idle {
-                p.push_str("qos_classes:\n  batch:\n    sched_idle: never\n");
-            }
-            p
-        }),
+        policy: cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
         vm_memory_mib: 64,
     };
     let mut agent = Agent::start(bins, &work.join("agent"), &setup)?;
@@ -323,15 +317,10 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning{}; offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning (the bench policy: no SCHED_IDLE, CPU squeezed on interference only); offline cpuacct sampled every 10 ms; {} trials.\n\n",
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
-        if cfg.no_sched_idle {
-            " (vCPUs not SCHED_IDLE: only the loop's quota takes CPU back)"
-        } else {
-            " (vCPUs SCHED_IDLE)"
-        },
         trials.len()
     );
     s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");

@@ -71,9 +71,6 @@ enum Cmd {
         /// Results directory.
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
-        /// Keep the vCPUs out of SCHED_IDLE: only the loop's quota takes CPU back.
-        #[arg(long)]
-        no_sched_idle: bool,
     },
     /// The agent's CPU and RSS with many idle VMs and the loop running.
     Overhead {
@@ -159,14 +156,12 @@ fn main() {
             rate,
             rest,
             out,
-            no_sched_idle,
         } => {
             let cfg = colo_bench::reaction::Config {
                 trials,
                 rate,
                 rest: Duration::from_secs(rest),
                 out_dir: absolute(out),
-                no_sched_idle,
                 ..Default::default()
             };
             colo_bench::reaction::run(&cfg, &bins)
