@@ -11,8 +11,8 @@
 //! * the reaction time is the first sample after the step at which the offline CPU over the
 //!   last 30 ms is at or below the midpoint `(before + after) / 2` (the window's end is used, so
 //!   the figure includes up to 30 ms of averaging);
-//! * the loop's decision time is the first CPU squeeze the agent logs after the step (a
-//!   `set_offline_cpu_quota` or `set_vm_vcpu_quota`).
+//! * the loop's decision time is the first CPU quota write the agent logs after the step (a
+//!   `set_offline_cpu_quota` or `set_vm_vcpu_quota`, squeeze or release).
 //!
 //! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such.
 
@@ -317,10 +317,15 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning (the bench policy: no SCHED_IDLE, CPU squeezed on interference only); offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning ({}); offline cpuacct sampled every 10 ms; {} trials.\n\n",
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
+        if cfg.policy.is_some() {
+            "the caller's policy"
+        } else {
+            "the bench policy: no SCHED_IDLE, CPU squeezed on interference only"
+        },
         trials.len()
     );
     s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");

@@ -6,7 +6,7 @@ use colo_config::Policy;
 use colo_config::policy::{
     EvictionKey, Mode, PsiScope, QosClassName, SchedIdleMode, Threshold, VmMemoryLimitMode,
 };
-use colo_config::units::StallRate;
+use colo_config::units::{DurationValue, StallRate};
 
 use crate::action::MemoryLimitKind;
 use crate::sample::IoLimit;
@@ -22,6 +22,14 @@ fn stall(t: &Option<Threshold<StallRate>>) -> Option<Band> {
     t.map(|t| Band {
         high: t.high.fraction(),
         low: t.low.fraction(),
+    })
+}
+
+/// A duration threshold as a band in seconds.
+fn seconds(t: &Option<Threshold<DurationValue>>) -> Option<Band> {
+    t.map(|t| Band {
+        high: t.high.0.as_secs_f64(),
+        low: t.low.0.as_secs_f64(),
     })
 }
 
@@ -157,10 +165,7 @@ impl Params {
             min_group_bw: io.squeeze.min_group_bandwidth.bytes_per_sec(),
             min_group_iops: io.squeeze.min_group_iops,
             run_delay: stall(&i.run_delay),
-            wakeup_delay: i.wakeup_delay.map(|t| Band {
-                high: t.high.0.as_secs_f64(),
-                low: t.low.0.as_secs_f64(),
-            }),
+            wakeup_delay: seconds(&i.wakeup_delay),
             psi_scope: i.psi.scope,
             psi_cpu_some: stall(&i.psi.cpu_some),
             psi_memory_some: stall(&i.psi.memory_some),
@@ -171,10 +176,7 @@ impl Params {
                 high: t.high,
                 low: t.low,
             }),
-            io_latency: i.io_latency.map(|t| Band {
-                high: t.high.0.as_secs_f64(),
-                low: t.low.0.as_secs_f64(),
-            }),
+            io_latency: seconds(&i.io_latency),
             io_utilisation: i.io_utilisation.map(|t| Band {
                 high: t.high.fraction(),
                 low: t.low.fraction(),

@@ -41,11 +41,13 @@ pub(crate) fn smooth_usage(x: &mut Step<'_>) {
     let now = online_cpu_now(x);
     let w = x.p.usage_window;
     let v = match x.st.online_cpu {
-        Some((avg, t))
-            if w > 0 && avg.is_finite() && x.now.saturating_sub(t) < w.saturating_mul(8) =>
-        {
-            let dt = x.now.saturating_sub(t) as f64;
-            avg + (now - avg) * (1.0 - (-dt / w as f64).exp())
+        Some((avg, t)) if w > 0 && avg.is_finite() => {
+            let dt = x.now.saturating_sub(t);
+            if dt < w.saturating_mul(8) {
+                avg + (now - avg) * (1.0 - (-(dt as f64) / w as f64).exp())
+            } else {
+                now
+            }
         }
         _ => now,
     };
