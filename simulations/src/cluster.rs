@@ -8,7 +8,7 @@
 //! any number of threads.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -121,6 +121,12 @@ struct Job {
     failed: bool,
 }
 
+/// Nodes per shard. Shards are handed to the threads one at a time as each finishes its last,
+/// so both cores stay busy to the end of a round whatever else runs on the machine (a fixed
+/// split left one thread waiting for the other at every round).
+const SHARD_NODES: usize = 64;
+
+/// A contiguous run of nodes; shards in order are the nodes in order.
 #[derive(Debug)]
 struct Shard<S> {
     first: usize,
@@ -129,6 +135,11 @@ struct Shard<S> {
     /// row) rather than the nodes' large structs.
     reports: Vec<Report>,
     ends: Vec<VmEnd>,
+}
+
+/// One thread's sums (integers, so which thread stepped which shard changes nothing).
+#[derive(Debug)]
+struct Sums {
     counts: ActionCounts,
     /// Sums of each step of the current round.
     steps: Vec<Bucket>,
@@ -169,8 +180,8 @@ pub fn run<C: Controller>(
         tick: cfg.tick,
         max_ticks: cfg.max_ticks,
     };
-    let per = n.div_ceil(threads);
-    let shards: Vec<Mutex<Shard<C::State>>> = (0..threads)
+    let per = SHARD_NODES;
+    let shards: Vec<Mutex<Shard<C::State>>> = (0..n.div_ceil(per))
         .map(|t| {
             let first = (t * per).min(n);
             let last = ((t + 1) * per).min(n);
@@ -182,10 +193,7 @@ pub fn run<C: Controller>(
                 first,
                 reports: nodes.iter().map(|n| n.report).collect(),
                 nodes,
-                ends: Vec::with_capacity(1024),
-                counts: ActionCounts::default(),
-                steps: Vec::new(),
-                utilisation_hist: vec![0; 1001],
+                ends: Vec::with_capacity(64),
             })
         })
         .collect();
@@ -207,22 +215,32 @@ pub fn run<C: Controller>(
     let mut next_vm_id: u64 = 0;
     let mut cursor = 0usize;
     let mut work_done_mcs: u64 = 0;
-    for shard in &shards {
-        lock(shard).steps = vec![Bucket::default(); block as usize];
-    }
+    let sums: Vec<Mutex<Sums>> = (0..threads)
+        .map(|_| {
+            Mutex::new(Sums {
+                counts: ActionCounts::default(),
+                steps: vec![Bucket::default(); block as usize],
+                utilisation_hist: vec![0; 1001],
+            })
+        })
+        .collect();
+    // The next shard to step in this round.
+    let next_shard = AtomicUsize::new(0);
 
     // Steps every node of a shard through `len` steps from `first`, node by node.
-    let step_shard = |shard: &mut Shard<C::State>, first: u32, len: u32| {
+    let step_shard = |shard: &mut Shard<C::State>, sums: &mut Sums, first: u32, len: u32| {
         let rows = rows.read().unwrap_or_else(PoisonError::into_inner);
         let Shard {
             nodes,
             reports,
             ends,
+            ..
+        } = shard;
+        let Sums {
             counts,
             steps,
             utilisation_hist,
-            ..
-        } = shard;
+        } = sums;
         let model = if generated { model.as_ref() } else { None };
         for i in 0..nodes.len() {
             // Prefetching, spread over the node's steps so that the CPU's few outstanding
@@ -249,15 +267,27 @@ pub fn run<C: Controller>(
         }
     };
 
+    // Steps shards until none is left in this round; `t` names the thread's sums.
+    let step_shards = |t: usize, first: u32, len: u32| {
+        let mut sums = lock(&sums[t]);
+        loop {
+            let i = next_shard.fetch_add(1, Ordering::Relaxed);
+            let Some(shard) = shards.get(i) else {
+                break;
+            };
+            step_shard(&mut lock(shard), &mut sums, first, len);
+        }
+    };
+
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(threads);
     let blocks = info.steps.div_ceil(block);
     let block_at = |b: u32| (b * block, block.min(info.steps - b * block));
 
     let outcome = std::thread::scope(|scope| -> Result<(), RunError> {
-        for shard in shards.iter().skip(1) {
+        for t in 1..threads {
             let (stop, barrier) = (&stop, &barrier);
-            let step_shard = &step_shard;
+            let step_shards = &step_shards;
             scope.spawn(move || {
                 let mut b = 0;
                 loop {
@@ -266,7 +296,7 @@ pub fn run<C: Controller>(
                         break;
                     }
                     let (first, len) = block_at(b);
-                    step_shard(&mut lock(shard), first, len);
+                    step_shards(t, first, len);
                     barrier.wait();
                     b += 1;
                 }
@@ -344,25 +374,28 @@ pub fn run<C: Controller>(
             }
 
             // Every node steps through the round.
+            next_shard.store(0, Ordering::Relaxed);
             if threads > 1 {
                 barrier.wait();
             }
-            step_shard(&mut lock(&shards[0]), first, len);
+            step_shards(0, first, len);
             if threads > 1 {
                 barrier.wait();
             }
 
             // Accounting, in node order.
             ends.clear();
-            for shard in &shards {
-                let mut s = lock(shard);
+            for t in &sums {
+                let mut s = lock(t);
                 for k in 0..len {
                     let step = first + k;
                     let bucket = &mut series[(step / bucket_steps) as usize];
                     bucket.merge(&s.steps[k as usize]);
                     s.steps[k as usize] = Bucket::default();
                 }
-                ends.append(&mut s.ends);
+            }
+            for shard in &shards {
+                ends.append(&mut lock(shard).ends);
             }
             for k in 0..len {
                 series[((first + k) / bucket_steps) as usize].steps += 1;
@@ -417,12 +450,15 @@ pub fn run<C: Controller>(
     }
     let mut hist = vec![0u64; 1001];
     let mut actions = ActionCounts::default();
-    for shard in &shards {
-        let s = lock(shard);
+    for t in &sums {
+        let s = lock(t);
         for (a, b) in hist.iter_mut().zip(&s.utilisation_hist) {
             *a += b;
         }
         actions.add(&s.counts);
+    }
+    for shard in &shards {
+        let s = lock(shard);
         vms.running += s.nodes.iter().map(|n| n.vms.len() as u64).sum::<u64>();
     }
     vms.pending = pending.len() as u64;
