@@ -9,7 +9,7 @@ use colo_sim::cluster::SimConfig;
 use colo_sim::compare::{self, Mode};
 use colo_sim::report;
 use colo_sim::trace::binary::{self, BinaryTrace};
-use colo_sim::trace::synthetic::{OnlineNoise, SyntheticTrace};
+use colo_sim::trace::synthetic::{OnlineNoise, SyntheticParams, SyntheticTrace};
 use colo_sim::trace::{TraceSource, VmSpec};
 use common::*;
 
@@ -70,6 +70,31 @@ fn thread_count_does_not_change_a_run() {
             ..SimConfig::default()
         },
     );
+    assert_eq!(one, three);
+    assert_eq!(report::series_csv(&one), report::series_csv(&three));
+}
+
+#[test]
+fn many_shards_give_the_same_bytes_for_any_thread_count() {
+    // 150 nodes: three shards of up to 64 nodes, handed out to whichever thread is free.
+    let p = SyntheticParams {
+        nodes: 150,
+        days: 0.05,
+        ..small(5)
+    };
+    let modes = [Mode::Colo];
+    let with = |threads| {
+        run(
+            &p,
+            &modes,
+            &SimConfig {
+                threads,
+                ..SimConfig::default()
+            },
+        )
+    };
+    let (one, two, three) = (with(1), with(2), with(3));
+    assert_eq!(one, two);
     assert_eq!(one, three);
     assert_eq!(report::series_csv(&one), report::series_csv(&three));
 }
