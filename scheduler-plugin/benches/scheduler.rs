@@ -91,6 +91,53 @@ struct Row {
     body_kib: usize,
 }
 
+/// Pause between requests (`COLO_BENCH_PACE_US`, default 0: back to back).
+fn pace() -> Duration {
+    Duration::from_micros(
+        std::env::var("COLO_BENCH_PACE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+fn row(what: String, h: &Histogram<u64>, body_kib: usize) -> Row {
+    let ms = |us: u64| us as f64 / 1000.0;
+    Row {
+        what,
+        n: h.len(),
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        max_ms: ms(h.max()),
+        body_kib,
+    }
+}
+
+/// `colo_scheduler::k8s::filter_answer` or `prioritize_answer`.
+type Answer = fn(&colo_scheduler::NodeTable, &SchedulerConfig, &[u8]) -> Result<Vec<u8>, String>;
+
+/// The server's own work for one request, in-process on this thread, no HTTP: decode, look up,
+/// decide, encode, as the handler does.
+fn time_in_process(s: &Running, answer: Answer, body: &str, n: usize, what: String) -> Row {
+    let config = SchedulerConfig::default();
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for _ in 0..(n / 10).max(5) {
+        answer(&s.table, &config, body.as_bytes()).expect("answer");
+    }
+    let gap = pace();
+    for _ in 0..n {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
+        let t = Instant::now();
+        let r = answer(&s.table, &config, body.as_bytes()).expect("answer");
+        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        std::hint::black_box(r);
+        h.record(us.max(1)).expect("record");
+    }
+    row(what, &h, body.len() / 1024)
+}
+
 async fn time_requests(s: &Running, path: &str, body: &str, n: usize, what: String) -> Row {
     let mut c = HttpConnection::connect(s.http_addr).await.expect("connect");
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -99,22 +146,19 @@ async fn time_requests(s: &Running, path: &str, body: &str, n: usize, what: Stri
         let r = c.post_json(path, body.as_bytes()).await.expect("request");
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
+    let gap = pace();
     for _ in 0..n {
+        if !gap.is_zero() {
+            // The client runtime serves only this connection: blocking it is fine.
+            std::thread::sleep(gap);
+        }
         let t = Instant::now();
         let r = c.post_json(path, body.as_bytes()).await.expect("request");
         let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
         assert_eq!(r.status, 200);
         h.record(us.max(1)).expect("record");
     }
-    let ms = |us: u64| us as f64 / 1000.0;
-    Row {
-        what,
-        n: h.len(),
-        p50_ms: ms(h.value_at_quantile(0.50)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        max_ms: ms(h.max()),
-        body_kib: body.len() / 1024,
-    }
+    row(what, &h, body.len() / 1024)
 }
 
 /// Streams `per_stream` reports on each of `streams` gRPC streams as fast as acks allow; returns
@@ -237,7 +281,23 @@ fn main() {
     let batch_tenth = format!(r#"{{"Pod":{BATCH_POD},"NodeNames":{tenth_json}}}"#);
     let n = sizes.nodes;
     let n10 = tenth.len();
-    let rows = client_rt.block_on(async {
+    let mut rows = vec![
+        time_in_process(
+            &s,
+            colo_scheduler::k8s::filter_answer,
+            &batch_names,
+            sizes.requests,
+            format!("server work alone, `/filter`, {n} nodes (NodeNames), batch pod"),
+        ),
+        time_in_process(
+            &s,
+            colo_scheduler::k8s::prioritize_answer,
+            &batch_names,
+            sizes.requests,
+            format!("server work alone, `/prioritize`, {n} nodes (NodeNames), batch pod"),
+        ),
+    ];
+    rows.extend(client_rt.block_on(async {
         vec![
             time_requests(
                 &s,
@@ -291,7 +351,7 @@ fn main() {
             )
             .await,
         ]
-    });
+    }));
     let (stored, took) = client_rt.block_on(ingest(&s, sizes.streams, sizes.reports_per_stream));
     let expected = sizes.streams as u64 * sizes.reports_per_stream * 10;
     assert_eq!(stored, expected, "every report acknowledged");

@@ -246,17 +246,21 @@ impl TableView<'_> {
             .map(|r| self.index.record(r).snapshot(now))
     }
 
-    /// Calls `f(i, snapshot)` for each of `names` in order, as [`TableView::lookup`] would
-    /// answer, but many names at a time, so their memory loads overlap.
+    /// Calls `f(i, snapshot, plain)` for each of `names` in order, with the snapshot
+    /// [`TableView::lookup`] would answer, but many names at a time, so their memory loads
+    /// overlap. `plain` is true when the node is known and its name encodes in JSON as itself
+    /// between quotes (checked once, when the node was first stored).
     pub fn lookup_each<N: std::ops::Deref<Target = str>>(
         &self,
         names: &[N],
         now: Instant,
-        mut f: impl FnMut(usize, Option<NodeSnapshot>),
+        mut f: impl FnMut(usize, Option<NodeSnapshot>, bool),
     ) {
         let now = self.clock.at(now);
-        self.index
-            .lookup_each(names, |i, r| f(i, r.map(|r| r.snapshot(now))));
+        self.index.lookup_each(names, |i, r| match r {
+            Some(r) => f(i, Some(r.snapshot(now)), r.plain_name),
+            None => f(i, None, false),
+        });
     }
 }
 
@@ -347,6 +351,7 @@ impl NodeTable {
                     state,
                     admission,
                     received: self.clock.at(now),
+                    plain_name: crate::k8s::is_json_plain(report.node_name.as_bytes()),
                 });
             shard.insert(
                 key,

@@ -12,8 +12,8 @@ use super::decode::Text;
 use super::gojson::{self, GoRaw};
 use super::pod::{batch_request, is_batch};
 use super::wire::{
-    ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult,
-    HostPriority, MetaPod, MetaVictims, NodeListOut, RawNode, SortedMap, encode_priorities,
+    ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod,
+    MetaVictims, Name, NodeListOut, RawNode, SortedMap, priorities_len_hint, push_priority,
 };
 use crate::config::{SchedulerConfig, StaleNodes};
 use crate::table::{NodeSnapshot, NodeTable, TableView};
@@ -155,6 +155,15 @@ fn candidate_names<'r, 'a>(
     }
 }
 
+/// A filter candidate's outcome.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    No,
+    Yes,
+    /// Passes, and its name is known to need no JSON escaping.
+    YesPlain,
+}
+
 /// Answers a filter call with the encoded `ExtenderFilterResult`.
 ///
 /// # Errors
@@ -171,7 +180,8 @@ pub fn filter(
 
     let mut failed = SortedMap::default();
     let mut unresolvable = SortedMap::default();
-    let mut pass = vec![true; names.len()];
+    // Per candidate: whether it passes, and whether its name is known to need no escaping.
+    let mut pass = vec![Pass::Yes; names.len()];
     if is_batch(pod, &config.batch) {
         let judge = Judge {
             table: table.view(),
@@ -179,13 +189,21 @@ pub fn filter(
             now,
             request: batch_request(pod, &config.batch),
         };
-        judge.table.lookup_each(&names, now, |i, found| {
-            if let Judgement::Fail { reason, resolvable } = judge.judge(found) {
-                pass[i] = false;
-                if resolvable {
-                    failed.insert(&names[i], reason);
-                } else {
-                    unresolvable.insert(&names[i], reason);
+        judge.table.lookup_each(&names, now, |i, found, plain| {
+            let name = Name {
+                text: &names[i],
+                plain,
+            };
+            match judge.judge(found) {
+                Judgement::Pass if plain => pass[i] = Pass::YesPlain,
+                Judgement::Pass => {}
+                Judgement::Fail { reason, resolvable } => {
+                    pass[i] = Pass::No;
+                    if resolvable {
+                        failed.insert_name(name, reason);
+                    } else {
+                        unresolvable.insert_name(name, reason);
+                    }
                 }
             }
         });
@@ -204,8 +222,11 @@ pub fn filter(
         names
             .iter()
             .zip(&pass)
-            .filter(|(_, p)| **p)
-            .map(|(n, _)| &**n)
+            .filter(|(_, p)| **p != Pass::No)
+            .map(|(n, p)| Name {
+                text: n,
+                plain: *p == Pass::YesPlain,
+            })
             .collect()
     });
     let nodes = args.nodes.as_ref().map(|list| {
@@ -215,7 +236,7 @@ pub fn filter(
             let passing: std::collections::HashSet<&str> = names
                 .iter()
                 .zip(&pass)
-                .filter(|(_, p)| **p)
+                .filter(|(_, p)| **p != Pass::No)
                 .map(|(n, _)| &**n)
                 .collect();
             items
@@ -226,7 +247,7 @@ pub fn filter(
             // Nodes mode: items and names line up.
             items
                 .zip(&pass)
-                .filter(|(_, p)| **p)
+                .filter(|(_, p)| **p != Pass::No)
                 .map(|(n, _)| GoRaw(n.raw))
                 .collect()
         };
@@ -269,28 +290,30 @@ pub fn prioritize(
 ) -> Result<Vec<u8>, RequestError> {
     let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
     let names = candidate_names(args)?;
-    let list: Vec<HostPriority<'_>> = if is_batch(pod, &config.batch) {
+    // Encoded as each node is scored, straight into one buffer.
+    let mut out = Vec::with_capacity(priorities_len_hint(&names));
+    out.push(b'[');
+    if is_batch(pod, &config.batch) {
         let judge = Judge {
             table: table.view(),
             config,
             now,
             request: batch_request(pod, &config.batch),
         };
-        let mut list = Vec::with_capacity(names.len());
-        judge.table.lookup_each(&names, now, |i, found| {
-            list.push(HostPriority {
-                host: &names[i],
-                score: i64::from(judge.score(found)),
-            });
+        judge.table.lookup_each(&names, now, |i, found, plain| {
+            let host = Name {
+                text: &names[i],
+                plain,
+            };
+            push_priority(&mut out, i == 0, host, i64::from(judge.score(found)));
         });
-        list
     } else {
-        names
-            .iter()
-            .map(|host| HostPriority { host, score: 0 })
-            .collect()
-    };
-    Ok(encode_priorities(&list))
+        for (i, host) in names.iter().enumerate() {
+            push_priority(&mut out, i == 0, Name::from(&**host), 0);
+        }
+    }
+    out.push(b']');
+    Ok(out)
 }
 
 /// Answers a preempt call. kube-scheduler proposes, per node, the pods it would evict; colo

@@ -147,7 +147,7 @@ const PLAIN: [bool; 256] = {
 };
 
 /// True when every byte is [`PLAIN`]; eight bytes at a time.
-fn is_plain(bytes: &[u8]) -> bool {
+pub(crate) fn is_plain(bytes: &[u8]) -> bool {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // Whether any byte of `w` equals `c` (exact for "any").
@@ -188,6 +188,19 @@ pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
     // A `str` serialized into a Vec cannot fail (no I/O, no map keys).
     if let Err(e) = s.serialize(&mut ser) {
         tracing::error!("JSON encoding of a string failed: {e}");
+    }
+}
+
+/// [`push_string`] for a string already known to need no escaping (`plain`: checked once, when
+/// the node was first stored), else [`push_string`] itself.
+pub(crate) fn push_name(out: &mut Vec<u8>, s: &str, plain: bool) {
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        push_string(out, s);
     }
 }
 

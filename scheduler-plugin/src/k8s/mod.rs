@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use decide::RequestError;
 pub use decode::Text;
+pub(crate) use gojson::is_plain as is_json_plain;
 pub use pod::{batch_request, is_batch};
 pub use quantity::{Quantity, QuantityError};
 pub use wire::{ExtenderArgs, ExtenderPreemptionArgs, Pod};
@@ -99,12 +100,40 @@ fn record(verb: &'static str, ok: bool, start: Instant) {
     metrics::histogram!(m::EXTENDER_SECONDS, "verb" => verb).record(start.elapsed().as_secs_f64());
 }
 
+/// The body of colo's answer to a filter call with request body `body`, decided now: exactly
+/// what `POST {prefix}/filter` does between reading the request and writing the answer (decode,
+/// look up, decide, encode), without HTTP. For embedding and for timing the server's own work.
+///
+/// # Errors
+/// A message when the request cannot be served (the HTTP handler sends it as `Error`).
+pub fn filter_answer(
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let start = Instant::now();
+    decode_args(body)
+        .and_then(|args| decide::filter(&args, table, config, start).map_err(|e| e.to_string()))
+}
+
+/// As [`filter_answer`], for `POST {prefix}/prioritize`.
+///
+/// # Errors
+/// A message when the request cannot be served (the HTTP handler answers 400 with it).
+pub fn prioritize_answer(
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let start = Instant::now();
+    decode_args(body)
+        .and_then(|args| decide::prioritize(&args, table, config, start).map_err(|e| e.to_string()))
+}
+
 async fn filter(State(s): State<HttpState>, body: Bytes) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
-        let result = decode_args(body).and_then(|args| {
-            decide::filter(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
-        });
+        let result = filter_answer(&s.table, &s.config, body);
         record("filter", result.is_ok(), start);
         match result {
             Ok(bytes) => json(StatusCode::OK, bytes),
@@ -127,9 +156,7 @@ fn plain_error(msg: String) -> Response {
 async fn prioritize(State(s): State<HttpState>, body: Bytes) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
-        let result = decode_args(body).and_then(|args| {
-            decide::prioritize(&args, &s.table, &s.config, start).map_err(|e| e.to_string())
-        });
+        let result = prioritize_answer(&s.table, &s.config, body);
         record("prioritize", result.is_ok(), start);
         match result {
             Ok(bytes) => json(StatusCode::OK, bytes),

@@ -342,7 +342,7 @@ pub(crate) struct ExtenderFilterResult<'a> {
     pub nodes: Option<NodeListOut<'a>>,
     /// `NodeNames`: the passing node names (`nodeCacheCapable` mode), else null.
     #[serde(rename = "NodeNames")]
-    pub node_names: Option<Vec<&'a str>>,
+    pub node_names: Option<Vec<Name<'a>>>,
     /// `FailedNodes`: node → reason, where preemption may help.
     #[serde(rename = "FailedNodes")]
     pub failed_nodes: Option<SortedMap<'a>>,
@@ -358,7 +358,12 @@ impl ExtenderFilterResult<'_> {
     /// The same bytes as `gojson::to_vec(self)`, written straight into one buffer sized up
     /// front: with thousands of node names the general serializer's per-string work shows.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let names: usize = self.node_names.iter().flatten().map(|n| n.len() + 3).sum();
+        let names: usize = self
+            .node_names
+            .iter()
+            .flatten()
+            .map(|n| n.text.len() + 3)
+            .sum();
         let maps: usize = [&self.failed_nodes, &self.failed_and_unresolvable_nodes]
             .into_iter()
             .flatten()
@@ -379,7 +384,7 @@ impl ExtenderFilterResult<'_> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    gojson::push_string(&mut out, n);
+                    gojson::push_name(&mut out, n.text, n.plain);
                 }
                 out.push(b']');
             }
@@ -395,15 +400,43 @@ impl ExtenderFilterResult<'_> {
     }
 }
 
+/// A node name in an answer: encoded as a JSON string; `plain` when it is known to need no
+/// escaping (then it is copied as is).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name<'a> {
+    /// The name.
+    pub text: &'a str,
+    /// True only when `text` encodes as itself between quotes.
+    pub plain: bool,
+}
+
+impl<'a> From<&'a str> for Name<'a> {
+    fn from(text: &'a str) -> Self {
+        Self { text, plain: false }
+    }
+}
+
+impl Serialize for Name<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text)
+    }
+}
+
 /// A Go `map[string]string` built from a list: encoded with keys in byte order (as Go sorts
 /// them) and each key once. Cheaper than a `BTreeMap` for thousands of entries.
 #[derive(Debug, Default)]
-pub(crate) struct SortedMap<'a>(Vec<(&'a str, &'static str)>);
+pub(crate) struct SortedMap<'a>(Vec<(&'a str, &'static str, bool)>);
 
 impl<'a> SortedMap<'a> {
     /// Adds an entry (order does not matter).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, key: &'a str, value: &'static str) {
-        self.0.push((key, value));
+        self.insert_name(Name::from(key), value);
+    }
+
+    /// Adds an entry whose key may be known to need no JSON escaping.
+    pub(crate) fn insert_name(&mut self, key: Name<'a>, value: &'static str) {
+        self.0.push((key.text, value, key.plain));
     }
 
     /// Number of entries (a key added twice counts twice).
@@ -418,13 +451,17 @@ impl<'a> SortedMap<'a> {
 
     /// Sorts by key and keeps the last value of a repeated key, as a Go map would.
     pub(crate) fn finish(mut self) -> Self {
+        // Already in order with no key twice (the names came sorted): nothing to do.
+        if self.0.windows(2).all(|w| w[0].0 < w[1].0) {
+            return self;
+        }
         // Stable sort: entries of one key stay in insertion order, so the last one wins.
         self.0.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out: Vec<(&'a str, &'static str)> = Vec::with_capacity(self.0.len());
-        for (k, v) in self.0 {
+        let mut out: Vec<(&'a str, &'static str, bool)> = Vec::with_capacity(self.0.len());
+        for (k, v, plain) in self.0 {
             match out.last_mut() {
                 Some(last) if last.0 == k => last.1 = v,
-                _ => out.push((k, v)),
+                _ => out.push((k, v, plain)),
             }
         }
         Self(out)
@@ -435,7 +472,7 @@ impl SortedMap<'_> {
     fn encoded_len_hint(&self) -> usize {
         self.0
             .iter()
-            .map(|(k, v)| k.len() + v.len() + 6)
+            .map(|(k, v, _)| k.len() + v.len() + 6)
             .sum::<usize>()
             + 2
     }
@@ -449,11 +486,11 @@ impl SortedMap<'_> {
         out.push(b'{');
         // Reasons repeat (a few fixed texts): encode each distinct one once, then copy it.
         let mut last: Option<(&'static str, std::ops::Range<usize>)> = None;
-        for (i, (k, v)) in map.0.iter().enumerate() {
+        for (i, (k, v, plain)) in map.0.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            gojson::push_string(out, k);
+            gojson::push_name(out, k, *plain);
             out.push(b':');
             match &last {
                 Some((text, span)) if std::ptr::eq(*text, *v) => {
@@ -474,14 +511,15 @@ impl Serialize for SortedMap<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
+        for (k, v, _) in &self.0 {
             m.serialize_entry(k, v)?;
         }
         m.end()
     }
 }
 
-/// `HostPriority`.
+/// `HostPriority` (the general encoder's view, which the hand encoder is tested against).
+#[cfg(test)]
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct HostPriority<'a> {
     /// `Host`.
@@ -501,21 +539,35 @@ fn push_score(out: &mut Vec<u8>, score: i64) {
     }
 }
 
+/// Bytes to reserve for a `HostPriorityList` of `names` (the exact size when no name needs
+/// escaping and no score has two digits).
+pub(crate) fn priorities_len_hint<N: std::ops::Deref<Target = str>>(names: &[N]) -> usize {
+    names.iter().map(|n| n.len() + 24).sum::<usize>() + 2
+}
+
+/// Appends one `HostPriority` of a `HostPriorityList` as Go encodes it; `first` for the first
+/// entry (no comma before it). The list's `[` and `]` are the caller's.
+pub(crate) fn push_priority(out: &mut Vec<u8>, first: bool, host: Name<'_>, score: i64) {
+    if first {
+        out.extend_from_slice(br#"{"Host":"#);
+    } else {
+        out.extend_from_slice(br#",{"Host":"#);
+    }
+    gojson::push_name(out, host.text, host.plain);
+    out.extend_from_slice(br#","Score":"#);
+    push_score(out, score);
+    out.push(b'}');
+}
+
 /// A `HostPriorityList` encoded as Go would (the same bytes as `gojson::to_vec(list)`), written
 /// straight into one buffer sized up front.
+#[cfg(test)]
 pub(crate) fn encode_priorities(list: &[HostPriority<'_>]) -> Vec<u8> {
     let len: usize = list.iter().map(|h| h.host.len() + 26).sum();
     let mut out = Vec::with_capacity(len + 2);
     out.push(b'[');
     for (i, h) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(br#"{"Host":"#);
-        gojson::push_string(&mut out, h.host);
-        out.extend_from_slice(br#","Score":"#);
-        push_score(&mut out, h.score);
-        out.push(b'}');
+        push_priority(&mut out, i == 0, Name::from(h.host), h.score);
     }
     out.push(b']');
     out
@@ -611,7 +663,7 @@ mod tests {
             ExtenderFilterResult::default(),
             ExtenderFilterResult {
                 nodes: None,
-                node_names: Some(names.to_vec()),
+                node_names: Some(names.iter().map(|n| Name::from(*n)).collect()),
                 failed_nodes: Some(failed.finish()),
                 failed_and_unresolvable_nodes: Some(unresolvable.finish()),
                 error: String::new(),
@@ -629,6 +681,28 @@ mod tests {
                 error: "bad <input>\n".to_owned(),
             },
         ];
+        // Names known plain (as the node table marks them) are copied as is: same bytes.
+        let mut known = SortedMap::default();
+        for n in names {
+            let plain = gojson::is_plain(n.as_bytes());
+            known.insert_name(Name { text: n, plain }, reasons[1]);
+        }
+        let known_names: Vec<Name<'_>> = names
+            .iter()
+            .map(|n| Name {
+                text: n,
+                plain: gojson::is_plain(n.as_bytes()),
+            })
+            .collect();
+        assert!(known_names.iter().any(|n| n.plain) && known_names.iter().any(|n| !n.plain));
+        let mut cases = Vec::from(cases);
+        cases.push(ExtenderFilterResult {
+            nodes: None,
+            node_names: Some(known_names.clone()),
+            failed_nodes: Some(known.finish()),
+            failed_and_unresolvable_nodes: None,
+            error: String::new(),
+        });
         for c in &cases {
             assert_eq!(
                 String::from_utf8(c.encode()).unwrap(),
@@ -641,6 +715,12 @@ mod tests {
             .map(|(host, score)| HostPriority { host, score })
             .collect();
         assert_eq!(encode_priorities(&list), gojson::to_vec(&list));
+        let mut out = b"[".to_vec();
+        for (i, (n, h)) in known_names.iter().zip(&list).enumerate() {
+            push_priority(&mut out, i == 0, *n, h.score);
+        }
+        out.push(b']');
+        assert_eq!(out, gojson::to_vec(&list));
         assert_eq!(encode_priorities(&[]), b"[]");
     }
 

@@ -30,6 +30,9 @@ pub(super) struct Record {
     pub(super) admission: Admission,
     /// When the last report was received, as [`Clock::at`] gives it.
     pub(super) received: i64,
+    /// Whether the name encodes in JSON as itself between quotes (checked once, at insert), so
+    /// an answer can copy it without looking at it again.
+    pub(super) plain_name: bool,
 }
 
 impl Record {
@@ -251,6 +254,7 @@ mod tests {
             state,
             admission: Admission::Accepting,
             received: 0,
+            plain_name: true,
         }
     }
 
