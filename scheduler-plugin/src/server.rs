@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use colo_proto::report::node_reports_server::NodeReportsServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,6 +90,13 @@ pub fn start(
         metrics,
     });
     let mut http_rx = rx;
+    // TCP_NODELAY, as Go's HTTP server sets it: an answer's last segment (filter answers run to
+    // 150 KiB for 5,000 nodes) must not wait on Nagle for the client's ACK of the ones before.
+    let http = http.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on an extender connection: {e}");
+        }
+    });
     let http = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async move {
