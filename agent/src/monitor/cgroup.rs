@@ -27,6 +27,11 @@ pub enum CgroupCpu {
         /// `cpu.stat`, when the cpu hierarchy is there.
         stat: Option<StatFile>,
     },
+    /// v1, the cpu hierarchy's `cpu.stat` alone (throttling; usage reads as 0).
+    V1Throttling {
+        /// `cpu.stat`.
+        stat: StatFile,
+    },
     /// v2: `cpu.stat` (`usage_usec`, `throttled_usec`, `nr_throttled`).
     V2 {
         /// `cpu.stat`.
@@ -40,6 +45,15 @@ impl CgroupCpu {
         Ok(Self::V1 {
             usage: StatFile::open(cpuacct.join("cpuacct.usage"))?,
             stat: cpu.and_then(|c| StatFile::open(c.join("cpu.stat")).ok()),
+        })
+    }
+
+    /// v1 throttling only: the cpu hierarchy's `cpu.stat`, no `cpuacct.usage` (its
+    /// [`read`](Self::read) reports `usage_ns` 0). For a cgroup whose usage is counted by its
+    /// parent (a VM's `vcpu` child), this saves a read per refresh.
+    pub fn v1_throttling(cpu: &Path) -> io::Result<Self> {
+        Ok(Self::V1Throttling {
+            stat: StatFile::open(cpu.join("cpu.stat"))?,
         })
     }
 
@@ -61,6 +75,11 @@ impl CgroupCpu {
                     c.throttled_ns = keyed(t, b"throttled_time").unwrap_or(0);
                     c.nr_throttled = keyed(t, b"nr_throttled").unwrap_or(0);
                 }
+            }
+            Self::V1Throttling { stat } => {
+                let t = stat.read()?;
+                c.throttled_ns = keyed(t, b"throttled_time").unwrap_or(0);
+                c.nr_throttled = keyed(t, b"nr_throttled").unwrap_or(0);
             }
             Self::V2 { stat } => {
                 let t = stat.read()?;
@@ -105,6 +124,12 @@ impl CgroupMemory {
             stat: StatFile::open(dir.join("memory.stat"))?,
             v2,
         })
+    }
+
+    /// Reads the charge alone (`memory.current` / `memory.usage_in_bytes`), without
+    /// `memory.stat` (long, and on v1 summed over the hierarchy at every read).
+    pub fn read_usage(&mut self) -> io::Result<u64> {
+        Ok(self.usage.read_u64()?.unwrap_or(0))
     }
 
     /// Reads the counters.
@@ -293,6 +318,19 @@ mod tests {
                 nr_throttled: 4
             }
         );
+        // Usage alone (no cpu hierarchy), throttling alone (no cpuacct.usage).
+        let mut u = CgroupCpu::v1(a.path(), None).unwrap();
+        assert_eq!(u.read().unwrap().usage_ns, 123_456);
+        assert_eq!(u.read().unwrap().throttled_ns, 0);
+        let mut t = CgroupCpu::v1_throttling(a.path()).unwrap();
+        assert_eq!(
+            t.read().unwrap(),
+            CpuCounters {
+                usage_ns: 0,
+                throttled_ns: 999,
+                nr_throttled: 4
+            }
+        );
         let b = dir_with(&[(
             "cpu.stat",
             "usage_usec 5\nuser_usec 3\nnr_periods 1\nnr_throttled 2\nthrottled_usec 7\n",
@@ -331,6 +369,7 @@ mod tests {
         ]);
         let mut m = CgroupMemory::open(b.path(), true).unwrap();
         assert_eq!(m.read().unwrap().working_set, 900);
+        assert_eq!(m.read_usage().unwrap(), 1000);
     }
 
     #[test]

@@ -271,6 +271,17 @@ pub struct Collector {
     vm_credit: f64,
     out: Readings,
     scratch_devs: Vec<(u32, u32)>,
+    /// Device → its whole disk, as found in sysfs (a partition's parent does not change).
+    whole_disks: Vec<((u32, u32), (u32, u32))>,
+}
+
+/// A VM's `vcpu` child, read for its throttling only (its usage is in the VM's own cgroup).
+fn throttling_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
+    if h.is_v2() {
+        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
+    } else {
+        CgroupCpu::v1_throttling(&h.dir("cpu", rel)?).ok()
+    }
 }
 
 fn cpu_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
@@ -279,6 +290,16 @@ fn cpu_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
     } else {
         let cpu = h.dir("cpu", rel);
         CgroupCpu::v1(&h.dir("cpuacct", rel)?, cpu.as_deref()).ok()
+    }
+}
+
+/// A cgroup read for its CPU usage only (the online services, the offline group): on v1
+/// `cpuacct.usage` alone, without the cpu hierarchy's `cpu.stat` (throttling nobody reads).
+fn usage_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
+    if h.is_v2() {
+        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
+    } else {
+        CgroupCpu::v1(&h.dir("cpuacct", rel)?, None).ok()
     }
 }
 
@@ -305,7 +326,7 @@ impl Collector {
         } else {
             None
         };
-        let offline_cpu = cpu_of(&settings.hierarchies, &settings.offline);
+        let offline_cpu = usage_of(&settings.hierarchies, &settings.offline);
         let mut c = Self {
             s: settings,
             start: Instant::now(),
@@ -329,6 +350,7 @@ impl Collector {
             vm_credit: 0.0,
             out: Readings::default(),
             scratch_devs: Vec::new(),
+            whole_disks: Vec::new(),
         };
         c.prev_cpu = c
             .stat
@@ -569,7 +591,7 @@ impl Collector {
             self.mem = m;
         }
         if self.offline_cpu.is_none() {
-            self.offline_cpu = cpu_of(&self.s.hierarchies, &self.s.offline);
+            self.offline_cpu = usage_of(&self.s.hierarchies, &self.s.offline);
         }
         let h = &self.s.hierarchies;
         let v2 = h.is_v2();
@@ -579,7 +601,7 @@ impl Collector {
                 Ok(rels) => {
                     svc.warned = false;
                     if rels != svc.rels || svc.cpu.is_empty() {
-                        svc.cpu = rels.iter().filter_map(|r| cpu_of(h, r)).collect();
+                        svc.cpu = rels.iter().filter_map(|r| usage_of(h, r)).collect();
                         svc.memory = rels
                             .iter()
                             .filter_map(|r| CgroupMemory::open(&h.dir("memory", r)?, v2).ok())
@@ -640,8 +662,15 @@ impl Collector {
                 self.scratch_devs.push(d);
             }
             let mut idx = Vec::with_capacity(self.scratch_devs.len());
-            for d in &self.scratch_devs {
-                let d = super::node::whole_disk(*d);
+            for &d in &self.scratch_devs {
+                let d = match self.whole_disks.iter().find(|(p, _)| *p == d) {
+                    Some(&(_, w)) => w,
+                    None => {
+                        let w = super::node::whole_disk(d);
+                        self.whole_disks.push((d, w));
+                        w
+                    }
+                };
                 let i = match self.devices.iter().position(|x| *x == d) {
                     Some(i) => i,
                     None => {
@@ -674,10 +703,10 @@ impl Collector {
 
 fn read_vm(s: &CollectorSettings, v: &mut Vm, now: Instant) {
     let h = &s.hierarchies;
-    let rel = s.offline.join(&v.spec.job);
     if v.cpu.is_none() {
+        let rel = s.offline.join(&v.spec.job);
         v.cpu = cpu_of(h, &rel);
-        v.vcpu = cpu_of(h, &rel.join("vcpu"));
+        v.vcpu = throttling_of(h, &rel.join("vcpu"));
         v.memory = h
             .dir("memory", &rel)
             .and_then(|d| CgroupMemory::open(&d, h.is_v2()).ok());
@@ -700,8 +729,8 @@ fn read_vm(s: &CollectorSettings, v: &mut Vm, now: Instant) {
         v.io.as_mut()
             .and_then(|c| c.read().ok())
             .unwrap_or_default();
-    if let Some(m) = v.memory.as_mut().and_then(|m| m.read().ok()) {
-        v.out.memory = m.usage;
+    if let Some(m) = v.memory.as_mut().and_then(|m| m.read_usage().ok()) {
+        v.out.memory = m;
     }
     if let Some((t, pc, pv, pio)) = v.prev {
         let dt = now.saturating_duration_since(t).as_secs_f64();
