@@ -8,6 +8,7 @@
 
 mod summary;
 mod vms;
+mod wait;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -133,26 +134,47 @@ pub fn spawn(
     let enforcer = Enforcer::new(jobs.clone(), io_devices);
     let budget = config.offline.budget.cpu.map(|c| c.get());
     let period = config.qos_loop.period;
-    Ok(tokio::spawn(run(
-        LoopState {
-            collector,
-            enforcer,
-            engine: None,
-            jobs,
-            policy,
-            shared,
-            pushed,
-            budget,
-            period,
-            wake,
-            vms: VmTable::default(),
-            sample: NodeSample::default(),
-            actions: Vec::new(),
-            summary: Summary::default(),
-            admission: colo_policy::scoring::Admission::Accepting,
-        },
-        stop,
-    )))
+    // The loop runs on its own thread; two small tasks forward PSI wake-ups and the stop to it.
+    let signal = Arc::new(wait::Signal::default());
+    {
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                signal.psi();
+            }
+        });
+    }
+    {
+        let (mut stop, guard) = (stop, wait::StopOnDrop(signal.clone()));
+        // The guard stops the loop also when this task is dropped (runtime shutdown), so the
+        // runtime never waits on a loop thread that nobody stops.
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _ = stop.changed().await;
+        });
+    }
+    Ok(tokio::task::spawn_blocking(move || {
+        run(
+            LoopState {
+                collector,
+                enforcer,
+                engine: None,
+                jobs,
+                policy,
+                shared,
+                pushed,
+                budget,
+                period,
+                vms: VmTable::default(),
+                sample: NodeSample::default(),
+                actions: Vec::new(),
+                summary: Summary::default(),
+                admission: colo_policy::scoring::Admission::Accepting,
+            },
+            &signal,
+        )
+    }))
 }
 
 /// PSI triggers on the system files (and on each service's v2 cgroup files) wake the loop.
@@ -187,7 +209,6 @@ struct LoopState {
     pushed: Vec<(String, crate::monitor::sli::SharedWindow)>,
     budget: Option<f64>,
     period: Duration,
-    wake: Arc<Notify>,
     vms: VmTable,
     sample: NodeSample,
     actions: Vec<colo_policy::Action>,
@@ -195,23 +216,30 @@ struct LoopState {
     admission: colo_policy::scoring::Admission,
 }
 
-async fn run(mut s: LoopState, mut stop: watch::Receiver<bool>) {
-    let mut timer = tokio::time::interval(s.period);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+fn run(mut s: LoopState, signal: &wait::Signal) {
     let start = Instant::now();
     let (mut next_jobs, mut next_sli, mut next_view) = (start, start, start);
+    // Metric handles looked up once: a lookup hashes the name and labels at every tick.
+    let ticks_timer = metrics::counter!(METRIC_TICKS, "cause" => "timer");
+    let ticks_psi = metrics::counter!(METRIC_TICKS, "cause" => "psi");
+    let tick_seconds = metrics::histogram!(METRIC_TICK);
     tracing::info!(period = ?s.period, "QoS loop running");
+    let mut due = start;
     loop {
-        let cause = tokio::select! {
-            _ = timer.tick() => "timer",
-            _ = s.wake.notified() => {
-                timer.reset();
-                "psi"
-            }
-            _ = stop.changed() => break,
-        };
+        let woken = signal.wait_until(due);
         let now = Instant::now();
-        metrics::counter!(METRIC_TICKS, "cause" => cause).increment(1);
+        match woken {
+            wait::Woken::Timer => {
+                ticks_timer.increment(1);
+                due = wait::next_deadline(due, now, s.period);
+            }
+            wait::Woken::Psi => {
+                // The period restarts from the early tick.
+                ticks_psi.increment(1);
+                due = now + s.period;
+            }
+            wait::Woken::Stop => break,
+        }
         s.follow_policy();
         let mono = now.saturating_duration_since(start);
         if now >= next_jobs {
@@ -235,7 +263,7 @@ async fn run(mut s: LoopState, mut stop: watch::Receiver<bool>) {
             }
         }
         s.tick(now, mono);
-        metrics::histogram!(METRIC_TICK).record(now.elapsed().as_secs_f64());
+        tick_seconds.record(now.elapsed().as_secs_f64());
         if now >= next_view {
             next_view = now + VIEW_EVERY;
             s.publish();
