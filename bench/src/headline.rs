@@ -337,6 +337,34 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
     Ok(results)
 }
 
+/// Gives the agent's root the low CPU weight of modes (3) and (4): the root is the top-level
+/// cgroup the VMs share with nothing online, which is where a weight acts against the online
+/// service's cgroup (`cpu.shares = 2` on v1, `cpu.weight = 1` on v2; `blkio.bfq.weight = 1`
+/// where BFQ is the disk's scheduler).
+pub fn set_low_weight(root: &BenchCgroup, v2: bool) -> Result<(), HostError> {
+    if v2 {
+        root.write("cpu", "cpu.weight", "1")?;
+    } else {
+        root.write("cpu", "cpu.shares", "2")?;
+        if root
+            .dir("blkio")
+            .is_some_and(|d| d.join("blkio.bfq.weight").exists())
+        {
+            root.write("blkio", "blkio.bfq.weight", "1")?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts the root's CPU weight back to the default.
+pub fn reset_weight(root: &BenchCgroup, v2: bool) {
+    let _ = if v2 {
+        root.write("cpu", "cpu.weight", "100")
+    } else {
+        root.write("cpu", "cpu.shares", "1024")
+    };
+}
+
 /// Removes cgroups a crashed earlier run left (only the bench's own names).
 fn cleanup_leftovers() {
     for c in ["cpu", "cpuacct", "memory", "blkio", "pids", "cpuset"] {
@@ -445,19 +473,7 @@ fn one_run(
         }
     }
     if mode.low_weight_root() {
-        // The agent's root is the top-level cgroup the VMs share with nothing online: that is
-        // where a weight acts against the online service's cgroup.
-        if v2 {
-            root.write("cpu", "cpu.weight", "1")?;
-        } else {
-            root.write("cpu", "cpu.shares", "2")?;
-            if root
-                .dir("blkio")
-                .is_some_and(|d| d.join("blkio.bfq.weight").exists())
-            {
-                root.write("blkio", "blkio.bfq.weight", "1")?;
-            }
-        }
+        set_low_weight(&root, v2)?;
     }
     std::thread::sleep(Duration::from_secs(2));
     let actions0 = agent.as_ref().map_or(0, Agent::actions_logged);
@@ -504,11 +520,16 @@ fn one_run(
         .saturating_sub(actions0);
     let stress_rate = stress.take().map(StressNg::stop);
     if mode.low_weight_root() {
-        let _ = if v2 {
-            root.write("cpu", "cpu.weight", "100")
-        } else {
-            root.write("cpu", "cpu.shares", "1024")
-        };
+        reset_weight(&root, v2);
+    }
+    if let Some(a) = agent.as_ref() {
+        // Each run's agent log, kept for after-the-fact questions (which actions, when, why).
+        let logs = cfg.out_dir.join("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        let _ = std::fs::copy(
+            a.dir.join("agent.log"),
+            logs.join(format!("{}-{}-{rep}.log", scenario.name(), mode.key())),
+        );
     }
     drop(agent);
     if let Some(cg) = control_cg {

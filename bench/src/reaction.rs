@@ -2,7 +2,10 @@
 //! up.
 //!
 //! Setup: nginx in its cgroup, colo-agent (`enforce`, the bench policy) with VMs burning every
-//! vCPU. Each trial runs the open-loop load at `rate` and doubles it at a known instant
+//! vCPU, the agent's root at the low CPU weight colo is deployed with (as in the headline's
+//! modes (3) and (4); `--equal-weight` leaves the default weight, so that only the loop acts).
+//! The weight gives online CPU back within a scheduler tick; the loop's own decisions are timed
+//! separately (below). Each trial runs the open-loop load at `rate` and doubles it at a known instant
 //! (CLOCK_MONOTONIC, from the load generator). A sampler reads the offline subtree's cpuacct
 //! every 10 ms. For each trial:
 //!
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::headline::{ONLINE, ROOT, bench_policy};
+use crate::headline::{ONLINE, ROOT, bench_policy, reset_weight, set_low_weight};
 use crate::host::{BenchCgroup, HostError, cgroup_cpu_ns};
 use crate::loadgen::{LoadReport, mono_ns};
 use crate::services::{Agent, AgentSetup, Bins, Nginx, VmSpec, loadgen, write_file};
@@ -47,13 +50,15 @@ pub struct Config {
     pub port: u16,
     /// Policy (default: the bench policy).
     pub policy: Option<String>,
+    /// The agent's root gets the low CPU weight of the headline's modes (3) and (4).
+    pub low_weight: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             trials: 20,
-            rate: 6000.0,
+            rate: 3000.0,
             before: Duration::from_secs(3),
             after: Duration::from_secs(3),
             rest: Duration::from_secs(10),
@@ -61,6 +66,7 @@ impl Default for Config {
             out_dir: PathBuf::from("bench-results/reaction"),
             port: 18081,
             policy: None,
+            low_weight: true,
         }
     }
 }
@@ -226,6 +232,10 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         .or(offline.dir("cpu"))
         .map(Path::to_path_buf)
         .ok_or_else(|| HostError::Missing("offline cgroup".into()))?;
+    let root = BenchCgroup::existing(ROOT, &["cpu", "blkio"]);
+    if cfg.low_weight {
+        set_low_weight(&root, v2)?;
+    }
     let offset = realtime_offset();
     let mut trials = Vec::new();
     std::thread::sleep(cfg.rest);
@@ -279,6 +289,9 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         });
         std::thread::sleep(cfg.rest);
     }
+    if cfg.low_weight {
+        reset_weight(&root, v2);
+    }
     drop(agent);
     drop(nginx);
     BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]).remove();
@@ -317,10 +330,15 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning ({}); offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning under {} ({}); offline cpuacct sampled every 10 ms; {} trials.\n\n",
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
+        if cfg.low_weight {
+            "the low-weight agent root of the headline's modes (3) and (4)"
+        } else {
+            "an agent root at the default CPU weight"
+        },
         if cfg.policy.is_some() {
             "the caller's policy"
         } else {

@@ -38,21 +38,34 @@ fn write_quota(
     Ok(())
 }
 
+/// CPUs this node can run tasks on (the ceiling of any quota that can bind).
+fn online_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(f64::INFINITY, |n| n.get() as f64)
+}
+
 /// The offline group's quota.
 #[derive(Debug)]
 pub(super) struct GroupCpu {
     node: CgroupNode,
     period_us: Option<u64>,
     applied: Option<CpuQuota>,
+    /// A quota of this many cores or more cannot bind and is written as unlimited.
+    cpus: f64,
 }
 
 impl GroupCpu {
     pub(super) fn new(node: CgroupNode) -> Self {
+        Self::with_cpus(node, online_cpus())
+    }
+
+    /// As [`GroupCpu::new`] for a node with `cpus` CPUs.
+    pub(super) fn with_cpus(node: CgroupNode, cpus: f64) -> Self {
         let applied = node.cpu_quota().ok();
         Self {
             period_us: applied.map(|q| q.period_us),
             node,
             applied,
+            cpus,
         }
     }
 
@@ -74,10 +87,19 @@ impl GroupCpu {
         period: Duration,
         vms: Vec<&mut VmCpu>,
     ) -> Result<(), String> {
-        let q = quota_for(cores, period);
+        // A quota at or above every CPU the node has cannot bind: it is written as unlimited,
+        // so that no CFS bandwidth timer runs and no slice accounting throttles the VMs for
+        // nothing (the policy's "no squeeze" quota is the whole node when no budget is set).
+        let unbinding = cores >= self.cpus - 1e-6;
+        let q = if unbinding {
+            CpuQuota::unlimited(quota_for(1.0, period).period_us)
+        } else {
+            quota_for(cores, period)
+        };
         if self.applied == Some(q) {
             return Ok(());
         }
+        let cap = (!unbinding).then_some(cores);
         let lower = match (self.applied_cores(), q.quota_us) {
             (Some(old), Some(_)) => cores < old,
             (None, Some(_)) => true,
@@ -86,14 +108,14 @@ impl GroupCpu {
         let mut vms = vms;
         if lower {
             for v in vms.iter_mut() {
-                v.reapply(Some(cores))?;
+                v.reapply(cap)?;
             }
         }
         write_quota(&self.node, q, &mut self.period_us)?;
         self.applied = Some(q);
         if !lower {
             for v in vms.iter_mut() {
-                v.reapply(Some(cores))?;
+                v.reapply(cap)?;
             }
         }
         Ok(())
@@ -251,7 +273,8 @@ mod tests {
         let tree = CgroupTree::open(&settings).expect("open tree");
         let job = tree.create_job("j1", &JobLimits::default()).expect("job");
         let p = Duration::from_millis(10);
-        let mut group = GroupCpu::new(tree.offline());
+        // As on an 8-CPU node, so that 2 cores is a quota that can bind.
+        let mut group = GroupCpu::with_cpus(tree.offline(), 8.0);
         let mut vm = VmCpu::new(job.threads(ThreadGroup::Vcpu).clone());
         let q = |n: &CgroupNode| n.cpu_quota().unwrap();
         vm.set(Some(1.5), p, group.cap_cores()).unwrap();
@@ -276,6 +299,15 @@ mod tests {
         assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(20_000));
         vm.set(None, p, group.cap_cores()).unwrap();
         assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, None);
+        // A group quota of every CPU the node has cannot bind: it is written as unlimited, and
+        // a VM capped by the group before gets its own quota back.
+        vm.set(Some(1.5), p, group.cap_cores()).unwrap();
+        group.set(1.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(10_000));
+        group.set(8.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, None);
+        assert_eq!(group.applied_cores(), None);
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(15_000));
         job.remove(Duration::from_secs(1)).unwrap();
     }
 

@@ -63,11 +63,15 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         trials: usize,
         /// Requests per second before the step (doubled at the step).
-        #[arg(long, default_value_t = 6000.0)]
+        #[arg(long, default_value_t = 3000.0)]
         rate: f64,
         /// Seconds between trials (the quota grows back).
         #[arg(long, default_value_t = 10)]
         rest: u64,
+        /// Leave the agent's root at the default CPU weight (colo as deployed gives it a low
+        /// weight, as modes (3) and (4) of the headline benchmark).
+        #[arg(long)]
+        equal_weight: bool,
         /// Results directory.
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
@@ -156,11 +160,13 @@ fn main() {
             rate,
             rest,
             out,
+            equal_weight,
         } => {
             let cfg = colo_bench::reaction::Config {
                 trials,
                 rate,
                 rest: Duration::from_secs(rest),
+                low_weight: !equal_weight,
                 out_dir: absolute(out),
                 ..Default::default()
             };
