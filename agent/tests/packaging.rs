@@ -1,5 +1,5 @@
-//! `packaging/colo-agent.service` passes `systemd-analyze verify` (Debian package `systemd`),
-//! with no warning, and keeps the settings the agent depends on.
+//! `packaging/colo-agent.service` and `packaging/colo.slice` pass `systemd-analyze verify`
+//! (Debian package `systemd`), with no warning, and keep the settings the agent depends on.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,6 +48,47 @@ fn the_systemd_unit_verifies_cleanly() {
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
+
+#[test]
+fn the_slice_gives_colo_a_low_cpu_weight_and_verifies_cleanly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let slice = std::fs::read_to_string(root.join("colo.slice")).expect("packaging/colo.slice");
+    assert!(
+        slice.lines().any(|l| l == "CPUWeight=1"),
+        "colo.slice must carry the low CPU weight"
+    );
+    let unit = std::fs::read_to_string(root.join("colo-agent.service")).unwrap();
+    assert!(
+        unit.lines().any(|l| l == "Slice=colo.slice"),
+        "the agent must run in colo.slice"
+    );
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
+            "systemd-analyze is missing: apt-get install systemd (scripts/install-deps.sh)"
+        );
+        eprintln!("\n*** SKIPPED the_slice_gives_colo_a_low_cpu_weight: no systemd-analyze ***\n");
+        return;
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(root.join("colo.slice"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
