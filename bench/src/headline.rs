@@ -198,8 +198,12 @@ pub fn bench_policy(v2: bool) -> String {
     p.push_str("timing:\n  release_after: 1s\n  release_cooldown: 200ms\n");
     // The CPU signal is the online tasks' wait per wake-up, not their summed wait, which grows
     // with the request rate (docs/policy.md `wakeup_delay`).
+    // Thresholds above this VM's host noise: under the low weight, real CPU contention costs
+    // nginx ~16 us per slice (29 us at equal weight); at 100/50 us the loop squeezed on host
+    // spikes of 103–197 us (memory hog, 2026-11-29 04:28) and lost progress for nothing. At
+    // 500/200 us it acts only when the weight fails to keep online's waits short.
     p.push_str(
-        "interference:\n  run_delay: null\n  wakeup_delay:\n    high: 100us\n    low: 50us\n",
+        "interference:\n  run_delay: null\n  wakeup_delay:\n    high: 500us\n    low: 200us\n",
     );
     if !v2 {
         p.push_str("  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n");
@@ -731,13 +735,13 @@ pub fn table(cfg: &Config, results: &[RunResult], took: Duration) -> String {
                 format!("{:.2} %", e(|r| r.agent_cpu_pct).median)
             };
             t.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} % | {} | {:.2} % |\n",
+                "| {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.0} % | {} | {:.2} % |\n",
                 m.name(),
                 e(|r| r.p50_ms).show(3),
                 e(|r| r.p99_ms).show(3),
                 e(|r| r.p999_ms).show(2),
                 e(|r| r.achieved_rate).median,
-                e(|r| r.progress_per_s).median,
+                e(|r| r.progress_per_s).show(0),
                 e(|r| r.offline_cpu).median,
                 e(|r| r.node_util).median * 100.0,
                 agent,
@@ -764,11 +768,21 @@ pub fn table(cfg: &Config, results: &[RunResult], took: Duration) -> String {
                 off.median, idle.median, share * 100.0, if share >= 0.8 { "met" } else { "NOT met" }
             ));
             if stat.n > 0 && stat.median <= 1.05 * alone.median {
-                let ps = est(results, s, Mode::Static, |r| r.progress_per_s).median;
-                let pc = est(results, s, Mode::Colo, |r| r.progress_per_s).median;
+                let ps = est(results, s, Mode::Static, |r| r.progress_per_s);
+                let pc = est(results, s, Mode::Colo, |r| r.progress_per_s);
+                let verdict = if pc.median >= ps.median {
+                    "met".to_string()
+                } else if pc.median >= ps.lo {
+                    format!(
+                        "NOT met strictly (colo's median lies inside static's 95 % interval [{:.0}, {:.0}]: no measurable difference)",
+                        ps.lo, ps.hi
+                    )
+                } else {
+                    "NOT met".to_string()
+                };
                 t.push_str(&format!(
-                    "- (3) meets the latency goal ({:.3} ms): colo progress {:.0}/s vs static {:.0}/s — {}\n",
-                    stat.median, pc, ps, if pc >= ps { "met" } else { "NOT met" }
+                    "- (3) meets the latency goal ({:.3} ms): colo progress {:.0}/s vs static {:.0}/s — {verdict}\n",
+                    stat.median, pc.median, ps.median
                 ));
             }
         }
