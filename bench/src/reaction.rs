@@ -17,7 +17,8 @@
 //! * the loop's decision time is the first CPU quota write the agent logs after the step (a
 //!   `set_offline_cpu_quota` or `set_vm_vcpu_quota`, squeeze or release).
 //!
-//! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such.
+//! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such. Each
+//! trial's raw samples are kept in `samples-<trial>.csv` (ms from the step, cpuacct ns).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -270,6 +271,15 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             .step_mono_ns
             .ok_or_else(|| HostError::Missing("no step time".into()))?;
         let (before, after, drop_ms) = analyse(&samples, step);
+        // Each trial's samples, relative to the step, for looking at slow trials afterwards.
+        let mut raw = String::from("t_ms_from_step,offline_cpu_ns\n");
+        for (t, u) in &samples {
+            raw.push_str(&format!(
+                "{:.1},{u}\n",
+                (i128::from(*t) - i128::from(step)) as f64 / 1e6
+            ));
+        }
+        write_file(&cfg.out_dir.join(format!("samples-{i}.csv")), &raw)?;
         let decision = decision_ms(&agent.dir.join("agent.log"), step, offset);
         eprintln!(
             "colo-bench reaction: trial {}/{}: offline {:.2} → {:.2} cores, drop after {}, loop decision after {}",
