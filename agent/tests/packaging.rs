@@ -4,6 +4,42 @@
 use std::path::Path;
 use std::process::Command;
 
+/// Whether `systemd-analyze` is installed; without it the test says loudly that it skipped
+/// (and fails where CI requires every host feature, `COLO_REQUIRE_KVM=1`).
+fn systemd_analyze_or_skip(test: &str) -> bool {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
+        "systemd-analyze is missing: apt-get install systemd (scripts/install-deps.sh)"
+    );
+    eprintln!("\n*** SKIPPED {test}: no systemd-analyze ***\n");
+    false
+}
+
+/// `systemd-analyze verify` accepts `unit` with no error and no warning.
+fn verify_cleanly(unit: &Path) {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
+}
+
 #[test]
 fn the_systemd_unit_verifies_cleanly() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/colo-agent.service");
@@ -21,16 +57,7 @@ fn the_systemd_unit_verifies_cleanly() {
             "{line} missing from the unit"
         );
     }
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
-            "systemd-analyze is missing: apt-get install systemd (scripts/install-deps.sh)"
-        );
-        eprintln!("\n*** SKIPPED the_systemd_unit_verifies_cleanly: no systemd-analyze ***\n");
+    if !systemd_analyze_or_skip("the_systemd_unit_verifies_cleanly") {
         return;
     }
     // Verify a copy whose ExecStart names the binary this build produced (verify checks that
@@ -45,20 +72,7 @@ fn the_systemd_unit_verifies_cleanly() {
         ),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze verify warned:\n{stderr}"
-    );
+    verify_cleanly(&copy);
 }
 
 #[test]
@@ -74,30 +88,8 @@ fn the_slice_gives_colo_a_low_cpu_weight_and_verifies_cleanly() {
         unit.lines().any(|l| l == "Slice=colo.slice"),
         "the agent must run in colo.slice"
     );
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("COLO_REQUIRE_KVM").as_deref() != Ok("1"),
-            "systemd-analyze is missing: apt-get install systemd (scripts/install-deps.sh)"
-        );
-        eprintln!("\n*** SKIPPED the_slice_gives_colo_a_low_cpu_weight: no systemd-analyze ***\n");
+    if !systemd_analyze_or_skip("the_slice_gives_colo_a_low_cpu_weight_and_verifies_cleanly") {
         return;
     }
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(root.join("colo.slice"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify failed:\n{stderr}"
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze verify warned:\n{stderr}"
-    );
+    verify_cleanly(&root.join("colo.slice"));
 }

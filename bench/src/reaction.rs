@@ -5,8 +5,8 @@
 //! vCPU, the agent's root at the low CPU weight colo is deployed with (as in the headline's
 //! modes (3) and (4); `--equal-weight` leaves the default weight, so that only the loop acts).
 //! The weight gives online CPU back within a scheduler tick; the loop's own decisions are timed
-//! separately (below). Each trial runs the open-loop load at `rate` and doubles it at a known instant
-//! (CLOCK_MONOTONIC, from the load generator). A sampler reads the offline subtree's cpuacct
+//! separately (below). Each trial runs the open-loop load at `rate` and doubles it at a known
+//! instant (CLOCK_MONOTONIC, from the load generator). A sampler reads the offline subtree's cpuacct
 //! every 10 ms. For each trial:
 //!
 //! * `before` = offline CPU over the second before the step, `after` = over [step + 1 s,
