@@ -17,6 +17,7 @@ pub mod colo;
 pub mod compare;
 pub mod contention;
 pub mod controller;
+pub mod hugepages;
 pub mod metrics;
 pub mod node;
 pub mod plot;

@@ -97,6 +97,17 @@ fn many_shards_give_the_same_bytes_for_any_thread_count() {
     assert_eq!(one, two);
     assert_eq!(one, three);
     assert_eq!(report::series_csv(&one), report::series_csv(&three));
+    // The heap on huge pages (as the binary runs): the same results.
+    let huge = run(
+        &p,
+        &modes,
+        &SimConfig {
+            threads: 2,
+            huge_pages: true,
+            ..SimConfig::default()
+        },
+    );
+    assert_eq!(one, huge);
 }
 
 #[test]
