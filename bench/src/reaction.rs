@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::headline::{ONLINE, ROOT, bench_policy, reset_weight, set_low_weight};
-use crate::host::{BenchCgroup, HostError, cgroup_cpu_ns};
+use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns};
 use crate::loadgen::{LoadReport, mono_ns};
 use crate::services::{Agent, AgentSetup, Bins, Nginx, VmSpec, loadgen, write_file};
 
@@ -53,6 +53,11 @@ pub struct Config {
     pub policy: Option<String>,
     /// The agent's root gets the low CPU weight of the headline's modes (3) and (4).
     pub low_weight: bool,
+    /// A trial where CPU outside the online and offline cgroups (other processes on the node)
+    /// or stolen by the host exceeds this many cores is discarded and run again.
+    pub max_foreign: f64,
+    /// Re-runs allowed in all for discarded trials.
+    pub max_redo: usize,
 }
 
 impl Default for Config {
@@ -68,6 +73,8 @@ impl Default for Config {
             port: 18081,
             policy: None,
             low_weight: true,
+            max_foreign: 0.25,
+            max_redo: 20,
         }
     }
 }
@@ -81,22 +88,50 @@ pub struct Trial {
     pub after: f64,
     /// Time until the offline CPU dropped, ms (`None`: no drop of ≥ 0.1 cores).
     pub drop_ms: Option<f64>,
+    /// Time until the offline CPU first fell clearly below its level before the step, ms
+    /// ([`first_fall`]).
+    pub fall_ms: Option<f64>,
+    /// Online cgroup CPU before the step, cores.
+    pub online_before: f64,
+    /// After, cores.
+    pub online_after: f64,
+    /// Time until the online CPU rose to its midpoint, ms (`None`: no rise of ≥ 0.1 cores).
+    pub rise_ms: Option<f64>,
     /// Time until the agent's first quota action after the step, ms.
     pub decision_ms: Option<f64>,
     /// Load p99 during the trial, ms.
     pub p99_ms: f64,
+    /// CPU used outside the online and offline cgroups plus steal during the trial, cores.
+    pub foreign: f64,
+    /// Node idle CPU in the second before the step, cores.
+    pub idle_before: f64,
+    /// In the second [1 s, 2 s] after it.
+    pub idle_after: f64,
 }
 
-/// Samples `(CLOCK_MONOTONIC ns, cpuacct ns)` of `dir` every 10 ms until `stop`.
+/// One sample: CLOCK_MONOTONIC ns, the offline subtree's CPU ns, the online cgroup's CPU ns, the
+/// node's idle CPU ns (idle + iowait in `/proc/stat`, tick resolution).
+type Sample = (u64, u64, u64, u64);
+
+/// Samples the offline and online cgroups' CPU every 10 ms until `stop`.
 fn sampler(
-    dir: PathBuf,
+    offline: PathBuf,
+    online: PathBuf,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Vec<(u64, u64)>> {
+) -> std::thread::JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
         let mut out = Vec::with_capacity(4096);
         let mut next = mono_ns();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            out.push((mono_ns(), cgroup_cpu_ns(&dir)));
+            let idle = CpuSnap::now();
+            out.push((
+                mono_ns(),
+                cgroup_cpu_ns(&offline),
+                cgroup_cpu_ns(&online),
+                idle.total_ns
+                    .saturating_sub(idle.busy_ns)
+                    .saturating_sub(idle.steal_ns),
+            ));
             next += 10_000_000;
             let ts = libc::timespec {
                 tv_sec: i64::try_from(next / 1_000_000_000).unwrap_or(0),
@@ -116,6 +151,23 @@ fn sampler(
     })
 }
 
+/// Cores used on the node between two snapshots outside the online and offline cgroups (their
+/// use from the first and last sample), plus steal.
+fn foreign_cores(samples: &[Sample], a: CpuSnap, b: CpuSnap) -> f64 {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return f64::NAN;
+    };
+    let wall = last.0.saturating_sub(first.0) as f64;
+    let span = b.total_ns.saturating_sub(a.total_ns) as f64 / f64::from(a.cpus.max(1));
+    if wall <= 0.0 || span <= 0.0 {
+        return f64::NAN;
+    }
+    let ours = (last.1.saturating_sub(first.1) + last.2.saturating_sub(first.2)) as f64 / wall;
+    let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64 / span;
+    let steal = b.steal_ns.saturating_sub(a.steal_ns) as f64 / span;
+    (busy - ours).max(0.0) + steal
+}
+
 /// Mean rate (cores) over `[a, b]` (mono ns) from the samples.
 fn mean_rate(s: &[(u64, u64)], a: u64, b: u64) -> Option<f64> {
     let first = s.iter().find(|(t, _)| *t >= a)?;
@@ -123,29 +175,61 @@ fn mean_rate(s: &[(u64, u64)], a: u64, b: u64) -> Option<f64> {
     (last.0 > first.0).then(|| (last.1 - first.1) as f64 / (last.0 - first.0) as f64)
 }
 
-/// The reaction of one trial (see the module docs).
+/// The reaction of one trial (see the module docs): offline CPU before and after the step
+/// (cores) and when it fell to the midpoint, ms after the step.
 pub fn analyse(samples: &[(u64, u64)], step: u64) -> (f64, f64, Option<f64>) {
+    crossing(samples, step, true)
+}
+
+/// Level before the step, level after it, and the first time (ms after the step) the 30 ms rate
+/// crossed the midpoint: downwards when `falling`, else upwards. `None` when the level moved by
+/// less than 0.1 cores in that direction.
+fn crossing(samples: &[(u64, u64)], step: u64, falling: bool) -> (f64, f64, Option<f64>) {
     let s = 1_000_000_000;
     let before = mean_rate(samples, step.saturating_sub(s), step).unwrap_or(0.0);
     let after = mean_rate(samples, step + s, step + 2 * s).unwrap_or(0.0);
-    if before - after < 0.1 {
+    let moved = if falling { before - after } else { after - before };
+    if moved < 0.1 {
         return (before, after, None);
     }
     let mid = (before + after) / 2.0;
+    let at = window_rates(samples, step)
+        .find(|&(_, r)| (falling && r <= mid) || (!falling && r >= mid))
+        .map(|(t, _)| (t - step) as f64 / 1e6);
+    (before, after, at)
+}
+
+/// The 30 ms rate (cores) at each sample from `from` on, with the sample's time.
+fn window_rates(samples: &[(u64, u64)], from: u64) -> impl Iterator<Item = (u64, f64)> + '_ {
     let w = 30_000_000;
-    for (i, &(t, u)) in samples.iter().enumerate() {
-        if t < step {
-            continue;
+    samples.iter().enumerate().filter_map(move |(i, &(t, u))| {
+        if t < from {
+            return None;
         }
-        let Some(&(t0, u0)) = samples[..i].iter().rev().find(|(x, _)| t - *x >= w) else {
-            continue;
-        };
-        let rate = (u - u0) as f64 / (t - t0) as f64;
-        if rate <= mid {
-            return (before, after, Some((t - step) as f64 / 1e6));
-        }
+        let &(t0, u0) = samples[..i].iter().rev().find(|(x, _)| t - *x >= w)?;
+        Some((t, u.saturating_sub(u0) as f64 / (t - t0) as f64))
+    })
+}
+
+/// When the offline CPU first fell clearly below its level before the step, ms after the step:
+/// the first 30 ms window at or below the mean of the pre-step windows (the second before the
+/// step) minus the larger of 0.1 cores and three of their standard deviations. `None` when it
+/// never did within the samples.
+pub fn first_fall(samples: &[(u64, u64)], step: u64) -> Option<f64> {
+    let pre: Vec<f64> = window_rates(samples, step.saturating_sub(1_000_000_000))
+        .take_while(|(t, _)| *t <= step)
+        .map(|(_, r)| r)
+        .collect();
+    if pre.len() < 10 {
+        return None;
     }
-    (before, after, None)
+    let n = pre.len() as f64;
+    let mean = pre.iter().sum::<f64>() / n;
+    let sd = (pre.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let limit = mean - (3.0 * sd).max(0.1);
+    window_rates(samples, step)
+        .find(|(_, r)| *r <= limit)
+        .map(|(t, _)| (t - step) as f64 / 1e6)
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, ns (to place the agent's log lines on the sampler's clock).
@@ -233,6 +317,11 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         .or(offline.dir("cpu"))
         .map(Path::to_path_buf)
         .ok_or_else(|| HostError::Missing("offline cgroup".into()))?;
+    let online_dir = online
+        .dir("cpuacct")
+        .or(online.dir("cpu"))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| HostError::Missing("online cgroup".into()))?;
     let root = BenchCgroup::existing(ROOT, &["cpu", "blkio"]);
     if cfg.low_weight {
         set_low_weight(&root, v2)?;
@@ -240,10 +329,15 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let offset = realtime_offset();
     let mut trials = Vec::new();
     std::thread::sleep(cfg.rest);
-    for i in 0..cfg.trials {
+    let mut discarded = 0usize;
+    let mut attempt = 0usize;
+    while trials.len() < cfg.trials {
+        let i = attempt;
+        attempt += 1;
         nginx.rotate_log();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = sampler(dir.clone(), stop.clone());
+        let snap0 = CpuSnap::now();
+        let h = sampler(dir.clone(), online_dir.clone(), stop.clone());
         let total = cfg.before + cfg.after;
         let extra = vec![
             "--step-at".to_string(),
@@ -264,38 +358,69 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         let _ = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let samples = h.join().unwrap_or_default();
+        let snap1 = CpuSnap::now();
+        let foreign = foreign_cores(&samples, snap0, snap1);
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let lg: LoadReport = serde_json::from_str(&text)
             .map_err(|e| HostError::Missing(format!("colo-loadgen output: {e}: {text}")))?;
         let step = lg
             .step_mono_ns
             .ok_or_else(|| HostError::Missing("no step time".into()))?;
-        let (before, after, drop_ms) = analyse(&samples, step);
+        let off: Vec<(u64, u64)> = samples.iter().map(|&(t, u, _, _)| (t, u)).collect();
+        let on: Vec<(u64, u64)> = samples.iter().map(|&(t, _, u, _)| (t, u)).collect();
+        let idle: Vec<(u64, u64)> = samples.iter().map(|&(t, _, _, u)| (t, u)).collect();
+        // Idle CPU on the node while the VMs could have used it (they burn every vCPU).
+        let (idle_before, idle_after, _) = crossing(&idle, step, false);
+        let (before, after, drop_ms) = analyse(&off, step);
+        let fall_ms = first_fall(&off, step);
+        let (online_before, online_after, rise_ms) = crossing(&on, step, false);
         // Each trial's samples, relative to the step, for looking at slow trials afterwards.
-        let mut raw = String::from("t_ms_from_step,offline_cpu_ns\n");
-        for (t, u) in &samples {
+        let mut raw = String::from("t_ms_from_step,offline_cpu_ns,online_cpu_ns,node_idle_ns\n");
+        for (t, u, o, n) in &samples {
             raw.push_str(&format!(
-                "{:.1},{u}\n",
+                "{:.1},{u},{o},{n}\n",
                 (i128::from(*t) - i128::from(step)) as f64 / 1e6
             ));
         }
         write_file(&cfg.out_dir.join(format!("samples-{i}.csv")), &raw)?;
         let decision = decision_ms(&agent.dir.join("agent.log"), step, offset);
+        if foreign > cfg.max_foreign && discarded < cfg.max_redo {
+            discarded += 1;
+            eprintln!(
+                "colo-bench reaction: run {} discarded: {foreign:.2} cores used outside the online and offline cgroups or stolen (limit {:.2}); running it again",
+                i + 1,
+                cfg.max_foreign
+            );
+            std::thread::sleep(cfg.rest);
+            continue;
+        }
         eprintln!(
-            "colo-bench reaction: trial {}/{}: offline {:.2} → {:.2} cores, drop after {}, loop decision after {}",
-            i + 1,
+            "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, first fall after {}, drop to the midpoint after {}; online {:.2} → {:.2} cores, rise after {}; node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
+            trials.len() + 1,
             cfg.trials,
+            i + 1,
             before,
             after,
+            fall_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
             drop_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
+            online_before,
+            online_after,
+            rise_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
             decision.map_or("–".into(), |d| format!("{d:.0} ms"))
         );
         trials.push(Trial {
             before,
             after,
             drop_ms,
+            fall_ms,
+            online_before,
+            online_after,
+            rise_ms,
             decision_ms: decision,
             p99_ms: lg.p99_us / 1e3,
+            foreign,
+            idle_before,
+            idle_after,
         });
         std::thread::sleep(cfg.rest);
     }
@@ -306,19 +431,28 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     drop(nginx);
     BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]).remove();
     online.remove();
-    let mut csv = String::from("trial,before_cores,after_cores,drop_ms,decision_ms,p99_ms\n");
+    let mut csv = String::from(
+        "trial,before_cores,after_cores,fall_ms,drop_ms,online_before_cores,online_after_cores,rise_ms,idle_before_cores,idle_after_cores,foreign_cores,decision_ms,p99_ms\n",
+    );
     for (i, t) in trials.iter().enumerate() {
         csv.push_str(&format!(
-            "{i},{:.3},{:.3},{},{},{:.3}\n",
+            "{i},{:.3},{:.3},{},{},{:.3},{:.3},{},{:.3},{:.3},{:.3},{},{:.3}\n",
             t.before,
             t.after,
+            t.fall_ms.map_or(String::new(), |d| format!("{d:.1}")),
             t.drop_ms.map_or(String::new(), |d| format!("{d:.1}")),
+            t.online_before,
+            t.online_after,
+            t.rise_ms.map_or(String::new(), |d| format!("{d:.1}")),
+            t.idle_before,
+            t.idle_after,
+            t.foreign,
             t.decision_ms.map_or(String::new(), |d| format!("{d:.1}")),
             t.p99_ms
         ));
     }
     write_file(&cfg.out_dir.join("trials.csv"), &csv)?;
-    let md = table(cfg, &trials);
+    let md = table(cfg, &trials, discarded);
     write_file(&cfg.out_dir.join("reaction.md"), &md)?;
     println!("{md}");
     Ok(trials)
@@ -334,13 +468,30 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
+/// "met" when every trial has a figure and their p99 is at most 100 ms.
+fn verdict(v: &mut [f64], trials: usize) -> &'static str {
+    if !v.is_empty() && v.len() == trials && pct(v, 0.99) <= 100.0 {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
 /// The markdown table.
-pub fn table(cfg: &Config, trials: &[Trial]) -> String {
+pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
     let mut drops: Vec<f64> = trials.iter().filter_map(|t| t.drop_ms).collect();
+    let mut rises: Vec<f64> = trials.iter().filter_map(|t| t.rise_ms).collect();
+    let mut falls: Vec<f64> = trials.iter().filter_map(|t| t.fall_ms).collect();
+    // How long the offline side took to give way once online asked for more (negative: before
+    // the online cgroup's 30 ms average reached its midpoint).
+    let mut lags: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| Some(t.drop_ms? - t.rise_ms?))
+        .collect();
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning under {} ({}); offline cpuacct sampled every 10 ms; {} trials.\n\n",
+        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
         cfg.rate,
         cfg.rate * 2.0,
         cfg.vms,
@@ -360,10 +511,31 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let (n1, n2) = (drops.len(), dec.len());
     let mx = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     s.push_str(&format!(
-        "| offline CPU drop (ms) | {:.0} | {:.0} | {:.0} | {n1} |\n",
+        "| offline CPU first fall (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
+        pct(&mut falls, 0.5),
+        pct(&mut falls, 0.99),
+        mx(&falls),
+        falls.len()
+    ));
+    s.push_str(&format!(
+        "| offline CPU drop to the midpoint (ms) | {:.0} | {:.0} | {:.0} | {n1} |\n",
         pct(&mut drops, 0.5),
         pct(&mut drops, 0.99),
         mx(&drops)
+    ));
+    s.push_str(&format!(
+        "| online CPU rise (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
+        pct(&mut rises, 0.5),
+        pct(&mut rises, 0.99),
+        mx(&rises),
+        rises.len()
+    ));
+    s.push_str(&format!(
+        "| offline drop − online rise (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
+        pct(&mut lags, 0.5),
+        pct(&mut lags, 0.99),
+        mx(&lags),
+        lags.len()
     ));
     s.push_str(&format!(
         "| loop decision: first quota write (ms) | {:.0} | {:.0} | {:.0} | {n2} |\n",
@@ -374,10 +546,16 @@ pub fn table(cfg: &Config, trials: &[Trial]) -> String {
     let mean =
         |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
     s.push_str(&format!(
-        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Goal p99 ≤ 100 ms: {}.\n",
+        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {discarded}. Goal p99 ≤ 100 ms: first fall {}, drop to the midpoint {}.\n",
         mean(|t| t.before),
         mean(|t| t.after),
-        if !drops.is_empty() && pct(&mut drops, 0.99) <= 100.0 && none == 0 { "met" } else { "NOT met" }
+        mean(|t| t.online_before),
+        mean(|t| t.online_after),
+        mean(|t| t.idle_before),
+        mean(|t| t.idle_after),
+        cfg.max_foreign,
+        verdict(&mut falls, trials.len()),
+        verdict(&mut drops, trials.len()),
     ));
     s
 }
@@ -408,6 +586,89 @@ mod tests {
             .map(|i| (step - 2_000_000_000 + i * 10_000_000, i * 10_000_000))
             .collect();
         assert_eq!(analyse(&flat, step).2, None);
+    }
+
+    /// Cumulative samples every 10 ms from 2 s before `step` to 3 s after, at `rate(ms from the
+    /// step)` cores.
+    fn series(step: u64, rate: impl Fn(i64) -> f64) -> Vec<(u64, u64)> {
+        let mut s = Vec::new();
+        let mut u = 0u64;
+        let mut t = step - 2_000_000_000;
+        while t < step + 3_000_000_000 {
+            s.push((t, u));
+            let ms = (i128::from(t) - i128::from(step)) as i64 / 1_000_000;
+            u += (rate(ms) * 10_000_000.0) as u64;
+            t += 10_000_000;
+        }
+        s
+    }
+
+    #[test]
+    fn a_two_stage_drop_falls_first_and_reaches_the_midpoint_later() {
+        let step = 10_000_000_000u64;
+        // 1.6 cores; 1.3 from 20 ms after the step (first stage); 0.8 from 300 ms (second).
+        let s = series(step, |ms| match ms {
+            ..20 => 1.6,
+            20..300 => 1.3,
+            _ => 0.8,
+        });
+        let fall = first_fall(&s, step).unwrap();
+        assert!((20.0..=60.0).contains(&fall), "{fall}");
+        let (_, _, mid) = analyse(&s, step);
+        let mid = mid.unwrap();
+        assert!((300.0..=340.0).contains(&mid), "{mid}");
+        // A flat series never falls.
+        assert_eq!(first_fall(&series(step, |_| 1.6), step), None);
+        // Noise before the step (30 ms at 2.0 cores, 30 ms at 1.2) raises the bar to about 3
+        // standard deviations: a 0.3-core fall is not enough, a 1.1-core one is.
+        let noisy = |low: f64| {
+            move |ms: i64| {
+                if ms < 100 {
+                    if (ms.rem_euclid(60)) < 30 { 2.0 } else { 1.2 }
+                } else {
+                    low
+                }
+            }
+        };
+        assert_eq!(first_fall(&series(step, noisy(1.3)), step), None);
+        assert!(first_fall(&series(step, noisy(0.5)), step).is_some());
+    }
+
+    #[test]
+    fn the_online_rise_is_found_upwards() {
+        let step = 10_000_000_000u64;
+        let s = series(step, |ms| if ms < 50 { 0.4 } else { 0.9 });
+        let (b, a, rise) = crossing(&s, step, false);
+        assert!((b - 0.4).abs() < 0.01 && (a - 0.9).abs() < 0.01, "{b} {a}");
+        let rise = rise.unwrap();
+        assert!((60.0..=90.0).contains(&rise), "{rise}");
+        // Falling series: no rise.
+        let s = series(step, |ms| if ms < 50 { 0.9 } else { 0.4 });
+        assert_eq!(crossing(&s, step, false).2, None);
+    }
+
+    #[test]
+    fn foreign_cpu_is_what_the_node_used_outside_both_cgroups_plus_steal() {
+        // 1 s, 2 CPUs: the node was busy 1.8 cores, offline used 1.0 and online 0.5, 0.1 stolen.
+        let samples = vec![
+            (0u64, 0u64, 0u64, 0u64),
+            (1_000_000_000, 1_000_000_000, 500_000_000, 0),
+        ];
+        let a = CpuSnap {
+            busy_ns: 0,
+            steal_ns: 0,
+            total_ns: 0,
+            cpus: 2,
+        };
+        let b = CpuSnap {
+            busy_ns: 1_800_000_000,
+            steal_ns: 100_000_000,
+            total_ns: 2_000_000_000,
+            cpus: 2,
+        };
+        let f = foreign_cores(&samples, a, b);
+        assert!((f - 0.4).abs() < 1e-9, "{f}");
+        assert!(foreign_cores(&[], a, b).is_nan());
     }
 
     #[test]

@@ -72,6 +72,10 @@ enum Cmd {
         /// weight, as modes (3) and (4) of the headline benchmark).
         #[arg(long)]
         equal_weight: bool,
+        /// Discard and re-run a trial where CPU used outside the online and offline cgroups
+        /// (other processes) plus host steal exceeds this many cores.
+        #[arg(long, default_value_t = 0.25)]
+        max_foreign: f64,
         /// Results directory.
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
@@ -161,12 +165,14 @@ fn main() {
             rest,
             out,
             equal_weight,
+            max_foreign,
         } => {
             let cfg = colo_bench::reaction::Config {
                 trials,
                 rate,
                 rest: Duration::from_secs(rest),
                 low_weight: !equal_weight,
+                max_foreign,
                 out_dir: absolute(out),
                 ..Default::default()
             };
