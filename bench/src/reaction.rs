@@ -110,13 +110,24 @@ pub struct Trial {
 }
 
 /// One sample: CLOCK_MONOTONIC ns, the offline subtree's CPU ns, the online cgroup's CPU ns, the
-/// node's idle CPU ns (idle + iowait in `/proc/stat`, tick resolution).
-type Sample = (u64, u64, u64, u64);
+/// node's idle CPU ns (idle + iowait in `/proc/stat`, tick resolution), nginx's CPU ns (its
+/// processes' `schedstat`; the rest of the online cgroup is the load generator).
+type Sample = (u64, u64, u64, u64, u64);
+
+/// CPU ns on record for the processes whose `schedstat` files are given.
+fn tasks_cpu_ns(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
 
 /// Samples the offline and online cgroups' CPU every 10 ms until `stop`.
 fn sampler(
     offline: PathBuf,
     online: PathBuf,
+    nginx: Vec<PathBuf>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
@@ -131,6 +142,7 @@ fn sampler(
                 idle.total_ns
                     .saturating_sub(idle.busy_ns)
                     .saturating_sub(idle.steal_ns),
+                tasks_cpu_ns(&nginx),
             ));
             next += 10_000_000;
             let ts = libc::timespec {
@@ -188,7 +200,11 @@ fn crossing(samples: &[(u64, u64)], step: u64, falling: bool) -> (f64, f64, Opti
     let s = 1_000_000_000;
     let before = mean_rate(samples, step.saturating_sub(s), step).unwrap_or(0.0);
     let after = mean_rate(samples, step + s, step + 2 * s).unwrap_or(0.0);
-    let moved = if falling { before - after } else { after - before };
+    let moved = if falling {
+        before - after
+    } else {
+        after - before
+    };
     if moved < 0.1 {
         return (before, after, None);
     }
@@ -212,21 +228,31 @@ fn window_rates(samples: &[(u64, u64)], from: u64) -> impl Iterator<Item = (u64,
 }
 
 /// When the offline CPU first fell clearly below its level before the step, ms after the step:
-/// the first 30 ms window at or below the mean of the pre-step windows (the second before the
-/// step) minus the larger of 0.1 cores and three of their standard deviations. `None` when it
-/// never did within the samples.
+/// the first 30 ms window at or below the median of the pre-step windows (the second before the
+/// step) minus the larger of 0.1 cores and three of their robust standard deviations (1.4826 ×
+/// the median absolute deviation, so that a stray dip before the step does not raise the bar).
+/// `None` when it never did within the samples.
 pub fn first_fall(samples: &[(u64, u64)], step: u64) -> Option<f64> {
-    let pre: Vec<f64> = window_rates(samples, step.saturating_sub(1_000_000_000))
+    let mut pre: Vec<f64> = window_rates(samples, step.saturating_sub(1_000_000_000))
         .take_while(|(t, _)| *t <= step)
         .map(|(_, r)| r)
         .collect();
     if pre.len() < 10 {
         return None;
     }
-    let n = pre.len() as f64;
-    let mean = pre.iter().sum::<f64>() / n;
-    let sd = (pre.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let limit = mean - (3.0 * sd).max(0.1);
+    let median = |v: &mut [f64]| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let m = median(&mut pre);
+    let mut dev: Vec<f64> = pre.iter().map(|r| (r - m).abs()).collect();
+    let sd = 1.4826 * median(&mut dev);
+    let limit = m - (3.0 * sd).max(0.1);
     window_rates(samples, step)
         .find(|(_, r)| *r <= limit)
         .map(|(t, _)| (t - step) as f64 / 1e6)
@@ -322,6 +348,14 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         .or(online.dir("cpu"))
         .map(Path::to_path_buf)
         .ok_or_else(|| HostError::Missing("online cgroup".into()))?;
+    // nginx's own processes (master and worker), to tell its CPU from the load generator's.
+    let nginx_tasks: Vec<PathBuf> = crate::host::cgroup_procs_recursive(&online_dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "nginx")
+        })
+        .map(|p| PathBuf::from(format!("/proc/{p}/schedstat")))
+        .collect();
     let root = BenchCgroup::existing(ROOT, &["cpu", "blkio"]);
     if cfg.low_weight {
         set_low_weight(&root, v2)?;
@@ -337,7 +371,12 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         nginx.rotate_log();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let snap0 = CpuSnap::now();
-        let h = sampler(dir.clone(), online_dir.clone(), stop.clone());
+        let h = sampler(
+            dir.clone(),
+            online_dir.clone(),
+            nginx_tasks.clone(),
+            stop.clone(),
+        );
         let total = cfg.before + cfg.after;
         let extra = vec![
             "--step-at".to_string(),
@@ -366,19 +405,22 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         let step = lg
             .step_mono_ns
             .ok_or_else(|| HostError::Missing("no step time".into()))?;
-        let off: Vec<(u64, u64)> = samples.iter().map(|&(t, u, _, _)| (t, u)).collect();
-        let on: Vec<(u64, u64)> = samples.iter().map(|&(t, _, u, _)| (t, u)).collect();
-        let idle: Vec<(u64, u64)> = samples.iter().map(|&(t, _, _, u)| (t, u)).collect();
+        let off: Vec<(u64, u64)> = samples.iter().map(|&(t, u, ..)| (t, u)).collect();
+        let on: Vec<(u64, u64)> = samples.iter().map(|&(t, _, u, ..)| (t, u)).collect();
+        let idle: Vec<(u64, u64)> = samples.iter().map(|&(t, _, _, u, _)| (t, u)).collect();
+        let ngx: Vec<(u64, u64)> = samples.iter().map(|&(t, .., u)| (t, u)).collect();
+        let (nginx_before, nginx_after, _) = crossing(&ngx, step, false);
         // Idle CPU on the node while the VMs could have used it (they burn every vCPU).
         let (idle_before, idle_after, _) = crossing(&idle, step, false);
         let (before, after, drop_ms) = analyse(&off, step);
         let fall_ms = first_fall(&off, step);
         let (online_before, online_after, rise_ms) = crossing(&on, step, false);
         // Each trial's samples, relative to the step, for looking at slow trials afterwards.
-        let mut raw = String::from("t_ms_from_step,offline_cpu_ns,online_cpu_ns,node_idle_ns\n");
-        for (t, u, o, n) in &samples {
+        let mut raw =
+            String::from("t_ms_from_step,offline_cpu_ns,online_cpu_ns,node_idle_ns,nginx_cpu_ns\n");
+        for (t, u, o, n, g) in &samples {
             raw.push_str(&format!(
-                "{:.1},{u},{o},{n}\n",
+                "{:.1},{u},{o},{n},{g}\n",
                 (i128::from(*t) - i128::from(step)) as f64 / 1e6
             ));
         }
@@ -395,7 +437,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             continue;
         }
         eprintln!(
-            "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, first fall after {}, drop to the midpoint after {}; online {:.2} → {:.2} cores, rise after {}; node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
+            "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, first fall after {}, drop to the midpoint after {}; online {:.2} → {:.2} cores, rise after {} (nginx {nginx_before:.2} → {nginx_after:.2}); node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
             trials.len() + 1,
             cfg.trials,
             i + 1,
@@ -632,6 +674,14 @@ mod tests {
         };
         assert_eq!(first_fall(&series(step, noisy(1.3)), step), None);
         assert!(first_fall(&series(step, noisy(0.5)), step).is_some());
+        // One stray dip before the step does not hide a 0.3-core fall after it.
+        let dip = series(step, |ms| match ms {
+            -500..-450 => 0.6,
+            ..20 => 1.6,
+            _ => 1.3,
+        });
+        let f = first_fall(&dip, step).unwrap();
+        assert!((20.0..=60.0).contains(&f), "{f}");
     }
 
     #[test]
@@ -651,8 +701,8 @@ mod tests {
     fn foreign_cpu_is_what_the_node_used_outside_both_cgroups_plus_steal() {
         // 1 s, 2 CPUs: the node was busy 1.8 cores, offline used 1.0 and online 0.5, 0.1 stolen.
         let samples = vec![
-            (0u64, 0u64, 0u64, 0u64),
-            (1_000_000_000, 1_000_000_000, 500_000_000, 0),
+            (0u64, 0u64, 0u64, 0u64, 0u64),
+            (1_000_000_000, 1_000_000_000, 500_000_000, 0, 0),
         ];
         let a = CpuSnap {
             busy_ns: 0,
