@@ -6,19 +6,25 @@
 //! modes (3) and (4); `--equal-weight` leaves the default weight, so that only the loop acts).
 //! The weight gives online CPU back within a scheduler tick; the loop's own decisions are timed
 //! separately (below). Each trial runs the open-loop load at `rate` and doubles it at a known
-//! instant (CLOCK_MONOTONIC, from the load generator). A sampler reads the offline subtree's cpuacct
-//! every 10 ms. For each trial:
+//! instant (CLOCK_MONOTONIC, from the load generator). A sampler reads, every 10 ms, the offline
+//! subtree's and the online cgroup's cpuacct, nginx's own CPU (`schedstat` of its processes; the
+//! rest of the online cgroup is the load generator) and the node's idle time. For each trial:
 //!
 //! * `before` = offline CPU over the second before the step, `after` = over [step + 1 s,
 //!   step + 2 s];
 //! * the reaction time is the first sample after the step at which the offline CPU over the
 //!   last 30 ms is at or below the midpoint `(before + after) / 2` (the window's end is used, so
 //!   the figure includes up to 30 ms of averaging);
+//! * the online rise is timed the same way, upwards, on the online cgroup; the offline drop
+//!   minus the online rise is how long the offline side took to give way once online asked
+//!   for more (the time from the step also holds how long the online side took to ask);
 //! * the loop's decision time is the first CPU quota write the agent logs after the step (a
 //!   `set_offline_cpu_quota` or `set_vm_vcpu_quota`, squeeze or release).
 //!
-//! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such. Each
-//! trial's raw samples are kept in `samples-<trial>.csv` (ms from the step, cpuacct ns).
+//! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such. A run
+//! where CPU used outside the two cgroups plus host steal exceeds `max_foreign` cores (other
+//! work on the node takes CPU that neither side can have) is discarded and run again. Each
+//! trial's raw samples are kept in `samples-<run>.csv` (ms from the step, then ns counters).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,9 +94,6 @@ pub struct Trial {
     pub after: f64,
     /// Time until the offline CPU dropped, ms (`None`: no drop of ≥ 0.1 cores).
     pub drop_ms: Option<f64>,
-    /// Time until the offline CPU first fell clearly below its level before the step, ms
-    /// ([`first_fall`]).
-    pub fall_ms: Option<f64>,
     /// Online cgroup CPU before the step, cores.
     pub online_before: f64,
     /// After, cores.
@@ -225,37 +228,6 @@ fn window_rates(samples: &[(u64, u64)], from: u64) -> impl Iterator<Item = (u64,
         let &(t0, u0) = samples[..i].iter().rev().find(|(x, _)| t - *x >= w)?;
         Some((t, u.saturating_sub(u0) as f64 / (t - t0) as f64))
     })
-}
-
-/// When the offline CPU first fell clearly below its level before the step, ms after the step:
-/// the first 30 ms window at or below the median of the pre-step windows (the second before the
-/// step) minus the larger of 0.1 cores and three of their robust standard deviations (1.4826 ×
-/// the median absolute deviation, so that a stray dip before the step does not raise the bar).
-/// `None` when it never did within the samples.
-pub fn first_fall(samples: &[(u64, u64)], step: u64) -> Option<f64> {
-    let mut pre: Vec<f64> = window_rates(samples, step.saturating_sub(1_000_000_000))
-        .take_while(|(t, _)| *t <= step)
-        .map(|(_, r)| r)
-        .collect();
-    if pre.len() < 10 {
-        return None;
-    }
-    let median = |v: &mut [f64]| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
-    let m = median(&mut pre);
-    let mut dev: Vec<f64> = pre.iter().map(|r| (r - m).abs()).collect();
-    let sd = 1.4826 * median(&mut dev);
-    let limit = m - (3.0 * sd).max(0.1);
-    window_rates(samples, step)
-        .find(|(_, r)| *r <= limit)
-        .map(|(t, _)| (t - step) as f64 / 1e6)
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, ns (to place the agent's log lines on the sampler's clock).
@@ -413,7 +385,6 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         // Idle CPU on the node while the VMs could have used it (they burn every vCPU).
         let (idle_before, idle_after, _) = crossing(&idle, step, false);
         let (before, after, drop_ms) = analyse(&off, step);
-        let fall_ms = first_fall(&off, step);
         let (online_before, online_after, rise_ms) = crossing(&on, step, false);
         // Each trial's samples, relative to the step, for looking at slow trials afterwards.
         let mut raw =
@@ -437,13 +408,12 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             continue;
         }
         eprintln!(
-            "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, first fall after {}, drop to the midpoint after {}; online {:.2} → {:.2} cores, rise after {} (nginx {nginx_before:.2} → {nginx_after:.2}); node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
+            "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, drop after {}; online {:.2} → {:.2} cores, rise after {} (nginx {nginx_before:.2} → {nginx_after:.2}); node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
             trials.len() + 1,
             cfg.trials,
             i + 1,
             before,
             after,
-            fall_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
             drop_ms.map_or("–".into(), |d| format!("{d:.0} ms")),
             online_before,
             online_after,
@@ -454,7 +424,6 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             before,
             after,
             drop_ms,
-            fall_ms,
             online_before,
             online_after,
             rise_ms,
@@ -474,14 +443,13 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     BenchCgroup::existing(ROOT, &["cpu", "cpuacct", "memory", "blkio", "pids"]).remove();
     online.remove();
     let mut csv = String::from(
-        "trial,before_cores,after_cores,fall_ms,drop_ms,online_before_cores,online_after_cores,rise_ms,idle_before_cores,idle_after_cores,foreign_cores,decision_ms,p99_ms\n",
+        "trial,before_cores,after_cores,drop_ms,online_before_cores,online_after_cores,rise_ms,idle_before_cores,idle_after_cores,foreign_cores,decision_ms,p99_ms\n",
     );
     for (i, t) in trials.iter().enumerate() {
         csv.push_str(&format!(
-            "{i},{:.3},{:.3},{},{},{:.3},{:.3},{},{:.3},{:.3},{:.3},{},{:.3}\n",
+            "{i},{:.3},{:.3},{},{:.3},{:.3},{},{:.3},{:.3},{:.3},{},{:.3}\n",
             t.before,
             t.after,
-            t.fall_ms.map_or(String::new(), |d| format!("{d:.1}")),
             t.drop_ms.map_or(String::new(), |d| format!("{d:.1}")),
             t.online_before,
             t.online_after,
@@ -523,7 +491,6 @@ fn verdict(v: &mut [f64], trials: usize) -> &'static str {
 pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
     let mut drops: Vec<f64> = trials.iter().filter_map(|t| t.drop_ms).collect();
     let mut rises: Vec<f64> = trials.iter().filter_map(|t| t.rise_ms).collect();
-    let mut falls: Vec<f64> = trials.iter().filter_map(|t| t.fall_ms).collect();
     // How long the offline side took to give way once online asked for more (negative: before
     // the online cgroup's 30 ms average reached its midpoint).
     let mut lags: Vec<f64> = trials
@@ -553,13 +520,6 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
     let (n1, n2) = (drops.len(), dec.len());
     let mx = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
     s.push_str(&format!(
-        "| offline CPU first fall (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
-        pct(&mut falls, 0.5),
-        pct(&mut falls, 0.99),
-        mx(&falls),
-        falls.len()
-    ));
-    s.push_str(&format!(
         "| offline CPU drop to the midpoint (ms) | {:.0} | {:.0} | {:.0} | {n1} |\n",
         pct(&mut drops, 0.5),
         pct(&mut drops, 0.99),
@@ -588,7 +548,7 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
     let mean =
         |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
     s.push_str(&format!(
-        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {discarded}. Goal p99 ≤ 100 ms: first fall {}, drop to the midpoint {}.\n",
+        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {discarded}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
         mean(|t| t.before),
         mean(|t| t.after),
         mean(|t| t.online_before),
@@ -596,7 +556,6 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
         mean(|t| t.idle_before),
         mean(|t| t.idle_after),
         cfg.max_foreign,
-        verdict(&mut falls, trials.len()),
         verdict(&mut drops, trials.len()),
     ));
     s
@@ -646,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn a_two_stage_drop_falls_first_and_reaches_the_midpoint_later() {
+    fn a_two_stage_drop_reaches_the_midpoint_in_its_second_stage() {
         let step = 10_000_000_000u64;
         // 1.6 cores; 1.3 from 20 ms after the step (first stage); 0.8 from 300 ms (second).
         let s = series(step, |ms| match ms {
@@ -654,34 +613,9 @@ mod tests {
             20..300 => 1.3,
             _ => 0.8,
         });
-        let fall = first_fall(&s, step).unwrap();
-        assert!((20.0..=60.0).contains(&fall), "{fall}");
         let (_, _, mid) = analyse(&s, step);
         let mid = mid.unwrap();
         assert!((300.0..=340.0).contains(&mid), "{mid}");
-        // A flat series never falls.
-        assert_eq!(first_fall(&series(step, |_| 1.6), step), None);
-        // Noise before the step (30 ms at 2.0 cores, 30 ms at 1.2) raises the bar to about 3
-        // standard deviations: a 0.3-core fall is not enough, a 1.1-core one is.
-        let noisy = |low: f64| {
-            move |ms: i64| {
-                if ms < 100 {
-                    if (ms.rem_euclid(60)) < 30 { 2.0 } else { 1.2 }
-                } else {
-                    low
-                }
-            }
-        };
-        assert_eq!(first_fall(&series(step, noisy(1.3)), step), None);
-        assert!(first_fall(&series(step, noisy(0.5)), step).is_some());
-        // One stray dip before the step does not hide a 0.3-core fall after it.
-        let dip = series(step, |ms| match ms {
-            -500..-450 => 0.6,
-            ..20 => 1.6,
-            _ => 1.3,
-        });
-        let f = first_fall(&dip, step).unwrap();
-        assert!((20.0..=60.0).contains(&f), "{f}");
     }
 
     #[test]
