@@ -9,19 +9,23 @@ pub const P99_BINS: usize = 64;
 /// Lower edge of the first p99 bin, µs.
 pub const P99_LOW_US: f64 = 50.0;
 
-/// The p99 bin of `us`: 8 bins per doubling above [`P99_LOW_US`] (the octave from the float's
-/// exponent, the position within it linear; no `log2` on the hot path).
+/// The p99 bin of `us`: 8 bins per doubling above [`P99_LOW_US`] (`50 µs × 2^octave × (1 +
+/// part/8)`). Integer arithmetic only (divisions by the constant 50 compile to a multiply): the
+/// same bin as taking the octave and the position within it from the float `us / 50`, which
+/// it replaces (a test compares the two), since `us / 50` is never close enough to a bin edge
+/// for its rounding to matter (an edge is either hit exactly or missed by at least 1/200).
 #[must_use]
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub fn p99_bin(us: u32) -> usize {
-    let x = f64::from(us.max(1)) / P99_LOW_US;
-    if x <= 1.0 {
+    const LOW: u64 = 50;
+    const _: () = assert!(P99_LOW_US == 50.0);
+    let us = u64::from(us);
+    if us <= LOW {
         return 0;
     }
-    let bits = x.to_bits();
-    let octave = ((bits >> 52) & 0x7ff) as usize - 1023;
-    let frac = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52)) - 1.0;
-    (octave * 8 + (frac * 8.0) as usize + 1).min(P99_BINS - 1)
+    let octave = (us / LOW).ilog2();
+    // floor(8 × us / (50 × 2^octave)), 8..=15.
+    let part = (8 * us / LOW) >> octave;
+    (octave as usize * 8 + part as usize - 7).min(P99_BINS - 1)
 }
 
 /// Upper edge of bin `i`, ms.
@@ -243,6 +247,32 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The float form `p99_bin` had until 2026-11-29 (the output bytes depend on it).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn p99_bin_float(us: u32) -> usize {
+        let x = f64::from(us.max(1)) / P99_LOW_US;
+        if x <= 1.0 {
+            return 0;
+        }
+        let bits = x.to_bits();
+        let octave = ((bits >> 52) & 0x7ff) as usize - 1023;
+        let frac = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52)) - 1.0;
+        (octave * 8 + (frac * 8.0) as usize + 1).min(P99_BINS - 1)
+    }
+
+    #[test]
+    fn p99_bin_is_the_float_form_exactly() {
+        let edges = (0..32).flat_map(|o| (0..8u64).map(move |k| ((50 * (8 + k)) << o) >> 3));
+        let near_edges = edges.flat_map(|e| e.saturating_sub(2)..e + 3);
+        for us in (0..3_000_000u64)
+            .chain(near_edges)
+            .chain((0..1000).map(|i| u64::from(u32::MAX) - i))
+            .filter_map(|u| u32::try_from(u).ok())
+        {
+            assert_eq!(p99_bin(us), p99_bin_float(us), "{us} µs");
+        }
+    }
 
     #[test]
     fn p99_bins_are_monotonic_and_bounded() {
