@@ -34,6 +34,14 @@ pub enum IngestError {
         /// The report's sequence number.
         seq: u64,
     },
+    /// The table holds as many nodes as it can.
+    #[error(
+        "the node table is full ({max} nodes): run one colo-scheduler per cluster of fewer nodes"
+    )]
+    TableFull {
+        /// Most nodes a table holds.
+        max: usize,
+    },
 }
 
 /// What became of one report.
@@ -87,6 +95,96 @@ struct NodeEntry {
 #[derive(Debug, Clone, Copy)]
 pub struct NameHash {
     seed: u64,
+}
+
+impl NameHash {
+    /// The hash the placement index files `name` under: a folded 64×64→128-bit multiply of the
+    /// name's bytes (read as at most two overlapping words for names up to 16 bytes, most of
+    /// them; word by word beyond) with the table's random seed, inlined at the caller.
+    #[inline(always)]
+    #[must_use]
+    pub fn of(self, name: &[u8]) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let n = name.len();
+        let word = |i: usize| {
+            name.get(i..i + 8)
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let half = |i: usize| {
+            name.get(i..i + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+        };
+        let len = n as u64;
+        // Every byte lands in (lo, hi), so with the length mixed in, different names give
+        // different inputs to the last fold.
+        let (mut acc, lo, hi) = if n > 16 {
+            let mut acc = self.seed ^ len;
+            let mut i = 0;
+            while i + 16 < n {
+                acc = fold(acc ^ word(i), K ^ word(i + 8));
+                i += 16;
+            }
+            (acc, word(n - 16), word(n - 8))
+        } else if n >= 8 {
+            (self.seed ^ len, word(0), word(n - 8))
+        } else if n >= 4 {
+            (self.seed ^ len, half(0), half(n - 4))
+        } else if n > 0 {
+            let b = |i: usize| u64::from(name[i]);
+            (
+                self.seed ^ len,
+                b(0) | (b(n / 2) << 8) | (b(n - 1) << 16),
+                0,
+            )
+        } else {
+            (self.seed, 0, 0)
+        };
+        acc = fold(acc ^ lo, K ^ hi ^ self.seed.rotate_left(32));
+        fold(acc, K ^ len)
+    }
+}
+
+/// The folded multiply: both halves of the 128-bit product of `a` and `b`, xored.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    // The two halves of the product.
+    #[allow(clippy::cast_possible_truncation)]
+    let (low, high) = (p as u64, (p >> 64) as u64);
+    low ^ high
+}
+
+/// Names to look up by position: a request's [`NameList`](crate::k8s::NameList), or a slice of
+/// strings.
+pub trait NameSource {
+    /// How many names.
+    fn count(&self) -> usize;
+    /// The bytes of name `i`, for `i < count()`.
+    fn name_bytes(&self, i: usize) -> &[u8];
+}
+
+impl NameSource for crate::k8s::NameList<'_> {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn name_bytes(&self, i: usize) -> &[u8] {
+        self.bytes(i)
+    }
+}
+
+impl<N: std::ops::Deref<Target = str>> NameSource for [N] {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn name_bytes(&self, i: usize) -> &[u8] {
+        self[i].as_bytes()
+    }
 }
 
 impl BuildHasher for NameHash {
@@ -241,27 +339,49 @@ impl TableView<'_> {
     #[must_use]
     pub fn lookup(&self, name: &str, now: Instant) -> Option<NodeSnapshot> {
         let now = self.clock.at(now);
-        self.index
-            .find(name)
-            .map(|r| self.index.record(r).snapshot(now))
+        self.index.find(name).map(|r| self.index.snapshot(r, now))
     }
 
-    /// Calls `f(i, snapshot, plain)` for each of `names` in order, with the snapshot
-    /// [`TableView::lookup`] would answer, but many names at a time, so their memory loads
-    /// overlap. `plain` is true when the node is known and its name encodes in JSON as itself
-    /// between quotes (checked once, when the node was first stored).
-    pub fn lookup_each<N: std::ops::Deref<Target = str>>(
+    /// Calls `f(i, found)` for each of `names` in order: what [`TableView::lookup`] would find,
+    /// with freshness already judged against `stale_after`, but many names at a time, so their
+    /// memory loads overlap, and without building a [`NodeSnapshot`] each.
+    pub fn lookup_each<S: NameSource + ?Sized>(
         &self,
-        names: &[N],
+        names: &S,
         now: Instant,
-        mut f: impl FnMut(usize, Option<NodeSnapshot>, bool),
+        stale_after: Duration,
+        mut f: impl FnMut(usize, Option<Found>),
     ) {
         let now = self.clock.at(now);
-        self.index.lookup_each(names, |i, r| match r {
-            Some(r) => f(i, Some(r.snapshot(now)), r.plain_name),
-            None => f(i, None, false),
+        let max_age = i64::try_from(stale_after.as_nanos()).unwrap_or(i64::MAX);
+        self.index.lookup_each(names, |i, r| {
+            f(
+                i,
+                r.map(|r| Found {
+                    state: r.place.node_state(),
+                    admission: r.admission,
+                    fresh: now.saturating_sub(r.received) <= max_age,
+                    plain_name: r.plain_name,
+                }),
+            );
         });
     }
+}
+
+/// A node found by [`TableView::lookup_each`].
+#[derive(Clone, Copy, Debug)]
+pub struct Found {
+    /// What placement reads of the last report: capacity, interference, and the batch budget
+    /// not in use as `reclaimable` (with `offline_usage` zero), so the policy's `filter_node`
+    /// and `node_score` decide on it as on the full state.
+    pub state: NodeState,
+    /// Whether the node takes batch work (with hysteresis).
+    pub admission: Admission,
+    /// True when the last report is no older than the `stale_after` asked about.
+    pub fresh: bool,
+    /// True when the node's name encodes in JSON as itself between quotes (checked once, when
+    /// the node was first stored).
+    pub plain_name: bool,
 }
 
 impl NodeTable {
@@ -342,17 +462,19 @@ impl NodeTable {
             let admission =
                 batch_admission(state.interference, Admission::default(), &self.admission);
             let key = NameKey::new(&report.node_name);
+            let plain = crate::k8s::is_json_plain(report.node_name.as_bytes());
             let record = self
                 .index
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(Record {
-                    name: key.clone(),
+                .insert(
+                    &report.node_name,
                     state,
-                    admission,
-                    received: self.clock.at(now),
-                    plain_name: crate::k8s::is_json_plain(report.node_name.as_bytes()),
-                });
+                    Record::new(&state, admission, self.clock.at(now), plain),
+                )
+                .ok_or(IngestError::TableFull {
+                    max: index::MAX_NODES,
+                })?;
             shard.insert(
                 key,
                 NodeEntry {
@@ -384,10 +506,9 @@ impl NodeTable {
         };
         {
             let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            let r = index.record_mut(entry.record);
-            r.admission = batch_admission(state.interference, r.admission, &self.admission);
-            r.state = state;
-            r.received = self.clock.at(now);
+            index.update(entry.record, state, self.clock.at(now), |previous| {
+                batch_admission(state.interference, previous, &self.admission)
+            });
         }
         entry.missed_total = entry.missed_total.saturating_add(missed);
         *entry.report = report;
@@ -421,12 +542,8 @@ impl NodeTable {
     pub fn counts(&self, now: Instant, stale_after: Duration) -> (usize, usize) {
         let index = self.index_read();
         let now = self.clock.at(now);
-        let records = index.records();
-        let stale = records
-            .iter()
-            .filter(|r| r.snapshot(now).age > stale_after)
-            .count();
-        (records.len(), stale)
+        let stale = index.ages(now).filter(|age| *age > stale_after).count();
+        (index.len(), stale)
     }
 
     /// Calls `f` with every node's name, last report and snapshot at `now` (for listings; not
@@ -437,11 +554,7 @@ impl NodeTable {
             let index = self.index_read();
             let now = self.clock.at(now);
             for (name, e) in shard.iter() {
-                f(
-                    name.as_str(),
-                    &e.report,
-                    index.record(e.record).snapshot(now),
-                );
+                f(name.as_str(), &e.report, index.snapshot(e.record, now));
             }
         }
     }
@@ -620,6 +733,32 @@ mod tests {
         assert!(t.lookup(&long[1..], now).is_none());
         assert_eq!(format!("{:?}", NameKey::new("x")), "\"x\"");
         assert_eq!(std::mem::size_of::<NameKey>(), 32);
+    }
+
+    #[test]
+    fn index_hash_separates_similar_names() {
+        let h = NameHash { seed: 7 };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            assert!(seen.insert(h.of(format!("node-{i:05}").as_bytes())));
+            assert!(seen.insert(h.of(format!("gke-pool-{i}-a-much-longer-node-name").as_bytes())));
+        }
+        assert_ne!(h.of(b"ab"), h.of(b"ab\0"));
+        assert_ne!(h.of(b""), h.of(b"\0"));
+        for len in 1..=40 {
+            let base = vec![b'x'; len];
+            for i in 0..len {
+                let mut other = base.clone();
+                other[i] = b'y';
+                assert_ne!(h.of(&base), h.of(&other), "{len} {i}");
+            }
+        }
+        // The low bits (the slot) spread: 5,000 sequential names over 8,192 slots.
+        let slots: std::collections::HashSet<u64> = (0..5_000)
+            .map(|i| h.of(format!("node-{i:05}").as_bytes()) & 8_191)
+            .collect();
+        assert!(slots.len() > 3_500, "{}", slots.len());
+        assert_ne!(NameHash { seed: 8 }.of(b"node-1"), h.of(b"node-1"));
     }
 
     #[test]

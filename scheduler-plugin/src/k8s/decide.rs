@@ -8,15 +8,15 @@ use std::time::Instant;
 use colo_policy::scoring::{FilterVerdict, Resources, filter_node, node_score};
 use serde_json::value::RawValue;
 
-use super::decode::Text;
+use super::decode::NameList;
 use super::gojson::{self, GoRaw};
 use super::pod::{batch_request, is_batch};
 use super::wire::{
     ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod,
-    MetaVictims, Name, NodeListOut, RawNode, SortedMap, priorities_len_hint, push_priority,
+    MetaVictims, Name, NodeListOut, PriorityWriter, RawNode, SortedMap, priorities_len_hint,
 };
 use crate::config::{SchedulerConfig, StaleNodes};
-use crate::table::{NodeSnapshot, NodeTable, TableView};
+use crate::table::{Found, NodeSnapshot, NodeTable, TableView};
 
 /// A request the extender cannot serve (the message names what is wrong).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -33,15 +33,6 @@ pub enum RequestError {
     /// A node in `Nodes.items` is unusable.
     #[error("{0}")]
     BadNode(String),
-}
-
-/// The verdict on one candidate node for a batch pod.
-enum Judgement {
-    Pass,
-    Fail {
-        reason: &'static str,
-        resolvable: bool,
-    },
 }
 
 /// Why a node without a report fails the filter. Fixed texts, so Kubernetes adds them up in the
@@ -76,53 +67,103 @@ impl Judge<'_> {
         }
     }
 
-    fn stale_judgement(&self, age: Option<std::time::Duration>) -> Judgement {
-        match self.config.stale_nodes {
-            StaleNodes::Neutral => Judgement::Pass,
-            StaleNodes::Filter => Judgement::Fail {
-                reason: if age.is_some() {
-                    REASON_STALE
-                } else {
-                    REASON_NO_REPORT
-                },
-                resolvable: false,
-            },
-        }
-    }
-
-    fn judge(&self, found: Option<NodeSnapshot>) -> Judgement {
-        let snap = match self.fresh_of(found) {
-            Ok(s) => s,
-            Err(age) => return self.stale_judgement(age),
+    /// The filter outcome of a node looked up by [`TableView::lookup_each`] (see [`Outcome`]).
+    fn outcome(&self, found: Option<Found>, reasons: &mut Reasons) -> u8 {
+        let Some(f) = found else {
+            return self.stale_outcome(NO_REPORT);
         };
-        let p = &self.config.scoring;
-        match filter_node(&snap.state, snap.admission, self.request, &p.admission) {
-            FilterVerdict::Fits => Judgement::Pass,
-            FilterVerdict::Refused(r) => Judgement::Fail {
-                reason: r.summary(),
-                resolvable: r.resolvable_by_preemption(),
-            },
+        let plain = if f.plain_name { PLAIN } else { 0 };
+        if !f.fresh {
+            return plain | self.stale_outcome(STALE);
         }
-    }
-
-    /// The prioritize score: the filter's losers get 0 (kube-scheduler does not ask about them
-    /// anyway); no strings are built.
-    fn score(&self, found: Option<NodeSnapshot>) -> u8 {
-        let snap = match self.fresh_of(found) {
-            Ok(s) => s,
-            Err(_) => {
-                return match self.config.stale_nodes {
-                    StaleNodes::Neutral => self.config.neutral_score,
-                    StaleNodes::Filter => 0,
-                };
+        let p = &self.config.scoring;
+        match filter_node(&f.state, f.admission, self.request, &p.admission) {
+            FilterVerdict::Fits => plain | PASS,
+            FilterVerdict::Refused(r) => {
+                plain | reasons.code(r.summary(), r.resolvable_by_preemption())
             }
+        }
+    }
+
+    fn stale_outcome(&self, code: u8) -> u8 {
+        match self.config.stale_nodes {
+            StaleNodes::Neutral => PASS,
+            StaleNodes::Filter => code,
+        }
+    }
+
+    /// The prioritize score, and whether the node's name is known plain: the filter's losers
+    /// get 0 (kube-scheduler does not ask about them anyway); no strings are built.
+    fn score(&self, found: Option<Found>) -> (u8, bool) {
+        let stale = match self.config.stale_nodes {
+            StaleNodes::Neutral => self.config.neutral_score,
+            StaleNodes::Filter => 0,
         };
+        let Some(f) = found else {
+            return (stale, false);
+        };
+        if !f.fresh {
+            return (stale, f.plain_name);
+        }
         let p = &self.config.scoring;
-        if filter_node(&snap.state, snap.admission, self.request, &p.admission).fits() {
-            node_score(&snap.state, self.request, &p.node_score)
+        let score = if filter_node(&f.state, f.admission, self.request, &p.admission).fits() {
+            node_score(&f.state, self.request, &p.node_score)
         } else {
             0
-        }
+        };
+        (score, f.plain_name)
+    }
+}
+
+/// A filter candidate's outcome in one byte: the low six bits ([`CODE`]) are [`PASS`] or a
+/// failure code from [`Reasons`]; [`RESOLVABLE`] marks a failure preemption may resolve;
+/// [`PLAIN`] says the node's name is known to need no JSON escaping.
+type Outcome = u8;
+/// The candidate passes.
+const PASS: Outcome = 0;
+/// The bits of the failure code.
+const CODE: Outcome = 0x3f;
+/// The failure may be resolved by preemption (`FailedNodes`, not `FailedAndUnresolvableNodes`).
+const RESOLVABLE: Outcome = 0x40;
+/// The candidate's name encodes in JSON as itself between quotes.
+const PLAIN: Outcome = 0x80;
+/// Failure code of a node without a report.
+const NO_REPORT: Outcome = 1;
+/// Failure code of a node whose report is stale.
+const STALE: Outcome = 2;
+
+/// The distinct failure reasons of one filter call (a handful of fixed texts), numbered from 1.
+struct Reasons(Vec<(&'static str, bool)>);
+
+impl Reasons {
+    fn new() -> Self {
+        Self(vec![(REASON_NO_REPORT, false), (REASON_STALE, false)])
+    }
+
+    /// The code of reason `text` (found by address: the texts are `'static` constants).
+    fn code(&mut self, text: &'static str, resolvable: bool) -> Outcome {
+        let at = match self
+            .0
+            .iter()
+            .position(|(t, r)| std::ptr::eq(*t, text) && *r == resolvable)
+        {
+            Some(at) => at,
+            None => {
+                self.0.push((text, resolvable));
+                self.0.len() - 1
+            }
+        };
+        // The policy has three reasons, this file two: far below the 63 codes there are.
+        let code = Outcome::try_from(at + 1).map_or(STALE, |c| c.min(CODE));
+        if resolvable { code | RESOLVABLE } else { code }
+    }
+
+    /// Reason and resolvability of outcome `o` (not a pass).
+    fn of(&self, o: Outcome) -> (&'static str, bool) {
+        self.0
+            .get(usize::from(o & CODE).wrapping_sub(1))
+            .copied()
+            .unwrap_or((REASON_STALE, false))
     }
 }
 
@@ -139,29 +180,152 @@ fn empty_object() -> &'static RawValue {
 /// request in `NodeNames` mode).
 fn candidate_names<'r, 'a>(
     args: &'r ExtenderArgs<'a>,
-) -> Result<Cow<'r, [Text<'a>]>, RequestError> {
+) -> Result<Cow<'r, NameList<'a>>, RequestError> {
     if let Some(n) = &args.node_names {
         Ok(Cow::Borrowed(n))
     } else if let Some(list) = &args.nodes {
-        list.items
+        let names = list
+            .items
             .iter()
             .flatten()
             .map(RawNode::name)
             .collect::<Result<Vec<_>, _>>()
-            .map(Cow::Owned)
-            .map_err(RequestError::BadNode)
+            .map_err(RequestError::BadNode)?;
+        Ok(Cow::Owned(NameList::from_names(names.iter().map(|t| &**t))))
     } else {
         Err(RequestError::NoNodes)
     }
 }
 
-/// A filter candidate's outcome.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    No,
-    Yes,
-    /// Passes, and its name is known to need no JSON escaping.
-    YesPlain,
+/// Appends candidate `i`'s name as a JSON string: the request's own bytes when the request wrote
+/// it as Go would, else encoded (copied as is when `plain`, the node's name known plain).
+#[inline(always)]
+fn push_candidate(out: &mut Vec<u8>, names: &NameList<'_>, i: usize, plain: bool) {
+    match names.plain_quoted(i) {
+        Some(q) => gojson::push_short(out, q.0, q.1),
+        None => gojson::push_name(out, names.get(i), plain),
+    }
+}
+
+/// Whether name `a` sorts strictly before name `b` (byte order, as Go sorts map keys); names of
+/// one length from 8 to 16 bytes (most) compared as two big-endian words, without `memcmp`.
+#[inline]
+fn ascending(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n == b.len() && (8..=16).contains(&n) {
+        let word = |s: &[u8], i: usize| {
+            s.get(i..i + 8)
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        // The second words overlap the first; where the first are equal, the overlap is too.
+        return (word(a, 0), word(a, n - 8)) < (word(b, 0), word(b, n - 8));
+    }
+    a < b
+}
+
+/// Appends a `FailedNodes`-style map of the candidates whose outcome is a failure with
+/// resolvability `resolvable`, as Go encodes a `map[string]string`: keys sorted, each once.
+/// `encoded[c - 1]` is `:` and the encoded reason of failure code `c`. Returns the entry count.
+fn push_failed(
+    out: &mut Vec<u8>,
+    names: &NameList<'_>,
+    outcomes: &[Outcome],
+    reasons: &Reasons,
+    encoded: &[Vec<u8>],
+    resolvable: bool,
+) -> u64 {
+    let _ = reasons;
+    let member = |o: Outcome| o & CODE != PASS && (o & RESOLVABLE != 0) == resolvable;
+    let entry = |out: &mut Vec<u8>, first: bool, i: usize| {
+        if !first {
+            out.push(b',');
+        }
+        let o = outcomes[i];
+        push_candidate(out, names, i, o & PLAIN != 0);
+        out.extend_from_slice(&encoded[usize::from(o & CODE) - 1]);
+    };
+    let start = out.len();
+    out.push(b'{');
+    // Names usually come sorted (kube-scheduler lists nodes in its cache's order, tests and
+    // benchmarks sorted): write in request order while that holds.
+    let mut prev: Option<&[u8]> = None;
+    let mut count = 0;
+    let mut sorted = true;
+    for (i, &o) in outcomes.iter().enumerate() {
+        if !member(o) {
+            continue;
+        }
+        let name = names.bytes(i);
+        if prev.is_some_and(|p| !ascending(p, name)) {
+            sorted = false;
+            break;
+        }
+        prev = Some(name);
+        entry(out, count == 0, i);
+        count += 1;
+    }
+    if !sorted {
+        out.truncate(start + 1);
+        let mut order: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| member(outcomes[i]))
+            .collect();
+        // Stable: entries of one name stay in request order, and the last one is kept, as a
+        // Go map keeps the last value stored.
+        order.sort_by(|&a, &b| names.get(a).cmp(names.get(b)));
+        count = 0;
+        for (k, &i) in order.iter().enumerate() {
+            if order
+                .get(k + 1)
+                .is_some_and(|&next| names.get(next) == names.get(i))
+            {
+                continue;
+            }
+            entry(out, count == 0, i);
+            count += 1;
+        }
+    }
+    out.push(b'}');
+    count
+}
+
+/// The `ExtenderFilterResult` of a `NodeNames` call, written straight into one buffer: the same
+/// bytes as the general encoder (unit-tested against it), without a list or map built first.
+fn encode_names_result(
+    names: &NameList<'_>,
+    outcomes: &[Outcome],
+    failed: usize,
+    reasons: &Reasons,
+) -> (Vec<u8>, u64, u64) {
+    let encoded: Vec<Vec<u8>> = reasons
+        .0
+        .iter()
+        .map(|(text, _)| {
+            let mut e = vec![b':'];
+            gojson::push_string(&mut e, text);
+            e
+        })
+        .collect();
+    let longest = encoded.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out =
+        Vec::with_capacity(names.text_len() + 3 * names.len() + failed * (longest + 1) + 128);
+    out.extend_from_slice(br#"{"Nodes":null,"NodeNames":["#);
+    let mut first = true;
+    for (i, &o) in outcomes.iter().enumerate() {
+        if o & CODE == PASS {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            push_candidate(&mut out, names, i, o & PLAIN != 0);
+        }
+    }
+    out.extend_from_slice(br#"],"FailedNodes":"#);
+    let resolvable = push_failed(&mut out, names, outcomes, reasons, &encoded, true);
+    out.extend_from_slice(br#","FailedAndUnresolvableNodes":"#);
+    let unresolvable = push_failed(&mut out, names, outcomes, reasons, &encoded, false);
+    out.extend_from_slice(br#","Error":""}"#);
+    (out, resolvable, unresolvable)
 }
 
 /// Answers a filter call with the encoded `ExtenderFilterResult`.
@@ -178,10 +342,10 @@ pub fn filter(
     let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
     let names = candidate_names(args)?;
 
-    let mut failed = SortedMap::default();
-    let mut unresolvable = SortedMap::default();
-    // Per candidate: whether it passes, and whether its name is known to need no escaping.
-    let mut pass = vec![Pass::Yes; names.len()];
+    // Per candidate: pass or why not, and whether its name is known to need no escaping.
+    let mut outcomes = vec![PASS; names.len()];
+    let mut reasons = Reasons::new();
+    let mut failed = 0;
     if is_batch(pod, &config.batch) {
         let judge = Judge {
             table: table.view(),
@@ -189,43 +353,65 @@ pub fn filter(
             now,
             request: batch_request(pod, &config.batch),
         };
-        judge.table.lookup_each(&names, now, |i, found, plain| {
-            let name = Name {
-                text: &names[i],
-                plain,
-            };
-            match judge.judge(found) {
-                Judgement::Pass if plain => pass[i] = Pass::YesPlain,
-                Judgement::Pass => {}
-                Judgement::Fail { reason, resolvable } => {
-                    pass[i] = Pass::No;
-                    if resolvable {
-                        failed.insert_name(name, reason);
-                    } else {
-                        unresolvable.insert_name(name, reason);
-                    }
-                }
-            }
-        });
-    }
-    let (failed, unresolvable) = (failed.finish(), unresolvable.finish());
-    if !failed.is_empty() {
-        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "failed")
-            .increment(failed.len() as u64);
-    }
-    if !unresolvable.is_empty() {
-        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "unresolvable")
-            .increment(unresolvable.len() as u64);
+        judge
+            .table
+            .lookup_each(&*names, now, config.stale_after, |i, found| {
+                let o = judge.outcome(found, &mut reasons);
+                failed += usize::from(o & CODE != PASS);
+                outcomes[i] = o;
+            });
     }
 
+    let (bytes, resolvable, unresolvable) = if args.nodes.is_none() {
+        encode_names_result(&names, &outcomes, failed, &reasons)
+    } else {
+        encode_general_result(args, &names, &outcomes, &reasons)
+    };
+    if resolvable > 0 {
+        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "failed")
+            .increment(resolvable);
+    }
+    if unresolvable > 0 {
+        metrics::counter!(crate::metrics::FILTER_REJECTIONS, "kind" => "unresolvable")
+            .increment(unresolvable);
+    }
+    Ok(bytes)
+}
+
+/// The `ExtenderFilterResult` of a call that sent full `Nodes` (with or without `NodeNames`),
+/// through the general encoder.
+fn encode_general_result(
+    args: &ExtenderArgs<'_>,
+    names: &NameList<'_>,
+    outcomes: &[Outcome],
+    reasons: &Reasons,
+) -> (Vec<u8>, u64, u64) {
+    let mut failed = SortedMap::default();
+    let mut unresolvable = SortedMap::default();
+    for (i, &o) in outcomes.iter().enumerate() {
+        if o & CODE == PASS {
+            continue;
+        }
+        let name = Name {
+            text: names.get(i),
+            plain: o & PLAIN != 0,
+        };
+        let (reason, resolvable) = reasons.of(o);
+        if resolvable {
+            failed.insert_name(name, reason);
+        } else {
+            unresolvable.insert_name(name, reason);
+        }
+    }
+    let (failed, unresolvable) = (failed.finish(), unresolvable.finish());
+    let counts = (failed.len() as u64, unresolvable.len() as u64);
+    let passes = |o: &&Outcome| **o & CODE == PASS;
     let node_names = args.node_names.as_ref().map(|_| {
-        names
-            .iter()
-            .zip(&pass)
-            .filter(|(_, p)| **p != Pass::No)
-            .map(|(n, p)| Name {
-                text: n,
-                plain: *p == Pass::YesPlain,
+        (0..names.len())
+            .filter(|&i| outcomes[i] & CODE == PASS)
+            .map(|i| Name {
+                text: names.get(i),
+                plain: outcomes[i] & PLAIN != 0,
             })
             .collect()
     });
@@ -235,9 +421,9 @@ pub fn filter(
             // Both sent: the decisions are keyed by NodeNames; match items by their own names.
             let passing: std::collections::HashSet<&str> = names
                 .iter()
-                .zip(&pass)
-                .filter(|(_, p)| **p != Pass::No)
-                .map(|(n, _)| &**n)
+                .zip(outcomes)
+                .filter(|(_, o)| passes(o))
+                .map(|(n, _)| n)
                 .collect();
             items
                 .filter(|n| n.name().is_ok_and(|t| passing.contains(&*t)))
@@ -246,8 +432,8 @@ pub fn filter(
         } else {
             // Nodes mode: items and names line up.
             items
-                .zip(&pass)
-                .filter(|(_, p)| **p != Pass::No)
+                .zip(outcomes)
+                .filter(|(_, o)| passes(o))
                 .map(|(n, _)| GoRaw(n.raw))
                 .collect()
         };
@@ -258,14 +444,15 @@ pub fn filter(
             items,
         }
     });
-    Ok(ExtenderFilterResult {
+    let bytes = ExtenderFilterResult {
         nodes,
         node_names,
         failed_nodes: Some(failed),
         failed_and_unresolvable_nodes: Some(unresolvable),
         error: String::new(),
     }
-    .encode())
+    .encode();
+    (bytes, counts.0, counts.1)
 }
 
 /// The encoded `ExtenderFilterResult` of a filter call that could not be served.
@@ -291,8 +478,7 @@ pub fn prioritize(
     let pod = args.pod.as_ref().ok_or(RequestError::NoPod)?;
     let names = candidate_names(args)?;
     // Encoded as each node is scored, straight into one buffer.
-    let mut out = Vec::with_capacity(priorities_len_hint(&names));
-    out.push(b'[');
+    let mut out = PriorityWriter::with_capacity(priorities_len_hint(&names));
     if is_batch(pod, &config.batch) {
         let judge = Judge {
             table: table.view(),
@@ -300,20 +486,18 @@ pub fn prioritize(
             now,
             request: batch_request(pod, &config.batch),
         };
-        judge.table.lookup_each(&names, now, |i, found, plain| {
-            let host = Name {
-                text: &names[i],
-                plain,
-            };
-            push_priority(&mut out, i == 0, host, i64::from(judge.score(found)));
-        });
+        judge
+            .table
+            .lookup_each(&*names, now, config.stale_after, |i, found| {
+                let (score, plain) = judge.score(found);
+                out.push(|out| push_candidate(out, &names, i, plain), score);
+            });
     } else {
-        for (i, host) in names.iter().enumerate() {
-            push_priority(&mut out, i == 0, Name::from(&**host), 0);
+        for i in 0..names.len() {
+            out.push(|out| push_candidate(out, &names, i, false), 0);
         }
     }
-    out.push(b']');
-    Ok(out)
+    Ok(out.finish())
 }
 
 /// Answers a preempt call. kube-scheduler proposes, per node, the pods it would evict; colo
@@ -390,4 +574,117 @@ pub fn preempt(
     Ok(gojson::to_vec(&ExtenderPreemptionResult {
         node_name_to_meta_victims: Some(out),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use colo_proto::report::{self, NodeReport};
+
+    use super::*;
+
+    fn report(name: &str, reclaim_cpu: u64, score: f64) -> NodeReport {
+        NodeReport {
+            node_name: name.into(),
+            seq: 1,
+            capacity: Some(report::Resources {
+                cpu_millicores: 16_000,
+                memory_bytes: 64 << 30,
+            }),
+            reclaimable: Some(report::Resources {
+                cpu_millicores: reclaim_cpu,
+                memory_bytes: 48 << 30,
+            }),
+            interference: Some(report::Interference {
+                score,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    const POD: &str = r#"{"metadata":{"name":"p"},"spec":{"priorityClassName":"batch","containers":[{"resources":{"requests":{"colo.io/batch-cpu":"1000","colo.io/batch-memory":"2Gi"}}}]}}"#;
+
+    /// The direct `NodeNames` encoder writes the bytes of the general one (Go's encoding of
+    /// `ExtenderFilterResult`), for names in order or not, repeated, escaped in the request,
+    /// needing escapes, unknown and stale.
+    #[test]
+    fn names_answers_match_the_general_encoder() {
+        let table = NodeTable::new(colo_policy::scoring::AdmissionParams::default());
+        let old = Instant::now();
+        let now = old + Duration::from_secs(400);
+        let mut names = Vec::new();
+        for i in 0..300u32 {
+            let name = match i % 10 {
+                3 => format!("a<b&{i}"),
+                4 => format!("née-{i}"),
+                5 => format!("gke-cluster-default-pool-{i:08}-x"),
+                _ => format!("node-{i:05}"),
+            };
+            let at = if i % 11 == 0 { old } else { now };
+            let cpu = if i % 5 == 0 { 500 } else { 12_000 };
+            let score = if i % 7 == 0 { 85.0 } else { f64::from(i % 60) };
+            table.ingest(report(&name, cpu, score), at).unwrap();
+            names.push(name);
+        }
+        names.push("ghost".into());
+        let config = SchedulerConfig::default();
+        let json = |list: &[String]| serde_json::to_string(list).unwrap();
+        let mut shuffled = names.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 200);
+        let mut repeated = names.clone();
+        repeated.extend(names.iter().step_by(7).cloned());
+        let sorted = {
+            let mut s = names.clone();
+            s.sort();
+            s
+        };
+        let bodies = [
+            json(&names),
+            json(&shuffled),
+            json(&repeated),
+            json(&sorted),
+            // The first names written with escapes the request need not use.
+            json(&sorted).replacen("node-", "\\u006eode-", 3),
+            json(&sorted).replace(',', " , "),
+        ];
+        for list in &bodies {
+            let body = format!(r#"{{"Pod":{POD},"NodeNames":{list}}}"#);
+            let args = ExtenderArgs::decode(&body).unwrap();
+            let fast = filter(&args, &table, &config, now).unwrap();
+            // The same decisions through the general encoder.
+            let names = candidate_names(&args).unwrap();
+            let mut outcomes = vec![PASS; names.len()];
+            let mut reasons = Reasons::new();
+            let judge = Judge {
+                table: table.view(),
+                config: &config,
+                now,
+                request: batch_request(args.pod.as_ref().unwrap(), &config.batch),
+            };
+            judge
+                .table
+                .lookup_each(&*names, now, config.stale_after, |i, found| {
+                    outcomes[i] = judge.outcome(found, &mut reasons);
+                });
+            drop(judge);
+            let (general, ..) = encode_general_result(&args, &names, &outcomes, &reasons);
+            assert_eq!(
+                String::from_utf8(fast.clone()).unwrap(),
+                String::from_utf8(general).unwrap(),
+                "{list}"
+            );
+            let v: serde_json::Value = serde_json::from_slice(&fast).unwrap();
+            assert!(!v["FailedNodes"].as_object().unwrap().is_empty());
+            assert!(
+                !v["FailedAndUnresolvableNodes"]
+                    .as_object()
+                    .unwrap()
+                    .is_empty()
+            );
+            assert!(!v["NodeNames"].as_array().unwrap().is_empty());
+        }
+    }
 }

@@ -204,6 +204,33 @@ pub(crate) fn push_name(out: &mut Vec<u8>, s: &str, plain: bool) {
     }
 }
 
+/// Appends `bytes[..len]`. Where `bytes` has 16 bytes and `len` is at most 16 (a short node
+/// name with its quotes), the copy is one 16-byte block instead of a call to `memcpy`.
+#[inline(always)]
+pub(crate) fn push_short(out: &mut Vec<u8>, bytes: &[u8], len: usize) {
+    push_block::<16>(out, bytes, len);
+}
+
+/// Appends `bytes[..len]`, as one `N`-byte block copy where `bytes` has `N` bytes and `len` is at
+/// most `N`, else through `extend_from_slice`.
+#[inline(always)]
+pub(crate) fn push_block<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], len: usize) {
+    match bytes.first_chunk::<N>() {
+        Some(block) if len <= N => {
+            out.reserve(N);
+            let at = out.len();
+            // SAFETY: `reserve(N)` leaves at least N bytes of spare capacity after `at`; all N
+            // are written from `block` (N initialized bytes, not overlapping `out`), so the
+            // `len` bytes (`len <= N`) that `set_len` takes in are initialized.
+            unsafe {
+                std::ptr::copy_nonoverlapping(block.as_ptr(), out.as_mut_ptr().add(at), N);
+                out.set_len(at + len);
+            }
+        }
+        _ => out.extend_from_slice(bytes.get(..len).unwrap_or(bytes)),
+    }
+}
+
 /// Appends `value` encoded as Go's `json.Marshal` would.
 pub(crate) fn push_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let mut ser = serde_json::Serializer::with_formatter(&mut *out, GoFormatter);
@@ -232,6 +259,18 @@ pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_pushes_copy_exactly() {
+        let src = b"\"node-1\",\"node-22\",\"a-name-longer-than-16\"";
+        for (at, len) in [(0, 8), (9, 9), (19, 23), (0, 0), (30, 5), (0, src.len())] {
+            let mut out = b"x".to_vec();
+            let bytes = &src[at..(at + len.max(16)).min(src.len())];
+            push_short(&mut out, bytes, len);
+            assert_eq!(&out[1..], &src[at..at + len]);
+            assert_eq!(out.len(), 1 + len);
+        }
+    }
 
     #[test]
     fn escapes_like_go() {

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use decide::RequestError;
-pub use decode::Text;
+pub use decode::{NameList, Text};
 pub(crate) use gojson::is_plain as is_json_plain;
 pub use pod::{batch_request, is_batch};
 pub use quantity::{Quantity, QuantityError};

@@ -14,7 +14,8 @@ use serde::de::MapAccess;
 use serde_json::value::RawValue;
 
 use super::decode::{
-    GoField, GoStruct, Text, go_deserialize, go_object, string_array, string_array_at, value_at,
+    GoField, GoStruct, NameList, Text, go_deserialize, go_object, string_array, string_array_at,
+    value_at,
 };
 use super::gojson::{self, GoRaw};
 use super::quantity::Quantity;
@@ -208,7 +209,7 @@ pub struct ExtenderArgs<'a> {
     /// `Nodes`: candidate nodes (when the extender is not `nodeCacheCapable`).
     pub nodes: Option<NodeList<'a>>,
     /// `NodeNames`: candidate node names (when it is `nodeCacheCapable`).
-    pub node_names: Option<Vec<Text<'a>>>,
+    pub node_names: Option<NameList<'a>>,
 }
 impl<'de> GoStruct<'de> for ExtenderArgs<'de> {
     const NAME: &'static str = "ExtenderArgs";
@@ -255,8 +256,9 @@ impl<'de> ExtenderArgs<'de> {
                     end
                 })
             }
+            // `null`, or not an array (then serde_json's error message).
             _ => value_at::<Option<Vec<Text<'de>>>>(body, at).map(|(v, end)| {
-                args.node_names = v;
+                args.node_names = v.map(|v| NameList::from_names(v.iter().map(|t| &**t)));
                 end
             }),
         })
@@ -444,11 +446,6 @@ impl<'a> SortedMap<'a> {
         self.0.len()
     }
 
-    /// True when empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Sorts by key and keeps the last value of a repeated key, as a Go map would.
     pub(crate) fn finish(mut self) -> Self {
         // Already in order with no key twice (the names came sorted): nothing to do.
@@ -530,7 +527,8 @@ pub struct HostPriority<'a> {
     pub score: i64,
 }
 
-/// Appends a score in decimal; scores are 0..=10, so the two-digit case avoids the formatter.
+/// Appends a score in decimal (the general form [`PriorityWriter`] is tested against).
+#[cfg(test)]
 fn push_score(out: &mut Vec<u8>, score: i64) {
     match u8::try_from(score) {
         Ok(d @ 0..=9) => out.push(b'0' + d),
@@ -541,22 +539,107 @@ fn push_score(out: &mut Vec<u8>, score: i64) {
 
 /// Bytes to reserve for a `HostPriorityList` of `names` (the exact size when no name needs
 /// escaping and no score has two digits).
-pub(crate) fn priorities_len_hint<N: std::ops::Deref<Target = str>>(names: &[N]) -> usize {
-    names.iter().map(|n| n.len() + 24).sum::<usize>() + 2
+pub(crate) fn priorities_len_hint(names: &NameList<'_>) -> usize {
+    names.text_len() + 24 * names.len() + 2
 }
 
 /// Appends one `HostPriority` of a `HostPriorityList` as Go encodes it; `first` for the first
-/// entry (no comma before it). The list's `[` and `]` are the caller's.
-pub(crate) fn push_priority(out: &mut Vec<u8>, first: bool, host: Name<'_>, score: i64) {
+/// entry (no comma before it); `host` appends the host name as a JSON string. The list's `[`
+/// and `]` are the caller's.
+#[cfg(test)]
+pub(crate) fn push_priority(
+    out: &mut Vec<u8>,
+    first: bool,
+    score: u8,
+    host: impl FnOnce(&mut Vec<u8>),
+) {
     if first {
         out.extend_from_slice(br#"{"Host":"#);
     } else {
         out.extend_from_slice(br#",{"Host":"#);
     }
-    gojson::push_name(out, host.text, host.plain);
+    host(out);
     out.extend_from_slice(br#","Score":"#);
-    push_score(out, score);
+    push_score(out, i64::from(score));
     out.push(b'}');
+}
+
+/// A `HostPriorityList` written as Go encodes it, host by host, straight into one buffer: after
+/// each host's name, one block copy writes its score and the start of the next entry
+/// (`,"Score":7},{"Host":`), so the fixed text costs no per-piece capacity checks.
+pub(crate) struct PriorityWriter {
+    out: Vec<u8>,
+    any: bool,
+    /// The joint after a host for scores 0..=10 (all there are, unless the configured neutral
+    /// score is higher), built once: a joint built per host in a stack buffer byte by byte and
+    /// then copied as a block stalls on store forwarding.
+    joints: [([u8; 32], usize); 11],
+}
+
+/// `,{"Host":`, the start of an entry after the first.
+const NEXT_HOST: &[u8] = br#",{"Host":"#;
+
+/// `,"Score":N},{"Host":` for score N, padded to 32 bytes, and its length.
+fn joint(score: u8) -> ([u8; 32], usize) {
+    let mut joint = [0u8; 32];
+    joint[..9].copy_from_slice(br#","Score":"#);
+    let mut n = 9;
+    if score >= 100 {
+        joint[n] = b'0' + score / 100;
+        n += 1;
+    }
+    if score >= 10 {
+        joint[n] = b'0' + score / 10 % 10;
+        n += 1;
+    }
+    joint[n] = b'0' + score % 10;
+    n += 1;
+    joint[n] = b'}';
+    joint[n + 1..n + 1 + NEXT_HOST.len()].copy_from_slice(NEXT_HOST);
+    (joint, n + 1 + NEXT_HOST.len())
+}
+
+impl PriorityWriter {
+    /// A writer with room for about `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity + 32);
+        out.extend_from_slice(br#"[{"Host":"#);
+        let mut joints = [([0u8; 32], 0); 11];
+        for (score, j) in (0u8..).zip(&mut joints) {
+            *j = joint(score);
+        }
+        Self {
+            out,
+            any: false,
+            joints,
+        }
+    }
+
+    /// Appends one `HostPriority`: `host` appends the host name as a JSON string.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, host: impl FnOnce(&mut Vec<u8>), score: u8) {
+        host(&mut self.out);
+        match self.joints.get(usize::from(score)) {
+            Some((j, len)) => gojson::push_block::<32>(&mut self.out, j, *len),
+            None => {
+                let (j, len) = joint(score);
+                self.out.extend_from_slice(&j[..len]);
+            }
+        }
+        self.any = true;
+    }
+
+    /// The encoded list.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.any {
+            // Drop the start of an entry that never came.
+            self.out.truncate(self.out.len() - NEXT_HOST.len());
+            self.out.push(b']');
+            self.out
+        } else {
+            b"[]".to_vec()
+        }
+    }
 }
 
 /// A `HostPriorityList` encoded as Go would (the same bytes as `gojson::to_vec(list)`), written
@@ -567,7 +650,10 @@ pub(crate) fn encode_priorities(list: &[HostPriority<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 2);
     out.push(b'[');
     for (i, h) in list.iter().enumerate() {
-        push_priority(&mut out, i == 0, Name::from(h.host), h.score);
+        let score = u8::try_from(h.score).unwrap_or(u8::MAX);
+        push_priority(&mut out, i == 0, score, |out| {
+            gojson::push_name(out, h.host, false);
+        });
     }
     out.push(b']');
     out
@@ -711,17 +797,31 @@ mod tests {
         }
         let list: Vec<HostPriority<'_>> = names
             .iter()
-            .zip([0, 1, 9, 10, 11, 99, 100, -3])
+            .zip([0, 1, 9, 10, 11, 99, 100, 255])
             .map(|(host, score)| HostPriority { host, score })
             .collect();
         assert_eq!(encode_priorities(&list), gojson::to_vec(&list));
         let mut out = b"[".to_vec();
         for (i, (n, h)) in known_names.iter().zip(&list).enumerate() {
-            push_priority(&mut out, i == 0, *n, h.score);
+            let score = u8::try_from(h.score).unwrap_or(u8::MAX);
+            push_priority(&mut out, i == 0, score, |out| {
+                gojson::push_name(out, n.text, n.plain);
+            });
         }
         out.push(b']');
         assert_eq!(out, gojson::to_vec(&list));
         assert_eq!(encode_priorities(&[]), b"[]");
+        for n in [0, 1, 2, list.len()] {
+            let mut w = PriorityWriter::with_capacity(0);
+            for h in &list[..n] {
+                w.push(
+                    |out| gojson::push_name(out, h.host, false),
+                    u8::try_from(h.score).unwrap(),
+                );
+            }
+            assert_eq!(w.finish(), gojson::to_vec(&list[..n]), "{n}");
+        }
+        assert_eq!(PriorityWriter::with_capacity(4).finish(), b"[]");
     }
 
     #[test]

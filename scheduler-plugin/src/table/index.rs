@@ -1,48 +1,94 @@
 //! The placement index: what placement reads of every node (name, state, admission, receipt
-//! time) in one dense array, found by name through a compact open-addressing table.
+//! time) in dense arrays, found by name through a compact open-addressing table.
 //!
 //! A filter or prioritize call looks up thousands of names. Through a map per shard each lookup
-//! waits on two or three cache misses in turn; here the slots (8 bytes each) and the records
-//! (two cache lines each) are plain arrays, so [`Index::lookup_each`] can hash a batch of names,
-//! prefetch their slots, then their records, and keep many misses in flight at once.
+//! waits on two or three cache misses in turn; here the slots (4 bytes each), the records (one
+//! cache line each) and the names (packed end to end) are plain arrays, so
+//! [`Index::lookup_each`] can hash a batch of names, prefetch their slots, then their records,
+//! and keep many misses in flight at once. At 5,000 nodes the lot is about 0.4 MiB, so it stays
+//! in a core's L2 cache between calls.
 
-use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
-use colo_policy::scoring::{Admission, NodeState};
+use colo_policy::scoring::{Admission, NodeState, Resources};
 
-use super::{NameHash, NameKey, NodeSnapshot};
+use super::{NameHash, NameSource, NodeSnapshot};
 
 /// Names looked up together by [`Index::lookup_each`]: enough to overlap many cache misses,
 /// few enough that the batch's slots and records stay in L1.
 const BATCH: usize = 32;
 
-/// One node as placement reads it. Exactly two cache lines, aligned, so a lookup touches those
-/// two and nothing else.
+/// Most nodes an index holds: a slot keeps a record's position in 24 bits.
+pub(super) const MAX_NODES: usize = (1 << 24) - 1;
+
+/// What placement reads of a node's state: the batch budget not in use, the capacity and the
+/// interference score. [`Placement::node_state`] gives a [`NodeState`] on which the policy's
+/// placement functions (`filter_node`, `node_score`, which read only the budget left, the
+/// capacity and the score) decide exactly as on the full state (unit-tested).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Placement {
+    available: Resources,
+    capacity: Resources,
+    interference: f64,
+}
+
+impl Placement {
+    pub(super) fn of(state: &NodeState) -> Self {
+        Self {
+            available: state.available_for_batch(),
+            capacity: state.capacity,
+            interference: state.interference,
+        }
+    }
+
+    /// A state with this budget left, this capacity and this score (the budget as reclaimable,
+    /// nothing in use).
+    #[inline]
+    pub(super) fn node_state(&self) -> NodeState {
+        NodeState {
+            capacity: self.capacity,
+            reclaimable: self.available,
+            offline_usage: Resources::ZERO,
+            interference: self.interference,
+        }
+    }
+}
+
+/// One node as placement reads it: exactly one cache line, aligned, so a lookup touches that
+/// line, the name's bytes and nothing else.
 #[derive(Debug)]
-#[repr(C, align(128))]
+#[repr(C, align(64))]
 pub(super) struct Record {
-    /// The node's name (checked on every match).
-    pub(super) name: NameKey,
-    /// Capacity, batch budget, batch usage and interference from the last report.
-    pub(super) state: NodeState,
-    /// Whether the node takes batch work (with hysteresis).
-    pub(super) admission: Admission,
+    /// Batch budget left, capacity and interference from the last report.
+    pub(super) place: Placement,
     /// When the last report was received, as [`Clock::at`] gives it.
     pub(super) received: i64,
+    /// The name: `names[name_at..name_at + name_len]` of the index.
+    name_at: u32,
+    name_len: u32,
+    /// Whether the node takes batch work (with hysteresis).
+    pub(super) admission: Admission,
     /// Whether the name encodes in JSON as itself between quotes (checked once, at insert), so
     /// an answer can copy it without looking at it again.
     pub(super) plain_name: bool,
 }
 
 impl Record {
-    /// The node at `now` (from [`Clock::at`]).
-    pub(super) fn snapshot(&self, now: i64) -> NodeSnapshot {
-        NodeSnapshot {
-            state: self.state,
-            admission: self.admission,
-            age: Duration::from_nanos(u64::try_from(now - self.received).unwrap_or(0)),
+    /// A record for a node first seen; its name is placed by [`Index::insert`].
+    pub(super) fn new(state: &NodeState, admission: Admission, received: i64, plain: bool) -> Self {
+        Self {
+            place: Placement::of(state),
+            received,
+            name_at: 0,
+            name_len: 0,
+            admission,
+            plain_name: plain,
         }
+    }
+
+    /// Age at `now` (from [`Clock::at`]).
+    fn age(&self, now: i64) -> Duration {
+        Duration::from_nanos(u64::try_from(now.saturating_sub(self.received)).unwrap_or(0))
     }
 }
 
@@ -77,10 +123,14 @@ impl Clock {
 #[derive(Debug)]
 pub(super) struct Index {
     hash: NameHash,
-    /// Linear probing; `0` is empty, else `tag << 32 | (record + 1)` where the tag is the top
-    /// half of the name's hash. At most half full.
-    slots: Vec<u64>,
+    /// Linear probing; `0` is empty, else `tag << 24 | (record + 1)` where the tag is the top
+    /// byte of the name's hash. At most half full.
+    slots: Vec<u32>,
     records: Vec<Record>,
+    /// Each node's full state from its last report (for views other than placement's).
+    states: Vec<NodeState>,
+    /// Every node's name, end to end.
+    names: Vec<u8>,
 }
 
 /// Touches `p`'s cache line ahead of use. Only a hint: any address is fine.
@@ -97,8 +147,31 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-fn tag(hash: u64) -> u64 {
-    hash >> 32
+fn tag(hash: u64) -> u32 {
+    // The top byte: the slot position comes from the low bits.
+    #[allow(clippy::cast_possible_truncation)]
+    let t = (hash >> 56) as u32;
+    t
+}
+
+/// Whether two names are equal; short ones (most) compared as two overlapping words, without a
+/// call to `memcmp`.
+#[inline(always)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    if (8..=16).contains(&n) {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else {
+        a == b
+    }
 }
 
 impl Index {
@@ -107,6 +180,8 @@ impl Index {
             hash,
             slots: vec![0; 64],
             records: Vec::new(),
+            states: Vec::new(),
+            names: Vec::new(),
         }
     }
 
@@ -117,8 +192,15 @@ impl Index {
         h & (self.slots.len() - 1)
     }
 
+    fn name_of(&self, r: &Record) -> &[u8] {
+        let at = r.name_at as usize;
+        self.names
+            .get(at..at + r.name_len as usize)
+            .unwrap_or_default()
+    }
+
     /// The record of `name`, found from its `hash`.
-    fn probe(&self, hash: u64, name: &str) -> Option<usize> {
+    fn probe(&self, hash: u64, name: &[u8]) -> Option<usize> {
         let mask = self.slots.len() - 1;
         let mut i = self.home(hash);
         loop {
@@ -126,9 +208,9 @@ impl Index {
             if s == 0 {
                 return None;
             }
-            if s >> 32 == tag(hash) {
+            if s >> 24 == tag(hash) {
                 let r = record_of(s);
-                if self.records[r].name.as_str() == name {
+                if same_name(self.name_of(&self.records[r]), name) {
                     return Some(r);
                 }
             }
@@ -138,32 +220,71 @@ impl Index {
 
     /// The position of `name`'s record.
     pub(super) fn find(&self, name: &str) -> Option<usize> {
-        self.probe(self.hash.hash_one(name), name)
+        self.probe(self.hash.of(name.as_bytes()), name.as_bytes())
     }
 
-    pub(super) fn record(&self, r: usize) -> &Record {
-        &self.records[r]
+    /// Node `r` at `now` (from [`Clock::at`]).
+    pub(super) fn snapshot(&self, r: usize, now: i64) -> NodeSnapshot {
+        let rec = &self.records[r];
+        NodeSnapshot {
+            state: self.states[r],
+            admission: rec.admission,
+            age: rec.age(now),
+        }
     }
 
-    pub(super) fn record_mut(&mut self, r: usize) -> &mut Record {
-        &mut self.records[r]
+    /// Ages of all nodes at `now`.
+    pub(super) fn ages(&self, now: i64) -> impl Iterator<Item = Duration> + '_ {
+        self.records.iter().map(move |r| r.age(now))
     }
 
-    pub(super) fn records(&self) -> &[Record] {
-        &self.records
+    /// Number of nodes.
+    pub(super) fn len(&self) -> usize {
+        self.records.len()
     }
 
-    /// Adds a node that is not in the index yet (the caller holds its shard's lock, so no one
-    /// else adds the same name) and returns its record's position.
-    pub(super) fn insert(&mut self, record: Record) -> usize {
+    /// Stores node `r`'s new state, received at `received`; `admission` maps its previous
+    /// admission to the new one.
+    pub(super) fn update(
+        &mut self,
+        r: usize,
+        state: NodeState,
+        received: i64,
+        admission: impl FnOnce(Admission) -> Admission,
+    ) {
+        let rec = &mut self.records[r];
+        rec.admission = admission(rec.admission);
+        rec.place = Placement::of(&state);
+        rec.received = received;
+        self.states[r] = state;
+    }
+
+    /// Adds node `name`, not in the index yet (the caller holds its shard's lock, so no one else
+    /// adds the same name), and returns its record's position; `None` when the index is full
+    /// ([`MAX_NODES`]) or the names outgrow 4 GiB.
+    pub(super) fn insert(
+        &mut self,
+        name: &str,
+        state: NodeState,
+        mut record: Record,
+    ) -> Option<usize> {
+        let at = u32::try_from(self.names.len()).ok()?;
+        let len = u32::try_from(name.len()).ok()?;
+        u32::try_from(self.names.len() + name.len()).ok()?;
+        if self.records.len() >= MAX_NODES {
+            return None;
+        }
         if (self.records.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let r = self.records.len();
-        let hash = self.hash.hash_one(record.name.as_str());
+        record.name_at = at;
+        record.name_len = len;
+        self.names.extend_from_slice(name.as_bytes());
         self.records.push(record);
-        self.place(hash, r);
-        r
+        self.states.push(state);
+        self.place(self.hash.of(name.as_bytes()), r);
+        Some(r)
     }
 
     fn place(&mut self, hash: u64, r: usize) {
@@ -172,13 +293,16 @@ impl Index {
         while self.slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        self.slots[i] = (tag(hash) << 32) | (r as u64 + 1);
+        // `r` < MAX_NODES, so `r + 1` fits 24 bits.
+        #[allow(clippy::cast_possible_truncation)]
+        let pos = (r + 1) as u32;
+        self.slots[i] = (tag(hash) << 24) | pos;
     }
 
     fn grow(&mut self) {
         self.slots = vec![0; self.slots.len() * 2];
         for r in 0..self.records.len() {
-            let hash = self.hash.hash_one(self.records[r].name.as_str());
+            let hash = self.hash.of(self.name_of(&self.records[r]));
             self.place(hash, r);
         }
     }
@@ -186,120 +310,137 @@ impl Index {
     /// Calls `f(i, record)` for each of `names` in order, `None` for a name never seen. Works in
     /// batches: hash the batch and prefetch each name's home slot, then read the slots and
     /// prefetch the records they point to, then check each match.
-    pub(super) fn lookup_each<N: std::ops::Deref<Target = str>>(
+    pub(super) fn lookup_each<S: NameSource + ?Sized>(
         &self,
-        names: &[N],
+        names: &S,
         mut f: impl FnMut(usize, Option<&Record>),
     ) {
         let mut hashes = [0u64; BATCH];
         let mut candidates = [usize::MAX; BATCH];
-        for (b, batch) in names.chunks(BATCH).enumerate() {
-            for (h, name) in hashes.iter_mut().zip(batch) {
-                *h = self.hash.hash_one(&**name);
+        let n = names.count();
+        let mask = self.slots.len() - 1;
+        let mut base = 0;
+        while base < n {
+            let len = BATCH.min(n - base);
+            for (j, h) in hashes[..len].iter_mut().enumerate() {
+                *h = self.hash.of(names.name_bytes(base + j));
                 prefetch(self.slots.as_ptr().wrapping_add(self.home(*h)));
             }
-            for (c, h) in candidates.iter_mut().zip(&hashes[..batch.len()]) {
+            for (c, h) in candidates[..len].iter_mut().zip(&hashes[..len]) {
                 // The first slot from home with this tag, if any before an empty one; almost
                 // always the home slot itself, at most half full.
                 *c = usize::MAX;
-                let mask = self.slots.len() - 1;
                 let mut i = self.home(*h);
                 loop {
                     let s = self.slots[i];
                     if s == 0 {
                         break;
                     }
-                    if s >> 32 == tag(*h) {
+                    if s >> 24 == tag(*h) {
                         *c = record_of(s);
-                        let p = self.records.as_ptr().wrapping_add(*c);
-                        prefetch(p);
-                        prefetch(p.cast::<u8>().wrapping_add(64));
+                        prefetch(self.records.as_ptr().wrapping_add(*c));
                         break;
                     }
                     i = (i + 1) & mask;
                 }
             }
-            for (j, name) in batch.iter().enumerate() {
+            for j in 0..len {
+                let name = names.name_bytes(base + j);
                 let c = candidates[j];
-                let found = if c == usize::MAX {
-                    None
-                } else if self.records[c].name.as_str() == &**name {
-                    Some(c)
-                } else {
+                let found = match self.records.get(c) {
+                    None => None,
+                    Some(r) if same_name(self.name_of(r), name) => Some(c),
                     // Another name with the same tag sat first: probe on.
-                    self.probe(hashes[j], name)
+                    Some(_) => self.probe(hashes[j], name),
                 };
-                f(b * BATCH + j, found.map(|r| &self.records[r]));
+                f(base + j, found.map(|r| &self.records[r]));
             }
+            base += len;
         }
     }
 }
 
-fn record_of(slot: u64) -> usize {
-    // Slots hold record positions below the record count (a usize), plus one.
-    #[allow(clippy::cast_possible_truncation)]
-    let r = (slot & 0xffff_ffff) as usize;
-    r - 1
+fn record_of(slot: u32) -> usize {
+    (slot & 0x00ff_ffff) as usize - 1
 }
 
 #[cfg(test)]
 mod tests {
+    use colo_policy::scoring::{AdmissionParams, NodeScoreParams, filter_node, node_score};
+
     use super::*;
 
-    fn record(name: &str, cpu: u64) -> Record {
+    fn state(cpu: u64) -> NodeState {
         let mut state = NodeState::default();
         state.capacity.cpu_millicores = cpu;
-        Record {
-            name: NameKey::new(name),
-            state,
-            admission: Admission::Accepting,
-            received: 0,
-            plain_name: true,
-        }
+        state
+    }
+
+    fn insert(ix: &mut Index, name: &str, cpu: u64) -> Option<usize> {
+        let s = state(cpu);
+        ix.insert(name, s, Record::new(&s, Admission::Accepting, 0, true))
+    }
+
+    fn name<'a>(ix: &'a Index, r: &Record) -> &'a str {
+        std::str::from_utf8(ix.name_of(r)).unwrap()
     }
 
     #[test]
     fn finds_every_name_through_growth_and_batches() {
-        assert_eq!(std::mem::size_of::<Record>(), 128);
+        assert_eq!(std::mem::size_of::<Record>(), 64);
         let mut ix = Index::new(NameHash { seed: 3 });
         let long = |i: usize| format!("gke-cluster-default-pool-{i:08}-long-name");
-        for i in 0..3_000u64 {
-            let n = usize::try_from(i).unwrap();
-            let name = if i % 3 == 0 {
-                long(n)
-            } else {
-                format!("node-{i}")
-            };
-            assert_eq!(ix.insert(record(&name, i)), n);
+        let name_of = |i: usize| match i % 4 {
+            0 => long(i),
+            1 => format!("n{i}"),
+            _ => format!("node-{i:05}"),
+        };
+        for i in 0..3_000usize {
+            assert_eq!(insert(&mut ix, &name_of(i), i as u64), Some(i));
         }
         assert!(ix.slots.len() >= 6_000);
-        let mut names: Vec<String> = (0..3_000)
-            .map(|i| {
-                if i % 3 == 0 {
-                    long(i)
-                } else {
-                    format!("node-{i}")
-                }
-            })
-            .collect();
-        names.push("node-3000".into());
+        let mut names: Vec<String> = (0..3_000).map(name_of).collect();
+        names.push("node-03000".into());
         names.push(String::new());
-        names.push("node-1".into());
+        names.push("n1".into());
+        names.push("node-0000".into());
+        names.push("node-000020".into());
         let mut seen = 0;
-        ix.lookup_each(&names, |i, r| {
+        ix.lookup_each(&names[..], |i, r| {
             assert_eq!(i, seen);
             seen += 1;
             assert_eq!(
-                r.map(|r| r.name.as_str()),
-                ix.find(&names[i]).map(|p| ix.records[p].name.as_str())
+                r.map(|r| name(&ix, r)),
+                ix.find(&names[i]).map(|p| name(&ix, &ix.records[p]))
             );
             match i {
-                3_000 | 3_001 => assert!(r.is_none()),
-                3_002 => assert_eq!(r.unwrap().state.capacity.cpu_millicores, 1),
-                _ => assert_eq!(r.unwrap().state.capacity.cpu_millicores, i as u64),
+                3_000 | 3_001 | 3_003 | 3_004 => assert!(r.is_none(), "{}", names[i]),
+                3_002 => assert_eq!(r.unwrap().place.capacity.cpu_millicores, 1),
+                _ => {
+                    assert_eq!(r.unwrap().place.capacity.cpu_millicores, i as u64);
+                    assert_eq!(name(&ix, r.unwrap()), names[i]);
+                }
             }
         });
         assert_eq!(seen, names.len());
+        assert_eq!(ix.len(), 3_000);
+        assert_eq!(ix.snapshot(7, 0).state.capacity.cpu_millicores, 7);
+    }
+
+    #[test]
+    fn names_compare_by_every_byte() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same_name(&a, &a.clone()));
+            for k in 0..n {
+                let mut b = a.clone();
+                b[k] ^= 1;
+                assert!(!same_name(&a, &b), "{n} {k}");
+            }
+            let mut longer = a.clone();
+            longer.push(b'z');
+            assert!(!same_name(&a, &longer));
+        }
     }
 
     #[test]
@@ -309,38 +450,74 @@ mod tests {
         let Some(before) = now.checked_sub(Duration::from_secs(100)) else {
             return;
         };
-        let old = Record {
-            received: c.at(before),
-            ..record("a", 1)
-        };
-        assert_eq!(old.snapshot(c.at(now)).age, Duration::from_secs(100));
-        let new = Record {
-            received: c.at(now),
-            ..record("a", 1)
-        };
-        assert_eq!(new.snapshot(c.at(before)).age, Duration::ZERO);
+        let s = state(1);
+        let old = Record::new(&s, Admission::Accepting, c.at(before), true);
+        assert_eq!(old.age(c.at(now)), Duration::from_secs(100));
+        let new = Record::new(&s, Admission::Accepting, c.at(now), true);
+        assert_eq!(new.age(c.at(before)), Duration::ZERO);
     }
 
     #[test]
     fn same_tag_names_are_told_apart() {
         let mut ix = Index::new(NameHash { seed: 0 });
         for i in 0..31 {
-            ix.insert(record(&format!("n{i}"), i));
+            insert(&mut ix, &format!("n{i}"), i);
         }
         // Give every slot the tag of "n5": its lookup then meets other nodes' slots first and
         // must tell them apart by name.
-        let t = tag(ix.hash.hash_one("n5"));
+        let t = tag(ix.hash.of(b"n5"));
         for s in &mut ix.slots {
             if *s != 0 {
-                *s = (t << 32) | (*s & 0xffff_ffff);
+                *s = (t << 24) | (*s & 0x00ff_ffff);
             }
         }
         let names = ["n5", "n5", "missing"];
         let mut found = Vec::new();
-        ix.lookup_each(&names, |_, r| {
-            found.push(r.map(|r| r.state.capacity.cpu_millicores));
+        ix.lookup_each(&names[..], |_, r| {
+            found.push(r.map(|r| r.place.capacity.cpu_millicores));
         });
         assert_eq!(found, [Some(5), Some(5), None]);
         assert_eq!(ix.find("n5"), Some(5));
+    }
+
+    #[test]
+    fn the_placement_view_decides_as_the_full_state() {
+        const GIB: u64 = 1 << 30;
+        let admission = AdmissionParams::default();
+        let scoring = NodeScoreParams::default();
+        let mut n = 0;
+        for cap in [0, 4_000, 16_000] {
+            for reclaim in [0, 900, 1_000, 3_000, 12_000, 20_000] {
+                for offline in [0, 100, 2_000, 15_000, 30_000] {
+                    for mem in [0, GIB, 2 * GIB, 48 * GIB] {
+                        for score in [0.0, 12.5, 49.9, 70.0, 85.0, 100.0, 130.0, -5.0, f64::NAN] {
+                            let full = NodeState {
+                                capacity: Resources::new(cap, 64 * GIB),
+                                reclaimable: Resources::new(reclaim, mem),
+                                offline_usage: Resources::new(offline, mem / 3),
+                                interference: score,
+                            };
+                            let compact = Placement::of(&full).node_state();
+                            for req in [Resources::new(1_000, 2 * GIB), Resources::ZERO] {
+                                for adm in [Admission::Accepting, Admission::Refusing] {
+                                    assert_eq!(
+                                        filter_node(&full, adm, req, &admission),
+                                        filter_node(&compact, adm, req, &admission),
+                                        "{full:?}"
+                                    );
+                                }
+                                assert_eq!(
+                                    node_score(&full, req, &scoring),
+                                    node_score(&compact, req, &scoring),
+                                    "{full:?}"
+                                );
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 1_000);
     }
 }
