@@ -1,9 +1,13 @@
-//! The cluster loop: every step, VMs arrive, the scheduler places what it can (colo's scoring
-//! functions, on what the nodes reported after the previous step), then every node steps —
-//! in parallel over contiguous shards of nodes — and the ends of VMs are accounted.
+//! The cluster loop, in rounds of a few steps: the VMs placed during the previous round start
+//! on their nodes, then every node steps through the round — in parallel over contiguous
+//! shards of nodes — while the scheduler (colo's scoring functions) places the VMs that arrive
+//! meanwhile on the nodes' reports from before the round, for the next round; then the ends of
+//! VMs are accounted. Placement thus sees reports one round old, as colo-scheduler sees reports
+//! that lag the nodes, and runs beside the nodes' steps rather than between rounds.
 //!
 //! Determinism: node-level randomness is a hash of `(seed, node, step)`, cluster-level draws are
-//! made by one thread in a fixed order, shards are contiguous so concatenating their events in
+//! made by one thread in a fixed order (placement decides on a copy of the reports taken
+//! between rounds, whatever the nodes do meanwhile), shards are contiguous so concatenating their events in
 //! shard order gives node order, and all sums are integers. The result is the same bytes for
 //! any number of threads.
 
@@ -41,9 +45,10 @@ pub struct SimConfig {
     pub scan_budget: f64,
     /// Most placement attempts per step (a round of several steps gets as many times more).
     pub max_attempts: usize,
-    /// Steps between two placement rounds: VMs that arrive meanwhile wait for the next round,
-    /// which places them on the nodes' latest reports. Nodes step this many times in a row
-    /// between rounds, which keeps each node's state in cache (default 6: one minute).
+    /// Steps between two placement rounds: VMs that arrive during a round are placed while
+    /// it runs, on the nodes' reports from before it, and start when the next round starts.
+    /// Nodes step this many times in a row between rounds, which keeps each node's state in
+    /// cache (default 6: one minute).
     pub placement_every: u32,
     /// Retry preempted VMs (as the job launcher does with a `Preempted` report).
     pub retry_preempted: bool,
@@ -218,6 +223,13 @@ pub fn run<C: Controller>(
     let mut jobs: Vec<Job> = Vec::new();
     let mut vms = VmCounts::default();
     let mut next_vm_id: u64 = 0;
+    // The scheduler's view of the nodes (their reports as the last round started) and the
+    // VMs it placed on it, which start on their nodes when the next round starts.
+    let mut view: Vec<Report> = Vec::with_capacity(n);
+    for shard in &shards {
+        view.extend_from_slice(&lock(shard).reports);
+    }
+    let mut placed: Vec<(usize, Pending)> = Vec::with_capacity(4096);
     let mut cursor = 0usize;
     let mut work_done_mcs: u64 = 0;
     let sums: Vec<Mutex<Sums>> = (0..threads)
@@ -315,17 +327,64 @@ pub fn run<C: Controller>(
             r
         };
         let mut arrived_until = 0u32;
-        for b in 0..=blocks {
-            let (first, len) = if b < blocks {
-                block_at(b)
-            } else {
-                (info.steps, 0)
-            };
-            // VMs that arrived during the steps before this round join the queue.
-            while arrived_until < first {
+        for b in 0..blocks {
+            let (first, len) = block_at(b);
+            // Trace input for the round.
+            if !generated {
+                let mut r = rows.write().unwrap_or_else(PoisonError::into_inner);
+                for k in 0..len {
+                    let row = &mut r[k as usize * n..(k as usize + 1) * n];
+                    if let Err(e) = trace.online_row(first + k, row) {
+                        return finish(Err(e.into()));
+                    }
+                }
+            }
+
+            // The heap has grown since the last advice (rounds 1, 4, 16, …: a few calls per
+            // run, each copying at most the newly grown part). Workers wait at the barrier.
+            if cfg.huge_pages && b.is_power_of_two() && b.trailing_zeros() % 2 == 0 {
+                let _ = crate::hugepages::advise_heap();
+            }
+
+            // The VMs placed during the previous round start now, in the order they were
+            // placed; then the scheduler's view is the nodes' reports as they stand.
+            let now_s = first.saturating_mul(info.step_secs);
+            for (i, vm) in placed.drain(..) {
+                let mut shard = lock(&shards[i / per]);
+                let first_node = shard.first;
+                let node = &mut shard.nodes[i - first_node];
+                let started = Vm::start(next_vm_id, vm.spec, vm.submitted_s, now_s);
+                if node.place(started, ctrl) {
+                    shard.reports[i - first_node] = node.report;
+                    next_vm_id += 1;
+                } else {
+                    // Never, as the view counts free slots conservatively; requeued if so.
+                    retry.push(vm);
+                }
+            }
+            for vm in retry.drain(..).rev() {
+                pending.push_front(vm);
+            }
+            for shard in &shards {
+                let shard = lock(shard);
+                view[shard.first..shard.first + shard.reports.len()]
+                    .copy_from_slice(&shard.reports);
+            }
+
+            // Every node steps through the round; meanwhile this thread takes in the VMs that
+            // arrive during it and places them for the next round, on the view above (the
+            // reports from before this round), then steps shards too.
+            next_shard.store(0, Ordering::Relaxed);
+            if threads > 1 {
+                barrier.wait();
+            }
+            let until = first + len;
+            let mut failed = None;
+            while arrived_until < until {
                 arrivals.clear();
                 if let Err(e) = trace.arrivals(arrived_until, &mut arrivals) {
-                    return finish(Err(e.into()));
+                    failed = Some(e);
+                    break;
                 }
                 for spec in &arrivals {
                     let j = spec.job as usize;
@@ -346,52 +405,24 @@ pub fn run<C: Controller>(
                 }
                 arrived_until += 1;
             }
-            if len == 0 {
-                break;
-            }
-            // Trace input for the round.
-            if !generated {
-                let mut r = rows.write().unwrap_or_else(PoisonError::into_inner);
-                for k in 0..len {
-                    let row = &mut r[k as usize * n..(k as usize + 1) * n];
-                    if let Err(e) = trace.online_row(first + k, row) {
-                        return finish(Err(e.into()));
-                    }
-                }
-            }
-
-            // The heap has grown since the last advice (rounds 1, 4, 16, …: a few calls per
-            // run, each copying at most the newly grown part). Workers wait at the barrier.
-            if cfg.huge_pages && b.is_power_of_two() && b.trailing_zeros() % 2 == 0 {
-                let _ = crate::hugepages::advise_heap();
-            }
-
-            // Placement on the latest reports.
-            {
-                let mut guards: Vec<_> = shards.iter().map(lock).collect();
+            if failed.is_none() && b + 1 < blocks {
+                let (_, next_len) = block_at(b + 1);
                 place(
                     cfg,
-                    ctrl,
-                    &mut guards,
-                    per,
-                    n,
-                    first.saturating_mul(info.step_secs),
-                    len,
+                    &mut view,
+                    next_len,
                     &mut pending,
                     &mut retry,
+                    &mut placed,
                     &mut cursor,
-                    &mut next_vm_id,
                 );
-            }
-
-            // Every node steps through the round.
-            next_shard.store(0, Ordering::Relaxed);
-            if threads > 1 {
-                barrier.wait();
             }
             step_shards(0, first, len);
             if threads > 1 {
                 barrier.wait();
+            }
+            if let Some(e) = failed {
+                return finish(Err(e.into()));
             }
 
             // Accounting, in node order.
@@ -537,21 +568,20 @@ pub fn judge(r: &Report, request: Resources, p: &ScoringParams) -> Option<u8> {
 }
 
 /// Places pending VMs, FIFO with bounded backfill: each VM goes to the best-scoring of the
-/// first `feasible_nodes` nodes that pass colo's filter, scanning from a rotating start.
-#[allow(clippy::too_many_arguments)]
-fn place<C: Controller>(
+/// first `feasible_nodes` nodes that pass colo's filter, scanning from a rotating start. It
+/// decides on `view` (the nodes' reports, which it updates as it places, as colo-scheduler
+/// counts what it bound) and adds each choice to `placed`, which the nodes take in when the
+/// next round starts.
+fn place(
     cfg: &SimConfig,
-    ctrl: &C,
-    shards: &mut [std::sync::MutexGuard<'_, Shard<C::State>>],
-    per: usize,
-    n: usize,
-    now_s: u32,
+    view: &mut [Report],
     steps: u32,
     pending: &mut VecDeque<Pending>,
     retry: &mut Vec<Pending>,
+    placed: &mut Vec<(usize, Pending)>,
     cursor: &mut usize,
-    next_vm_id: &mut u64,
 ) {
+    let n = view.len();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let budget = (cfg.scan_budget * n as f64 * f64::from(steps)).max(1.0) as usize;
     let max_attempts = cfg.max_attempts.saturating_mul(steps as usize);
@@ -574,14 +604,11 @@ fn place<C: Controller>(
         let mut best: Option<(u8, usize)> = None;
         let mut found = 0;
         let mut i = *cursor;
-        let mut sh = i / per;
         let mut looked = 0;
         while looked < n && found < cfg.feasible_nodes.max(1) && scans < budget {
-            let shard = &shards[sh];
-            let r = &shard.reports[i - shard.first];
             looked += 1;
             scans += 1;
-            if let Some(s) = judge(r, req, p) {
+            if let Some(s) = judge(&view[i], req, p) {
                 found += 1;
                 if best.is_none_or(|(b, _)| s > b) {
                     best = Some((s, i));
@@ -589,32 +616,19 @@ fn place<C: Controller>(
             }
             i += 1;
             if i == n {
-                (i, sh) = (0, 0);
-            } else if i - shards[sh].first == shards[sh].nodes.len() {
-                sh += 1;
+                i = 0;
             }
         }
         *cursor = i;
-        match best {
-            Some((_, i)) => {
-                let shard = &mut *shards[i / per];
-                let first = shard.first;
-                let node = &mut shard.nodes[i - first];
-                let started = Vm::start(*next_vm_id, vm.spec, vm.submitted_s, now_s);
-                if node.place(started, ctrl) {
-                    shard.reports[i - first] = node.report;
-                    *next_vm_id += 1;
-                } else {
-                    retry.push(vm);
-                }
+        if let Some((_, i)) = best {
+            view[i].reserve(req);
+            placed.push((i, vm));
+        } else {
+            if n_failed < failed.len() {
+                failed[n_failed] = req;
+                n_failed += 1;
             }
-            None => {
-                if n_failed < failed.len() {
-                    failed[n_failed] = req;
-                    n_failed += 1;
-                }
-                retry.push(vm);
-            }
+            retry.push(vm);
         }
     }
     for vm in retry.drain(..).rev() {

@@ -126,6 +126,15 @@ pub struct Report {
     pub eligible: bool,
 }
 
+impl Report {
+    /// Counts a VM with `request` as placed here, as [`Node::place`] does on the node's own
+    /// report: the scheduler's copy stays right until the node reports again.
+    pub fn reserve(&mut self, request: Resources) {
+        self.state.offline_usage = self.state.offline_usage.saturating_add(request);
+        self.free_slots = self.free_slots.saturating_sub(1);
+    }
+}
+
 /// Per-step results of one node, summed by the caller (integers, so any summation order gives
 /// the same bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -637,6 +646,17 @@ mod tests {
         let mut counts = ActionCounts::default();
         let s = node.step(ctrl, &cx, 3, &online, &mut ends, &mut counts);
         (s, ends, counts)
+    }
+
+    #[test]
+    fn the_schedulers_copy_of_a_report_counts_a_placement_as_the_node_does() {
+        let mut n = Node::new(0, spec(8, 32 * GIB), &NoColocation);
+        let (_, _, _) = step(&mut n, &NoColocation, OnlineDemand::default());
+        let mut copy = n.report;
+        let v = vm(1, 1_500, 2048);
+        copy.reserve(v.spec.request());
+        assert!(n.place(v, &NoColocation));
+        assert_eq!(copy, n.report);
     }
 
     #[test]
