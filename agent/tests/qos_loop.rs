@@ -3,6 +3,8 @@
 //!
 //! * run delay above the threshold → the offline quota drops; calm again → it rises after the
 //!   cool-down; no VM's vCPU quota and not the group's ever goes below the policy minimum;
+//! * a latency breach pushed with `coloctl report-sli` (the only signal switched on) throttles
+//!   the VMs' vCPUs; when the pushes stop, the throttle is lifted;
 //! * `mode: observe` decides the same but changes no cgroup file.
 //!
 //! Timing bounds here are generous (the reaction benchmark in `bench/` measures them).
@@ -121,6 +123,12 @@ fn ready(test: &str) -> Option<colo_testkit::HostLock> {
 /// A test agent watching `online` with `policy` (run delay is the CPU signal: the system-wide
 /// PSI of a v1 host also counts the VMs' own waits, so it is switched off here).
 fn agent(online: &Online, policy: &str) -> TestAgent {
+    agent_with(online, policy, "", "")
+}
+
+/// [`agent`] with extra lines for the service (e.g. its `slo:`) and for the policy's
+/// `interference:` section.
+fn agent_with(online: &Online, policy: &str, service: &str, interference: &str) -> TestAgent {
     // The common agent names the guest only when $COLO_WORKLOAD_GUEST is set.
     let workload = match common::workload_guest() {
         Some(_) => String::new(),
@@ -135,11 +143,11 @@ fn agent(online: &Online, policy: &str) -> TestAgent {
         budget_cpu: 2.0,
         extra_offline: workload,
         extra: format!(
-            "services:\n  - name: online\n    selector:\n      cgroups: [{}]\nloop:\n  period: 50ms\n  psi_triggers: false\n",
+            "services:\n  - name: online\n    selector:\n      cgroups: [{}]\n{service}loop:\n  period: 50ms\n  psi_triggers: false\n",
             online.rel
         ),
         policy: Some(format!(
-            "apiVersion: colo/v1\nkind: Policy\n{policy}\ninterference:\n  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n  io_latency: null\n  io_utilisation: null\n"
+            "apiVersion: colo/v1\nkind: Policy\n{policy}\ninterference:\n  psi:\n    cpu_some: null\n    io_some: null\n    io_full: null\n  io_latency: null\n  io_utilisation: null\n{interference}"
         )),
         ..Options::default()
     })
@@ -467,5 +475,104 @@ fn observe_mode_decides_but_changes_no_cgroup_file() {
             assert_eq!(common::state(&j), pb::JobState::Running, "{j:?}");
         }
     });
+    cancel(&agent, &ids);
+}
+
+#[test]
+fn a_pushed_sli_breach_throttles_the_vms_and_calm_lifts_it() {
+    let test = "a_pushed_sli_breach_throttles_the_vms_and_calm_lifts_it";
+    let Some(_lock) = ready(test) else {
+        return;
+    };
+    // The online process only gives the service its cgroup: run delay is off, so the pushed
+    // SLI is the only signal. No usage-following quota, so nothing moves without a signal.
+    let online = Online::start();
+    let policy = "qos_classes:\n  batch:\n    sched_idle: never\ncpu:\n  suppress:\n    enabled: false\n  vcpu_throttle:\n    min_per_vm: 0.2\ntiming:\n  release_after: 1s\n  release_cooldown: 200ms\n  pause_after: null\n  evict_after: null";
+    let agent = agent_with(
+        &online,
+        policy,
+        "    slo:\n      p99: 1ms\n      sli: pushed\n",
+        "  run_delay: null\n",
+    );
+    let ids = burn(&agent, 1);
+    let vcpu = offline_dir(&agent).join(&ids[0]).join("vcpu");
+    let report = |service: &str, values: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_coloctl"))
+            .arg("--socket")
+            .arg(&agent.socket)
+            .args(["report-sli", "--service", service])
+            .args(values)
+            .output()
+            .expect("coloctl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+
+    // Calm without SLI values: no throttle.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        quota(&vcpu),
+        None,
+        "throttled with no signal:\n{}",
+        agent.log_text()
+    );
+
+    // An unknown service is refused with the names the agent knows.
+    let (code, text) = report("nope", &["100"]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("must name an online service"), "{text}");
+
+    // A breach: p99 5 ms against a 1 ms target. Pushed every 200 ms, as a service would.
+    let breach: Vec<String> = std::iter::repeat_n("5000".to_string(), 20).collect();
+    let breach: Vec<&str> = breach.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let mut throttled = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        let (code, text) = report("online", &breach);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("20 latencies accepted for online"), "{text}");
+        if let Some(q) = quota(&vcpu) {
+            throttled = Some((t0.elapsed(), q));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let Some((after, q)) = throttled else {
+        panic!(
+            "no vCPU throttle within 10 s of the breach:\n{}",
+            agent.log_text()
+        );
+    };
+    assert!((0.2..1.0).contains(&q), "vCPU quota {q} outside [0.2, 1)");
+    assert!(
+        agent.log_text().contains("vcpu_throttle: sli "),
+        "the action names its signal:\n{}",
+        agent.log_text()
+    );
+    eprintln!(
+        "{test}: throttled to {q:.2} cores {:.0} ms after the first push",
+        after.as_secs_f64() * 1e3
+    );
+
+    // Calm: the pushes stop; the values age out of the 1 s window, and after release_after the
+    // throttle is lifted step by step.
+    let t1 = Instant::now();
+    while quota(&vcpu).is_some() {
+        assert!(
+            t1.elapsed() < Duration::from_secs(20),
+            "the throttle was not lifted 20 s after the last push (quota {:?}):\n{}",
+            quota(&vcpu),
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "{test}: lifted {:.1} s after the last push",
+        t1.elapsed().as_secs_f64()
+    );
     cancel(&agent, &ids);
 }

@@ -429,6 +429,7 @@ fn one_run(
         online_cgroup: format!("/{ONLINE}"),
         policy,
         vm_memory_mib: vm.memory_mib,
+        service_extra: String::new(),
     };
     let mut agent = match mode {
         Mode::Alone => None,

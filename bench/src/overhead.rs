@@ -39,6 +39,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<(f64, f64), HostError> {
         online_cgroup: format!("/{ONLINE}"),
         policy: bench_policy(crate::host::is_v2()),
         vm_memory_mib: 16,
+        service_extra: String::new(),
     };
     let mut agent = Agent::start_with(
         bins,

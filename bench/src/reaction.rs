@@ -64,6 +64,21 @@ pub struct Config {
     pub max_foreign: f64,
     /// Re-runs allowed in all for discarded trials.
     pub max_redo: usize,
+    /// What changes at the step.
+    pub trigger: Trigger,
+}
+
+/// What changes at the step of a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// The online load doubles: the low weight and the loop's CPU signal act.
+    #[default]
+    LoadDoubles,
+    /// The load stays; nginx's SLO (p99 1 ms, `sli: pushed`) is breached through `ReportSli`
+    /// (20 latencies of 5 ms every 200 ms, with `coloctl report-sli`), so that the loop's own
+    /// path — signal, decision, cgroup write — is what is timed. The bench policy then has
+    /// no pause or eviction, so that each trial finds the VMs running.
+    SliBreach,
 }
 
 impl Default for Config {
@@ -81,6 +96,7 @@ impl Default for Config {
             low_weight: true,
             max_foreign: 0.25,
             max_redo: 20,
+            trigger: Trigger::LoadDoubles,
         }
     }
 }
@@ -295,8 +311,21 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let setup = AgentSetup {
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
-        policy: cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
+        policy: cfg.policy.clone().unwrap_or_else(|| match cfg.trigger {
+            Trigger::LoadDoubles => bench_policy(v2),
+            // Every trial breaches the SLO for seconds: without this the bench policy pauses and
+            // then evicts the VMs in the first trial, and the later ones have nothing to squeeze.
+            Trigger::SliBreach => bench_policy(v2).replacen(
+                "timing:\n",
+                "timing:\n  pause_after: null\n  evict_after: null\n",
+                1,
+            ),
+        }),
         vm_memory_mib: 64,
+        service_extra: match cfg.trigger {
+            Trigger::LoadDoubles => String::new(),
+            Trigger::SliBreach => "    slo:\n      p99: 1ms\n      sli: pushed\n".into(),
+        },
     };
     let mut agent = Agent::start(bins, &work.join("agent"), &setup)?;
     let vm = VmSpec {
@@ -350,11 +379,15 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             stop.clone(),
         );
         let total = cfg.before + cfg.after;
+        let step_rate = match cfg.trigger {
+            Trigger::LoadDoubles => cfg.rate * 2.0,
+            Trigger::SliBreach => cfg.rate,
+        };
         let extra = vec![
             "--step-at".to_string(),
             cfg.before.as_secs_f64().to_string(),
             "--step-rate".to_string(),
-            (cfg.rate * 2.0).to_string(),
+            step_rate.to_string(),
         ];
         let (mut child, out) = loadgen(
             bins,
@@ -366,6 +399,17 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             Duration::from_millis(500),
             &extra,
         )?;
+        let mut breach_at = None;
+        if cfg.trigger == Trigger::SliBreach {
+            std::thread::sleep(cfg.before);
+            let t0 = mono_ns();
+            breach_at = Some(t0);
+            let end = t0 + u64::try_from(cfg.after.as_nanos()).unwrap_or(u64::MAX);
+            while mono_ns() < end {
+                agent.report_sli("nginx", &[5_000; 20])?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         let _ = child.wait();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let samples = h.join().unwrap_or_default();
@@ -374,8 +418,8 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let lg: LoadReport = serde_json::from_str(&text)
             .map_err(|e| HostError::Missing(format!("colo-loadgen output: {e}: {text}")))?;
-        let step = lg
-            .step_mono_ns
+        let step = breach_at
+            .or(lg.step_mono_ns)
             .ok_or_else(|| HostError::Missing("no step time".into()))?;
         let off: Vec<(u64, u64)> = samples.iter().map(|&(t, u, ..)| (t, u)).collect();
         let on: Vec<(u64, u64)> = samples.iter().map(|&(t, _, u, ..)| (t, u)).collect();
@@ -499,10 +543,19 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
         .collect();
     let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
     let none = trials.len() - drops.len();
+    let step = match cfg.trigger {
+        Trigger::LoadDoubles => format!(
+            "nginx load {:.0} → {:.0} req/s (open loop)",
+            cfg.rate,
+            cfg.rate * 2.0
+        ),
+        Trigger::SliBreach => format!(
+            "nginx's SLO (p99 1 ms) breached through ReportSli (`coloctl report-sli`, 20 × 5 ms every 200 ms from the step) at a steady {:.0} req/s",
+            cfg.rate
+        ),
+    };
     let mut s = format!(
-        "Step: nginx load {:.0} → {:.0} req/s (open loop), {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
-        cfg.rate,
-        cfg.rate * 2.0,
+        "Step: {step}, {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
         cfg.vms,
         if cfg.low_weight {
             "the low-weight agent root of the headline's modes (3) and (4)"

@@ -197,6 +197,9 @@ pub struct AgentSetup {
     pub policy: String,
     /// Guest memory per VM, MiB (sets `offline.memory`).
     pub vm_memory_mib: u64,
+    /// Extra lines for the online service's entry in agent.yaml (e.g. its `slo:`), indented
+    /// by four spaces.
+    pub service_extra: String,
 }
 
 impl Agent {
@@ -228,7 +231,7 @@ impl Agent {
         })?;
         let socket = dir.join("agent.sock");
         let yaml = format!(
-            "node:\n  name: bench\ncgroup:\n  root: {root}\nservices:\n  - name: nginx\n    selector:\n      cgroups: [{online}]\n\
+            "node:\n  name: bench\ncgroup:\n  root: {root}\nservices:\n  - name: nginx\n    selector:\n      cgroups: [{online}]\n{service_extra}\
              offline:\n  workload: {guest}\n  vmm: {vmm}\n  state_dir: {state}\n  memory: {mem}MiB\n  memory_overhead: 64MiB\n  stop_grace: 2s\n  drain_on_shutdown: true\n{extra_offline}\
              api:\n  socket: {socket}\nmetrics:\n  listen: null\nloop:\n  period: 50ms\npolicy:\n  paths: [{policy}]\n",
             root = setup.root,
@@ -240,6 +243,7 @@ impl Agent {
             socket = socket.display(),
             policy = policy.display(),
             extra_offline = extra_offline,
+            service_extra = setup.service_extra,
         );
         let cfg = dir.join("agent.yaml");
         std::fs::write(&cfg, yaml).map_err(|source| HostError::Io {
@@ -320,6 +324,14 @@ impl Agent {
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
+    }
+
+    /// Pushes latency observations of an online service (`coloctl report-sli`).
+    pub fn report_sli(&self, service: &str, latency_us: &[u64]) -> Result<(), HostError> {
+        let values: Vec<String> = latency_us.iter().map(u64::to_string).collect();
+        let mut args = vec!["report-sli", "--service", service];
+        args.extend(values.iter().map(String::as_str));
+        self.ctl(&args).map(drop)
     }
 
     /// Submits one VM that burns CPU until cancelled (after touching memory / doing IO).

@@ -68,6 +68,13 @@ enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Push latency observations of an online service (`slo.sli: pushed`) to the agent.
+    ReportSli {
+        #[command(flatten)]
+        args: cli::sli::ReportSliArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Check and show policy files; make the agent reload its policy.
     #[command(subcommand)]
     Policy(PolicyCli),
@@ -126,6 +133,7 @@ async fn dispatch(cli: Cli) -> Result<Done, CliError> {
             out,
         } => cli::jobs::cancel(conn, out.output, id, reason, *wait).await,
         Command::Node { out } => cli::node::run(conn, out.output).await,
+        Command::ReportSli { args, out } => cli::sli::run(conn, out.output, args).await,
         Command::Policy(PolicyCli::Reload { out }) => {
             cli::policy_reload::run(conn, out.output).await
         }

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod node;
 pub mod policy;
 pub mod policy_reload;
+pub mod sli;
 pub mod submit;
 pub mod table;
 pub mod watch;

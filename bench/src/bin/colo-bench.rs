@@ -76,6 +76,10 @@ enum Cmd {
         /// (other processes) plus host steal exceeds this many cores.
         #[arg(long, default_value_t = 0.25)]
         max_foreign: f64,
+        /// Instead of doubling the load, breach nginx's SLO through ReportSli (the loop's own
+        /// path: signal → decision → cgroup write).
+        #[arg(long)]
+        sli_breach: bool,
         /// Results directory.
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
@@ -166,6 +170,7 @@ fn main() {
             out,
             equal_weight,
             max_foreign,
+            sli_breach,
         } => {
             let cfg = colo_bench::reaction::Config {
                 trials,
@@ -173,6 +178,11 @@ fn main() {
                 rest: Duration::from_secs(rest),
                 low_weight: !equal_weight,
                 max_foreign,
+                trigger: if sli_breach {
+                    colo_bench::reaction::Trigger::SliBreach
+                } else {
+                    colo_bench::reaction::Trigger::LoadDoubles
+                },
                 out_dir: absolute(out),
                 ..Default::default()
             };
