@@ -42,8 +42,6 @@ pub const METRIC_TICKS: &str = "colo_qos_ticks_total";
 
 /// How often the job list is re-read.
 const JOB_REFRESH: Duration = Duration::from_millis(200);
-/// How often pushed SLI values are taken from the API inbox.
-const SLI_DRAIN: Duration = Duration::from_millis(100);
 /// How often the view for NodeStatus / `coloctl node` is published.
 const VIEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -137,6 +135,26 @@ pub fn spawn(
     // The loop runs on its own thread; two small tasks forward PSI wake-ups and the stop to it.
     let signal = Arc::new(wait::Signal::default());
     {
+        // A pushed batch that breaches its service's SLO wakes the loop at once.
+        let targets = config
+            .services
+            .iter()
+            .filter_map(|s| {
+                let slo = s.slo.as_ref()?;
+                matches!(slo.sli, SliSource::Pushed).then(|| {
+                    (
+                        s.name.clone(),
+                        u64::try_from(slo.p99.as_micros()).unwrap_or(u64::MAX),
+                    )
+                })
+            })
+            .collect::<std::collections::HashMap<_, _>>();
+        if !targets.is_empty() {
+            let signal = signal.clone();
+            shared.sli.arm(targets, Box::new(move || signal.sli()));
+        }
+    }
+    {
         let signal = signal.clone();
         tokio::spawn(async move {
             loop {
@@ -218,10 +236,11 @@ struct LoopState {
 
 fn run(mut s: LoopState, signal: &wait::Signal) {
     let start = Instant::now();
-    let (mut next_jobs, mut next_sli, mut next_view) = (start, start, start);
+    let (mut next_jobs, mut next_view) = (start, start);
     // Metric handles looked up once: a lookup hashes the name and labels at every tick.
     let ticks_timer = metrics::counter!(METRIC_TICKS, "cause" => "timer");
     let ticks_psi = metrics::counter!(METRIC_TICKS, "cause" => "psi");
+    let ticks_sli = metrics::counter!(METRIC_TICKS, "cause" => "sli");
     let tick_seconds = metrics::histogram!(METRIC_TICK);
     tracing::info!(period = ?s.period, "QoS loop running");
     let mut due = start;
@@ -238,6 +257,10 @@ fn run(mut s: LoopState, signal: &wait::Signal) {
                 ticks_psi.increment(1);
                 due = now + s.period;
             }
+            wait::Woken::Sli => {
+                ticks_sli.increment(1);
+                due = now + s.period;
+            }
             wait::Woken::Stop => break,
         }
         s.follow_policy();
@@ -250,8 +273,8 @@ fn run(mut s: LoopState, signal: &wait::Signal) {
                 s.enforcer.retain(|id| vms.contains(id));
             }
         }
-        if now >= next_sli && !s.pushed.is_empty() {
-            next_sli = now + SLI_DRAIN;
+        // Pushed values are taken at the first tick after they arrive.
+        if !s.pushed.is_empty() && s.shared.sli.take_pending() {
             for (name, w) in &s.pushed {
                 let values = s.shared.sli.drain(name);
                 if !values.is_empty() {

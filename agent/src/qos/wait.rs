@@ -1,5 +1,5 @@
 //! How the loop's thread waits between ticks: a timed wait on a condition variable, woken
-//! early by a PSI trigger or by shutdown.
+//! early by a PSI trigger, by a pushed SLI batch that breaches its target, or by shutdown.
 //!
 //! The loop runs on a thread of its own (tokio's blocking pool) instead of as an async task:
 //! a tokio timer tick wakes the runtime's I/O driver (`epoll_wait`) on one worker, which then
@@ -16,6 +16,8 @@ pub enum Woken {
     Timer,
     /// A PSI trigger fired.
     Psi,
+    /// A pushed SLI batch breached its service's target.
+    Sli,
     /// The loop is to stop.
     Stop,
 }
@@ -23,6 +25,7 @@ pub enum Woken {
 #[derive(Debug, Default)]
 struct Flags {
     psi: bool,
+    sli: bool,
     stop: bool,
 }
 
@@ -39,6 +42,11 @@ impl Signal {
         self.set(|f| f.psi = true);
     }
 
+    /// Wakes the loop for an early tick: an SLI breach was pushed.
+    pub fn sli(&self) {
+        self.set(|f| f.sli = true);
+    }
+
     /// Stops the loop.
     pub fn stop(&self) {
         self.set(|f| f.stop = true);
@@ -49,7 +57,7 @@ impl Signal {
         self.cv.notify_one();
     }
 
-    /// Waits until `deadline`, a PSI wake-up or a stop, whichever comes first (a stop wins).
+    /// Waits until `deadline`, an early wake-up or a stop, whichever comes first (a stop wins).
     pub fn wait_until(&self, deadline: Instant) -> Woken {
         let mut f = self.flags.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -58,6 +66,9 @@ impl Signal {
             }
             if std::mem::take(&mut f.psi) {
                 return Woken::Psi;
+            }
+            if std::mem::take(&mut f.sli) {
+                return Woken::Sli;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -111,6 +122,11 @@ mod tests {
         h.join().unwrap();
         // A PSI wake-up is taken once.
         assert_eq!(s.wait_until(Instant::now()), Woken::Timer);
+        s.sli();
+        assert_eq!(
+            s.wait_until(Instant::now() + Duration::from_secs(30)),
+            Woken::Sli
+        );
         s.psi();
         s.stop();
         assert_eq!(
