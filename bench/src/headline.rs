@@ -187,7 +187,12 @@ pub fn bench_policy(v2: bool) -> String {
     // of 10 % of a VM, and releases after 1 s calm: this VM's wake-up delay has 100–1000 us
     // spikes lasting a few hundred ms with no contention (host steal), and with the defaults
     // (50 % steps, 5 s calm, 10 % per second back) each spike cost ~13 s of offline CPU.
-    p.push_str("cpu:\n  suppress:\n    enabled: false\n  vcpu_throttle:\n    step_down: 10%\n");
+    // Steps grow with the signal (`max_step_down`): a host spike just over the threshold costs
+    // a 10 % step, a breach of several times the threshold (a pushed SLI at 5× its target)
+    // up to 50 % at once.
+    p.push_str(
+        "cpu:\n  suppress:\n    enabled: false\n  vcpu_throttle:\n    step_down: 10%\n    max_step_down: 50%\n",
+    );
     // No SCHED_IDLE for the vCPU threads: here it made nginx slower, not faster (cpu hog, one
     // run each, same session: p99 3.9 ms with SCHED_IDLE vCPUs and 0.43–1.8 ms without, static
     // weight 0.8–2.3 ms; stress-ng under SCHED_IDLE likewise 3.8 ms). A likely cause, not

@@ -66,6 +66,9 @@ pub(crate) struct Params {
 
     pub vcpu_throttle: bool,
     pub vcpu_step_down: f64,
+    /// Largest step when the signal is far above its threshold (fraction of the vCPUs;
+    /// `vcpu_step_down` when the policy does not scale steps).
+    pub vcpu_max_step_down: f64,
     pub vcpu_step_up: f64,
     pub vcpu_min: f64,
 
@@ -135,6 +138,9 @@ impl Params {
             cfs_period: s.cfs_period,
             vcpu_throttle: v.enabled,
             vcpu_step_down: v.step_down.fraction(),
+            vcpu_max_step_down: v
+                .max_step_down
+                .map_or(v.step_down.fraction(), |m| m.fraction()),
             vcpu_step_up: v.step_up.fraction(),
             vcpu_min: v.min_per_vm.get(),
             evict_at: p.memory.evict_at.fraction(),

@@ -76,11 +76,15 @@ fn tick() -> impl Strategy<Value = Tick> {
 }
 
 fn policy_text() -> impl Strategy<Value = String> {
-    (1u64..90, 1u64..100, 1u64..100, 0u64..400, 1u64..3_000, 0u64..3, 1u64..60, 1u64..20, any::<bool>())
-        .prop_map(|(min_q, down, up, squeeze_ms, cool_ms, after_s, vcpu_down, floor, pause)| {
+    (
+        (1u64..90, 1u64..100, 1u64..100, 0u64..400, 1u64..3_000),
+        (0u64..3, 1u64..60, 1u64..20, any::<bool>(), proptest::option::of(0u64..40)),
+    )
+        .prop_map(|((min_q, down, up, squeeze_ms, cool_ms), (after_s, vcpu_down, floor, pause, vcpu_extra))| {
             format!(
-                "cpu:\n  suppress:\n    min_offline_quota: {}\n    step_down: {down}%\n    step_up: {up}%\n  vcpu_throttle:\n    step_down: {vcpu_down}%\n    min_per_vm: {}\nqos_classes:\n  batch:\n    cpu_floor: {floor}%\n    sched_idle: on_interference\ntiming:\n  squeeze_cooldown: {squeeze_ms}ms\n  release_after: {after_s}s\n  release_cooldown: {cool_ms}ms\n  resume_after: {}ms\n  pause_after: {}\n",
+                "cpu:\n  suppress:\n    min_offline_quota: {}\n    step_down: {down}%\n    step_up: {up}%\n  vcpu_throttle:\n    step_down: {vcpu_down}%\n    max_step_down: {}\n    min_per_vm: {}\nqos_classes:\n  batch:\n    cpu_floor: {floor}%\n    sched_idle: on_interference\ntiming:\n  squeeze_cooldown: {squeeze_ms}ms\n  release_after: {after_s}s\n  release_cooldown: {cool_ms}ms\n  resume_after: {}ms\n  pause_after: {}\n",
                 min_q as f64 / 100.0,
+                vcpu_extra.map_or("null".to_string(), |e| format!("{}%", vcpu_down + e)),
                 floor as f64 / 200.0,
                 cool_ms.max(1),
                 if pause { "1s" } else { "null" },

@@ -71,6 +71,9 @@ pub struct VcpuThrottle {
     pub enabled: bool,
     /// Share of a VM's vCPUs removed per squeeze step.
     pub step_down: Percent,
+    /// When set, a squeeze step grows with how far the worst CPU signal is above its `high`
+    /// threshold (`step_down` × value ÷ high), up to this share; `null`: always `step_down`.
+    pub max_step_down: Option<Percent>,
     /// Share of a VM's vCPUs given back per release step.
     pub step_up: Percent,
     /// No VM is throttled below this many cores (its QoS class floor may be higher).
@@ -82,6 +85,7 @@ impl Default for VcpuThrottle {
         Self {
             enabled: true,
             step_down: pct(25.0),
+            max_step_down: None,
             step_up: pct(10.0),
             min_per_vm: Cores::new(0.1).unwrap_or_default(),
         }

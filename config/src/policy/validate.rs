@@ -141,6 +141,19 @@ pub(crate) fn validate(p: &Policy) -> Vec<Violation> {
     }
     let v = &p.cpu.vcpu_throttle;
     c.positive_percent("cpu.vcpu_throttle.step_down", v.step_down);
+    if let Some(max) = v.max_step_down
+        && max.value() < v.step_down.value()
+    {
+        c.invalid(
+            "cpu.vcpu_throttle.max_step_down",
+            max,
+            &format!(
+                "must be at least step_down ({}): it caps how much a step grows when the signal is far above its threshold",
+                v.step_down
+            ),
+            "step_down <= value <= 100%, or null",
+        );
+    }
     c.positive_percent("cpu.vcpu_throttle.step_up", v.step_up);
 
     // Memory

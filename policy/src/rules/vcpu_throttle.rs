@@ -30,6 +30,19 @@ fn above_floor(x: &Step<'_>, i: usize) -> bool {
     x.st.vms[i].running() && current(x, i) > floor(x, i) + EPS
 }
 
+/// The share of a VM's vCPUs one squeeze step removes: `step_down`, scaled by how far the
+/// worst signal is above its threshold (`value ÷ threshold`), within `[step_down,
+/// max_step_down]`.
+fn step_down(x: &Step<'_>, value: f64, threshold: f64) -> f64 {
+    let base = x.p.vcpu_step_down;
+    let max = x.p.vcpu_max_step_down.max(base);
+    if threshold > 0.0 && value.is_finite() && value > threshold {
+        (base * value / threshold).clamp(base, max)
+    } else {
+        base
+    }
+}
+
 pub(crate) fn squeeze(x: &mut Step<'_>) -> bool {
     if !x.p.vcpu_throttle {
         return false;
@@ -39,6 +52,7 @@ pub(crate) fn squeeze(x: &mut Step<'_>) -> bool {
     };
     let class = x.s.vms[first].class;
     let reason = x.squeeze_reason(Rule::VcpuThrottle, Resource::Cpu);
+    let step = step_down(x, reason.value, reason.threshold);
     for i in 0..x.s.vms.len() {
         if x.s.vms[i].class != class || !above_floor(x, i) {
             continue;
@@ -51,9 +65,7 @@ pub(crate) fn squeeze(x: &mut Step<'_>) -> bool {
         } else {
             cur
         };
-        let new = (from - x.p.vcpu_step_down * vcpus(x, i))
-            .max(floor(x, i))
-            .min(cur);
+        let new = (from - step * vcpus(x, i)).max(floor(x, i)).min(cur);
         x.st.vms[i].vcpu_quota = Some(new);
         let vm = x.s.vms[i].id;
         x.vm_act(
@@ -169,5 +181,30 @@ mod tests {
             }
         }
         assert!(freed);
+    }
+
+    /// The first squeeze of a 4-vCPU VM using all of them, with run delay at `rd` s/s.
+    fn first_step(policy: &str, rd: f64) -> Option<f64> {
+        let mut h = Harness::new(policy);
+        h.capacity(8.0);
+        h.vm(1, 4, 256);
+        h.sample.vms[0].cpu_usage = 4.0;
+        h.run_delay(rd);
+        (0..10).find_map(|_| vcpu(&h.tick(50)).first().and_then(|(_, q)| *q))
+    }
+
+    #[test]
+    fn steps_grow_with_the_signal_up_to_max_step_down() {
+        let scaled =
+            "cpu:\n  suppress:\n    enabled: false\n  vcpu_throttle:\n    max_step_down: 75%\n";
+        let fixed = "cpu:\n  suppress:\n    enabled: false\n";
+        // run_delay's default high is 20 ms/s. Without max_step_down: 25 % of 4 vCPUs.
+        assert_eq!(first_step(fixed, 0.200), Some(3.0));
+        // At 2× the threshold the step doubles (50 %), at 10× it stops at 75 %.
+        assert_eq!(first_step(scaled, 0.040), Some(2.0));
+        assert_eq!(first_step(scaled, 0.200), Some(1.0));
+        // Just above the threshold it stays near step_down.
+        let q = first_step(scaled, 0.021).unwrap();
+        assert!((2.9..3.0).contains(&q), "{q}");
     }
 }
