@@ -796,3 +796,27 @@ pub fn table(cfg: &Config, results: &[RunResult], took: Duration) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use colo_config::{Source, parse_policy};
+
+    #[test]
+    fn the_bench_policies_pass_the_agents_checks() {
+        for v2 in [false, true] {
+            let text = super::bench_policy(v2);
+            let p = parse_policy(&[Source::new("bench.yaml", text.clone())])
+                .unwrap_or_else(|e| panic!("bench policy (v2 {v2}) refused: {e}\n{text}"));
+            assert!(!p.cpu.suppress.enabled);
+            assert_eq!(p.cpu.vcpu_throttle.step_down.value(), 10.0);
+            assert_eq!(
+                p.cpu.vcpu_throttle.max_step_down.map(|m| m.value()),
+                Some(50.0)
+            );
+            // The reaction bench's SLI-breach variant: no pause or eviction.
+            let sli = crate::reaction::sli_breach_policy(v2);
+            let p = parse_policy(&[Source::new("sli.yaml", sli)]).expect("SLI variant");
+            assert!(p.timing.pause_after.is_none() && p.timing.evict_after.is_none());
+        }
+    }
+}

@@ -68,6 +68,17 @@ pub struct Config {
     pub trigger: Trigger,
 }
 
+/// The bench policy without pause or eviction: every SLI-breach trial breaches the SLO for
+/// seconds, and with them the first trial pauses and then evicts the VMs, leaving the later
+/// ones nothing to squeeze.
+pub fn sli_breach_policy(v2: bool) -> String {
+    bench_policy(v2).replacen(
+        "timing:\n",
+        "timing:\n  pause_after: null\n  evict_after: null\n",
+        1,
+    )
+}
+
 /// What changes at the step of a trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Trigger {
@@ -313,13 +324,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         online_cgroup: format!("/{ONLINE}"),
         policy: cfg.policy.clone().unwrap_or_else(|| match cfg.trigger {
             Trigger::LoadDoubles => bench_policy(v2),
-            // Every trial breaches the SLO for seconds: without this the bench policy pauses and
-            // then evicts the VMs in the first trial, and the later ones have nothing to squeeze.
-            Trigger::SliBreach => bench_policy(v2).replacen(
-                "timing:\n",
-                "timing:\n  pause_after: null\n  evict_after: null\n",
-                1,
-            ),
+            Trigger::SliBreach => sli_breach_policy(v2),
         }),
         vm_memory_mib: 64,
         service_extra: match cfg.trigger {
