@@ -94,6 +94,8 @@ pub fn spawn(
     let mut services = Vec::new();
     let mut probes = Vec::new();
     let mut pushed = Vec::new();
+    // Each pushed service's p99 target (µs): a pushed batch that breaches it wakes the loop.
+    let mut pushed_targets = std::collections::HashMap::new();
     for (i, s) in config.services.iter().enumerate() {
         let sli = s.slo.as_ref().map(|slo| {
             let window_len = match &slo.sli {
@@ -106,7 +108,13 @@ pub fn spawn(
                     Ok(t) => probes.push((t, p.interval, p.timeout, w.clone())),
                     Err(e) => tracing::error!(service = %s.name, error = %e, "SLI probe disabled"),
                 },
-                SliSource::Pushed => pushed.push((s.name.clone(), w.clone())),
+                SliSource::Pushed => {
+                    pushed.push((s.name.clone(), w.clone()));
+                    pushed_targets.insert(
+                        s.name.clone(),
+                        u64::try_from(slo.p99.as_micros()).unwrap_or(u64::MAX),
+                    );
+                }
             }
             (slo.p99, w)
         });
@@ -134,25 +142,12 @@ pub fn spawn(
     let period = config.qos_loop.period;
     // The loop runs on its own thread; two small tasks forward PSI wake-ups and the stop to it.
     let signal = Arc::new(wait::Signal::default());
-    {
+    if !pushed_targets.is_empty() {
         // A pushed batch that breaches its service's SLO wakes the loop at once.
-        let targets = config
-            .services
-            .iter()
-            .filter_map(|s| {
-                let slo = s.slo.as_ref()?;
-                matches!(slo.sli, SliSource::Pushed).then(|| {
-                    (
-                        s.name.clone(),
-                        u64::try_from(slo.p99.as_micros()).unwrap_or(u64::MAX),
-                    )
-                })
-            })
-            .collect::<std::collections::HashMap<_, _>>();
-        if !targets.is_empty() {
-            let signal = signal.clone();
-            shared.sli.arm(targets, Box::new(move || signal.sli()));
-        }
+        let signal = signal.clone();
+        shared
+            .sli
+            .arm(pushed_targets, Box::new(move || signal.sli()));
     }
     {
         let signal = signal.clone();
