@@ -2,26 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-use common::{Options, TestAgent};
-
-fn coloctl(agent: &TestAgent, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coloctl"))
-        .arg("--socket")
-        .arg(&agent.socket)
-        .args(args)
-        .output()
-        .expect("coloctl runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{Options, TestAgent, coloctl, text};
 
 #[test]
 fn coloctl_submits_follows_lists_and_cancels() {

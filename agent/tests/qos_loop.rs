@@ -497,19 +497,10 @@ fn a_pushed_sli_breach_throttles_the_vms_and_calm_lifts_it() {
     let ids = burn(&agent, 1);
     let vcpu = offline_dir(&agent).join(&ids[0]).join("vcpu");
     let report = |service: &str, values: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_coloctl"))
-            .arg("--socket")
-            .arg(&agent.socket)
-            .args(["report-sli", "--service", service])
-            .args(values)
-            .output()
-            .expect("coloctl runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code(), text)
+        let mut args = vec!["report-sli", "--service", service];
+        args.extend_from_slice(values);
+        let o = common::coloctl(&agent, &args);
+        (o.status.code(), common::text(&o))
     };
 
     // Calm without SLI values: no throttle.

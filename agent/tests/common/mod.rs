@@ -295,6 +295,25 @@ pub async fn connect(socket: &Path) -> Result<AgentClient<Channel>, tonic::trans
 }
 
 /// The workload guest ELF built by colo-vmm.
+/// Runs `coloctl --socket <agent's socket> ARGS` and returns what it did.
+pub fn coloctl(agent: &TestAgent, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coloctl"))
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(args)
+        .output()
+        .expect("coloctl runs")
+}
+
+/// A command's stdout and stderr, one after the other.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub fn workload_guest() -> Option<PathBuf> {
     colo_vmm::workload_guest_path().ok()
 }
