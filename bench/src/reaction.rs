@@ -193,6 +193,15 @@ fn sampler(
     })
 }
 
+/// The directory whose CPU counter [`cgroup_cpu_ns`] reads: v1 `cpuacct`, else the `cpu` (v2)
+/// directory.
+fn cpu_dir(cg: &BenchCgroup, what: &str) -> Result<PathBuf, HostError> {
+    cg.dir("cpuacct")
+        .or(cg.dir("cpu"))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| HostError::Missing(format!("{what} cgroup")))
+}
+
 /// Cores used on the node between two snapshots outside the online and offline cgroups (their
 /// use from the first and last sample), plus steal.
 fn foreign_cores(samples: &[Sample], a: CpuSnap, b: CpuSnap) -> f64 {
@@ -344,16 +353,8 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     }
     agent.wait_running(Duration::from_secs(30))?;
     let offline = BenchCgroup::existing(&format!("{ROOT}/offline"), &["cpuacct", "cpu"]);
-    let dir = offline
-        .dir("cpuacct")
-        .or(offline.dir("cpu"))
-        .map(Path::to_path_buf)
-        .ok_or_else(|| HostError::Missing("offline cgroup".into()))?;
-    let online_dir = online
-        .dir("cpuacct")
-        .or(online.dir("cpu"))
-        .map(Path::to_path_buf)
-        .ok_or_else(|| HostError::Missing("online cgroup".into()))?;
+    let dir = cpu_dir(&offline, "offline")?;
+    let online_dir = cpu_dir(&online, "online")?;
     // nginx's own processes (master and worker), to tell its CPU from the load generator's.
     let nginx_tasks: Vec<PathBuf> = crate::host::cgroup_procs_recursive(&online_dir)
         .into_iter()
@@ -445,7 +446,6 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             ));
         }
         write_file(&cfg.out_dir.join(format!("samples-{i}.csv")), &raw)?;
-        let decision = decision_ms(&agent.dir.join("agent.log"), step, offset);
         if foreign > cfg.max_foreign && discarded < cfg.max_redo {
             discarded += 1;
             eprintln!(
@@ -456,6 +456,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             std::thread::sleep(cfg.rest);
             continue;
         }
+        let decision = decision_ms(&agent.dir.join("agent.log"), step, offset);
         eprintln!(
             "colo-bench reaction: trial {}/{} (run {}, foreign {foreign:.2} cores): offline {:.2} → {:.2} cores, drop after {}; online {:.2} → {:.2} cores, rise after {} (nginx {nginx_before:.2} → {nginx_after:.2}); node idle {idle_before:.2} → {idle_after:.2} cores; loop decision after {}",
             trials.len() + 1,
@@ -575,34 +576,20 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
         trials.len()
     );
     s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");
-    let (n1, n2) = (drops.len(), dec.len());
-    let mx = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
-    s.push_str(&format!(
-        "| offline CPU drop to the midpoint (ms) | {:.0} | {:.0} | {:.0} | {n1} |\n",
-        pct(&mut drops, 0.5),
-        pct(&mut drops, 0.99),
-        mx(&drops)
-    ));
-    s.push_str(&format!(
-        "| online CPU rise (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
-        pct(&mut rises, 0.5),
-        pct(&mut rises, 0.99),
-        mx(&rises),
-        rises.len()
-    ));
-    s.push_str(&format!(
-        "| offline drop − online rise (ms) | {:.0} | {:.0} | {:.0} | {} |\n",
-        pct(&mut lags, 0.5),
-        pct(&mut lags, 0.99),
-        mx(&lags),
-        lags.len()
-    ));
-    s.push_str(&format!(
-        "| loop decision: first quota write (ms) | {:.0} | {:.0} | {:.0} | {n2} |\n",
-        pct(&mut dec, 0.5),
-        pct(&mut dec, 0.99),
-        mx(&dec)
-    ));
+    for (what, v) in [
+        ("offline CPU drop to the midpoint (ms)", &mut drops),
+        ("online CPU rise (ms)", &mut rises),
+        ("offline drop − online rise (ms)", &mut lags),
+        ("loop decision: first quota write (ms)", &mut dec),
+    ] {
+        let max = v.iter().copied().fold(f64::NAN, f64::max);
+        s.push_str(&format!(
+            "| {what} | {:.0} | {:.0} | {max:.0} | {} |\n",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v.len()
+        ));
+    }
     let mean =
         |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
     s.push_str(&format!(
@@ -711,6 +698,46 @@ mod tests {
         let f = foreign_cores(&samples, a, b);
         assert!((f - 0.4).abs() < 1e-9, "{f}");
         assert!(foreign_cores(&[], a, b).is_nan());
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_measure_and_the_verdict() {
+        let trial = |drop: f64, rise: f64| Trial {
+            before: 1.5,
+            after: 1.0,
+            drop_ms: Some(drop),
+            online_before: 0.4,
+            online_after: 0.9,
+            rise_ms: Some(rise),
+            decision_ms: None,
+            p99_ms: 1.0,
+            foreign: 0.0,
+            idle_before: 0.0,
+            idle_after: 0.0,
+        };
+        let t = table(
+            &Config::default(),
+            &[trial(20.0, 10.0), trial(40.0, 40.0)],
+            1,
+        );
+        assert!(
+            t.contains("| offline CPU drop to the midpoint (ms) | 20 | 40 | 40 | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| online CPU rise (ms) | 10 | 40 | 40 | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| offline drop − online rise (ms) | 0 | 10 | 10 | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| loop decision: first quota write (ms) | NaN | NaN | NaN | 0 |"),
+            "{t}"
+        );
+        assert!(t.contains("above 0.25 cores: 1."), "{t}");
+        assert!(t.contains("(offline CPU drop after the step): met."), "{t}");
     }
 
     #[test]
