@@ -89,6 +89,54 @@ struct Row {
     p99_ms: f64,
     max_ms: f64,
     body_kib: usize,
+    /// CPU time the host stole from this machine while the row ran, % of all CPU time.
+    steal_pct: f64,
+    /// Earlier tries of this row discarded for steal above the limit: (steal %, p99 ms).
+    discarded: Vec<(f64, f64)>,
+}
+
+/// The machine's CPU time counters from `/proc/stat` (first line, USER_HZ ticks): stolen and
+/// all. `None` where the file cannot be read (not Linux): steal then reads 0.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    Some((v.get(7).copied().unwrap_or(0), v.iter().sum()))
+}
+
+/// Stolen share of all CPU time between two `cpu_ticks()` readings, %.
+fn steal_pct(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+    match (before, after) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+/// The host steal limit for a kept row (`COLO_BENCH_MAX_STEAL_PCT`, default 1 % in a full run,
+/// no limit in the smoke run) and the tries per row (`COLO_BENCH_TRIES`, default 6). This is a
+/// virtual machine whose host takes its vCPUs away for milliseconds at a time; a row that ran
+/// while that happened measures the host, so it is run again, as the headline benchmark redoes
+/// runs with high steal. Every discarded try is printed.
+struct StealRule {
+    max_pct: f64,
+    tries: usize,
+}
+
+impl StealRule {
+    fn from_env(full: bool) -> Self {
+        let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+        Self {
+            max_pct: get("COLO_BENCH_MAX_STEAL_PCT").unwrap_or(if full { 1.0 } else { 100.0 }),
+            tries: get("COLO_BENCH_TRIES").map_or(6, |t| t.max(1.0) as usize),
+        }
+    }
 }
 
 /// Pause between requests (`COLO_BENCH_PACE_US`, default 0: back to back).
@@ -110,6 +158,8 @@ fn row(what: String, h: &Histogram<u64>, body_kib: usize) -> Row {
         p99_ms: ms(h.value_at_quantile(0.99)),
         max_ms: ms(h.max()),
         body_kib,
+        steal_pct: 0.0,
+        discarded: Vec::new(),
     }
 }
 
@@ -118,7 +168,28 @@ type Answer = fn(&colo_scheduler::NodeTable, &SchedulerConfig, &[u8]) -> Result<
 
 /// The server's own work for one request, in-process on this thread, no HTTP: decode, look up,
 /// decide, encode, as the handler does.
-fn time_in_process(s: &Running, answer: Answer, body: &str, n: usize, what: String) -> Row {
+fn time_in_process(
+    s: &Running,
+    rule: &StealRule,
+    answer: Answer,
+    body: &str,
+    n: usize,
+    what: String,
+) -> Row {
+    let mut discarded = Vec::new();
+    loop {
+        let t0 = cpu_ticks();
+        let mut r = time_in_process_once(s, answer, body, n, what.clone());
+        r.steal_pct = steal_pct(t0, cpu_ticks());
+        if r.steal_pct <= rule.max_pct || discarded.len() + 1 >= rule.tries {
+            r.discarded = discarded;
+            return r;
+        }
+        discarded.push((r.steal_pct, r.p99_ms));
+    }
+}
+
+fn time_in_process_once(s: &Running, answer: Answer, body: &str, n: usize, what: String) -> Row {
     let config = SchedulerConfig::default();
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     for _ in 0..(n / 10).max(5) {
@@ -138,7 +209,28 @@ fn time_in_process(s: &Running, answer: Answer, body: &str, n: usize, what: Stri
     row(what, &h, body.len() / 1024)
 }
 
-async fn time_requests(s: &Running, path: &str, body: &str, n: usize, what: String) -> Row {
+async fn time_requests(
+    s: &Running,
+    rule: &StealRule,
+    path: &str,
+    body: &str,
+    n: usize,
+    what: String,
+) -> Row {
+    let mut discarded = Vec::new();
+    loop {
+        let t0 = cpu_ticks();
+        let mut r = time_requests_once(s, path, body, n, what.clone()).await;
+        r.steal_pct = steal_pct(t0, cpu_ticks());
+        if r.steal_pct <= rule.max_pct || discarded.len() + 1 >= rule.tries {
+            r.discarded = discarded;
+            return r;
+        }
+        discarded.push((r.steal_pct, r.p99_ms));
+    }
+}
+
+async fn time_requests_once(s: &Running, path: &str, body: &str, n: usize, what: String) -> Row {
     let mut c = HttpConnection::connect(s.http_addr).await.expect("connect");
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     // Warm up connection, caches and allocator.
@@ -279,11 +371,13 @@ fn main() {
     let tenth: Vec<&String> = names.iter().step_by(10).collect();
     let tenth_json = serde_json::to_string(&tenth).expect("names");
     let batch_tenth = format!(r#"{{"Pod":{BATCH_POD},"NodeNames":{tenth_json}}}"#);
+    let rule = StealRule::from_env(full);
     let n = sizes.nodes;
     let n10 = tenth.len();
     let mut rows = vec![
         time_in_process(
             &s,
+            &rule,
             colo_scheduler::k8s::filter_answer,
             &batch_names,
             sizes.requests,
@@ -291,6 +385,7 @@ fn main() {
         ),
         time_in_process(
             &s,
+            &rule,
             colo_scheduler::k8s::prioritize_answer,
             &batch_names,
             sizes.requests,
@@ -301,6 +396,7 @@ fn main() {
         vec![
             time_requests(
                 &s,
+                &rule,
                 "/colo/filter",
                 &batch_tenth,
                 sizes.requests,
@@ -309,6 +405,7 @@ fn main() {
             .await,
             time_requests(
                 &s,
+                &rule,
                 "/colo/prioritize",
                 &batch_tenth,
                 sizes.requests,
@@ -317,6 +414,7 @@ fn main() {
             .await,
             time_requests(
                 &s,
+                &rule,
                 "/colo/filter",
                 &batch_names,
                 sizes.requests,
@@ -325,6 +423,7 @@ fn main() {
             .await,
             time_requests(
                 &s,
+                &rule,
                 "/colo/prioritize",
                 &batch_names,
                 sizes.requests,
@@ -333,6 +432,7 @@ fn main() {
             .await,
             time_requests(
                 &s,
+                &rule,
                 "/colo/filter",
                 &online_names,
                 sizes.requests,
@@ -341,6 +441,7 @@ fn main() {
             .await,
             time_requests(
                 &s,
+                &rule,
                 "/colo/filter",
                 &batch_full,
                 sizes.full_requests,
@@ -366,13 +467,44 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("| request | n | body KiB | p50 ms | p99 ms | max ms |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| request | n | body KiB | p50 ms | p99 ms | max ms | steal % | tries |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} |",
-            r.what, r.n, r.body_kib, r.p50_ms, r.p99_ms, r.max_ms
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1}{} | {} |",
+            r.what,
+            r.n,
+            r.body_kib,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.steal_pct,
+            if r.steal_pct > rule.max_pct {
+                " (over the limit)"
+            } else {
+                ""
+            },
+            r.discarded.len() + 1
         );
+    }
+    println!(
+        "\nA row is kept when the host stole at most {:.1} % of the CPU time while it ran \
+         (`/proc/stat`), else run again, {} tries at most (COLO_BENCH_MAX_STEAL_PCT, \
+         COLO_BENCH_TRIES). Discarded tries (steal %, p99 ms):",
+        rule.max_pct, rule.tries
+    );
+    let mut any = false;
+    for r in rows.iter().filter(|r| !r.discarded.is_empty()) {
+        any = true;
+        let tries: Vec<String> = r
+            .discarded
+            .iter()
+            .map(|(st, p99)| format!("{st:.1} % / {p99:.3} ms"))
+            .collect();
+        println!("- {}: {}", r.what, tries.join(", "));
+    }
+    if !any {
+        println!("- none");
     }
     println!();
     println!("| ingest | streams | nodes | reports | seconds | reports/s |");
