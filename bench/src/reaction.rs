@@ -23,7 +23,11 @@
 //!
 //! A trial where the offline CPU did not drop by at least 0.1 cores is reported as such. A run
 //! where CPU used outside the two cgroups plus host steal exceeds `max_foreign` cores (other
-//! work on the node takes CPU that neither side can have) is discarded and run again. Each
+//! work on the node takes CPU that neither side can have) is discarded and run again, and so is
+//! one where the node had more than `max_idle_before` idle cores in the second before the step
+//! (the VMs were not using all the CPU, so the step could be met from idle CPU and tests
+//! nothing). With `online_cpus` the online cgroup gets a cpuset (nginx and the load generator
+//! on those CPUs; the VMs keep every CPU). Each
 //! trial's raw samples are kept in `samples-<run>.csv` (ms from the step, then ns counters).
 
 use std::path::{Path, PathBuf};
@@ -66,6 +70,14 @@ pub struct Config {
     pub max_redo: usize,
     /// What changes at the step.
     pub trigger: Trigger,
+    /// A trial whose node had more than this many idle cores in the second before the step is
+    /// discarded and run again: the VMs were not using all the CPU (the kernel had put both
+    /// vCPU threads on one CPU), so the online rise could take idle CPU and needed none of the
+    /// offline side's, and the trial says nothing about how fast the offline side gives way.
+    pub max_idle_before: f64,
+    /// A cpuset for the online cgroup (`cpuset.cpus`, e.g. `0`): nginx and the load generator
+    /// share these CPUs; the VMs keep every CPU. `None`: the kernel places the online tasks.
+    pub online_cpus: Option<String>,
 }
 
 /// The bench policy without pause or eviction: every SLI-breach trial breaches the SLO for
@@ -108,7 +120,24 @@ impl Default for Config {
             max_foreign: 0.25,
             max_redo: 20,
             trigger: Trigger::LoadDoubles,
+            online_cpus: None,
+            max_idle_before: 0.25,
         }
+    }
+}
+
+/// Runs discarded and run again, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discarded {
+    /// CPU used outside the two cgroups plus steal above `max_foreign`.
+    pub foreign: usize,
+    /// Node idle CPU before the step above `max_idle_before`.
+    pub idle: usize,
+}
+
+impl Discarded {
+    fn total(self) -> usize {
+        self.foreign + self.idle
     }
 }
 
@@ -321,11 +350,14 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         source,
     })?;
     let v2 = crate::host::is_v2();
-    let online = BenchCgroup::create(
-        ONLINE,
-        &["cpu", "cpuacct", "memory", "blkio"],
-        Some(4 << 30),
-    )?;
+    let mut controllers = vec!["cpu", "cpuacct", "memory", "blkio"];
+    if cfg.online_cpus.is_some() {
+        controllers.push("cpuset");
+    }
+    let online = BenchCgroup::create(ONLINE, &controllers, Some(4 << 30))?;
+    if let Some(cpus) = &cfg.online_cpus {
+        online.write("cpuset", "cpuset.cpus", cpus)?;
+    }
     let work = cfg.out_dir.join("work");
     let nginx = Nginx::start(&work.join("nginx"), cfg.port, 1024, &online)?;
     let setup = AgentSetup {
@@ -370,7 +402,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let offset = realtime_offset();
     let mut trials = Vec::new();
     std::thread::sleep(cfg.rest);
-    let mut discarded = 0usize;
+    let mut discarded = Discarded::default();
     let mut attempt = 0usize;
     while trials.len() < cfg.trials {
         let i = attempt;
@@ -446,8 +478,18 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             ));
         }
         write_file(&cfg.out_dir.join(format!("samples-{i}.csv")), &raw)?;
-        if foreign > cfg.max_foreign && discarded < cfg.max_redo {
-            discarded += 1;
+        if idle_before > cfg.max_idle_before && discarded.total() < cfg.max_redo {
+            discarded.idle += 1;
+            eprintln!(
+                "colo-bench reaction: run {} discarded: the node had {idle_before:.2} idle cores in the second before the step (limit {:.2}): the step could take idle CPU, none of the offline side's; running it again",
+                i + 1,
+                cfg.max_idle_before
+            );
+            std::thread::sleep(cfg.rest);
+            continue;
+        }
+        if foreign > cfg.max_foreign && discarded.total() < cfg.max_redo {
+            discarded.foreign += 1;
             eprintln!(
                 "colo-bench reaction: run {} discarded: {foreign:.2} cores used outside the online and offline cgroups or stolen (limit {:.2}); running it again",
                 i + 1,
@@ -538,7 +580,7 @@ fn verdict(v: &mut [f64], trials: usize) -> &'static str {
 }
 
 /// The markdown table.
-pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
+pub fn table(cfg: &Config, trials: &[Trial], discarded: Discarded) -> String {
     let mut drops: Vec<f64> = trials.iter().filter_map(|t| t.drop_ms).collect();
     let mut rises: Vec<f64> = trials.iter().filter_map(|t| t.rise_ms).collect();
     // How long the offline side took to give way once online asked for more (negative: before
@@ -560,8 +602,11 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
             cfg.rate
         ),
     };
+    let pinned = cfg.online_cpus.as_ref().map_or(String::new(), |c| {
+        format!(" (nginx and the load generator confined to CPU {c} by a cpuset on the online cgroup; the VMs on every CPU)")
+    });
     let mut s = format!(
-        "Step: {step}, {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
+        "Step: {step}{pinned}, {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
         cfg.vms,
         if cfg.low_weight {
             "the low-weight agent root of the headline's modes (3) and (4)"
@@ -593,7 +638,7 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
     let mean =
         |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
     s.push_str(&format!(
-        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {discarded}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
+        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {}. Runs discarded because the node had more than {:.2} idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): {}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
         mean(|t| t.before),
         mean(|t| t.after),
         mean(|t| t.online_before),
@@ -601,6 +646,9 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: usize) -> String {
         mean(|t| t.idle_before),
         mean(|t| t.idle_after),
         cfg.max_foreign,
+        discarded.foreign,
+        cfg.max_idle_before,
+        discarded.idle,
         verdict(&mut drops, trials.len()),
     ));
     s
@@ -718,7 +766,10 @@ mod tests {
         let t = table(
             &Config::default(),
             &[trial(20.0, 10.0), trial(40.0, 40.0)],
-            1,
+            Discarded {
+                foreign: 1,
+                idle: 2,
+            },
         );
         assert!(
             t.contains("| offline CPU drop to the midpoint (ms) | 20 | 40 | 40 | 2 |"),
@@ -737,6 +788,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("above 0.25 cores: 1."), "{t}");
+        assert!(
+            t.contains("0.25 idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): 2."),
+            "{t}"
+        );
         assert!(t.contains("(offline CPU drop after the step): met."), "{t}");
     }
 

@@ -80,6 +80,16 @@ enum Cmd {
         /// path: signal → decision → cgroup write).
         #[arg(long)]
         sli_breach: bool,
+        /// Confine the online cgroup (nginx and the load generator) to these CPUs through a
+        /// cpuset, e.g. `0`, as an operator pins a latency-critical service; the offline VMs
+        /// keep every CPU. Default: no cpuset, the kernel places the online tasks.
+        #[arg(long)]
+        online_cpus: Option<String>,
+        /// Discard and re-run a trial whose node had more than this many idle cores in the
+        /// second before the step (the VMs were not using all the CPU, so the step needed none
+        /// of theirs).
+        #[arg(long, default_value_t = 0.25)]
+        max_idle_before: f64,
         /// Results directory.
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
@@ -171,6 +181,8 @@ fn main() {
             equal_weight,
             max_foreign,
             sli_breach,
+            online_cpus,
+            max_idle_before,
         } => {
             let cfg = colo_bench::reaction::Config {
                 trials,
@@ -184,6 +196,8 @@ fn main() {
                     colo_bench::reaction::Trigger::LoadDoubles
                 },
                 out_dir: absolute(out),
+                online_cpus,
+                max_idle_before,
                 ..Default::default()
             };
             colo_bench::reaction::run(&cfg, &bins)
