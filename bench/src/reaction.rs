@@ -478,22 +478,37 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             ));
         }
         write_file(&cfg.out_dir.join(format!("samples-{i}.csv")), &raw)?;
-        if idle_before > cfg.max_idle_before && discarded.total() < cfg.max_redo {
-            discarded.idle += 1;
+        // A trial that tests nothing is run again, while re-runs are left: (idle CPU?, why).
+        let why = if idle_before > cfg.max_idle_before {
+            Some((
+                true,
+                format!(
+                    "the node had {idle_before:.2} idle cores in the second before the step (limit {:.2}): the step could take idle CPU, none of the offline side's",
+                    cfg.max_idle_before
+                ),
+            ))
+        } else if foreign > cfg.max_foreign {
+            Some((
+                false,
+                format!(
+                    "{foreign:.2} cores used outside the online and offline cgroups or stolen (limit {:.2})",
+                    cfg.max_foreign
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((idle, why)) = why
+            && discarded.total() < cfg.max_redo
+        {
+            if idle {
+                discarded.idle += 1;
+            } else {
+                discarded.foreign += 1;
+            }
             eprintln!(
-                "colo-bench reaction: run {} discarded: the node had {idle_before:.2} idle cores in the second before the step (limit {:.2}): the step could take idle CPU, none of the offline side's; running it again",
-                i + 1,
-                cfg.max_idle_before
-            );
-            std::thread::sleep(cfg.rest);
-            continue;
-        }
-        if foreign > cfg.max_foreign && discarded.total() < cfg.max_redo {
-            discarded.foreign += 1;
-            eprintln!(
-                "colo-bench reaction: run {} discarded: {foreign:.2} cores used outside the online and offline cgroups or stolen (limit {:.2}); running it again",
-                i + 1,
-                cfg.max_foreign
+                "colo-bench reaction: run {} discarded: {why}; running it again",
+                i + 1
             );
             std::thread::sleep(cfg.rest);
             continue;

@@ -137,6 +137,23 @@ impl StealRule {
             tries: get("COLO_BENCH_TRIES").map_or(6, |t| t.max(1.0) as usize),
         }
     }
+
+    /// Judges a try of a row that started at `t0` (`cpu_ticks()`): the row to keep (its steal
+    /// within the limit, or the last try), or `None` after noting the try in `discarded`.
+    fn keep(
+        &self,
+        t0: Option<(u64, u64)>,
+        mut r: Row,
+        discarded: &mut Vec<(f64, f64)>,
+    ) -> Option<Row> {
+        r.steal_pct = steal_pct(t0, cpu_ticks());
+        if r.steal_pct <= self.max_pct || discarded.len() + 1 >= self.tries {
+            r.discarded = std::mem::take(discarded);
+            return Some(r);
+        }
+        discarded.push((r.steal_pct, r.p99_ms));
+        None
+    }
 }
 
 /// Pause between requests (`COLO_BENCH_PACE_US`, default 0: back to back).
@@ -179,13 +196,10 @@ fn time_in_process(
     let mut discarded = Vec::new();
     loop {
         let t0 = cpu_ticks();
-        let mut r = time_in_process_once(s, answer, body, n, what.clone());
-        r.steal_pct = steal_pct(t0, cpu_ticks());
-        if r.steal_pct <= rule.max_pct || discarded.len() + 1 >= rule.tries {
-            r.discarded = discarded;
+        let r = time_in_process_once(s, answer, body, n, what.clone());
+        if let Some(r) = rule.keep(t0, r, &mut discarded) {
             return r;
         }
-        discarded.push((r.steal_pct, r.p99_ms));
     }
 }
 
@@ -220,13 +234,10 @@ async fn time_requests(
     let mut discarded = Vec::new();
     loop {
         let t0 = cpu_ticks();
-        let mut r = time_requests_once(s, path, body, n, what.clone()).await;
-        r.steal_pct = steal_pct(t0, cpu_ticks());
-        if r.steal_pct <= rule.max_pct || discarded.len() + 1 >= rule.tries {
-            r.discarded = discarded;
+        let r = time_requests_once(s, path, body, n, what.clone()).await;
+        if let Some(r) = rule.keep(t0, r, &mut discarded) {
             return r;
         }
-        discarded.push((r.steal_pct, r.p99_ms));
     }
 }
 
