@@ -308,6 +308,19 @@ impl Controller for ColoController {
                 let (p, len) = st.engine.vm_state_memory();
                 crate::node::prefetch_bytes(p, len);
             }
+            // The sample's online service (read and rewritten at every tick) and the first
+            // lines of the action buffer (written when the engine acts): two more allocations
+            // per node, missed in cache at its first tick without this.
+            2 => {
+                crate::node::prefetch_bytes(
+                    st.sample.online.as_ptr().cast::<u8>(),
+                    std::mem::size_of::<OnlineSample>(),
+                );
+                crate::node::prefetch_bytes(
+                    st.actions.as_ptr().cast::<u8>(),
+                    2 * std::mem::size_of::<Action>(),
+                );
+            }
             _ => {}
         }
     }

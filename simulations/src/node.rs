@@ -502,11 +502,11 @@ impl LoadMut for Vm {
 }
 
 /// Stages of [`prefetch_stage`].
-pub const PREFETCH_STAGES: u32 = 4;
+pub const PREFETCH_STAGES: u32 = 5;
 
 /// Asks the CPU to start loading part of node `i` of `nodes` into cache (nothing when there is
-/// no such node): stage 0 its struct, stage 1 its VMs, stages 2 and 3 its controller's state
-/// (parts 0 and 1 of [`Controller::prefetch`]). Nodes step one after another and each node's state is spread
+/// no such node): stage 0 its struct, stage 1 its VMs, stages 2 to 4 its controller's state
+/// (parts 0 to 2 of [`Controller::prefetch`]). Nodes step one after another and each node's state is spread
 /// over several allocations, so without this every node's round starts with a train of cache
 /// misses; stage 0 a step before stage 1, since finding the vectors reads the struct.
 #[inline]
@@ -519,6 +519,7 @@ pub fn prefetch_stage<C: Controller>(ctrl: &C, nodes: &[Node<C::State>], i: usiz
         1 => prefetch_lines(&node.vms),
         2 => ctrl.prefetch(&node.control, 0),
         3 => ctrl.prefetch(&node.control, 1),
+        4 => ctrl.prefetch(&node.control, 2),
         _ => {}
     }
 }
