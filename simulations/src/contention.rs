@@ -228,6 +228,26 @@ fn lesser(a: f32, b: f32) -> f32 {
     if a < b { a } else { b }
 }
 
+/// The smaller of two `f64`s, `b` if `a` is NaN (as `f64::min`), in one `minsd`:
+/// `f64::min` also checks `b` for NaN, several instructions more, and the model makes 17
+/// calls of `min`, `max` or `clamp` per evaluation. Its inputs are never NaN.
+#[inline]
+fn min(a: f64, b: f64) -> f64 {
+    if a < b { a } else { b }
+}
+
+/// The larger of two `f64`s, `b` if `a` is NaN (see [`min`]).
+#[inline]
+fn max(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
+/// `x` within 0..1 (0 if `x` is NaN, where `f64::clamp` would give NaN; see [`min`]).
+#[inline]
+fn unit(x: f64) -> f64 {
+    min(max(x, 0.0), 1.0)
+}
+
 /// Evaluates one tick: fills each VM's grants and returns what the node looks like.
 #[must_use]
 #[allow(clippy::cast_precision_loss)]
@@ -238,8 +258,8 @@ pub fn evaluate<V: LoadMut>(
     group: &GroupLimits,
     vms: &mut [V],
 ) -> Contention {
-    let cores = cap.cores.max(1e-9);
-    let a = online.cpu.max(0.0);
+    let cores = max(cap.cores, 1e-9);
+    let a = max(online.cpu, 0.0);
 
     // CPU: per-VM quotas, then the group quota, then the split with online.
     let (mut want_n, mut want_l) = (0.0f64, 0.0f64);
@@ -257,7 +277,7 @@ pub fn evaluate<V: LoadMut>(
         }
     }
     let quota_scale = if want_n + want_l > group.cpu_quota {
-        group.cpu_quota.max(0.0) / (want_n + want_l)
+        max(group.cpu_quota, 0.0) / (want_n + want_l)
     } else {
         1.0
     };
@@ -265,13 +285,13 @@ pub fn evaluate<V: LoadMut>(
     want_l *= quota_scale;
     // Two equal-weight groups share the node; low weight takes only what online leaves.
     let online_share = if want_n > 0.0 {
-        (cores * 0.5).max(cores - want_n)
+        max(cores * 0.5, cores - want_n)
     } else {
         cores
     };
-    let on = a.min(online_share);
-    let g_n = want_n.min(cores - on).max(0.0);
-    let g_l = want_l.min(cores - on - g_n).max(0.0);
+    let on = min(a, online_share);
+    let g_n = max(min(want_n, cores - on), 0.0);
+    let g_l = max(min(want_l, cores - on - g_n), 0.0);
     let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
     let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
 
@@ -319,18 +339,18 @@ pub fn evaluate<V: LoadMut>(
 
     // The group throttle, then the disk (no weights: everyone slows alike when it saturates).
     let group_scale = if io_want > group.io_limit {
-        group.io_limit.max(0.0) / io_want
+        max(group.io_limit, 0.0) / io_want
     } else {
         1.0
     };
-    let io_on_want = online.io_bytes_per_sec.max(0.0);
+    let io_on_want = max(online.io_bytes_per_sec, 0.0);
     let demand = io_on_want + io_want * group_scale;
     let disk_scale = if demand > cap.disk_bytes_per_sec {
         cap.disk_bytes_per_sec / demand
     } else {
         1.0
     };
-    let disk_utilisation = (demand * cap.inv_disk).min(1.0);
+    let disk_utilisation = min(demand * cap.inv_disk, 1.0);
     let io_scale = group_scale * disk_scale;
     let mut offline_io = io_want * io_scale;
     if io_scale < 1.0 {
@@ -351,10 +371,10 @@ pub fn evaluate<V: LoadMut>(
     // Latency.
     let g = g_n + g_l;
     let max_u = k.max_utilisation;
-    let rho = (a / online_share.max(1e-9)).min(max_u);
+    let rho = min(a / max(online_share, 1e-9), max_u);
     let queue_ms = k.queue_numerator_ms / (1.0 - rho);
-    let busy_u = ((on + g) * cap.inv_cores).min(1.0);
-    let busy = ((busy_u - k.busy_knee) * k.inv_busy_span).clamp(0.0, 1.0);
+    let busy_u = min((on + g) * cap.inv_cores, 1.0);
+    let busy = unit((busy_u - k.busy_knee) * k.inv_busy_span);
     let occupancy = if on + g > 0.0 {
         (g_n + k.low_weight_residual * g_l) / (on + g)
     } else {
@@ -364,13 +384,13 @@ pub fn evaluate<V: LoadMut>(
     let io_ms = k.io_ms_per_disk_share * (offline_io * cap.inv_disk);
     #[allow(clippy::cast_precision_loss)]
     let mem_share = memory_used as f64 * cap.inv_memory;
-    let pressure = ((mem_share - k.reclaim_start) * k.inv_reclaim_span).clamp(0.0, 1.0);
+    let pressure = unit((mem_share - k.reclaim_start) * k.inv_reclaim_span);
     let memory_ms = k.membw_full_ms * (membw_cpu * cap.inv_cores) + k.reclaim_full_ms * pressure;
 
     let online_io = io_on_want * disk_scale;
-    let io_queue = 1.0 / (1.0 - disk_utilisation.min(max_u));
+    let io_queue = 1.0 / (1.0 - min(disk_utilisation, max_u));
     let io_some = if online_io > 0.0 {
-        ((online_io * cap.inv_disk) * io_queue).min(1.0)
+        min((online_io * cap.inv_disk) * io_queue, 1.0)
     } else {
         0.0
     };
@@ -386,7 +406,7 @@ pub fn evaluate<V: LoadMut>(
         p99_memory_ms: memory_ms,
         run_delay: on * busy * occupancy,
         psi: Psi {
-            cpu_some: (busy * occupancy).min(1.0),
+            cpu_some: min(busy * occupancy, 1.0),
             memory_some: 0.5 * pressure,
             memory_full: 0.2 * pressure,
             io_some,
