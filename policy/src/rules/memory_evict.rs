@@ -10,18 +10,26 @@ use crate::order;
 pub(crate) fn apply(x: &mut Step<'_>) {
     let n = &x.s.node;
     let total = n.memory_total as f64;
-    let used_frac = if total > 0.0 {
-        n.memory_used as f64 / total
-    } else {
-        0.0
-    };
+    let used = n.memory_used as f64;
+    // The common case without the division (a dependent chain at every tick): not evicting,
+    // memory PSI calm, and usage below `evict_at` by a relative margin (1e-9) far above the
+    // rounding of `used / total` and of the product, so the exact test below would not start
+    // an eviction either. NaN or non-positive thresholds and totals take the exact path.
+    if !x.st.memory_evicting
+        && !x.a.memory.high
+        && total > 0.0
+        && used < x.p.evict_at * (1.0 - 1e-9) * total
+    {
+        return;
+    }
+    let used_frac = if total > 0.0 { used / total } else { 0.0 };
     if used_frac >= x.p.evict_at {
         x.st.memory_evicting = true;
     }
     if !x.st.memory_evicting && !x.a.memory.high {
         return;
     }
-    let mut projected = n.memory_used as f64;
+    let mut projected = used;
     for (vm, st) in x.s.vms.iter().zip(&x.st.vms) {
         if st.evicted {
             projected -= vm.memory_usage as f64;
@@ -127,5 +135,24 @@ mod tests {
         for _ in 0..100 {
             assert!(evictions(&h.tick(50)).is_empty());
         }
+    }
+
+    #[test]
+    fn usage_exactly_at_evict_at_evicts_and_a_byte_below_does_not() {
+        // The early return (no division) must agree with `used / total >= evict_at` at the edge.
+        for (used, evicts) in [(90u64, true), (89, false)] {
+            let mut h = Harness::new("");
+            h.sample.node.memory_total = 100;
+            h.sample.node.memory_used = used;
+            h.vm(1, 1, 256);
+            assert_eq!(!evictions(&h.tick(50)).is_empty(), evicts, "{used} of 100");
+        }
+        let mut h = Harness::new("");
+        h.sample.node.memory_total = 100 << 30;
+        h.sample.node.memory_used = (90 << 30) - 1;
+        h.vm(1, 1, 256);
+        assert!(evictions(&h.tick(50)).is_empty());
+        h.sample.node.memory_used = 90 << 30;
+        assert_eq!(evictions(&h.tick(50)), vec![1]);
     }
 }
