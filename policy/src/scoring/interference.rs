@@ -33,51 +33,92 @@ pub struct InterferenceScore {
 /// Combines the signals into a score 0..100: each signal is normalised through its ramp, then
 /// `score = (1 − peak_share) × weighted mean + peak_share × worst component`. A component with
 /// no measurement (no SLI) is left out of both terms and the weights of the others are rescaled.
-/// The score never decreases when any signal rises.
+/// The score never decreases when any signal rises. Callers that score often with the same
+/// parameters can use [`PreparedInterference`] (the same scores, bit for bit).
 #[must_use]
 pub fn interference_score(
     signals: &InterferenceSignals,
     params: &InterferenceParams,
 ) -> InterferenceScore {
-    let run_delay = params.run_delay.normalise(signals.run_delay_ms_per_s);
-    let psi = params.psi.normalise(signals.psi_ms_per_s);
-    let sli = signals.sli_ratio.map(|r| params.sli.normalise(r));
+    PreparedInterference::new(params).score(signals)
+}
 
-    let w = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
-    let (wr, wp, ws) = (
-        w(params.weights.run_delay),
-        w(params.weights.psi),
-        sli.map_or(0.0, |_| w(params.weights.sli)),
-    );
-    let sli_value = sli.unwrap_or(0.0);
-    let total = wr + wp + ws;
-    let mean = if total > 0.0 {
-        (wr * run_delay + wp * psi + ws * sli_value) / total
-    } else {
-        0.0
-    };
-    // The peak only considers weighted components, so a weight of 0 really switches one off.
-    let mut peak: f64 = 0.0;
-    if wr > 0.0 {
-        peak = peak.max(run_delay);
+/// [`InterferenceParams`] with what [`interference_score`] derives from them alone (the weights
+/// as used, the peak share) worked out once: for a caller that scores at every tick with the
+/// same parameters (the simulator). [`PreparedInterference::score`] gives the very scores of
+/// [`interference_score`], bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PreparedInterference {
+    params: InterferenceParams,
+    /// Run-delay weight as used (0 if not finite and positive).
+    wr: f64,
+    /// PSI weight as used.
+    wp: f64,
+    /// SLI weight as used when the node has an SLI.
+    ws: f64,
+    /// Peak share within 0..1 (0 if NaN).
+    share: f64,
+}
+
+impl PreparedInterference {
+    /// Works out the constants of `params`.
+    #[must_use]
+    pub fn new(params: &InterferenceParams) -> Self {
+        let w = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
+        Self {
+            params: *params,
+            wr: w(params.weights.run_delay),
+            wp: w(params.weights.psi),
+            ws: w(params.weights.sli),
+            share: if params.peak_share.is_nan() {
+                0.0
+            } else {
+                params.peak_share.clamp(0.0, 1.0)
+            },
+        }
     }
-    if wp > 0.0 {
-        peak = peak.max(psi);
+
+    /// The parameters it was made from.
+    #[must_use]
+    pub const fn params(&self) -> &InterferenceParams {
+        &self.params
     }
-    if ws > 0.0 {
-        peak = peak.max(sli_value);
-    }
-    let share = if params.peak_share.is_nan() {
-        0.0
-    } else {
-        params.peak_share.clamp(0.0, 1.0)
-    };
-    let score = ((1.0 - share) * mean + share * peak).clamp(0.0, 100.0);
-    InterferenceScore {
-        score,
-        run_delay,
-        psi,
-        sli: sli_value,
+
+    /// The score of `signals` (see [`interference_score`]).
+    #[must_use]
+    pub fn score(&self, signals: &InterferenceSignals) -> InterferenceScore {
+        let params = &self.params;
+        let run_delay = params.run_delay.normalise(signals.run_delay_ms_per_s);
+        let psi = params.psi.normalise(signals.psi_ms_per_s);
+        let sli = signals.sli_ratio.map(|r| params.sli.normalise(r));
+
+        let (wr, wp, ws) = (self.wr, self.wp, sli.map_or(0.0, |_| self.ws));
+        let sli_value = sli.unwrap_or(0.0);
+        let total = wr + wp + ws;
+        let mean = if total > 0.0 {
+            (wr * run_delay + wp * psi + ws * sli_value) / total
+        } else {
+            0.0
+        };
+        // The peak only considers weighted components, so a weight of 0 really switches one off.
+        let mut peak: f64 = 0.0;
+        if wr > 0.0 {
+            peak = peak.max(run_delay);
+        }
+        if wp > 0.0 {
+            peak = peak.max(psi);
+        }
+        if ws > 0.0 {
+            peak = peak.max(sli_value);
+        }
+        let share = self.share;
+        let score = ((1.0 - share) * mean + share * peak).clamp(0.0, 100.0);
+        InterferenceScore {
+            score,
+            run_delay,
+            psi,
+            sli: sli_value,
+        }
     }
 }
 

@@ -40,7 +40,9 @@ mod params;
 mod placement;
 mod resources;
 
-pub use interference::{InterferenceScore, InterferenceSignals, interference_score};
+pub use interference::{
+    InterferenceScore, InterferenceSignals, PreparedInterference, interference_score,
+};
 pub use params::{
     AdmissionParams, HeadroomParams, InterferenceParams, InterferenceWeights, NodeScoreParams,
     Ramp, ScoringParams,
