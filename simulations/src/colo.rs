@@ -76,9 +76,8 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn seconds(s: f64) -> Duration {
-    Duration::from_nanos((s.max(0.0) * 1e9) as u64)
+    Duration::from_nanos(crate::node::to_u64(s.max(0.0) * 1e9))
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -159,8 +158,9 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn io_rates(io: f32) -> (u64, u64) {
     // Through i64: one conversion instruction (the value is never negative or huge).
-    let bytes = f64::from(io) as i64;
-    (bytes as u64, (bytes / IO_REQUEST_BYTES as i64) as u64)
+    let bytes = f64::from(io) as i64 as u64;
+    // Unsigned: a shift (the value is never negative, so the same as the signed quotient).
+    (bytes, bytes / IO_REQUEST_BYTES)
 }
 
 fn run_state(paused: bool) -> VmRunState {

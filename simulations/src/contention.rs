@@ -35,6 +35,7 @@ pub struct Capacity {
     inv_cores: f64,
     inv_memory: f64,
     inv_disk: f64,
+    memory_f64: f64,
 }
 
 impl Capacity {
@@ -42,6 +43,12 @@ impl Capacity {
     #[must_use]
     pub const fn inv_cores(&self) -> f64 {
         self.inv_cores
+    }
+
+    /// `memory_bytes as f64`, converted once (a `u64` conversion is several instructions).
+    #[must_use]
+    pub const fn memory_f64(&self) -> f64 {
+        self.memory_f64
     }
 
     /// A capacity (zero or negative amounts count as tiny, never as a division by zero).
@@ -55,6 +62,7 @@ impl Capacity {
             inv_cores: 1.0 / cores.max(1e-9),
             inv_memory: 1.0 / (memory_bytes.max(1) as f64),
             inv_disk: 1.0 / disk_bytes_per_sec.max(1.0),
+            memory_f64: memory_bytes as f64,
         }
     }
 }

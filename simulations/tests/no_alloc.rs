@@ -65,9 +65,11 @@ fn step_all<C: Controller>(
 ) -> u64 {
     let k = Coefficients::default();
     let scoring = colo_policy::scoring::ScoringParams::default();
+    let interference = colo_policy::scoring::PreparedInterference::new(&scoring.interference);
     let cx = StepContext {
         coefficients: &k,
         scoring: &scoring,
+        interference: &interference,
         slo_p99_ms: 0.5,
         step_secs: 10,
         tick: Duration::from_millis(100),

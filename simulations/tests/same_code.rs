@@ -44,9 +44,11 @@ fn reported_node(scoring: &ScoringParams) -> Node<()> {
         assert!(node.place(Vm::start(id, vm, 0, 0), &NoColocation));
     }
     let k = Coefficients::default();
+    let interference = colo_policy::scoring::PreparedInterference::new(&scoring.interference);
     let cx = StepContext {
         coefficients: &k,
         scoring,
+        interference: &interference,
         slo_p99_ms: 0.5,
         step_secs: 10,
         tick: Duration::from_millis(100),
