@@ -126,14 +126,21 @@ impl State {
         }
         self.scratch.clear();
         for (i, vm) in s.vms.iter().enumerate() {
-            let found = match self.vms.get(i) {
-                Some(st) if st.id == vm.id => Some(*st),
-                _ => self.vms.iter().find(|st| st.id == vm.id).copied(),
-            };
-            self.scratch
-                .push(found.unwrap_or_else(|| VmState::adopt(vm)));
+            let st = self
+                .source(i, vm.id)
+                .map_or_else(|| VmState::adopt(vm), |j| self.vms[j]);
+            self.scratch.push(st);
         }
         std::mem::swap(&mut self.vms, &mut self.scratch);
+    }
+
+    /// Where the state of the sample's VM `id` at index `i` is now: index `i` when it is still
+    /// there, else the first state with that id; `None` for a new VM.
+    fn source(&self, i: usize, id: VmId) -> Option<usize> {
+        match self.vms.get(i) {
+            Some(st) if st.id == id => Some(i),
+            _ => self.vms.iter().position(|st| st.id == id),
+        }
     }
 
     /// [`State::sync_vms`] without the scratch buffer, when that gives the same states: each
@@ -154,11 +161,7 @@ impl State {
         // Where each sample VM's state comes from, as the general path finds it.
         let mut src = [NONE; MOST];
         for (i, vm) in s.vms.iter().enumerate() {
-            let j = match self.vms.get(i) {
-                Some(st) if st.id == vm.id => Some(i),
-                _ => self.vms.iter().position(|st| st.id == vm.id),
-            };
-            if let Some(j) = j {
+            if let Some(j) = self.source(i, vm.id) {
                 // From an earlier index, which must then keep its own state (a new VM or
                 // another's state written there would have overwritten it).
                 if j < i && usize::from(src[j]) != j {
