@@ -505,7 +505,7 @@ pub fn run<C: Controller>(
     }
     for shard in &shards {
         let s = lock(shard);
-        vms.running += s.nodes.iter().map(|n| n.vms.len() as u64).sum::<u64>();
+        vms.running += s.nodes.iter().map(|n| n.vms().len() as u64).sum::<u64>();
     }
     vms.pending = pending.len() as u64;
     // A job is complete when every VM the trace gave it finished (none failed or lost).

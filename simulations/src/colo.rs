@@ -110,8 +110,14 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
             sli_ratio: Some(c.p99_ms / view.slo_p99_ms),
         });
     }
-    // VMs mostly stay from one tick to the next: rewrite only what moves. Usage and IO
-    // change every tick; limits and run state only when `limits_dirty` says so.
+    // VMs mostly stay from one tick to the next: rewrite only what moves. Nothing moved when
+    // the contention model reused the VMs' grants (same VMs, limits and grants as at the last
+    // tick, which wrote them here). Otherwise usage and IO change every tick; limits and run
+    // state only when `limits_dirty` says so.
+    if view.vms_unchanged && sample.vms.len() == view.vms.len() {
+        debug_assert!(mirrors(sample, view.vms), "a reused grant differs from the sample");
+        return;
+    }
     sample.vms.truncate(view.vms.len());
     for (i, vm) in view.vms.iter_mut().enumerate() {
         let l = &vm.load;
@@ -152,6 +158,20 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
         }
         vm.limits_dirty = false;
     }
+}
+
+/// Whether the sample's VMs hold what [`fill`] would write for `vms` (checked in debug builds
+/// whenever `fill` skips them).
+fn mirrors(sample: &NodeSample, vms: &[Vm]) -> bool {
+    sample.vms.iter().zip(vms).all(|(s, vm)| {
+        let l = &vm.load;
+        s.id.0 == vm.id
+            && s.cpu_usage.to_bits() == f64::from(l.cpu).to_bits()
+            && s.throttled.to_bits() == f64::from(l.throttled).to_bits()
+            && (s.io_bytes_per_sec, s.io_ops_per_sec) == io_rates(l.io)
+            && s.state == run_state(l.paused)
+            && s.limits == limits(vm)
+    })
 }
 
 /// Bytes and (nominal) requests per second of a VM's disk traffic.

@@ -256,58 +256,65 @@ fn unit(x: f64) -> f64 {
     min(max(x, 0.0), 1.0)
 }
 
-/// Evaluates one tick: fills each VM's grants and returns what the node looks like.
-#[must_use]
-#[allow(clippy::cast_precision_loss)]
-pub fn evaluate<V: LoadMut>(
-    k: &Coefficients,
-    cap: &Capacity,
-    online: &OnlineDemand,
-    group: &GroupLimits,
-    vms: &mut [V],
-) -> Contention {
-    let cores = max(cap.cores, 1e-9);
-    let a = max(online.cpu, 0.0);
+/// What [`evaluate_cached`] keeps from one evaluation of a node to the next, so that the
+/// per-VM work is skipped when nothing it depends on moved.
+///
+/// Two parts: the VMs' summed demand (which depends only on the VMs: their demand, vCPU
+/// quotas, weights, run state and memory), and the grants written into each VM (which also
+/// depend on the three factors the node-wide split gives them: the group quota's scale and the
+/// granted shares of normal- and low-weight demand, kept as the exact `f32` bits the per-VM
+/// loop uses). On a node whose VMs and limits stay put and whose offline demand fits, those
+/// factors are the same from step to step, so the grants already in the VMs are the ones
+/// the loop would write again, bit for bit.
+///
+/// The holder must call [`GrantCache::invalidate`] whenever a VM is added or removed or any
+/// input of a VM's [`VmLoad`] changes (the simulator's node does on placement, on removal and
+/// after every controller tick that changed a limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GrantCache {
+    /// Summed demand of the VMs, when still valid.
+    sums: Option<DemandSums>,
+    /// The split factors the VMs' grants were last written with, and what the loop summed.
+    grants: Option<Grants>,
+    /// Whether the last evaluation reused the grants already in the VMs.
+    reused: bool,
+}
 
-    // CPU: per-VM quotas, then the group quota, then the split with online.
-    let (mut want_n, mut want_l) = (0.0f64, 0.0f64);
-    let mut memory_used = online.memory_bytes;
-    for vm in vms.iter() {
-        let vm = vm.load();
-        memory_used = memory_used.saturating_add(vm.memory_bytes);
-        if !vm.paused {
-            let w = f64::from(lesser(vm.cpu_demand, vm.vcpu_quota));
-            if vm.low_weight {
-                want_l += w;
-            } else {
-                want_n += w;
-            }
-        }
+/// The VMs' demand as the first pass over them sums it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct DemandSums {
+    want_n: f64,
+    want_l: f64,
+    memory: u64,
+}
+
+/// The per-VM loop's key (bits of its three factors) and its sums.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Grants {
+    key: [u32; 3],
+    io_want: f32,
+    membw_cpu: f32,
+}
+
+impl GrantCache {
+    /// Forgets everything: the next evaluation walks the VMs again.
+    pub fn invalidate(&mut self) {
+        self.sums = None;
+        self.grants = None;
     }
-    let quota_scale = if want_n + want_l > group.cpu_quota {
-        max(group.cpu_quota, 0.0) / (want_n + want_l)
-    } else {
-        1.0
-    };
-    want_n *= quota_scale;
-    want_l *= quota_scale;
-    // Two equal-weight groups share the node; low weight takes only what online leaves.
-    let online_share = if want_n > 0.0 {
-        max(cores * 0.5, cores - want_n)
-    } else {
-        cores
-    };
-    let on = min(a, online_share);
-    let g_n = max(min(want_n, cores - on), 0.0);
-    let g_l = max(min(want_l, cores - on - g_n), 0.0);
-    let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
-    let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
 
-    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division
-    // (each VM carries the reciprocals of its demands) and plain comparisons instead of the
-    // NaN-aware `min`/`max` (the inputs are never NaN).
-    #[allow(clippy::cast_possible_truncation)]
-    let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
+    /// Whether the last evaluation left every VM's grants as they were (it found the same VMs
+    /// with the same limits and the same split factors): whoever mirrors the grants elsewhere
+    /// (colo's engine sample) has nothing to rewrite.
+    #[must_use]
+    pub const fn reused(&self) -> bool {
+        self.reused
+    }
+}
+
+/// The per-VM pass: each VM's CPU grant, then the IO it issues at that speed, within its
+/// bucket. Returns the VMs' summed IO and memory-bandwidth-bound CPU.
+fn grant<V: LoadMut>(vms: &mut [V], qs: f32, fn_: f32, fl: f32) -> (f32, f32) {
     let (mut io_want, mut membw_cpu) = (0.0f32, 0.0f32);
     for vm in vms.iter_mut() {
         let vm = vm.load_mut();
@@ -343,6 +350,107 @@ pub fn evaluate<V: LoadMut>(
         io_want += io;
         membw_cpu += cpu * vm.membw;
     }
+    (io_want, membw_cpu)
+}
+
+/// Evaluates one tick: fills each VM's grants and returns what the node looks like.
+#[must_use]
+pub fn evaluate<V: LoadMut>(
+    k: &Coefficients,
+    cap: &Capacity,
+    online: &OnlineDemand,
+    group: &GroupLimits,
+    vms: &mut [V],
+) -> Contention {
+    evaluate_cached(k, cap, online, group, vms, &mut GrantCache::default())
+}
+
+/// [`evaluate`], skipping the per-VM passes that `cache` shows would write what the VMs
+/// already hold: the same result, bit for bit, as [`evaluate`] (see [`GrantCache`] for what
+/// the caller must do to keep it valid).
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn evaluate_cached<V: LoadMut>(
+    k: &Coefficients,
+    cap: &Capacity,
+    online: &OnlineDemand,
+    group: &GroupLimits,
+    vms: &mut [V],
+    cache: &mut GrantCache,
+) -> Contention {
+    let cores = max(cap.cores, 1e-9);
+    let a = max(online.cpu, 0.0);
+
+    // CPU: per-VM quotas, then the group quota, then the split with online.
+    let sums = if let Some(s) = cache.sums {
+        s
+    } else {
+        let (mut want_n, mut want_l, mut memory) = (0.0f64, 0.0f64, 0u64);
+        for vm in vms.iter() {
+            let vm = vm.load();
+            memory = memory.saturating_add(vm.memory_bytes);
+            if !vm.paused {
+                let w = f64::from(lesser(vm.cpu_demand, vm.vcpu_quota));
+                if vm.low_weight {
+                    want_l += w;
+                } else {
+                    want_n += w;
+                }
+            }
+        }
+        let s = DemandSums {
+            want_n,
+            want_l,
+            memory,
+        };
+        cache.sums = Some(s);
+        s
+    };
+    // Amounts are never negative, so adding the VMs' saturated sum saturates as adding them
+    // one by one would.
+    let memory_used = online.memory_bytes.saturating_add(sums.memory);
+    let (mut want_n, mut want_l) = (sums.want_n, sums.want_l);
+    let quota_scale = if want_n + want_l > group.cpu_quota {
+        max(group.cpu_quota, 0.0) / (want_n + want_l)
+    } else {
+        1.0
+    };
+    want_n *= quota_scale;
+    want_l *= quota_scale;
+    // Two equal-weight groups share the node; low weight takes only what online leaves.
+    let online_share = if want_n > 0.0 {
+        max(cores * 0.5, cores - want_n)
+    } else {
+        cores
+    };
+    let on = min(a, online_share);
+    let g_n = max(min(want_n, cores - on), 0.0);
+    let g_l = max(min(want_l, cores - on - g_n), 0.0);
+    let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
+    let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
+
+    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division
+    // (each VM carries the reciprocals of its demands) and plain comparisons instead of the
+    // NaN-aware `min`/`max` (the inputs are never NaN).
+    #[allow(clippy::cast_possible_truncation)]
+    let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
+    let key = [qs.to_bits(), fn_.to_bits(), fl.to_bits()];
+    let (io_want, membw_cpu) = match cache.grants {
+        Some(g) if g.key == key => {
+            cache.reused = true;
+            (g.io_want, g.membw_cpu)
+        }
+        _ => {
+            cache.reused = false;
+            let sums = grant(vms, qs, fn_, fl);
+            cache.grants = Some(Grants {
+                key,
+                io_want: sums.0,
+                membw_cpu: sums.1,
+            });
+            sums
+        }
+    };
     let (io_want, membw_cpu) = (f64::from(io_want), f64::from(membw_cpu));
 
     // The group throttle, then the disk (no weights: everyone slows alike when it saturates).
@@ -374,6 +482,9 @@ pub fn evaluate<V: LoadMut>(
             offline_io += f64::from(vm.io);
             vm.speed = vm.speed.min(vm.io * vm.inv_io_demand);
         }
+        // The grants in the VMs are now scaled: the next evaluation writes them afresh.
+        cache.grants = None;
+        cache.reused = false;
     }
 
     // Latency.
@@ -546,5 +657,93 @@ mod tests {
         );
         assert!(out.p99_ms.is_finite() && out.p99_ms > 5.0, "{out:?}");
         assert!((out.online_cpu - 1.0).abs() < 1e-9);
+    }
+
+    /// The cached evaluation gives what a full one gives, bit for bit, over random histories
+    /// of one node: online demand that repeats or moves, group limits that come and go
+    /// (binding or not), VMs added, removed, limited, paused and resumed (the cache told so),
+    /// and saturated disks (whose scaling pass rewrites the grants).
+    #[test]
+    fn cached_evaluation_is_the_full_one_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let k = Coefficients::default();
+        let cap = Capacity::new(8.0, 32 * GIB, 200e6);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut vms: Vec<VmLoad> = Vec::new();
+        let mut cache = GrantCache::default();
+        let mut group = GroupLimits::default();
+        let mut online = nginx();
+        let (mut reused, mut scaled) = (0, 0);
+        for i in 0..50_000 {
+            // Online demand: mostly one of a few values (so the split repeats), sometimes new.
+            online.cpu = if rng.random_bool(0.8) {
+                [0.5, 2.0, 6.5][rng.random_range(0..3)]
+            } else {
+                rng.random_range(0.0..9.0)
+            };
+            online.io_bytes_per_sec = if rng.random_bool(0.9) {
+                0.0
+            } else {
+                rng.random_range(0.0..300e6)
+            };
+            if rng.random_bool(0.05) {
+                group.cpu_quota = if rng.random_bool(0.5) {
+                    f64::INFINITY
+                } else {
+                    rng.random_range(0.0..8.0)
+                };
+                group.io_limit = if rng.random_bool(0.7) {
+                    f64::INFINITY
+                } else {
+                    rng.random_range(0.0..400e6)
+                };
+            }
+            if rng.random_bool(0.05) {
+                match rng.random_range(0..6) {
+                    0 if vms.len() < 12 => vms.push(VmLoad::new(
+                        rng.random_range(0.0..4.0),
+                        if rng.random_bool(0.5) {
+                            0.0
+                        } else {
+                            rng.random_range(0.0..150e6)
+                        },
+                        rng.random_range(0..4 * GIB),
+                        rng.random_range(0.0..1.0),
+                    )),
+                    1 if !vms.is_empty() => {
+                        let j = rng.random_range(0..vms.len());
+                        vms.swap_remove(j);
+                    }
+                    2 if !vms.is_empty() => {
+                        let j = rng.random_range(0..vms.len());
+                        vms[j].vcpu_quota = rng.random_range(0.0..3.0);
+                    }
+                    3 if !vms.is_empty() => {
+                        let j = rng.random_range(0..vms.len());
+                        vms[j].paused = !vms[j].paused;
+                    }
+                    4 if !vms.is_empty() => {
+                        let j = rng.random_range(0..vms.len());
+                        vms[j].low_weight = !vms[j].low_weight;
+                    }
+                    _ if !vms.is_empty() => {
+                        let j = rng.random_range(0..vms.len());
+                        vms[j].io_limit = rng.random_range(0.0..100e6);
+                    }
+                    _ => {}
+                }
+                cache.invalidate();
+            }
+            let mut full = vms.clone();
+            let want = evaluate(&k, &cap, &online, &group, &mut full);
+            let got = evaluate_cached(&k, &cap, &online, &group, &mut vms, &mut cache);
+            assert_eq!(got, want, "evaluation {i}");
+            assert_eq!(vms, full, "grants at evaluation {i}");
+            reused += usize::from(cache.reused());
+            scaled += usize::from(cache.grants.is_none());
+        }
+        // Both paths ran often.
+        assert!(reused > 10_000 && reused < 45_000, "reused {reused}");
+        assert!(scaled > 1_000, "scaled {scaled}");
     }
 }

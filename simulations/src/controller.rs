@@ -35,6 +35,10 @@ pub struct TickView<'a> {
     pub vms: &'a mut [Vm],
     /// The offline group's limits.
     pub group: &'a mut GroupLimits,
+    /// True when the VMs are the same as at this node's previous tick, with the same limits
+    /// and the same grants (the contention model reused them, [`crate::contention::GrantCache`]):
+    /// a controller that mirrors the VMs has nothing to rewrite.
+    pub vms_unchanged: bool,
 }
 
 /// Counts of what controllers did (or, observing, would have done).
@@ -126,8 +130,9 @@ pub trait Controller: Sync {
     /// with.
     fn admit(&self, state: &mut Self::State, vm: &mut Vm);
 
-    /// One tick of the node's control loop. Returns true when it changed any limit (the node
-    /// then evaluates again shortly).
+    /// One tick of the node's control loop. Returns true when it changed any limit, run state
+    /// or `evicted` flag (the node then evaluates again shortly, and forgets the grants it
+    /// keeps between evaluations: a controller that changes a VM must say so).
     fn tick(
         &self,
         state: &mut Self::State,

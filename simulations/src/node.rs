@@ -13,7 +13,9 @@ use colo_policy::scoring::{
 };
 
 use crate::calibration::Coefficients;
-use crate::contention::{self, Capacity, Contention, GroupLimits, LoadMut, OnlineDemand, VmLoad};
+use crate::contention::{
+    self, Capacity, Contention, GrantCache, GroupLimits, LoadMut, OnlineDemand, VmLoad,
+};
 use crate::controller::{ActionCounts, Admission, Controller, TickView};
 use crate::trace::synthetic::{OnlineModel, OnlineNoise};
 use crate::trace::{NodeSpec, OnlineSample, VmSpec};
@@ -184,8 +186,11 @@ pub struct Node<S> {
     pub spec: NodeSpec,
     /// The contention model's capacity.
     pub capacity: Capacity,
-    /// Offline VMs on the node.
-    pub vms: Vec<Vm>,
+    /// Offline VMs on the node (changed only through [`Node::place`], removals and
+    /// controllers, which keep `grants` valid).
+    vms: Vec<Vm>,
+    /// What the contention model keeps between evaluations of this node.
+    grants: GrantCache,
     /// The offline group's limits.
     pub group: GroupLimits,
     /// The controller's state.
@@ -214,6 +219,7 @@ impl<S> Node<S> {
             spec,
             capacity,
             vms: Vec::with_capacity(MAX_VMS_PER_NODE),
+            grants: GrantCache::default(),
             group: ctrl.initial_group(&spec),
             control: ctrl.init(&spec),
             noise: OnlineNoise::default(),
@@ -247,11 +253,19 @@ impl<S> Node<S> {
         self.report.state.offline_usage = self.requested;
         self.report.free_slots = self.report.free_slots.saturating_sub(1);
         self.vms.push(vm);
+        self.grants.invalidate();
         true
+    }
+
+    /// The offline VMs on the node.
+    #[must_use]
+    pub fn vms(&self) -> &[Vm] {
+        &self.vms
     }
 
     fn remove(&mut self, i: usize) -> Vm {
         let vm = self.vms.swap_remove(i);
+        self.grants.invalidate();
         self.requested = self.requested.saturating_sub(vm.spec.request());
         self.offline_memory = self.offline_memory.saturating_sub(vm.load.memory_bytes);
         vm
@@ -298,12 +312,13 @@ impl<S> Node<S> {
         let (mut util, mut p99, mut violation, mut off, mut on) = (0.0, 0.0, 0.0, 0.0, 0.0);
         let mut final_c;
         loop {
-            let c = contention::evaluate(
+            let c = contention::evaluate_cached(
                 cx.coefficients,
                 &self.capacity,
                 online,
                 &self.group,
                 &mut self.vms,
+                &mut self.grants,
             );
             let mut view = TickView {
                 // The first evaluation (most steps have only one) starts on the second.
@@ -321,9 +336,13 @@ impl<S> Node<S> {
                 slo_p99_ms: cx.slo_p99_ms,
                 vms: &mut self.vms,
                 group: &mut self.group,
+                vms_unchanged: self.grants.reused(),
             };
             counts.ticks += 1;
             let changed = ctrl.tick(&mut self.control, &mut view, counts);
+            if changed {
+                self.grants.invalidate();
+            }
             // The tick's length only matters after a change (most steps have none).
             let tick = if changed {
                 cx.tick.as_secs_f64().min(step_len)

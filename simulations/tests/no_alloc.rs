@@ -155,7 +155,7 @@ fn warm_nodes_running_the_policy_engine_step_without_allocating() {
     let mut counts_before = 0;
     let measured = step_all(&ctrl, &mut nodes, &trace, 200, 2_000);
     for n in &nodes {
-        counts_before += n.vms.len();
+        counts_before += n.vms().len();
     }
     assert_eq!(measured, 0, "allocations while the engine steps warm nodes");
     assert!(counts_before < 30 * 12, "VMs finished meanwhile");
