@@ -115,7 +115,10 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
     // tick, which wrote them here). Otherwise usage and IO change every tick; limits and run
     // state only when `limits_dirty` says so.
     if view.vms_unchanged && sample.vms.len() == view.vms.len() {
-        debug_assert!(mirrors(sample, view.vms), "a reused grant differs from the sample");
+        debug_assert!(
+            mirrors(sample, view.vms),
+            "a reused grant differs from the sample"
+        );
         return;
     }
     sample.vms.truncate(view.vms.len());

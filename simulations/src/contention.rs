@@ -265,7 +265,9 @@ fn unit(x: f64) -> f64 {
 /// granted shares of normal- and low-weight demand, kept as the exact `f32` bits the per-VM
 /// loop uses). On a node whose VMs and limits stay put and whose offline demand fits, those
 /// factors are the same from step to step, so the grants already in the VMs are the ones
-/// the loop would write again, bit for bit.
+/// the loop would write again, bit for bit. The same holds for the pass that scales the VMs'
+/// IO down when a group IO limit binds or the disk saturates: if the factor is the same as
+/// last time (its exact `f32` bits), the VMs already hold the scaled grants.
 ///
 /// The holder must call [`GrantCache::invalidate`] whenever a VM is added or removed or any
 /// input of a VM's [`VmLoad`] changes (the simulator's node does on placement, on removal and
@@ -288,12 +290,15 @@ struct DemandSums {
     memory: u64,
 }
 
-/// The per-VM loop's key (bits of its three factors) and its sums.
+/// The per-VM loop's key (bits of its three factors) and its sums; and, when the VMs' IO was
+/// then scaled down (a group IO limit or a saturated disk), the factor's bits and the scaled
+/// sum.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Grants {
     key: [u32; 3],
     io_want: f32,
     membw_cpu: f32,
+    scaled: Option<(u32, f64)>,
 }
 
 impl GrantCache {
@@ -435,23 +440,20 @@ pub fn evaluate_cached<V: LoadMut>(
     #[allow(clippy::cast_possible_truncation)]
     let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
     let key = [qs.to_bits(), fn_.to_bits(), fl.to_bits()];
-    let (io_want, membw_cpu) = match cache.grants {
-        Some(g) if g.key == key => {
-            cache.reused = true;
-            (g.io_want, g.membw_cpu)
-        }
+    let (mut g, mut rewrote) = match cache.grants {
+        Some(g) if g.key == key => (g, false),
         _ => {
-            cache.reused = false;
-            let sums = grant(vms, qs, fn_, fl);
-            cache.grants = Some(Grants {
+            let (io_want, membw_cpu) = grant(vms, qs, fn_, fl);
+            let g = Grants {
                 key,
-                io_want: sums.0,
-                membw_cpu: sums.1,
-            });
-            sums
+                io_want,
+                membw_cpu,
+                scaled: None,
+            };
+            (g, true)
         }
     };
-    let (io_want, membw_cpu) = (f64::from(io_want), f64::from(membw_cpu));
+    let (io_want, membw_cpu) = (f64::from(g.io_want), f64::from(g.membw_cpu));
 
     // The group throttle, then the disk (no weights: everyone slows alike when it saturates).
     let group_scale = if io_want > group.io_limit {
@@ -468,24 +470,37 @@ pub fn evaluate_cached<V: LoadMut>(
     };
     let disk_utilisation = min(demand * cap.inv_disk, 1.0);
     let io_scale = group_scale * disk_scale;
-    let mut offline_io = io_want * io_scale;
-    if io_scale < 1.0 {
-        offline_io = 0.0;
-        #[allow(clippy::cast_possible_truncation)]
-        let s = io_scale as f32;
-        for vm in vms.iter_mut() {
-            let vm = vm.load_mut();
-            if vm.paused || vm.io_demand <= 0.0 {
-                continue;
-            }
-            vm.io *= s;
-            offline_io += f64::from(vm.io);
-            vm.speed = vm.speed.min(vm.io * vm.inv_io_demand);
-        }
-        // The grants in the VMs are now scaled: the next evaluation writes them afresh.
-        cache.grants = None;
-        cache.reused = false;
+    #[allow(clippy::cast_possible_truncation)]
+    let s = io_scale as f32;
+    let scale_bits = (io_scale < 1.0).then_some(s.to_bits());
+    if g.scaled.is_some_and(|(bits, _)| Some(bits) != scale_bits) {
+        // The VMs' IO was scaled by another factor: their grants are written afresh (the
+        // sums are the same: nothing they depend on moved).
+        let _ = grant(vms, qs, fn_, fl);
+        g.scaled = None;
+        rewrote = true;
     }
+    let offline_io = match (scale_bits, g.scaled) {
+        (None, _) => io_want * io_scale,
+        (Some(_), Some((_, sum))) => sum,
+        (Some(bits), None) => {
+            let mut sum = 0.0;
+            for vm in vms.iter_mut() {
+                let vm = vm.load_mut();
+                if vm.paused || vm.io_demand <= 0.0 {
+                    continue;
+                }
+                vm.io *= s;
+                sum += f64::from(vm.io);
+                vm.speed = vm.speed.min(vm.io * vm.inv_io_demand);
+            }
+            g.scaled = Some((bits, sum));
+            rewrote = true;
+            sum
+        }
+    };
+    cache.grants = Some(g);
+    cache.reused = !rewrote;
 
     // Latency.
     let g = g_n + g_l;
@@ -673,7 +688,7 @@ mod tests {
         let mut cache = GrantCache::default();
         let mut group = GroupLimits::default();
         let mut online = nginx();
-        let (mut reused, mut scaled) = (0, 0);
+        let (mut reused, mut scaled, mut scaled_reused) = (0, 0, 0);
         for i in 0..50_000 {
             // Online demand: mostly one of a few values (so the split repeats), sometimes new.
             online.cpu = if rng.random_bool(0.8) {
@@ -739,11 +754,14 @@ mod tests {
             let got = evaluate_cached(&k, &cap, &online, &group, &mut vms, &mut cache);
             assert_eq!(got, want, "evaluation {i}");
             assert_eq!(vms, full, "grants at evaluation {i}");
+            let is_scaled = cache.grants.is_some_and(|g| g.scaled.is_some());
             reused += usize::from(cache.reused());
-            scaled += usize::from(cache.grants.is_none());
+            scaled += usize::from(is_scaled);
+            scaled_reused += usize::from(is_scaled && cache.reused());
         }
-        // Both paths ran often.
+        // Every path ran often.
         assert!(reused > 10_000 && reused < 45_000, "reused {reused}");
-        assert!(scaled > 1_000, "scaled {scaled}");
+        assert!(scaled > 2_000, "scaled {scaled}");
+        assert!(scaled_reused > 1_000, "scaled and reused {scaled_reused}");
     }
 }
