@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use colo_policy::scoring::{
-    PreparedInterference, Resources, ScoringParams, filter_node, node_score,
-};
+use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
 
 use crate::calibration::{Calibration, Coefficients};
 use crate::controller::{ActionCounts, Controller};
@@ -184,16 +182,14 @@ pub fn run<C: Controller>(
     }
     let threads = cfg.threads.clamp(1, n);
     let coefficients = Coefficients::derive(&cfg.calibration);
-    let interference = PreparedInterference::new(&cfg.scoring.interference);
-    let cx = StepContext {
-        coefficients: &coefficients,
-        scoring: &cfg.scoring,
-        interference: &interference,
-        slo_p99_ms: cfg.slo_p99_ms,
-        step_secs: info.step_secs,
-        tick: cfg.tick,
-        max_ticks: cfg.max_ticks,
-    };
+    let cx = StepContext::new(
+        &coefficients,
+        &cfg.scoring,
+        cfg.slo_p99_ms,
+        info.step_secs,
+        cfg.tick,
+        cfg.max_ticks,
+    );
     let per = SHARD_NODES;
     let shards: Vec<Mutex<Shard<C::State>>> = (0..n.div_ceil(per))
         .map(|t| {

@@ -164,9 +164,9 @@ pub struct StepContext<'a> {
     /// Contention model coefficients.
     pub coefficients: &'a Coefficients,
     /// Scoring tunables (headroom, interference, admission) for the report.
-    pub scoring: &'a ScoringParams,
+    scoring: &'a ScoringParams,
     /// `scoring.interference` prepared once (the report scores it at every step).
-    pub interference: &'a PreparedInterference,
+    interference: PreparedInterference,
     /// The online p99 target, ms.
     pub slo_p99_ms: f64,
     /// Seconds per step.
@@ -175,6 +175,36 @@ pub struct StepContext<'a> {
     pub tick: Duration,
     /// Most extra evaluations per step.
     pub max_ticks: u32,
+}
+
+impl<'a> StepContext<'a> {
+    /// The context of a run with these coefficients, scoring tunables (whose interference
+    /// parameters it prepares once), SLO, step, tick interval and bound on extra evaluations.
+    #[must_use]
+    pub fn new(
+        coefficients: &'a Coefficients,
+        scoring: &'a ScoringParams,
+        slo_p99_ms: f64,
+        step_secs: u32,
+        tick: Duration,
+        max_ticks: u32,
+    ) -> Self {
+        Self {
+            coefficients,
+            scoring,
+            interference: PreparedInterference::new(&scoring.interference),
+            slo_p99_ms,
+            step_secs,
+            tick,
+            max_ticks,
+        }
+    }
+
+    /// The scoring tunables.
+    #[must_use]
+    pub const fn scoring(&self) -> &'a ScoringParams {
+        self.scoring
+    }
 }
 
 /// One node.
@@ -678,16 +708,7 @@ mod tests {
     ) -> (StepSample, Vec<VmEnd>, ActionCounts) {
         let k = Coefficients::default();
         let scoring = ScoringParams::default();
-        let interference = PreparedInterference::new(&scoring.interference);
-        let cx = StepContext {
-            coefficients: &k,
-            scoring: &scoring,
-            interference: &interference,
-            slo_p99_ms: 0.5,
-            step_secs: 10,
-            tick: Duration::from_millis(100),
-            max_ticks: 8,
-        };
+        let cx = StepContext::new(&k, &scoring, 0.5, 10, Duration::from_millis(100), 8);
         let mut ends = Vec::new();
         let mut counts = ActionCounts::default();
         let s = node.step(ctrl, &cx, 3, &online, &mut ends, &mut counts);

@@ -65,16 +65,7 @@ fn step_all<C: Controller>(
 ) -> u64 {
     let k = Coefficients::default();
     let scoring = colo_policy::scoring::ScoringParams::default();
-    let interference = colo_policy::scoring::PreparedInterference::new(&scoring.interference);
-    let cx = StepContext {
-        coefficients: &k,
-        scoring: &scoring,
-        interference: &interference,
-        slo_p99_ms: 0.5,
-        step_secs: 10,
-        tick: Duration::from_millis(100),
-        max_ticks: 8,
-    };
+    let cx = StepContext::new(&k, &scoring, 0.5, 10, Duration::from_millis(100), 8);
     let model = trace.online_model();
     let mut ends = Vec::with_capacity(4096);
     let mut counts = ActionCounts::default();

@@ -44,16 +44,7 @@ fn reported_node(scoring: &ScoringParams) -> Node<()> {
         assert!(node.place(Vm::start(id, vm, 0, 0), &NoColocation));
     }
     let k = Coefficients::default();
-    let interference = colo_policy::scoring::PreparedInterference::new(&scoring.interference);
-    let cx = StepContext {
-        coefficients: &k,
-        scoring,
-        interference: &interference,
-        slo_p99_ms: 0.5,
-        step_secs: 10,
-        tick: Duration::from_millis(100),
-        max_ticks: 8,
-    };
+    let cx = StepContext::new(&k, scoring, 0.5, 10, Duration::from_millis(100), 8);
     let online = node.online_demand(0, None, &[]);
     let mut ends = Vec::new();
     node.step(
