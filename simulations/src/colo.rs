@@ -178,11 +178,9 @@ fn mirrors(sample: &NodeSample, vms: &[Vm]) -> bool {
 }
 
 /// Bytes and (nominal) requests per second of a VM's disk traffic.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn io_rates(io: f32) -> (u64, u64) {
-    // Through i64: one conversion instruction (the value is never negative or huge).
-    let bytes = f64::from(io) as i64 as u64;
-    // Unsigned: a shift (the value is never negative, so the same as the signed quotient).
+    let bytes = crate::node::to_u64(f64::from(io));
+    // Unsigned: a shift.
     (bytes, bytes / IO_REQUEST_BYTES)
 }
 
