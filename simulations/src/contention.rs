@@ -320,6 +320,8 @@ impl GrantCache {
 /// The per-VM pass: each VM's CPU grant, then the IO it issues at that speed, within its
 /// bucket. Returns the VMs' summed IO and memory-bandwidth-bound CPU.
 fn grant<V: LoadMut>(vms: &mut [V], qs: f32, fn_: f32, fl: f32) -> (f32, f32) {
+    // No division (each VM carries the reciprocals of its demands) and plain comparisons
+    // instead of the NaN-aware `min`/`max` (the inputs are never NaN).
     let (mut io_want, mut membw_cpu) = (0.0f32, 0.0f32);
     for vm in vms.iter_mut() {
         let vm = vm.load_mut();
@@ -434,9 +436,8 @@ pub fn evaluate_cached<V: LoadMut>(
     let frac_n = if want_n > 0.0 { g_n / want_n } else { 0.0 };
     let frac_l = if want_l > 0.0 { g_l / want_l } else { 0.0 };
 
-    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket. No division
-    // (each VM carries the reciprocals of its demands) and plain comparisons instead of the
-    // NaN-aware `min`/`max` (the inputs are never NaN).
+    // Per VM: CPU grant, then the IO it issues at that speed, within its bucket; skipped when
+    // the grants in the VMs were written with these very factors.
     #[allow(clippy::cast_possible_truncation)]
     let (qs, fn_, fl) = (quota_scale as f32, frac_n as f32, frac_l as f32);
     let key = [qs.to_bits(), fn_.to_bits(), fl.to_bits()];
