@@ -9,7 +9,9 @@
 //! until colo-scheduler acknowledges it (acks are cumulative: the highest sequence stored). When
 //! the stream breaks, the reporter reconnects with exponential backoff and jitter and resends
 //! what is still unacknowledged, in order; the scheduler ignores duplicates. When the buffer is
-//! full the oldest report is dropped and counted (the scheduler then sees a sequence gap).
+//! full the oldest report is dropped and counted (the scheduler then sees a sequence gap). A
+//! stream that opens with nothing to resend gets a fresh report at once, so a colo-scheduler
+//! that restarted (and lost its table) knows the node without waiting for the next tick.
 //!
 //! [`node_report`] builds the snapshot from raw measurements with colo-policy's scoring, so the
 //! agent reports exactly what the scheduler and the simulator compute.
@@ -524,6 +526,13 @@ impl Task {
         self.stats.connected.store(true, Ordering::Relaxed);
         metrics::counter!(METRIC_CONNECTS).increment(1);
         metrics::gauge!(METRIC_CONNECTED).set(1.0);
+        // Nothing was waiting to be resent, so everything went to the scheduler on the last
+        // connection, which may have been a colo-scheduler that has since restarted and lost
+        // it. Send the node's current state now rather than at the next tick: the scheduler on
+        // this connection then knows the node from the moment it is connected.
+        if self.buffer.is_empty() {
+            self.produce();
+        }
     }
 
     /// Waits up to `limit` for the buffer to drain (connecting once more if needed).

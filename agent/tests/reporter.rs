@@ -1,5 +1,6 @@
 //! The reporter against the real colo-scheduler over real TCP sockets: 1,000 agents streaming
-//! with no report lost, and a QoS loop that keeps running while the scheduler is down.
+//! with no report lost, a QoS loop that keeps running while the scheduler is down, and a restarted
+//! scheduler that learns the node at once.
 
 use std::time::{Duration, Instant};
 
@@ -220,5 +221,51 @@ async fn the_qos_loop_runs_on_while_the_scheduler_is_down() {
         "slowest publish {slowest:?}"
     );
     eprintln!("QoS loop: {rounds} rounds, slowest publish {slowest:?}; reporter {stats:?}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_scheduler_learns_the_node_without_waiting_for_the_next_report() {
+    let _lock = colo_testkit::host_lock();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let s = scheduler_on(listener).await;
+    // Reports are an hour apart: only the first snapshot (a significant change) and what the
+    // reporter sends on reconnecting can reach a scheduler within this test.
+    let mut c = ReporterConfig::new(format!("http://127.0.0.1:{port}"));
+    c.interval = Duration::from_secs(3_600);
+    c.backoff_initial = Duration::from_millis(50);
+    c.backoff_max = Duration::from_millis(200);
+    let reporter = Reporter::spawn(c).unwrap();
+    let handle = reporter.handle();
+    let (r, _) = node_report(
+        &inputs("steady", 3.0),
+        &ScoringParams::default(),
+        Admission::Accepting,
+    );
+    handle.publish(r);
+    wait_until(
+        "the first report acknowledged",
+        Duration::from_secs(30),
+        || handle.stats().acked >= 1,
+    )
+    .await;
+    assert!(s.table.sequence("steady").is_some());
+
+    // Everything is acknowledged, so nothing is left to resend; the restarted scheduler has
+    // lost its table all the same.
+    s.shutdown().await.unwrap();
+    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    assert!(s.table.sequence("steady").is_none());
+    wait_until(
+        "the restarted scheduler to know the node",
+        Duration::from_secs(30),
+        || s.table.sequence("steady").is_some(),
+    )
+    .await;
+    let stats = reporter.shutdown(Duration::from_secs(10)).await;
+    assert!(stats.connects >= 2, "{stats:?}");
+    assert_eq!(stats.acked, stats.produced, "{stats:?}");
+    assert_eq!(s.table.sequence("steady").unwrap().0, stats.produced);
     s.shutdown().await.unwrap();
 }
