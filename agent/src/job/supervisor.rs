@@ -69,6 +69,7 @@ pub(crate) async fn run(inner: Arc<Inner>, rec: JobRecord, rx: mpsc::UnboundedRe
     };
     if let Some(outcome) = end {
         s.finish(outcome).await;
+        s.refuse_queued();
     }
     tracing::debug!(job = %id, "supervisor done");
 }
@@ -102,6 +103,12 @@ impl Supervisor {
     }
 
     async fn commit_with(&mut self, durable: bool, change: impl FnOnce(&mut JobRecord)) {
+        self.save_with(durable, change).await;
+        self.inner.publish(&self.rec);
+    }
+
+    /// Applies and persists a change without publishing it yet.
+    async fn save_with(&mut self, durable: bool, change: impl FnOnce(&mut JobRecord)) {
         let before = self.rec.state;
         change(&mut self.rec);
         debug_assert!(
@@ -122,7 +129,6 @@ impl Supervisor {
             tracing::info!(job = %self.rec.id, from = before.name(), to = self.rec.state.name(),
                 message = %self.rec.message, "job state");
         }
-        self.inner.publish(&self.rec);
     }
 
     fn fail(&self, reason: EndReason, message: String) -> Option<Outcome> {
@@ -560,7 +566,22 @@ impl Supervisor {
         ))
     }
 
-    /// Records the outcome and cleans up.
+    /// Answers the pauses and resumes that arrived while the job was ending: it has ended. (Once
+    /// the end is published, the manager sends nothing more.)
+    fn refuse_queued(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            if let Command::Pause(_, reply) | Command::Resume(_, reply) = cmd {
+                let _ = reply.send(Err(ManagerError::WrongState {
+                    id: self.rec.id.clone(),
+                    state: self.rec.state.name(),
+                    what: "it has already ended".into(),
+                }));
+            }
+        }
+    }
+
+    /// Records the outcome durably, cleans up, then publishes the outcome: whoever sees a job
+    /// end (a launcher waiting on it, `coloctl wait`) finds its cgroups and files gone.
     async fn finish(&mut self, o: Outcome) {
         if self.rec.state.is_terminal() {
             return;
@@ -571,7 +592,7 @@ impl Supervisor {
             (None, None) => self.rec.cpu_seconds,
         };
         let launched = self.launched_unix_ms;
-        self.commit(|r| {
+        self.save_with(true, |r| {
             // A guest that ran to its own exit started, even when it ended before the agent saw
             // it running (a VM can live a few milliseconds): it started no later than its launch.
             if r.started_unix_ms == 0 && o.exit_code.is_some() {
@@ -594,5 +615,6 @@ impl Supervisor {
         let id = self.rec.id.clone();
         let _ = tokio::task::spawn_blocking(move || cleanup_files(&inner, &id)).await;
         self.inner.set_cgroup(&self.rec.id, None);
+        self.inner.publish(&self.rec);
     }
 }
