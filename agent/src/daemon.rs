@@ -147,6 +147,11 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut servers = tokio::task::JoinSet::new();
+    // The handlers go in before anything is served: a client that sees the socket may signal
+    // the agent at once, and SIGHUP's default action would kill it.
+    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
     let unix = server::bind_unix(&settings.socket, settings.socket_group.as_deref())
         .map_err(setup("api.socket"))?;
     {
@@ -194,9 +199,6 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     };
     notifier.ready(&status(&jobs));
 
-    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
     let watchdog = notifier.watchdog_interval();
     let far = Duration::from_secs(3600);
     let mut dog = tokio::time::interval(watchdog.unwrap_or(far));
