@@ -309,7 +309,8 @@ fn kill_9_the_agent_and_it_re_adopts_every_job() {
         let mut c = agent.client().await;
         let mut five = Vec::new();
         for i in 0..5 {
-            let j = submit(&mut c, workload(&format!("survivor-{i}"), 10, 8, i)).await;
+            // 15 s: they must outlive the 4.5 s away and the restart, however slow the host.
+            let j = submit(&mut c, workload(&format!("survivor-{i}"), 10, 15, i)).await;
             five.push(j.id);
         }
         let quick = submit(&mut c, workload("ends-while-away", 10, 3, 7))

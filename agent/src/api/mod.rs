@@ -71,6 +71,11 @@ impl SliInbox {
 
     /// Adds values for `service`; the oldest are dropped beyond the capacity.
     pub fn push(&self, service: &str, latency_us: &[u64]) {
+        self.push_at(service, latency_us, Instant::now());
+    }
+
+    /// [`push`](Self::push) at the instant `now` (which rate-limits the early wake-ups).
+    fn push_at(&self, service: &str, latency_us: &[u64], now: Instant) {
         {
             let mut m = self.values.lock().unwrap_or_else(|p| p.into_inner());
             let q = m.entry(service.to_string()).or_default();
@@ -90,7 +95,6 @@ impl SliInbox {
         if over == 0 || over * 100 <= latency_us.len() {
             return;
         }
-        let now = Instant::now();
         let mut last = e.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|t| now.saturating_duration_since(t) < Self::MIN_WAKE_GAP) {
             return;
@@ -397,13 +401,14 @@ mod tests {
         assert!(!inbox.take_pending(), "pending is taken once");
         assert_eq!(inbox.drain("web").len(), 110);
         // Over target in more than 1 % of the batch: wakes once.
-        inbox.push("web", &[5_000; 20]);
+        let t0 = Instant::now();
+        inbox.push_at("web", &[5_000; 20], t0);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
-        // Again at once: within MIN_WAKE_GAP, no second wake-up.
-        inbox.push("web", &[5_000; 20]);
+        // Again within MIN_WAKE_GAP: no second wake-up.
+        let just_under = SliInbox::MIN_WAKE_GAP - std::time::Duration::from_micros(1);
+        inbox.push_at("web", &[5_000; 20], t0 + just_under);
         assert_eq!(wakes.load(Ordering::SeqCst), 1);
-        std::thread::sleep(SliInbox::MIN_WAKE_GAP + std::time::Duration::from_millis(5));
-        inbox.push("web", &[5_000; 20]);
+        inbox.push_at("web", &[5_000; 20], t0 + SliInbox::MIN_WAKE_GAP);
         assert_eq!(wakes.load(Ordering::SeqCst), 2);
         // A service without a pushed SLO never wakes the loop.
         inbox.push("other", &[1_000_000; 20]);
