@@ -78,16 +78,24 @@ async fn a_thousand_agents_lose_no_report() {
     }
     // Each agent reports every 500 ms; also push a significant change through half of them.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    for (name, r) in agents.iter().step_by(2) {
-        r.handle()
-            .publish(node_report(&inputs(name, 400.0), &params, Admission::Accepting).0);
+    // For each hot agent, a count of reports after which one certainly carries the change: the
+    // count read after publishing, plus two (a report being made while we publish may still
+    // carry the old snapshot; the one after it cannot).
+    let mut hot = Vec::new();
+    for (i, (name, r)) in agents.iter().enumerate().step_by(2) {
+        let h = r.handle();
+        h.publish(node_report(&inputs(name, 400.0), &params, Admission::Accepting).0);
+        hot.push((i, h.stats().produced + 2));
     }
     let handles: Vec<_> = agents.iter().map(|(_, r)| r.handle()).collect();
     let t_run = Instant::now();
     wait_until(
-        "every agent to produce 8 reports",
+        "every agent to produce 8 reports, the hot ones one with the change",
         Duration::from_secs(120),
-        || handles.iter().all(|h| h.stats().produced >= 8),
+        || {
+            handles.iter().all(|h| h.stats().produced >= 8)
+                && hot.iter().all(|&(i, n)| handles[i].stats().produced >= n)
+        },
     )
     .await;
 
