@@ -69,6 +69,17 @@ pub enum ManagerError {
     ShuttingDown,
 }
 
+impl ManagerError {
+    /// A request to a job that has ended (or is ending) and takes no more commands.
+    pub(crate) fn ended(id: &str, state: JobState) -> Self {
+        Self::WrongState {
+            id: id.into(),
+            state: state.name(),
+            what: "it has already ended".into(),
+        }
+    }
+}
+
 /// The node's offline budget: what all admitted, unfinished jobs may reserve together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -480,11 +491,7 @@ impl JobManager {
             .ok_or_else(|| ManagerError::NotFound(id.into()))?;
         match &s.cmd {
             Some(tx) if tx.send(cmd).is_ok() => Ok(()),
-            _ => Err(ManagerError::WrongState {
-                id: id.into(),
-                state: s.record.state.name(),
-                what: "it has already ended".into(),
-            }),
+            _ => Err(ManagerError::ended(id, s.record.state)),
         }
     }
 

@@ -571,11 +571,7 @@ impl Supervisor {
     fn refuse_queued(&mut self) {
         while let Ok(cmd) = self.rx.try_recv() {
             if let Command::Pause(_, reply) | Command::Resume(_, reply) = cmd {
-                let _ = reply.send(Err(ManagerError::WrongState {
-                    id: self.rec.id.clone(),
-                    state: self.rec.state.name(),
-                    what: "it has already ended".into(),
-                }));
+                let _ = reply.send(Err(ManagerError::ended(&self.rec.id, self.rec.state)));
             }
         }
     }
