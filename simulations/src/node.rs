@@ -352,11 +352,10 @@ impl<S> Node<S> {
             );
             let mut view = TickView {
                 // The first evaluation (most steps have only one) starts on the second.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 now: if ticks == 0 {
                     Duration::from_secs(u64::from(start_s))
                 } else {
-                    Duration::from_secs(u64::from(start_s)) + Duration::from_nanos((t * 1e9) as u64)
+                    Duration::from_secs(u64::from(start_s)) + Duration::from_nanos(to_u64(t * 1e9))
                 },
                 node: self.index,
                 batch_pool: self.spec.batch_pool,
