@@ -9,5 +9,8 @@ scripts/install-deps.sh
 # this builds (~3-5 min on 2 cores) only when its config fragment or patches change.
 COLO_GUEST_KERNEL=$(scripts/build-guest-kernel.sh)
 export COLO_GUEST_KERNEL
-cargo test --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+rc=0
+cargo test --workspace --all-targets --locked --no-fail-fast || rc=$?
+cargo test --workspace --doc --locked --no-fail-fast || rc=$?
+exit "$rc"

@@ -78,7 +78,12 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
             );
         }
     };
-    let mut node_psi_needed = matches!(p.psi_scope, PsiScope::System) || s.online.is_empty();
+    // Without per-cgroup PSI (cgroup v1, or no online service) `auto` reads the system-wide
+    // files for memory only: their CPU and IO figures also count the VMs' own stalls (two busy
+    // vCPUs on two CPUs stall each other), so they would squeeze and evict busy VMs with no
+    // online service suffering. `system` reads all of them, as the operator asked.
+    let system_scope = matches!(p.psi_scope, PsiScope::System);
+    let mut node_psi_needed = system_scope || s.online.is_empty();
     let cpu_attributable = cpu_attributable(p, s);
     for o in &s.online {
         let svc = Some(o.service);
@@ -117,7 +122,11 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
         }
     }
     if node_psi_needed && let Some(ps) = &s.node.psi {
-        psi_readings(&mut one, p, ps, None, cpu_attributable);
+        if system_scope {
+            psi_readings(&mut one, p, ps, None, cpu_attributable);
+        } else {
+            memory_psi_readings(&mut one, p, ps, None);
+        }
     }
 }
 
@@ -150,6 +159,18 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
             svc,
         );
     }
+    memory_psi_readings(one, p, ps, svc);
+    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
+    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
+}
+
+#[inline]
+fn memory_psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
+    one: &mut F,
+    p: &Params,
+    ps: &PsiSample,
+    svc: Option<u32>,
+) {
     one(
         Res::Memory,
         Signal::PsiMemorySome,
@@ -164,8 +185,6 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
         p.psi_memory_full,
         svc,
     );
-    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
-    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
 }
 
 /// Reads every configured signal of `s` into levels (no reasons: those are found on demand).
@@ -361,5 +380,41 @@ mod tests {
         assert!(assess(&p, &s).memory.high);
         s.online[0].psi = Some(PsiSample::default());
         assert!(!assess(&p, &s).memory.high);
+    }
+
+    /// System-wide CPU and IO PSI also count the VMs' own stalls: under `auto` they never
+    /// squeeze on a node without per-cgroup PSI (v1) or without online services; `system` opts in.
+    #[test]
+    fn auto_scope_ignores_system_cpu_and_io_psi() {
+        let busy_vms = PsiSample {
+            cpu_some: 0.9,
+            io_some: 0.9,
+            io_full: 0.9,
+            ..Default::default()
+        };
+        let p = params();
+        for online in [vec![], vec![OnlineSample::default()]] {
+            let mut s = NodeSample::default();
+            s.node.psi = Some(busy_vms);
+            s.online = online;
+            let a = assess(&p, &s);
+            assert!(!a.cpu.high && a.cpu.all_low, "{a:?}");
+            assert!(!a.io.high && a.io.all_low, "{a:?}");
+            assert_eq!(worst_high(&p, &s, Res::Cpu), None);
+        }
+        let mut p = params();
+        p.psi_scope = PsiScope::System;
+        let mut s = NodeSample::default();
+        s.node.psi = Some(busy_vms);
+        let a = assess(&p, &s);
+        assert!(a.cpu.high && a.io.high, "{a:?}");
+        // Per-cgroup PSI (v2) still counts for every resource under `auto`.
+        let p = params();
+        s.online.push(OnlineSample {
+            psi: Some(busy_vms),
+            ..Default::default()
+        });
+        let a = assess(&p, &s);
+        assert!(a.cpu.high && a.io.high, "{a:?}");
     }
 }

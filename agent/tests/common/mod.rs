@@ -52,6 +52,11 @@ pub fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
     Some(colo_testkit::host_lock())
 }
 
+/// The policy of a test agent that names none: the defaults in `observe` mode, so that a test not
+/// about the QoS loop is never disturbed by it (a loaded host must not squeeze, pause or evict its
+/// jobs). Tests about the loop give their own policy and control their own load.
+pub const OBSERVE_POLICY: &str = "apiVersion: colo/v1\nkind: Policy\nmode: observe\n";
+
 /// Options of a test agent.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -111,9 +116,7 @@ impl TestAgent {
         let policy = dir.path().join("policy.yaml");
         std::fs::write(
             &policy,
-            opts.policy
-                .clone()
-                .unwrap_or_else(|| "apiVersion: colo/v1\nkind: Policy\n".into()),
+            opts.policy.clone().unwrap_or_else(|| OBSERVE_POLICY.into()),
         )
         .unwrap();
         let metrics_addr = opts

@@ -24,7 +24,8 @@ pub struct Threshold<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PsiScope {
-    /// Each online service's cgroup on cgroup v2, the system-wide files on v1.
+    /// Each online service's cgroup where it has PSI (v2); otherwise only the system-wide memory
+    /// figures (system CPU and IO PSI also count the VMs' own stalls).
     #[default]
     Auto,
     /// Each online service's cgroup (`<cgroup>/{cpu,memory,io}.pressure`, v2 only).
