@@ -112,6 +112,14 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         qos: Arc::new(RwLock::new(QosView::default())),
         sli: Arc::new(SliInbox::default()),
         limits: settings.manager.limits.clone(),
+        tcp_access: Arc::new(crate::api::access::TcpAccess {
+            full_access: settings
+                .tcp
+                .as_ref()
+                .map(|t| t.full_access.clone())
+                .unwrap_or_default(),
+            insecure_any_client: settings.tcp.as_ref().is_some_and(|t| t.insecure_any_client),
+        }),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -163,15 +171,19 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
             }
         });
     }
+    let mut tcp_server = None;
     if let Some(tcp) = &settings.tcp {
+        if tcp.insecure_any_client {
+            tracing::warn!(target: "colo::audit", listen = %tcp.listen,
+                "api.tcp.insecure_any_client is set: any network client that reaches this port has full access to the job API (submit, cancel, policy reload); set api.tcp.client_ca for mutual TLS");
+        }
         let (listener, tls) = server::bind_tcp(tcp).await.map_err(setup("api.tcp"))?;
-        let svc = service.clone();
-        let rx = stop_rx.clone();
-        servers.spawn(async move {
-            if let Err(e) = server::serve_tcp(listener, tls, svc, stopped(rx)).await {
-                tracing::error!(error = %e, "the TCP API stopped");
-            }
-        });
+        tcp_server = Some(server::TcpServer::start(
+            listener,
+            tls,
+            service.clone(),
+            stop_rx.clone(),
+        ));
     }
     if let Some(addr) = settings.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -209,6 +221,14 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
             _ = hup.recv() => {
                 let store = policy.clone();
                 let _ = tokio::task::spawn_blocking(move || store.reload()).await;
+                if let (Some(srv), Some(tcp)) = (tcp_server.as_mut(), settings.tcp.as_ref()) {
+                    match srv.reload(tcp) {
+                        Ok(()) => tracing::info!(target: "colo::audit", op = "reload_certificates", outcome = "ok",
+                            "api.tcp certificates re-read"),
+                        Err(e) => tracing::error!(target: "colo::audit", op = "reload_certificates", outcome = "refused",
+                            error = %e, "api.tcp certificates not reloaded; the old ones stay in force"),
+                    }
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -236,6 +256,9 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     jobs.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while servers.join_next().await.is_some() {}
+        if let Some(t) = tcp_server {
+            t.join().await;
+        }
     })
     .await;
     let _ = std::fs::remove_file(&settings.socket);

@@ -4,9 +4,10 @@
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use colo_proto::agent::agent_server::AgentServer;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::api::AgentService;
 use crate::settings::TcpSettings;
@@ -89,10 +90,11 @@ pub async fn serve_unix(
         .await
 }
 
-/// Reads the TLS material and binds the TCP listener.
-pub async fn bind_tcp(
-    tcp: &TcpSettings,
-) -> Result<(tokio::net::TcpListener, tonic::transport::ServerTlsConfig), ServerError> {
+/// How long a TLS handshake may take before the connection is dropped (half-open clients).
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the TLS material of the TCP listener (again on SIGHUP: certificates rotate).
+pub fn tls_config(tcp: &TcpSettings) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
     let tls_err = |message: String| ServerError::Tls {
         listen: tcp.listen.to_string(),
         message,
@@ -104,34 +106,134 @@ pub async fn bind_tcp(
     let cert = read(&tcp.cert, "certificate")?;
     let key = read(&tcp.key, "private key")?;
     let mut tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(cert, key));
-    if let Some(ca) = &tcp.client_ca {
-        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
-            ca,
-            "client CA",
-        )?));
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    match (&tcp.client_ca, tcp.insecure_any_client) {
+        (Some(ca), _) => {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "client CA",
+            )?));
+        }
+        (None, true) => {}
+        (None, false) => {
+            return Err(tls_err(
+                "api.tcp.client_ca is not set: set it (mutual TLS) or opt in with \
+                 `api.tcp.insecure_any_client: true`"
+                    .into(),
+            ));
+        }
     }
+    Ok(tls)
+}
+
+/// Reads the TLS material and binds the TCP listener.
+pub async fn bind_tcp(
+    tcp: &TcpSettings,
+) -> Result<
+    (
+        Arc<tokio::net::TcpListener>,
+        tonic::transport::ServerTlsConfig,
+    ),
+    ServerError,
+> {
+    let tls = tls_config(tcp)?;
     let listener = tokio::net::TcpListener::bind(tcp.listen)
         .await
         .map_err(|source| ServerError::Listen {
             what: tcp.listen.to_string(),
             source,
         })?;
-    Ok((listener, tls))
+    Ok((Arc::new(listener), tls))
 }
 
-/// Serves the API on TCP with TLS until `shutdown` resolves.
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    tls: tonic::transport::ServerTlsConfig,
+/// Connections accepted from a listener that several server generations share (a certificate
+/// reload starts a new server on the same socket, then lets the old one drain).
+struct SharedIncoming(Arc<tokio::net::TcpListener>);
+
+impl tokio_stream::Stream for SharedIncoming {
+    type Item = std::io::Result<tokio::net::TcpStream>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_accept(cx).map(|r| Some(r.map(|(s, _)| s)))
+    }
+}
+
+/// The TCP API: TLS (mutual unless opted out) on one listener, its certificates reloadable.
+#[derive(Debug)]
+pub struct TcpServer {
+    listener: Arc<tokio::net::TcpListener>,
     service: AgentService,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .tls_config(tls)?
-        .add_service(AgentServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    stopped: tokio::sync::watch::Receiver<bool>,
+    generation: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl TcpServer {
+    /// Serves `service` on `listener` with `tls` until `stopped` turns true.
+    pub fn start(
+        listener: Arc<tokio::net::TcpListener>,
+        tls: tonic::transport::ServerTlsConfig,
+        service: AgentService,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let mut s = Self {
+            listener,
+            service,
+            stopped,
+            generation: None,
+            tasks: tokio::task::JoinSet::new(),
+        };
+        s.spawn(tls);
+        s
+    }
+
+    fn spawn(&mut self, tls: tonic::transport::ServerTlsConfig) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut stopped = self.stopped.clone();
+        let incoming = SharedIncoming(self.listener.clone());
+        let service = self.service.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = rx => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        };
+        self.tasks.spawn(async move {
+            let served = match tonic::transport::Server::builder().tls_config(tls) {
+                Ok(mut b) => {
+                    b.add_service(AgentServer::new(service))
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the TCP API stopped");
+            }
+        });
+        // The previous generation stops accepting and drains its connections.
+        if let Some(old) = self.generation.replace(tx) {
+            let _ = old.send(());
+        }
+    }
+
+    /// Re-reads the certificates and key (SIGHUP): new connections use them, open ones finish
+    /// on the old. On an error the old material stays in force.
+    pub fn reload(&mut self, tcp: &TcpSettings) -> Result<(), ServerError> {
+        let tls = tls_config(tcp)?;
+        self.spawn(tls);
+        while self.tasks.try_join_next().is_some() {}
+        Ok(())
+    }
+
+    /// Waits until every generation has stopped (after `stopped` turned true).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Serves `router` (metrics, health, and whatever other components add) until `shutdown`.

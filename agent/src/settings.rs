@@ -27,8 +27,12 @@ pub struct TcpSettings {
     pub cert: PathBuf,
     /// Server private key (PEM).
     pub key: PathBuf,
-    /// CA for client certificates (None = any client).
+    /// CA for client certificates (None only with `insecure_any_client`).
     pub client_ca: Option<PathBuf>,
+    /// Clients without certificates accepted, with full access (an explicit opt-in).
+    pub insecure_any_client: bool,
+    /// Certificate identities with full access; others may only read.
+    pub full_access: Vec<String>,
 }
 
 /// Everything the daemon needs.
@@ -138,6 +142,15 @@ impl AgentSettings {
         manager.limits.default_vcpus = o.vcpus.max(1);
         manager.limits.max_vcpus = o.max_vcpus.unwrap_or(host.cpus.max(o.vcpus));
         manager.limits.default_memory_mib = (o.memory.bytes() >> 20).max(1);
+        let root = |r: &colo_config::agent::PathRoot| crate::job::paths::Root {
+            dir: r.path.clone(),
+            devices: r.devices,
+        };
+        manager.limits.paths = crate::job::paths::PathRoots {
+            images: o.image_roots.iter().map(root).collect(),
+            volumes: o.volume_roots.iter().map(root).collect(),
+            operator_files: vec![o.kernel.clone(), o.workload.clone()],
+        };
         manager.memory_overhead_mib = o.memory_overhead.bytes() >> 20;
         manager.stop_grace = o.stop_grace;
         manager.start_timeout = o.start_timeout;
@@ -157,6 +170,8 @@ impl AgentSettings {
                 cert: t.cert.clone(),
                 key: t.key.clone(),
                 client_ca: t.client_ca.clone(),
+                insecure_any_client: t.insecure_any_client,
+                full_access: t.full_access.clone(),
             }),
             metrics_listen: config.metrics.listen,
             state_dir: o.state_dir.clone(),

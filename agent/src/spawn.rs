@@ -77,6 +77,58 @@ pub struct LaunchSpec<'a> {
     pub output: &'a Path,
     /// The cgroups it must be born in.
     pub placement: &'a Placement,
+    /// Descriptors the child inherits as fd 3, 4, ... in this order (the files a job names,
+    /// opened by the agent beneath the operator's roots).
+    pub inherit: &'a [OwnedFd],
+}
+
+/// The first descriptor number a child inherits `LaunchSpec::inherit` at.
+pub const FIRST_INHERITED_FD: RawFd = 3;
+
+/// Most descriptors a child inherits.
+pub const MAX_INHERITED_FDS: usize = 32;
+
+/// Descriptors are staged at or above this number before the fork, so that moving them to
+/// 3, 4, ... in the child never overwrites one that is still to be moved.
+const STAGING_FD: RawFd = 100;
+
+/// Duplicates `fd` at or above [`STAGING_FD`], close-on-exec.
+fn stage(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller keeps open; it returns a new
+    // descriptor that we own.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, STAGING_FD) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Stages every inherited descriptor (see [`STAGING_FD`]).
+fn stage_all(spec: &LaunchSpec<'_>) -> Result<Vec<OwnedFd>, SpawnError> {
+    if spec.inherit.len() > MAX_INHERITED_FDS {
+        return Err(start_error(
+            spec,
+            std::io::Error::from_raw_os_error(libc::EMFILE),
+        ));
+    }
+    spec.inherit
+        .iter()
+        .map(|fd| stage(fd.as_raw_fd()).map_err(|e| start_error(spec, e)))
+        .collect()
+}
+
+/// In the child: moves the staged descriptors to 3, 4, ... (dup2 clears close-on-exec on the
+/// copy). Async-signal-safe: dup2 only, on numbers prepared before the fork.
+fn move_inherited(staged: &[RawFd]) -> std::io::Result<()> {
+    for (target, &fd) in (FIRST_INHERITED_FD..).zip(staged) {
+        // SAFETY: dup2 on descriptors open in this process; `target` is below STAGING_FD, so
+        // it is never one of the staged descriptors still to be moved.
+        if unsafe { libc::dup2(fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// How the child was placed into its cgroup.
@@ -151,6 +203,8 @@ fn fork_and_place(
         procs.push(f);
     }
     let fds: Vec<RawFd> = procs.iter().map(|f| f.as_raw_fd()).collect();
+    let staged = stage_all(spec)?;
+    let staged_fds: Vec<RawFd> = staged.iter().map(AsRawFd::as_raw_fd).collect();
     let mut cmd = std::process::Command::new(spec.program);
     cmd.args(spec.args)
         .stdin(std::process::Stdio::null())
@@ -160,7 +214,7 @@ fn fork_and_place(
         cmd.env_remove(k);
     }
     // Runs in the child between fork and exec: only write(2) on descriptors opened before the
-    // fork and setsid(2), both async-signal-safe; it allocates nothing (the error path builds an
+    // fork, setsid(2) and dup2(2), all async-signal-safe; it allocates nothing (the error path builds an
     // io::Error from an errno, which does not allocate).
     let place = move || {
         for &fd in &fds {
@@ -177,13 +231,15 @@ fn fork_and_place(
         if unsafe { libc::setsid() } < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        // Last: the placement descriptors above may sit where inherited ones go.
+        move_inherited(&staged_fds)
     };
     // SAFETY: `place` is async-signal-safe as required of pre_exec closures (see above).
     unsafe {
         cmd.pre_exec(place);
     }
     let child = cmd.spawn().map_err(|e| start_error(spec, e))?;
+    drop(staged);
     let pid = child.id();
     // The Child is dropped without waiting: the caller reaps it through the pidfd. Until then
     // it stays a zombie at worst, so its pid cannot be reused before pidfd_open below.
@@ -247,7 +303,13 @@ fn clone_into_cgroup(
         .open(dir)
         .map_err(|e| open_err(dir, e))?;
     let devnull = File::open("/dev/null").map_err(|e| open_err(Path::new("/dev/null"), e))?;
-    let (err_r, err_w) = pipe_cloexec().map_err(|e| Failed(start_error(spec, e)))?;
+    let (err_r, pipe_w) = pipe_cloexec().map_err(|e| Failed(start_error(spec, e)))?;
+    // The error pipe is staged high too: moving the inherited descriptors must not cover it.
+    // Only the staged copy may stay open: the parent reads the pipe until every writer closed.
+    let err_w = stage(pipe_w.as_raw_fd()).map_err(|e| Failed(start_error(spec, e)))?;
+    drop(pipe_w);
+    let staged = stage_all(spec).map_err(Failed)?;
+    let staged_fds: Vec<RawFd> = staged.iter().map(AsRawFd::as_raw_fd).collect();
     let out_fd = output.as_raw_fd();
     let in_fd = devnull.as_raw_fd();
     let err_fd = err_w.as_raw_fd();
@@ -273,7 +335,17 @@ fn clone_into_cgroup(
     };
     if ret == 0 {
         // SAFETY: child side, async-signal-safe calls only, see above.
-        unsafe { child_after_clone(in_fd, out_fd, err_fd, program.as_ptr(), &argv, &envp) }
+        unsafe {
+            child_after_clone(
+                in_fd,
+                out_fd,
+                err_fd,
+                &staged_fds,
+                program.as_ptr(),
+                &argv,
+                &envp,
+            )
+        }
     }
     if ret < 0 {
         let e = std::io::Error::last_os_error();
@@ -287,6 +359,7 @@ fn clone_into_cgroup(
     }
     let pid = u32::try_from(ret).unwrap_or(0);
     drop(err_w);
+    drop(staged);
     // SAFETY: the kernel stored a new descriptor in `pidfd` for CLONE_PIDFD; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     // The pipe closes on exec (EOF, success) or carries the child's errno (failure).
@@ -321,6 +394,7 @@ unsafe fn child_after_clone(
     in_fd: RawFd,
     out_fd: RawFd,
     err_fd: RawFd,
+    staged: &[RawFd],
     program: *const libc::c_char,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
@@ -337,6 +411,9 @@ unsafe fn child_after_clone(
             fail(err_fd);
         }
         if libc::setsid() < 0 {
+            fail(err_fd);
+        }
+        if move_inherited(staged).is_err() {
             fail(err_fd);
         }
         // The agent's runtime may block signals or ignore SIGPIPE; the VMM starts clean.

@@ -477,7 +477,7 @@ fn socket_permissions_metrics_and_tls() {
     let yaml = std::fs::read_to_string(&agent.config).unwrap().replace(
         "api:\n",
         &format!(
-            "api:\n  socket_group: root\n  tcp:\n    listen: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n",
+            "api:\n  socket_group: root\n  tcp:\n    listen: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n    insecure_any_client: true\n",
             d.join("agent.crt").display(),
             d.join("agent.key").display()
         ),

@@ -227,7 +227,7 @@ fn every_exit_path_cleans_up() {
         extra_offline: "  drain_on_shutdown: true\n".into(),
         ..Default::default()
     });
-    let not_elf = agent.dir.path().join("not-a-kernel");
+    let not_elf = agent.images_dir().join("not-a-kernel");
     std::fs::write(&not_elf, b"not an ELF").unwrap();
     let drained = rt().block_on(async {
         let mut c = agent.client().await;

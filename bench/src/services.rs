@@ -232,13 +232,15 @@ impl Agent {
         let socket = dir.join("agent.sock");
         let yaml = format!(
             "node:\n  name: bench\ncgroup:\n  root: {root}\nservices:\n  - name: nginx\n    selector:\n      cgroups: [{online}]\n{service_extra}\
-             offline:\n  workload: {guest}\n  vmm: {vmm}\n  state_dir: {state}\n  memory: {mem}MiB\n  memory_overhead: 64MiB\n  stop_grace: 2s\n  drain_on_shutdown: true\n{extra_offline}\
+             offline:\n  workload: {guest}\n  vmm: {vmm}\n  state_dir: {state}\n  volume_roots: [{{path: {volumes}}}]\n  memory: {mem}MiB\n  memory_overhead: 64MiB\n  stop_grace: 2s\n  drain_on_shutdown: true\n{extra_offline}\
              api:\n  socket: {socket}\nmetrics:\n  listen: null\nloop:\n  period: 50ms\npolicy:\n  paths: [{policy}]\n",
             root = setup.root,
             online = setup.online_cgroup,
             guest = guest.display(),
             vmm = bins.get("colo-vmm")?.display(),
             state = dir.join("state").display(),
+            // The VMs' disks sit beside the agent's directory, in the run's work directory.
+            volumes = dir.parent().unwrap_or(dir).display(),
             mem = setup.vm_memory_mib.max(16),
             socket = socket.display(),
             policy = policy.display(),

@@ -1,5 +1,6 @@
 //! The gRPC API (`colo.agent.v1.Agent`): validation, then the job manager.
 
+pub mod access;
 pub mod convert;
 mod stream;
 
@@ -11,6 +12,7 @@ use std::time::Instant;
 use colo_proto::agent as pb;
 use tonic::{Request, Response, Status};
 
+use self::access::{Caller, TcpAccess};
 use crate::job::validate::{self, FieldError, SpecLimits};
 use crate::job::{JobFilter, JobManager};
 use crate::policy_store::PolicyStore;
@@ -128,7 +130,7 @@ pub struct NodeInfo {
     pub memory_bytes: u64,
     /// When the agent started.
     pub started: Instant,
-    /// Online services configured in agent.yaml (ReportSli accepts only these; empty = any).
+    /// Online services configured in agent.yaml (ReportSli accepts only these).
     pub services: Vec<String>,
 }
 
@@ -147,10 +149,34 @@ pub struct AgentService {
     pub sli: Arc<SliInbox>,
     /// Job size limits.
     pub limits: SpecLimits,
+    /// Who may change things over TCP.
+    pub tcp_access: Arc<TcpAccess>,
 }
 
 fn invalid(e: FieldError) -> Status {
     Status::invalid_argument(e.to_string())
+}
+
+/// Most latency values in one `ReportSli` call.
+pub const MAX_SLI_VALUES_PER_REPORT: usize = 16_384;
+
+impl AgentService {
+    fn caller<T>(&self, req: &Request<T>) -> Caller {
+        access::caller(req, &self.tcp_access)
+    }
+
+    /// Audits a read that was refused (reads that succeed are not audited).
+    fn read<R>(
+        who: &Caller,
+        op: &str,
+        job: Option<&str>,
+        r: Result<R, Status>,
+    ) -> Result<R, Status> {
+        if let Err(s) = &r {
+            access::refused(who, op, job, s.message());
+        }
+        r
+    }
 }
 
 #[tonic::async_trait]
@@ -159,9 +185,23 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let who = self.caller(&request);
+        access::require_full(&who, "submit")?;
         let req = request.into_inner();
-        let spec = validate::job_spec(req.spec.as_ref(), &self.limits).map_err(invalid)?;
-        let (rec, existing) = self.jobs.submit(spec).await.map_err(convert::status)?;
+        let limits = self.limits.clone();
+        // Validation opens the files the job names (beneath the operator's roots): blocking IO.
+        let spec =
+            tokio::task::spawn_blocking(move || validate::job_spec(req.spec.as_ref(), &limits))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))
+                .and_then(|r| r.map_err(invalid));
+        let r = match spec {
+            Ok(spec) => self.jobs.submit(spec).await.map_err(convert::status),
+            Err(e) => Err(e),
+        };
+        let id = r.as_ref().ok().map(|(rec, _)| rec.id.clone());
+        access::outcome(&who, "submit", id.as_deref(), &r);
+        let (rec, existing) = r?;
         Ok(Response::new(pb::SubmitJobResponse {
             job: Some(convert::job(&rec, None)),
             existing,
@@ -172,9 +212,20 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let who = self.caller(&request);
         let id = request.into_inner().id;
-        validate::check_job_id("id", &id).map_err(invalid)?;
-        let mut rec = self.jobs.get(&id).map_err(convert::status)?;
+        Self::read(
+            &who,
+            "get",
+            Some(&id),
+            validate::check_job_id("id", &id).map_err(invalid),
+        )?;
+        let mut rec = Self::read(
+            &who,
+            "get",
+            Some(&id),
+            self.jobs.get(&id).map_err(convert::status),
+        )?;
         let cgroup = self.jobs.job_cgroup(&id);
         if let Some(cg) = cgroup {
             rec.cpu_seconds = cg.stats().cpu_usage_ns as f64 / 1e9;
@@ -216,19 +267,19 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        let who = self.caller(&request);
+        access::require_full(&who, "cancel")?;
         let req = request.into_inner();
-        validate::check_job_id("id", &req.id).map_err(invalid)?;
-        if req.reason.len() > 1024 {
-            return Err(invalid(FieldError {
-                field: "reason".into(),
-                rule: "must be at most 1024 bytes".into(),
-            }));
-        }
-        let rec = self
-            .jobs
-            .cancel(&req.id, &req.reason)
-            .map_err(convert::status)?;
-        Ok(Response::new(convert::job(&rec, None)))
+        let r = validate::check_job_id("id", &req.id)
+            .and_then(|()| validate::check_text("reason", &req.reason, 1024))
+            .map_err(invalid)
+            .and_then(|()| {
+                self.jobs
+                    .cancel(&req.id, &req.reason)
+                    .map_err(convert::status)
+            });
+        access::outcome(&who, "cancel", Some(&req.id), &r);
+        Ok(Response::new(convert::job(&r?, None)))
     }
 
     type WatchJobStream = stream::EventStream;
@@ -237,9 +288,12 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let who = self.caller(&request);
         let req = request.into_inner();
-        validate::check_job_id("id", &req.id).map_err(invalid)?;
-        let s = stream::watch(&self.jobs, &req.id, req.serial).map_err(convert::status)?;
+        let r = validate::check_job_id("id", &req.id)
+            .map_err(invalid)
+            .and_then(|()| stream::watch(&self.jobs, &req.id, req.serial).map_err(convert::status));
+        let s = Self::read(&who, "watch", Some(&req.id), r)?;
         Ok(Response::new(s))
     }
 
@@ -249,8 +303,14 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::GetJobLogsRequest>,
     ) -> Result<Response<Self::GetJobLogsStream>, Status> {
+        let who = self.caller(&request);
         let req = request.into_inner();
-        validate::check_job_id("id", &req.id).map_err(invalid)?;
+        Self::read(
+            &who,
+            "logs",
+            Some(&req.id),
+            validate::check_job_id("id", &req.id).map_err(invalid),
+        )?;
         let source = pb::LogSource::try_from(req.source).map_err(|_| {
             invalid(FieldError {
                 field: "source".into(),
@@ -312,32 +372,42 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         request: Request<pb::ReportSliRequest>,
     ) -> Result<Response<pb::ReportSliResponse>, Status> {
+        let who = self.caller(&request);
+        let refuse = |s: Status| {
+            access::refused(&who, "report_sli", None, s.message());
+            s
+        };
+        if let Err(s) = access::require_full(&who, "report_sli") {
+            return Err(s);
+        }
         let req = request.into_inner();
         if req.service.is_empty() {
-            return Err(invalid(FieldError {
+            return Err(refuse(invalid(FieldError {
                 field: "service".into(),
                 rule: "is required (an online service name from agent.yaml)".into(),
-            }));
+            })));
         }
-        if !self.node.services.is_empty() && !self.node.services.contains(&req.service) {
-            return Err(invalid(FieldError {
-                field: "service".into(),
-                rule: format!(
-                    "must name an online service of agent.yaml ({}), got {:?}",
-                    self.node.services.join(", "),
-                    req.service
-                ),
-            }));
+        // Values are kept only for the services the loop reads (and drains); anything else
+        // would pile up.
+        if !self.node.services.contains(&req.service) {
+            let known = if self.node.services.is_empty() {
+                "none configured".to_string()
+            } else {
+                self.node.services.join(", ")
+            };
+            return Err(refuse(Status::not_found(format!(
+                "service: must name an online service of agent.yaml ({known}), got {:?}",
+                access::truncate(&req.service)
+            ))));
         }
-        if req.latency_us.len() > SliInbox::CAPACITY {
-            return Err(invalid(FieldError {
+        if req.latency_us.len() > MAX_SLI_VALUES_PER_REPORT {
+            return Err(refuse(invalid(FieldError {
                 field: "latency_us".into(),
                 rule: format!(
-                    "at most {} values per report, got {}",
-                    SliInbox::CAPACITY,
+                    "at most {MAX_SLI_VALUES_PER_REPORT} values per report, got {}",
                     req.latency_us.len()
                 ),
-            }));
+            })));
         }
         self.sli.push(&req.service, &req.latency_us);
         Ok(Response::new(pb::ReportSliResponse {
@@ -347,12 +417,18 @@ impl pb::agent_server::Agent for AgentService {
 
     async fn reload_policy(
         &self,
-        _request: Request<pb::ReloadPolicyRequest>,
+        request: Request<pb::ReloadPolicyRequest>,
     ) -> Result<Response<pb::ReloadPolicyResponse>, Status> {
+        let who = self.caller(&request);
+        access::require_full(&who, "reload_policy")?;
         let store = self.policy.clone();
         let r = tokio::task::spawn_blocking(move || store.reload())
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        match &r {
+            Ok(p) => access::done(&who, "reload_policy", Some(&p.hash)),
+            Err(e) => access::refused(&who, "reload_policy", None, e),
+        }
         Ok(Response::new(match r {
             Ok(p) => pb::ReloadPolicyResponse {
                 applied: true,

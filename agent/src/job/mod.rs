@@ -3,6 +3,7 @@
 pub mod manager;
 pub mod model;
 pub mod outcome;
+pub mod paths;
 mod supervisor;
 pub mod validate;
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::manager::{Inner, ManagerError};
 use super::model::{EndReason, JobRecord, JobState, StopIntent, StopKind, now_ms};
 use super::outcome::{self, Outcome};
+use super::paths::open_job_files;
 use crate::cgroup::{JobCgroup, JobLimits, ThreadGroup};
 use crate::procinfo::{self, ProcessIdentity};
 use crate::registry::JobPaths;
@@ -195,7 +196,22 @@ impl Supervisor {
         self.cgroup = Some(cgroup.clone());
         self.inner.set_cgroup(&self.rec.id, Some(cgroup.clone()));
 
-        let args = vmm::run_args(&self.rec.spec, &self.paths, &self.inner.cfg.workload_guest);
+        // The files the job names are opened here, beneath the operator's roots, and handed
+        // to the VMM as descriptors: it never resolves a client's path itself.
+        let roots = self.inner.cfg.limits.paths.clone();
+        let spec = self.rec.spec.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            open_job_files(&spec, &roots, spawn::FIRST_INHERITED_FD)
+        })
+        .await;
+        let (launch_spec, files) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                return self.fail(EndReason::VmmFailed, format!("cannot open its files: {e}"));
+            }
+            Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
+        };
+        let args = vmm::run_args(&launch_spec, &self.paths, &self.inner.cfg.workload_guest);
         let program = self.inner.cfg.vmm_binary.clone();
         let output = self.paths.output.clone();
         let placement = cgroup.placement();
@@ -205,6 +221,7 @@ impl Supervisor {
                 args: &args,
                 output: &output,
                 placement: &placement,
+                inherit: &files,
             })
         })
         .await;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use colo_proto::agent as pb;
 
 use super::model::{DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, WorkloadGuest};
+use super::paths::{PathRoots, RootKind};
+use crate::api::access::truncate;
 
 /// A field that broke a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +40,8 @@ pub struct SpecLimits {
     pub min_memory_mib: u64,
     /// Most guest memory.
     pub max_memory_mib: u64,
+    /// Where clients may name kernels, images and disks.
+    pub paths: PathRoots,
 }
 
 impl Default for SpecLimits {
@@ -48,6 +52,7 @@ impl Default for SpecLimits {
             default_memory_mib: 64,
             min_memory_mib: colo_vmm::MIN_MEMORY_MIB,
             max_memory_mib: 64 * 1024,
+            paths: PathRoots::default(),
         }
     }
 }
@@ -63,6 +68,42 @@ pub const MAX_HOLD_SECONDS: u64 = 7 * 24 * 3600;
 /// Highest exit code the workload guest can report.
 pub const MAX_GUEST_EXIT_CODE: i32 = colo_vmm::GUEST_EXIT_CODE_MAX;
 
+/// Whether `c` may appear in text a person reads back (`coloctl list`, logs): no control
+/// characters, no bidirectional overrides or isolates (they reorder what follows them on a
+/// terminal), no zero-width or other invisible format characters, no line separators.
+fn printable(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
+            | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings and overrides
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+            | '\u{061C}'             // Arabic letter mark
+            | '\u{FEFF}'             // zero-width no-break space
+            | '\u{FFF9}'..='\u{FFFB}'))
+}
+
+/// Checks free text: at most `max` characters (not bytes), every one printable (see
+/// [`printable`]).
+pub fn check_text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
+    let n = s.chars().count();
+    if n > max {
+        return Err(bad(
+            field,
+            format!("must be at most {max} characters, got {n}"),
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| !printable(*c)) {
+        return Err(bad(
+            field,
+            format!(
+                "must be printable text: control, bidirectional and invisible characters are refused, got U+{:04X}",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an idempotency key: 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub fn check_key(field: &str, key: &str) -> Result<(), FieldError> {
     if key.is_empty() {
@@ -71,10 +112,11 @@ pub fn check_key(field: &str, key: &str) -> Result<(), FieldError> {
             "is required (a client-chosen key that makes the submit idempotent)",
         ));
     }
-    if key.len() > 128 {
+    let n = key.chars().count();
+    if n > 128 {
         return Err(bad(
             field,
-            format!("must be at most 128 characters, got {}", key.len()),
+            format!("must be at most 128 characters, got {n}"),
         ));
     }
     if let Some(c) = key
@@ -101,32 +143,38 @@ pub fn check_job_id(field: &str, id: &str) -> Result<(), FieldError> {
     {
         return Err(bad(
             field,
-            format!("is not a job id (1..=64 characters of [a-z0-9-]), got {id:?}"),
+            format!(
+                "is not a job id (1..=64 characters of [a-z0-9-]), got {:?}",
+                truncate(id)
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_abs_file(field: &str, p: &str, what: &str) -> Result<PathBuf, FieldError> {
+/// Checks that the client may name `p` (beneath a root of `kind`) by opening it as the VMM
+/// will; the launch opens it again the same way.
+fn check_file(
+    roots: &PathRoots,
+    kind: RootKind,
+    field: &str,
+    p: &str,
+    write: bool,
+    what: &str,
+) -> Result<PathBuf, FieldError> {
     if p.is_empty() {
         return Err(bad(field, format!("is required ({what})")));
     }
-    let path = Path::new(p);
-    if !path.is_absolute() {
-        return Err(bad(field, format!("must be an absolute path, got {p:?}")));
-    }
-    if p.contains('\0') || p.contains(',') {
-        return Err(bad(field, format!("may not hold ',' or NUL, got {p:?}")));
-    }
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(path.into()),
-        Ok(m) if std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()) => Ok(path.into()),
-        Ok(_) => Err(bad(
+    if p.len() > 4096 {
+        return Err(bad(
             field,
-            format!("must be a regular file or block device: {p}"),
-        )),
-        Err(e) => Err(bad(field, format!("must exist on the node: {p}: {e}"))),
+            format!("must be at most 4096 bytes, got {}", p.len()),
+        ));
     }
+    roots
+        .open(kind, p, write)
+        .map_err(|e| bad(field, e.to_string()))?;
+    Ok(Path::new(p).into())
 }
 
 fn check_labels(
@@ -140,7 +188,7 @@ fn check_labels(
     }
     let mut out = BTreeMap::new();
     for (k, v) in labels {
-        let field = format!("spec.labels[{k:?}]");
+        let field = format!("spec.labels[{:?}]", truncate(k));
         if k.is_empty() || k.len() > 63 {
             return Err(bad(&field, "keys must be 1..=63 characters"));
         }
@@ -150,12 +198,7 @@ fn check_labels(
         {
             return Err(bad(&field, "keys may only hold [A-Za-z0-9._/-]"));
         }
-        if v.len() > 256 || v.chars().any(char::is_control) {
-            return Err(bad(
-                &field,
-                "values must be at most 256 printable characters",
-            ));
-        }
+        check_text(&field, v, 256)?;
         out.insert(k.clone(), v.clone());
     }
     Ok(out)
@@ -165,9 +208,7 @@ fn check_labels(
 pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSpec, FieldError> {
     let spec = spec.ok_or_else(|| bad("spec", "is required"))?;
     check_key("spec.idempotency_key", &spec.idempotency_key)?;
-    if spec.name.len() > 128 || spec.name.chars().any(char::is_control) {
-        return Err(bad("spec.name", "must be at most 128 printable characters"));
-    }
+    check_text("spec.name", &spec.name, 128)?;
     let vcpus = if spec.vcpus == 0 {
         limits.default_vcpus
     } else {
@@ -207,20 +248,14 @@ pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSp
     }
     let mut disks = Vec::new();
     for (i, d) in spec.disks.iter().enumerate() {
-        let path = check_abs_file(
+        let path = check_file(
+            &limits.paths,
+            RootKind::Volume,
             &format!("spec.disks[{i}].path"),
             &d.path,
+            !d.read_only,
             "a raw image or block device",
         )?;
-        if !d.read_only && std::fs::OpenOptions::new().write(true).open(&path).is_err() {
-            return Err(bad(
-                &format!("spec.disks[{i}].path"),
-                format!(
-                    "must be writable by the agent (or set read_only): {}",
-                    path.display()
-                ),
-            ));
-        }
         disks.push(DiskSpec {
             path,
             read_only: d.read_only,
@@ -267,7 +302,7 @@ pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSp
                         "spec.workload.io",
                         format!(
                             "must be empty, read:MiB or write:MiB (optionally :forever), got {:?}",
-                            w.io
+                            truncate(&w.io)
                         ),
                     ));
                 }
@@ -285,17 +320,23 @@ pub fn job_spec(spec: Option<&pb::JobSpec>, limits: &SpecLimits) -> Result<JobSp
             })
         }
         Some(pb::job_spec::Guest::Linux(l)) => {
-            let kernel = check_abs_file(
+            let kernel = check_file(
+                &limits.paths,
+                RootKind::Image,
                 "spec.linux.kernel_path",
                 &l.kernel_path,
+                false,
                 "an uncompressed vmlinux with a PVH entry",
             )?;
             let rootfs = if l.rootfs_path.is_empty() {
                 None
             } else {
-                Some(check_abs_file(
+                Some(check_file(
+                    &limits.paths,
+                    RootKind::Image,
                     "spec.linux.rootfs_path",
                     &l.rootfs_path,
+                    false,
                     "a root filesystem image",
                 )?)
             };
@@ -459,7 +500,7 @@ mod tests {
                     }))
                 }),
                 "spec.linux.kernel_path",
-                "must exist",
+                "not beneath offline.image_roots (none configured)",
             ),
             (
                 Box::new(|s| {
@@ -469,7 +510,7 @@ mod tests {
                     })
                 }),
                 "spec.disks[0].path",
-                "regular file",
+                "not beneath offline.volume_roots",
             ),
             (
                 Box::new(|s| s.qos_class = 9),
@@ -493,6 +534,16 @@ mod tests {
                 "spec.name",
                 "printable",
             ),
+            (
+                Box::new(|s| s.name = "invoice\u{202E}fdp.exe".into()),
+                "spec.name",
+                "U+202E",
+            ),
+            (
+                Box::new(|s| s.name = "é".repeat(129)),
+                "spec.name",
+                "at most 128 characters, got 129",
+            ),
         ];
         for (mutate, field, rule) in cases {
             let mut s = good();
@@ -501,6 +552,16 @@ mod tests {
             assert_eq!(e.field, field, "{e}");
             assert!(e.rule.contains(rule), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn names_count_characters_and_echoes_are_cut() {
+        let mut s = good();
+        s.name = "é".repeat(128); // 256 bytes, 128 characters
+        assert!(job_spec(Some(&s), &SpecLimits::default()).is_ok());
+        let e = check_job_id("id", &"x".repeat(100_000)).unwrap_err();
+        assert!(e.to_string().len() < 300, "{}", e.to_string().len());
+        assert!(e.rule.contains("100000 characters"), "{e}");
     }
 
     #[test]

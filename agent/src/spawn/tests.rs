@@ -35,6 +35,7 @@ fn check_launch(tree: &CgroupTree, expect: PlacementMethod, needle: &str) {
         args: &a,
         output: &out,
         placement: &job.placement(),
+        inherit: &[],
     })
     .expect("launch");
     assert_eq!(l.method, expect);
@@ -56,6 +57,34 @@ fn check_launch(tree: &CgroupTree, expect: PlacementMethod, needle: &str) {
     pidfd_signal(&l.pidfd, libc::SIGKILL).unwrap();
     assert_eq!(wait_exit(&l.pidfd), WaitStatus::Signaled(libc::SIGKILL));
 
+    // Inherited descriptors arrive as 3, 4, ... in order, and nothing else is inherited there.
+    let files: Vec<std::os::fd::OwnedFd> = ["first", "second"]
+        .iter()
+        .map(|t| {
+            let p = dir.path().join(t);
+            std::fs::write(&p, t).unwrap();
+            std::fs::File::open(&p).unwrap().into()
+        })
+        .collect();
+    let inherited = dir.path().join("inherited.log");
+    let a = args(&[
+        "-c",
+        "cat <&3; echo; cat <&4; echo; [ -e /proc/self/fd/5 ] || echo none",
+    ]);
+    let l = launch(&LaunchSpec {
+        program: Path::new("/bin/sh"),
+        args: &a,
+        output: &inherited,
+        placement: &job.placement(),
+        inherit: &files,
+    })
+    .unwrap();
+    assert_eq!(wait_exit(&l.pidfd), WaitStatus::Exited(0));
+    assert_eq!(
+        std::fs::read_to_string(&inherited).unwrap(),
+        "first\nsecond\nnone\n"
+    );
+
     // Exit status and exec failure.
     let a = args(&["-c", "exit 7"]);
     let l = launch(&LaunchSpec {
@@ -63,6 +92,7 @@ fn check_launch(tree: &CgroupTree, expect: PlacementMethod, needle: &str) {
         args: &a,
         output: &out,
         placement: &job.placement(),
+        inherit: &[],
     })
     .unwrap();
     assert_eq!(wait_exit(&l.pidfd), WaitStatus::Exited(7));
@@ -71,6 +101,7 @@ fn check_launch(tree: &CgroupTree, expect: PlacementMethod, needle: &str) {
         args: &[],
         output: &out,
         placement: &job.placement(),
+        inherit: &[],
     })
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/colo-vmm"), "{err}");

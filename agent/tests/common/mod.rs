@@ -111,6 +111,9 @@ impl TestAgent {
             .expect("tempdir");
         let cgroup = TestCgroup::new(CONTROLLERS, 8 << 30).expect("test cgroup");
         let socket = dir.path().join("agent.sock");
+        // Client files (kernels, disks) may be named only beneath these.
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        std::fs::create_dir_all(dir.path().join("volumes")).unwrap();
         let config = dir.path().join("agent.yaml");
         let log = dir.path().join("agent.log");
         let policy = dir.path().join("policy.yaml");
@@ -129,9 +132,11 @@ impl TestAgent {
             .map(|p| format!("  workload: {}\n", p.display()))
             .unwrap_or_default();
         let yaml = format!(
-            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
+            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
             cg = cgroup.name(),
             state = dir.path().join("state").display(),
+            images = dir.path().join("images").display(),
+            volumes = dir.path().join("volumes").display(),
             cpu = opts.budget_cpu,
             mem = opts.budget_memory,
             extra_offline = opts.extra_offline,
@@ -154,6 +159,16 @@ impl TestAgent {
         a.spawn();
         a.wait_serving();
         a
+    }
+
+    /// The agent's `offline.image_roots` directory.
+    pub fn images_dir(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    /// The agent's `offline.volume_roots` directory.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.dir.path().join("volumes")
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -120,6 +120,23 @@ pub struct OfflineConfig {
     #[serde(with = "duration")]
     #[schemars(with = "duration::Schema")]
     pub retention: Duration,
+    /// Directories beneath which a client may name kernels and images (`offline.kernel` and
+    /// `offline.workload` are allowed besides). Empty: clients name none.
+    pub image_roots: Vec<PathRoot>,
+    /// Directories beneath which a client may name disks and volumes. Empty: clients name none.
+    pub volume_roots: Vec<PathRoot>,
+}
+
+/// A directory beneath which API clients may name files. Paths are resolved beneath it without
+/// following symlinks or `..`; the agent opens the file and hands the VMM the descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathRoot {
+    /// The directory (absolute).
+    pub path: PathBuf,
+    /// Block devices beneath it may be named too (never character devices).
+    #[serde(default)]
+    pub devices: bool,
 }
 
 impl Default for OfflineConfig {
@@ -138,6 +155,8 @@ impl Default for OfflineConfig {
             stop_grace: Duration::from_secs(5),
             drain_on_shutdown: false,
             retention: Duration::from_secs(24 * 3600),
+            image_roots: Vec::new(),
+            volume_roots: Vec::new(),
         }
     }
 }
@@ -184,9 +203,19 @@ pub struct TcpListener {
     pub cert: PathBuf,
     /// Server private key (PEM).
     pub key: PathBuf,
-    /// CA bundle (PEM) for client certificates; `null` accepts any client.
+    /// CA bundle (PEM) that client certificates must chain to (mutual TLS). Required unless
+    /// `insecure_any_client` is set.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Accept clients without a certificate (no `client_ca`): any network client gets full
+    /// access. An explicit opt-in, warned about at every start.
+    #[serde(default)]
+    pub insecure_any_client: bool,
+    /// Client identities (the certificate subject's common name) allowed to change things:
+    /// submit, cancel, report SLIs, reload the policy. Every other client with a valid
+    /// certificate may only read (jobs, logs, node status).
+    #[serde(default)]
+    pub full_access: Vec<String>,
 }
 
 /// The Prometheus endpoint.

@@ -191,6 +191,28 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
     absolute(&mut out, "offline.kernel", &o.kernel);
     absolute(&mut out, "offline.workload", &o.workload);
     absolute(&mut out, "offline.state_dir", &o.state_dir);
+    for (key, roots) in [
+        ("offline.image_roots", &o.image_roots),
+        ("offline.volume_roots", &o.volume_roots),
+    ] {
+        for (i, r) in roots.iter().enumerate() {
+            let field = format!("{key}[{i}].path");
+            absolute(&mut out, &field, &r.path);
+            if r.path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+                || r.path == Path::new("/")
+            {
+                invalid(
+                    &mut out,
+                    field,
+                    r.path.display(),
+                    "a root must be a dedicated directory",
+                    "an absolute directory other than `/`, without `..`",
+                );
+            }
+        }
+    }
     if !(1..=64).contains(&o.vcpus) {
         invalid(
             &mut out,
@@ -272,8 +294,41 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
     if let Some(tcp) = &a.api.tcp {
         absolute(&mut out, "api.tcp.cert", &tcp.cert);
         absolute(&mut out, "api.tcp.key", &tcp.key);
-        if let Some(ca) = &tcp.client_ca {
-            absolute(&mut out, "api.tcp.client_ca", ca);
+        match (&tcp.client_ca, tcp.insecure_any_client) {
+            (Some(ca), false) => absolute(&mut out, "api.tcp.client_ca", ca),
+            (None, false) => out.push(Violation {
+                path: "api.tcp.client_ca".into(),
+                related: Some("api.tcp.insecure_any_client".into()),
+                kind: ErrorKind::Conflict,
+                message: "a TCP listener needs client certificates: set api.tcp.client_ca to \
+                          the CA bundle they must chain to (mutual TLS), or accept any network \
+                          client with full access by setting `api.tcp.insecure_any_client: true`"
+                    .into(),
+                value: "null".into(),
+                allowed: Some("a CA bundle path".into()),
+            }),
+            (Some(_), true) => out.push(Violation {
+                path: "api.tcp.insecure_any_client".into(),
+                related: Some("api.tcp.client_ca".into()),
+                kind: ErrorKind::Conflict,
+                message: "`insecure_any_client: true` contradicts api.tcp.client_ca: \
+                          remove one of them"
+                    .into(),
+                value: "true".into(),
+                allowed: None,
+            }),
+            (None, true) => {}
+        }
+        for (i, id) in tcp.full_access.iter().enumerate() {
+            if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+                invalid(
+                    &mut out,
+                    format!("api.tcp.full_access[{i}]"),
+                    id,
+                    "not a certificate identity",
+                    "a certificate subject common name, 1..=256 printable characters",
+                );
+            }
         }
     }
 
