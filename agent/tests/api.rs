@@ -260,7 +260,11 @@ fn policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one() {
     let Some(_lock) = guard("policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one") else {
         return;
     };
-    let mut agent = TestAgent::start(Options::default());
+    // Starts in enforce mode (no jobs run here), so that the reload to observe changes it.
+    let mut agent = TestAgent::start(Options {
+        policy: Some("apiVersion: colo/v1\nkind: Policy\n".into()),
+        ..Options::default()
+    });
     let policy = agent.dir.path().join("policy.yaml");
     rt().block_on(async {
         let mut c = agent.client().await;
