@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns, loadavg, proc_cpu_ns, proc_rss};
 use crate::loadgen::LoadReport;
 use crate::services::{Agent, AgentSetup, Bins, Nginx, StressNg, VmSpec, loadgen, write_file};
+use crate::validity::{self, InvalidRun, load_summary, log_excerpt};
 
 mod report;
 
@@ -265,7 +266,24 @@ pub struct RunResult {
     pub window_s: f64,
 }
 
+/// Attempts per run: a run with high steal, or one that did not measure nginx, is run again.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A run that did not measure nginx (see [`crate::validity`]): left out of every figure.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The run's measurements, as far as they go.
+    pub run: RunResult,
+    /// Why it is invalid.
+    pub cause: InvalidRun,
+}
+
 /// Runs the benchmark, writing `runs.csv` as it goes and the table at the end.
+///
+/// A run that does not measure nginx is reported with its cause and run again; when it stays
+/// invalid (or nginx answered nothing at all: it is broken, not busy), the benchmark stops,
+/// writes the table of what it measured (its goals `NOT measured`) and returns
+/// [`HostError::NotMeasured`].
 pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
     std::fs::create_dir_all(&cfg.out_dir).map_err(|source| HostError::Io {
         op: "mkdir",
@@ -283,31 +301,72 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
     let work = cfg.out_dir.join("work");
     let nginx = Nginx::start(&work.join("nginx"), cfg.port, cfg.file_size, &online)?;
     let mut results: Vec<RunResult> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut stopped = None;
     let csv_path = cfg.out_dir.join("runs.csv");
     write_file(&csv_path, &format!("{}\n", CSV_HEADER))?;
     let total = cfg.repeats * cfg.scenarios.len() * cfg.modes.len();
     let mut done = 0;
-    for rep in 0..cfg.repeats {
+    'runs: for rep in 0..cfg.repeats {
         for &scenario in &cfg.scenarios {
             // Rotate the order each repetition so no mode always runs first or last.
             let n = cfg.modes.len();
             for k in 0..n {
                 let mode = cfg.modes[(k + rep) % n];
+                let what = format!("{} {} rep {rep}", scenario.name(), mode.key());
                 let mut attempt = 0;
                 let r = loop {
                     attempt += 1;
                     nginx.rotate_log();
-                    let r = one_run(cfg, bins, &online, &nginx, scenario, mode, rep, v2, &work)?;
-                    if r.steal <= cfg.max_steal || attempt >= 3 {
-                        break r;
+                    let log_from = nginx.error_log_len();
+                    let (r, lg) =
+                        one_run(cfg, bins, &online, &nginx, scenario, mode, rep, v2, &work)?;
+                    if let Err(cause) = validity::check(&lg, cfg.rate) {
+                        let evidence = format!(
+                            "{}\n  {}",
+                            load_summary(&lg),
+                            log_excerpt(
+                                &format!("nginx's error log {}", nginx.error_log().display()),
+                                &nginx.error_log_since(log_from),
+                                3
+                            )
+                        );
+                        append_csv(&csv_path, &csv_row(&r, Some(&cause)))?;
+                        rejected.push(Rejected {
+                            run: r,
+                            cause: cause.clone(),
+                        });
+                        // Nothing answered: nginx is broken, not busy, and another try only
+                        // costs time. The error returned says why, after the table.
+                        if lg.ok == 0 || attempt >= MAX_ATTEMPTS {
+                            break Err(HostError::NotMeasured {
+                                run: format!(
+                                    "headline {what} (attempt {attempt} of {MAX_ATTEMPTS})"
+                                ),
+                                cause,
+                                evidence,
+                            });
+                        }
+                        eprintln!(
+                            "colo-bench: {what}: INVALID run (attempt {attempt} of {MAX_ATTEMPTS}), running it again: {cause}\n  {evidence}"
+                        );
+                        continue;
+                    }
+                    if r.steal <= cfg.max_steal || attempt >= MAX_ATTEMPTS {
+                        break Ok(r);
                     }
                     eprintln!(
-                        "colo-bench: {} {} rep {rep}: steal {:.1}% > {:.1}%, running again",
-                        scenario.name(),
-                        mode.key(),
+                        "colo-bench: {what}: steal {:.1}% > {:.1}%, running again",
                         r.steal * 100.0,
                         cfg.max_steal * 100.0
                     );
+                };
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stopped = Some(e);
+                        break 'runs;
+                    }
                 };
                 done += 1;
                 eprintln!(
@@ -324,30 +383,41 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
                     r.load_before,
                     started.elapsed().as_secs_f64()
                 );
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&csv_path)
-                    .map_err(|source| HostError::Io {
-                        op: "open",
-                        path: csv_path.clone(),
-                        source,
-                    })?;
-                use std::io::Write;
-                let _ = writeln!(f, "{}", csv_row(&r));
+                append_csv(&csv_path, &csv_row(&r, None))?;
                 results.push(r);
             }
         }
     }
     drop(nginx);
     online.remove();
-    let table = table(cfg, &results, started.elapsed());
+    let table = table(cfg, &results, &rejected, started.elapsed());
     write_file(&cfg.out_dir.join("headline.md"), &table)?;
     write_file(
         &cfg.out_dir.join("summary.csv"),
         &summary_csv(cfg, &results),
     )?;
     println!("{table}");
-    Ok(results)
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+fn append_csv(path: &Path, row: &str) -> Result<(), HostError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|source| HostError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    writeln!(f, "{row}").map_err(|source| HostError::Io {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Gives the agent's root the low CPU weight of modes (3) and (4): the root is the top-level
@@ -404,7 +474,7 @@ fn one_run(
     rep: usize,
     v2: bool,
     work: &Path,
-) -> Result<RunResult, HostError> {
+) -> Result<(RunResult, LoadReport), HostError> {
     let load_before = loadavg();
     let mem_touch = match scenario {
         Scenario::Memory => mem_touch_mib(cfg),
@@ -567,7 +637,7 @@ fn one_run(
     let busy = cpu1.busy_ns.saturating_sub(cpu0.busy_ns) as f64 / 1e9;
     let total = cpu1.total_ns.saturating_sub(cpu0.total_ns) as f64 / 1e9;
     let cpus = f64::from(cpu1.cpus.max(1));
-    Ok(RunResult {
+    let r = RunResult {
         scenario,
         mode,
         rep,
@@ -592,7 +662,8 @@ fn one_run(
         actions,
         load_before,
         window_s: window,
-    })
+    };
+    Ok((r, lg))
 }
 
 fn mem_touch_mib(cfg: &Config) -> u64 {
