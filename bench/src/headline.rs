@@ -274,6 +274,8 @@ const MAX_ATTEMPTS: usize = 3;
 pub struct Rejected {
     /// The run's measurements, as far as they go.
     pub run: RunResult,
+    /// Which attempt at the run it was (1-based).
+    pub attempt: usize,
     /// Why it is invalid.
     pub cause: InvalidRun,
 }
@@ -334,6 +336,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
                         append_csv(&csv_path, &csv_row(&r, Some(&cause)))?;
                         rejected.push(Rejected {
                             run: r,
+                            attempt,
                             cause: cause.clone(),
                         });
                         // Nothing answered: nginx is broken, not busy, and another try only

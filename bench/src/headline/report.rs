@@ -112,9 +112,10 @@ pub fn table(cfg: &Config, results: &[RunResult], rejected: &[Rejected], took: D
             t.push_str("\nInvalid runs (nginx not measured; in no figure above):\n\n");
             for r in bad {
                 t.push_str(&format!(
-                    "- {} rep {}: {}\n",
+                    "- {} rep {}, attempt {}: {}\n",
                     r.run.mode.name(),
                     r.run.rep,
+                    r.attempt,
                     r.cause
                 ));
             }
@@ -278,6 +279,7 @@ mod tests {
         zero.achieved_rate = 0.0;
         let rejected = [Rejected {
             run: zero,
+            attempt: 1,
             cause: InvalidRun::LowRate {
                 achieved: 0.0,
                 asked: 3000.0,
@@ -291,7 +293,9 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("- (1) alone rep 0: the service answered 0 req/s of the 3000 asked"),
+            t.contains(
+                "- (1) alone rep 0, attempt 1: the service answered 0 req/s of the 3000 asked"
+            ),
             "{t}"
         );
         assert!(
