@@ -74,7 +74,11 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<(f64, f64), HostError> {
     )?;
     let work = cfg.out_dir.join("work");
     let nginx = Nginx::start(&work.join("nginx"), 18082, 1024, &online)?;
-    check_serves(&nginx, "before the VMs start")?;
+    if let Err(e) = check_serves(&nginx, "before the VMs start") {
+        drop(nginx);
+        online.remove();
+        return Err(e);
+    }
     let setup = AgentSetup {
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
