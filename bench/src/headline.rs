@@ -16,7 +16,12 @@ use serde::Serialize;
 use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns, loadavg, proc_cpu_ns, proc_rss};
 use crate::loadgen::LoadReport;
 use crate::services::{Agent, AgentSetup, Bins, Nginx, StressNg, VmSpec, loadgen, write_file};
-use crate::stats::Estimate;
+use crate::validity::{self, InvalidRun, load_summary, log_excerpt};
+
+mod report;
+
+pub use report::table;
+use report::{CSV_HEADER, csv_row, summary_csv};
 
 /// The agent's cgroup root during the benchmark.
 pub const ROOT: &str = "colo-bench";
@@ -261,7 +266,26 @@ pub struct RunResult {
     pub window_s: f64,
 }
 
+/// Attempts per run: a run with high steal, or one that did not measure nginx, is run again.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A run that did not measure nginx (see [`crate::validity`]): left out of every figure.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The run's measurements, as far as they go.
+    pub run: RunResult,
+    /// Which attempt at the run it was (1-based).
+    pub attempt: usize,
+    /// Why it is invalid.
+    pub cause: InvalidRun,
+}
+
 /// Runs the benchmark, writing `runs.csv` as it goes and the table at the end.
+///
+/// A run that does not measure nginx is reported with its cause and run again; when it stays
+/// invalid (or nginx answered nothing at all: it is broken, not busy), the benchmark stops,
+/// writes the table of what it measured (its goals `NOT measured`) and returns
+/// [`HostError::NotMeasured`].
 pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
     std::fs::create_dir_all(&cfg.out_dir).map_err(|source| HostError::Io {
         op: "mkdir",
@@ -279,31 +303,73 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
     let work = cfg.out_dir.join("work");
     let nginx = Nginx::start(&work.join("nginx"), cfg.port, cfg.file_size, &online)?;
     let mut results: Vec<RunResult> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
+    let mut stopped = None;
     let csv_path = cfg.out_dir.join("runs.csv");
     write_file(&csv_path, &format!("{}\n", CSV_HEADER))?;
     let total = cfg.repeats * cfg.scenarios.len() * cfg.modes.len();
     let mut done = 0;
-    for rep in 0..cfg.repeats {
+    'runs: for rep in 0..cfg.repeats {
         for &scenario in &cfg.scenarios {
             // Rotate the order each repetition so no mode always runs first or last.
             let n = cfg.modes.len();
             for k in 0..n {
                 let mode = cfg.modes[(k + rep) % n];
+                let what = format!("{} {} rep {rep}", scenario.name(), mode.key());
                 let mut attempt = 0;
                 let r = loop {
                     attempt += 1;
                     nginx.rotate_log();
-                    let r = one_run(cfg, bins, &online, &nginx, scenario, mode, rep, v2, &work)?;
-                    if r.steal <= cfg.max_steal || attempt >= 3 {
-                        break r;
+                    let log_from = nginx.error_log_len();
+                    let (r, lg) =
+                        one_run(cfg, bins, &online, &nginx, scenario, mode, rep, v2, &work)?;
+                    if let Err(cause) = validity::check(&lg, cfg.rate) {
+                        let evidence = format!(
+                            "{}\n  {}",
+                            load_summary(&lg),
+                            log_excerpt(
+                                &format!("nginx's error log {}", nginx.error_log().display()),
+                                &nginx.error_log_since(log_from),
+                                3
+                            )
+                        );
+                        append_csv(&csv_path, &csv_row(&r, Some(&cause)))?;
+                        rejected.push(Rejected {
+                            run: r,
+                            attempt,
+                            cause: cause.clone(),
+                        });
+                        // Nothing answered: nginx is broken, not busy, and another try only
+                        // costs time. The error returned says why, after the table.
+                        if lg.ok == 0 || attempt >= MAX_ATTEMPTS {
+                            break Err(HostError::NotMeasured {
+                                run: format!(
+                                    "headline {what} (attempt {attempt} of {MAX_ATTEMPTS})"
+                                ),
+                                cause,
+                                evidence,
+                            });
+                        }
+                        eprintln!(
+                            "colo-bench: {what}: INVALID run (attempt {attempt} of {MAX_ATTEMPTS}), running it again: {cause}\n  {evidence}"
+                        );
+                        continue;
+                    }
+                    if r.steal <= cfg.max_steal || attempt >= MAX_ATTEMPTS {
+                        break Ok(r);
                     }
                     eprintln!(
-                        "colo-bench: {} {} rep {rep}: steal {:.1}% > {:.1}%, running again",
-                        scenario.name(),
-                        mode.key(),
+                        "colo-bench: {what}: steal {:.1}% > {:.1}%, running again",
                         r.steal * 100.0,
                         cfg.max_steal * 100.0
                     );
+                };
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stopped = Some(e);
+                        break 'runs;
+                    }
                 };
                 done += 1;
                 eprintln!(
@@ -320,30 +386,41 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<RunResult>, HostError> {
                     r.load_before,
                     started.elapsed().as_secs_f64()
                 );
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&csv_path)
-                    .map_err(|source| HostError::Io {
-                        op: "open",
-                        path: csv_path.clone(),
-                        source,
-                    })?;
-                use std::io::Write;
-                let _ = writeln!(f, "{}", csv_row(&r));
+                append_csv(&csv_path, &csv_row(&r, None))?;
                 results.push(r);
             }
         }
     }
     drop(nginx);
     online.remove();
-    let table = table(cfg, &results, started.elapsed());
+    let table = table(cfg, &results, &rejected, started.elapsed());
     write_file(&cfg.out_dir.join("headline.md"), &table)?;
     write_file(
         &cfg.out_dir.join("summary.csv"),
         &summary_csv(cfg, &results),
     )?;
     println!("{table}");
-    Ok(results)
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+fn append_csv(path: &Path, row: &str) -> Result<(), HostError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|source| HostError::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    writeln!(f, "{row}").map_err(|source| HostError::Io {
+        op: "write",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Gives the agent's root the low CPU weight of modes (3) and (4): the root is the top-level
@@ -400,7 +477,7 @@ fn one_run(
     rep: usize,
     v2: bool,
     work: &Path,
-) -> Result<RunResult, HostError> {
+) -> Result<(RunResult, LoadReport), HostError> {
     let load_before = loadavg();
     let mem_touch = match scenario {
         Scenario::Memory => mem_touch_mib(cfg),
@@ -563,7 +640,7 @@ fn one_run(
     let busy = cpu1.busy_ns.saturating_sub(cpu0.busy_ns) as f64 / 1e9;
     let total = cpu1.total_ns.saturating_sub(cpu0.total_ns) as f64 / 1e9;
     let cpus = f64::from(cpu1.cpus.max(1));
-    Ok(RunResult {
+    let r = RunResult {
         scenario,
         mode,
         rep,
@@ -588,7 +665,8 @@ fn one_run(
         actions,
         load_before,
         window_s: window,
-    })
+    };
+    Ok((r, lg))
 }
 
 fn mem_touch_mib(cfg: &Config) -> u64 {
@@ -662,139 +740,6 @@ fn prepare_disk(path: &Path, mib: u64) -> Result<(), HostError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-const CSV_HEADER: &str = "scenario,mode,rep,p50_ms,p99_ms,p999_ms,max_ms,achieved_rate,target_rate,errors,progress_per_s,offline_cpu_cores,node_util,idle_cpu_cores,steal,agent_cpu_pct,agent_rss_mib,actions,load_before,window_s";
-
-fn csv_row(r: &RunResult) -> String {
-    format!(
-        "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{},{:.1},{:.4},{:.4},{:.4},{:.4},{:.3},{:.1},{},{:.2},{:.2}",
-        r.scenario.name(),
-        r.mode.key(),
-        r.rep,
-        r.p50_ms,
-        r.p99_ms,
-        r.p999_ms,
-        r.max_ms,
-        r.achieved_rate,
-        r.target_rate,
-        r.errors,
-        r.progress_per_s,
-        r.offline_cpu,
-        r.node_util,
-        r.idle_cpu,
-        r.steal,
-        r.agent_cpu_pct,
-        r.agent_rss_mib,
-        r.actions,
-        r.load_before,
-        r.window_s
-    )
-}
-
-fn est(results: &[RunResult], s: Scenario, m: Mode, f: impl Fn(&RunResult) -> f64) -> Estimate {
-    let v: Vec<f64> = results
-        .iter()
-        .filter(|r| r.scenario == s && r.mode == m)
-        .map(f)
-        .collect();
-    Estimate::of(&v)
-}
-
-fn summary_csv(cfg: &Config, results: &[RunResult]) -> String {
-    let mut out = String::from(
-        "scenario,mode,n,p50_ms,p50_lo,p50_hi,p99_ms,p99_lo,p99_hi,p999_ms,p999_lo,p999_hi,achieved_rate,progress_per_s,offline_cpu_cores,node_util,agent_cpu_pct,agent_rss_mib\n",
-    );
-    for &s in &cfg.scenarios {
-        for &m in &cfg.modes {
-            let e = |f: fn(&RunResult) -> f64| est(results, s, m, f);
-            let (p50, p99, p999) = (e(|r| r.p50_ms), e(|r| r.p99_ms), e(|r| r.p999_ms));
-            out.push_str(&format!(
-                "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{:.4},{:.4},{:.3},{:.1}\n",
-                s.name(), m.key(), p99.n, p50.median, p50.lo, p50.hi, p99.median, p99.lo, p99.hi, p999.median, p999.lo, p999.hi,
-                e(|r| r.achieved_rate).median, e(|r| r.progress_per_s).median, e(|r| r.offline_cpu).median, e(|r| r.node_util).median,
-                e(|r| r.agent_cpu_pct).median, e(|r| r.agent_rss_mib).median
-            ));
-        }
-    }
-    out
-}
-
-/// The markdown table with the goals checked per scenario.
-pub fn table(cfg: &Config, results: &[RunResult], took: Duration) -> String {
-    let mut t = String::new();
-    t.push_str(&format!(
-        "nginx-light (1 worker, {} B file) at {:.0} req/s open loop; {} × 1-vCPU workload-guest VMs; each run {:.0} s ({:.0} s recorded); {} repetitions, modes interleaved; medians with bootstrap 95 % intervals. Total time {:.1} min.\n\n",
-        cfg.file_size, cfg.rate, cfg.vms, cfg.duration.as_secs_f64(), (cfg.duration - cfg.warmup).as_secs_f64(), cfg.repeats, took.as_secs_f64() / 60.0
-    ));
-    for &s in &cfg.scenarios {
-        t.push_str(&format!("### {} hog\n\n", s.name()));
-        t.push_str("| mode | p50 ms | p99 ms | p99.9 ms | req/s | offline progress /s | offline CPU (cores) | node CPU | agent CPU | steal |\n|---|---|---|---|---|---|---|---|---|---|\n");
-        for &m in &cfg.modes {
-            let e = |f: fn(&RunResult) -> f64| est(results, s, m, f);
-            if e(|r| r.p99_ms).n == 0 {
-                continue;
-            }
-            let agent = if m == Mode::Alone {
-                "–".to_string()
-            } else {
-                format!("{:.2} %", e(|r| r.agent_cpu_pct).median)
-            };
-            t.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.0} % | {} | {:.2} % |\n",
-                m.name(),
-                e(|r| r.p50_ms).show(3),
-                e(|r| r.p99_ms).show(3),
-                e(|r| r.p999_ms).show(2),
-                e(|r| r.achieved_rate).median,
-                e(|r| r.progress_per_s).show(0),
-                e(|r| r.offline_cpu).median,
-                e(|r| r.node_util).median * 100.0,
-                agent,
-                e(|r| r.steal).median * 100.0,
-            ));
-        }
-        let alone = est(results, s, Mode::Alone, |r| r.p99_ms);
-        let colo = est(results, s, Mode::Colo, |r| r.p99_ms);
-        let idle = est(results, s, Mode::Alone, |r| r.idle_cpu);
-        let off = est(results, s, Mode::Colo, |r| r.offline_cpu);
-        let stat = est(results, s, Mode::Static, |r| r.p99_ms);
-        if alone.n > 0 && colo.n > 0 {
-            let ratio = colo.median / alone.median;
-            t.push_str(&format!(
-                "\n- latency goal p99(4) ≤ 1.05 × p99(1): {:.3} vs {:.3} ms = {:.2}× — {}\n",
-                colo.median,
-                alone.median,
-                ratio,
-                if ratio <= 1.05 { "met" } else { "NOT met" }
-            ));
-            let share = off.median / idle.median.max(1e-9);
-            t.push_str(&format!(
-                "- offline CPU goal ≥ 80 % of the CPU (1) leaves idle: {:.2} of {:.2} cores = {:.0} % — {}\n",
-                off.median, idle.median, share * 100.0, if share >= 0.8 { "met" } else { "NOT met" }
-            ));
-            if stat.n > 0 && stat.median <= 1.05 * alone.median {
-                let ps = est(results, s, Mode::Static, |r| r.progress_per_s);
-                let pc = est(results, s, Mode::Colo, |r| r.progress_per_s);
-                let verdict = if pc.median >= ps.median {
-                    "met".to_string()
-                } else if pc.median >= ps.lo {
-                    format!(
-                        "NOT met strictly (colo's median lies inside static's 95 % interval [{:.0}, {:.0}]: no measurable difference)",
-                        ps.lo, ps.hi
-                    )
-                } else {
-                    "NOT met".to_string()
-                };
-                t.push_str(&format!(
-                    "- (3) meets the latency goal ({:.3} ms): colo progress {:.0}/s vs static {:.0}/s — {verdict}\n",
-                    stat.median, pc.median, ps.median
-                ));
-            }
-        }
-        t.push('\n');
-    }
-    t
 }
 
 #[cfg(test)]

@@ -23,6 +23,19 @@ pub enum HostError {
     /// Something the benchmark needs is missing.
     #[error("{0}")]
     Missing(String),
+    /// A run did not measure the online service, and the benchmark stopped rather than report
+    /// figures of a service that did not serve.
+    #[error(
+        "{run}: INVALID run, the online service was not measured; stopping: {cause}\n  {evidence}"
+    )]
+    NotMeasured {
+        /// Which run (benchmark, scenario, mode, repetition or trial).
+        run: String,
+        /// Why it is invalid.
+        cause: crate::validity::InvalidRun,
+        /// The load generator's counts and the service's error log.
+        evidence: String,
+    },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> HostError + 'a {

@@ -1,7 +1,8 @@
 //! colo's QoS benchmarks: an open-loop HTTP load generator ([`loadgen`]), the headline benchmark
 //! ([`headline`]: nginx beside offline MicroVMs, alone / unlimited / static weight / colo), the
 //! reaction benchmark ([`reaction`]) and the agent's overhead ([`overhead`]), with medians and
-//! bootstrap intervals ([`stats`]). The `colo-bench` binary drives them; see docs/qos.md.
+//! bootstrap intervals ([`stats`]); a run counts only when the online service served its load
+//! ([`validity`]). The `colo-bench` binary drives them; see docs/qos.md.
 
 pub mod headline;
 pub mod host;
@@ -10,3 +11,4 @@ pub mod overhead;
 pub mod reaction;
 pub mod services;
 pub mod stats;
+pub mod validity;

@@ -9,7 +9,7 @@
 //!
 //! The rate may step once (`step_at`, `step_rate`) for the reaction benchmark.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -76,8 +76,18 @@ pub struct LoadReport {
     pub due: u64,
     /// Of those, answered with a 2xx.
     pub ok: u64,
-    /// Of those, failed (non-2xx, broken connection) or unanswered at the end.
+    /// Of those, failed (non-2xx, broken connection) or unanswered at the end: the sum of
+    /// `error_statuses`, `broken` and `unanswered`.
     pub errors: u64,
+    /// Non-2xx answers by HTTP status (what the server said when it refused).
+    #[serde(default)]
+    pub error_statuses: BTreeMap<u16, u64>,
+    /// Requests lost to a connection that broke or to a response that could not be parsed.
+    #[serde(default)]
+    pub broken: u64,
+    /// Requests still unanswered 2 s after the end.
+    #[serde(default)]
+    pub unanswered: u64,
     /// Answered requests per second in the recorded interval.
     pub achieved_rate: f64,
     /// Latency percentiles, µs.
@@ -269,8 +279,9 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     let mut timeline =
         vec![0u32; bucket_ns.map_or(0, |b| usize::try_from(dur_ns / b + 1).unwrap_or(0))];
 
-    let (mut due_rec, mut ok_rec, mut err_rec, mut reconnects, mut max_backlog) =
-        (0u64, 0u64, 0u64, 0u64, 0usize);
+    let (mut due_rec, mut ok_rec, mut reconnects, mut max_backlog) = (0u64, 0u64, 0u64, 0usize);
+    let (mut broken_rec, mut unanswered_rec) = (0u64, 0u64);
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut scratch = [0u8; 16 * 1024];
 
@@ -305,7 +316,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
             backlog.pop_front();
             if !send(&mut conns[i], due) {
                 if due >= record_from {
-                    err_rec += 1;
+                    broken_rec += 1;
                 }
                 conns[i].busy = None;
                 reconnect(&ep, &mut conns[i], i, spec.addr, &connect, &mut reconnects)?;
@@ -323,10 +334,10 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                 if let Some(due) = c.busy
                     && due >= record_from
                 {
-                    err_rec += 1;
+                    unanswered_rec += 1;
                 }
             }
-            err_rec += backlog.iter().filter(|d| **d >= record_from).count() as u64;
+            unanswered_rec += backlog.iter().filter(|d| **d >= record_from).count() as u64;
             break;
         }
         // Sleep until the next due time (or 10 ms past the end while draining).
@@ -420,7 +431,7 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                                 ok_rec += 1;
                                 let _ = hist.record((done.saturating_sub(due) / 1000).max(1));
                             } else {
-                                err_rec += 1;
+                                *statuses.entry(status).or_default() += 1;
                             }
                         }
                         if !close {
@@ -429,14 +440,14 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
                     }
                     Some(Err(())) => {
                         if due >= record_from {
-                            err_rec += 1;
+                            broken_rec += 1;
                         }
                         c.busy = None;
                         close = true;
                     }
                     None if broken => {
                         if due >= record_from {
-                            err_rec += 1;
+                            broken_rec += 1;
                         }
                         c.busy = None;
                     }
@@ -470,7 +481,10 @@ pub fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
         measured_s: measured,
         due: due_rec,
         ok: ok_rec,
-        errors: err_rec,
+        errors: statuses.values().sum::<u64>() + broken_rec + unanswered_rec,
+        error_statuses: statuses,
+        broken: broken_rec,
+        unanswered: unanswered_rec,
         achieved_rate: ok_rec as f64 / measured,
         p50_us: q(0.50),
         p90_us: q(0.90),
@@ -534,6 +548,11 @@ mod tests {
 
     /// A tiny keep-alive server that answers each request after `delay`.
     fn server(delay: Duration) -> SocketAddr {
+        server_with(delay, "200 OK")
+    }
+
+    /// [`server`] answering with `status` (e.g. `404 Not Found`).
+    fn server_with(delay: Duration, status: &'static str) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -551,9 +570,9 @@ mod tests {
                         while let Some(p) = have.windows(4).position(|w| w == b"\r\n\r\n") {
                             have.drain(..p + 4);
                             std::thread::sleep(delay);
-                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                                .is_err()
-                            {
+                            let answer =
+                                format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                            if s.write_all(answer.as_bytes()).is_err() {
                                 return;
                             }
                         }
@@ -593,6 +612,30 @@ mod tests {
         .unwrap();
         assert!(r.max_backlog > 10, "{r:?}");
         assert!(r.p99_us > 100_000.0, "waiting requests count: {r:?}");
+    }
+
+    #[test]
+    fn refusals_are_counted_by_status() {
+        let addr = server_with(Duration::ZERO, "404 Not Found");
+        let r = run(&LoadSpec {
+            addr,
+            path: "/".into(),
+            rate: 200.0,
+            duration: Duration::from_millis(700),
+            warmup: Duration::from_millis(200),
+            connections: 2,
+            step_at: None,
+            step_rate: 0.0,
+            timeline_bucket: None,
+        })
+        .unwrap();
+        assert_eq!(r.ok, 0, "{r:?}");
+        assert_eq!(r.errors, r.due, "{r:?}");
+        assert_eq!(r.error_statuses.get(&404), Some(&r.due), "{r:?}");
+        assert_eq!((r.broken, r.unanswered), (0, 0), "{r:?}");
+        // The breakdown survives the JSON the bench reads back.
+        let back: LoadReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.error_statuses, r.error_statuses);
     }
 
     #[test]

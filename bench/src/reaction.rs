@@ -39,6 +39,9 @@ use crate::headline::{ONLINE, ROOT, bench_policy, reset_weight, set_low_weight};
 use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns};
 use crate::loadgen::{LoadReport, mono_ns};
 use crate::services::{Agent, AgentSetup, Bins, Nginx, VmSpec, loadgen, write_file};
+use crate::validity::{
+    self, MAX_ERROR_SHARE, MIN_RATE_SHARE, NOT_MEASURED, load_summary, log_excerpt,
+};
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -133,12 +136,25 @@ pub struct Discarded {
     pub foreign: usize,
     /// Node idle CPU before the step above `max_idle_before`.
     pub idle: usize,
+    /// nginx did not serve the load (see [`crate::validity`]).
+    pub invalid: usize,
 }
 
 impl Discarded {
     fn total(self) -> usize {
-        self.foreign + self.idle
+        self.foreign + self.idle + self.invalid
     }
+}
+
+/// The warm-up of each trial's load, not recorded.
+const TRIAL_WARMUP: Duration = Duration::from_millis(500);
+
+/// The mean rate a trial asks for over its recorded interval: `rate` until the step,
+/// `step_rate` after it.
+fn asked_rate(cfg: &Config, step_rate: f64) -> f64 {
+    let before = cfg.before.saturating_sub(TRIAL_WARMUP).as_secs_f64();
+    let after = cfg.after.as_secs_f64();
+    (cfg.rate * before + step_rate * after) / (before + after).max(1e-9)
 }
 
 /// One trial.
@@ -403,11 +419,13 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let mut trials = Vec::new();
     std::thread::sleep(cfg.rest);
     let mut discarded = Discarded::default();
+    let mut stopped = None;
     let mut attempt = 0usize;
     while trials.len() < cfg.trials {
         let i = attempt;
         attempt += 1;
         nginx.rotate_log();
+        let log_from = nginx.error_log_len();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let snap0 = CpuSnap::now();
         let h = sampler(
@@ -434,7 +452,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
             &nginx.path,
             cfg.rate,
             total,
-            Duration::from_millis(500),
+            TRIAL_WARMUP,
             &extra,
         )?;
         let mut breach_at = None;
@@ -456,6 +474,34 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let lg: LoadReport = serde_json::from_str(&text)
             .map_err(|e| HostError::Missing(format!("colo-loadgen output: {e}: {text}")))?;
+        if let Err(cause) = validity::check(&lg, asked_rate(cfg, step_rate)) {
+            let evidence = format!(
+                "{}\n  {}",
+                load_summary(&lg),
+                log_excerpt(
+                    &format!("nginx's error log {}", nginx.error_log().display()),
+                    &nginx.error_log_since(log_from),
+                    3
+                )
+            );
+            // Nothing answered: nginx is broken, not busy; a rerun only costs time. The error
+            // returned says why, after the table.
+            if lg.ok == 0 || discarded.total() >= cfg.max_redo {
+                stopped = Some(HostError::NotMeasured {
+                    run: format!("reaction run {}", i + 1),
+                    cause,
+                    evidence,
+                });
+                break;
+            }
+            discarded.invalid += 1;
+            eprintln!(
+                "colo-bench reaction: run {}: INVALID run, running it again: {cause}\n  {evidence}",
+                i + 1
+            );
+            std::thread::sleep(cfg.rest);
+            continue;
+        }
         let step = breach_at
             .or(lg.step_mono_ns)
             .ok_or_else(|| HostError::Missing("no step time".into()))?;
@@ -572,7 +618,10 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let md = table(cfg, &trials, discarded);
     write_file(&cfg.out_dir.join("reaction.md"), &md)?;
     println!("{md}");
-    Ok(trials)
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(trials),
+    }
 }
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -585,12 +634,16 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1]
 }
 
-/// "met" when every trial has a figure and their p99 is at most 100 ms.
-fn verdict(v: &mut [f64], trials: usize) -> &'static str {
-    if !v.is_empty() && v.len() == trials && pct(v, 0.99) <= 100.0 {
-        "met"
+/// "met" when every trial has a figure and their p99 is at most 100 ms; "NOT measured" when
+/// fewer valid trials ran than were asked (the bench stopped on a trial where nginx did not
+/// serve its load).
+fn verdict(v: &mut [f64], trials: usize, asked: usize) -> String {
+    if trials < asked.max(1) {
+        format!("{NOT_MEASURED} ({trials} valid trials of {asked})")
+    } else if !v.is_empty() && v.len() == trials && pct(v, 0.99) <= 100.0 {
+        "met".into()
     } else {
-        "NOT met"
+        "NOT met".into()
     }
 }
 
@@ -653,7 +706,7 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: Discarded) -> String {
     let mean =
         |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
     s.push_str(&format!(
-        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {}. Runs discarded because the node had more than {:.2} idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): {}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
+        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {}. Runs discarded because the node had more than {:.2} idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): {}. Runs discarded because nginx did not serve the load (below {:.0} % of the asked rate answered, or more than {:.1} % of requests failed): {}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
         mean(|t| t.before),
         mean(|t| t.after),
         mean(|t| t.online_before),
@@ -664,7 +717,10 @@ pub fn table(cfg: &Config, trials: &[Trial], discarded: Discarded) -> String {
         discarded.foreign,
         cfg.max_idle_before,
         discarded.idle,
-        verdict(&mut drops, trials.len()),
+        MIN_RATE_SHARE * 100.0,
+        MAX_ERROR_SHARE * 100.0,
+        discarded.invalid,
+        verdict(&mut drops, trials.len(), cfg.trials),
     ));
     s
 }
@@ -778,12 +834,17 @@ mod tests {
             idle_before: 0.0,
             idle_after: 0.0,
         };
+        let cfg = Config {
+            trials: 2,
+            ..Config::default()
+        };
         let t = table(
-            &Config::default(),
+            &cfg,
             &[trial(20.0, 10.0), trial(40.0, 40.0)],
             Discarded {
                 foreign: 1,
                 idle: 2,
+                invalid: 3,
             },
         );
         assert!(
@@ -807,7 +868,31 @@ mod tests {
             t.contains("0.25 idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): 2."),
             "{t}"
         );
+        assert!(
+            t.contains(
+                "(below 95 % of the asked rate answered, or more than 0.1 % of requests failed): 3."
+            ),
+            "{t}"
+        );
         assert!(t.contains("(offline CPU drop after the step): met."), "{t}");
+        // The bench stopped after one trial of the two asked: no verdict from it.
+        let t = table(&cfg, &[trial(20.0, 10.0)], Discarded::default());
+        assert!(
+            t.contains("(offline CPU drop after the step): NOT measured (1 valid trials of 2)."),
+            "{t}"
+        );
+        let t = table(&cfg, &[], Discarded::default());
+        assert!(t.contains("NOT measured (0 valid trials of 2)."), "{t}");
+    }
+
+    #[test]
+    fn a_trial_asks_the_mean_of_its_two_rates() {
+        // 3 s at 3,000 req/s (the first 0.5 s not recorded), then 3 s at 6,000.
+        let r = asked_rate(&Config::default(), 6000.0);
+        assert!(
+            (r - (3000.0 * 2.5 + 6000.0 * 3.0) / 5.5).abs() < 1e-9,
+            "{r}"
+        );
     }
 
     #[test]

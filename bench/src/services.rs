@@ -84,8 +84,17 @@ impl Nginx {
             path: www.clone(),
             source,
         })?;
+        // Workers run as the bench's own user (root), not nginx's default `nobody`: an `--out`
+        // made by `mktemp -d` (mode 0700) or a tight umask would keep `nobody` out of the
+        // document root, and every request would fail.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root root;\n"
+        } else {
+            ""
+        };
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {logs}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+            "{user}worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {logs}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
              http {{\n  access_log {logs}/access.log;\n  keepalive_requests 100000000;\n  keepalive_timeout 600s;\n\
              server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    root {www};\n  }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
@@ -125,6 +134,28 @@ impl Nginx {
             path: "/index.html".into(),
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// nginx's error log (kept for the whole benchmark; [`Nginx::error_log_since`] reads a run's
+    /// part).
+    pub fn error_log(&self) -> PathBuf {
+        self.dir.join("logs/error.log")
+    }
+
+    /// The error log's length now, to read what a run adds.
+    pub fn error_log_len(&self) -> u64 {
+        std::fs::metadata(self.error_log()).map_or(0, |m| m.len())
+    }
+
+    /// What the error log gained since it was `offset` bytes long.
+    pub fn error_log_since(&self, offset: u64) -> String {
+        let Ok(bytes) = std::fs::read(self.error_log()) else {
+            return String::new();
+        };
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
     }
 
     /// Truncates the access log (it grows by ~100 bytes per request).

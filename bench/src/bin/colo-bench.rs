@@ -126,6 +126,18 @@ fn main() {
             max_steal,
         } => {
             let parse_all = || -> Result<(Vec<Scenario>, Vec<Mode>), String> {
+                // Checked before any VM starts: the load generator refuses a run with nothing
+                // recorded, and that would surface only after the first run's setup.
+                if duration <= warmup {
+                    return Err(format!(
+                        "--duration {duration} must be longer than --warmup {warmup} (seconds; the warm-up is not recorded)"
+                    ));
+                }
+                if !(rate > 0.0 && rate.is_finite()) {
+                    return Err(format!(
+                        "--rate {rate} must be a positive number of requests per second"
+                    ));
+                }
                 let s = scenarios
                     .iter()
                     .map(|x| {
