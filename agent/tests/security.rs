@@ -588,3 +588,45 @@ fn reports_names_and_echoes_are_bounded() {
         "an audit line echoed a huge input"
     );
 }
+
+#[test]
+fn a_vmm_moved_out_of_its_cgroup_is_evicted_with_the_reason() {
+    let test = "a_vmm_moved_out_of_its_cgroup_is_evicted_with_the_reason";
+    let Some(_lock) = common::vm_guard(test) else {
+        return;
+    };
+    let agent = TestAgent::start(Options::default());
+    let job = rt().block_on(async {
+        let mut c = agent.client().await;
+        let j = common::submit(&mut c, common::workload("moved", 0, 600, 0)).await;
+        common::wait_for(&mut c, &j.id, Duration::from_secs(30), |j| {
+            common::state(j) == pb::JobState::Running
+        })
+        .await
+    });
+    // Behind the agent's back: the VMM leaves its job cgroup for the test's own root (a cgroup
+    // this test created), where no job limit applies.
+    let hierarchy = common::CONTROLLERS[0];
+    let root_procs = agent.cgroup.dir(hierarchy).join("cgroup.procs");
+    std::fs::write(&root_procs, job.vmm_pid.to_string()).unwrap();
+    let t0 = Instant::now();
+    let ended = rt().block_on(async {
+        let mut c = agent.client().await;
+        common::wait_end(&mut c, &job.id, Duration::from_secs(30)).await
+    });
+    assert_eq!(
+        (common::state(&ended), common::reason(&ended)),
+        (pb::JobState::Preempted, pb::EndReason::Evicted),
+        "{ended:?}"
+    );
+    assert!(
+        ended.message.contains("is no longer in its cgroup"),
+        "{}",
+        ended.message
+    );
+    eprintln!(
+        "{test}: ended {:.1} s after the move: {}",
+        t0.elapsed().as_secs_f64(),
+        ended.message
+    );
+}

@@ -490,6 +490,16 @@ impl JobCgroup {
         self.job.procs()
     }
 
+    /// The first of the job's cgroup directories (one per hierarchy on v1) that no longer holds
+    /// process `pid`: removed, or the process moved out of it behind the agent's back. `None`
+    /// while every limit still applies to it.
+    pub fn lost(&self, pid: u32) -> Option<PathBuf> {
+        self.job
+            .dirs()
+            .into_iter()
+            .find(|d| files::read_pids(&d.join("cgroup.procs")).map_or(true, |p| !p.contains(&pid)))
+    }
+
     /// Usage of the job: CPU and memory of the whole VMM, IO of its block devices, throttled
     /// time summed over the job and its `vcpu` and `io` children.
     pub fn stats(&self) -> CgroupStats {

@@ -18,6 +18,9 @@ use crate::registry::JobPaths;
 use crate::spawn::{self, LaunchSpec, WaitStatus};
 use crate::vmm::{self, ExitRecord, VmState};
 
+/// How often a running job's cgroup membership is checked.
+const CGROUP_CHECK: Duration = Duration::from_secs(2);
+
 /// Requests to a job's supervisor.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -437,6 +440,10 @@ impl Supervisor {
                 tokio::time::Instant::now()
                     + Duration::from_millis(total_ms.saturating_sub(elapsed_ms))
             });
+        // Its cgroups are checked now and then: a VMM moved out of them, or cgroups removed
+        // underneath, would run without its limits (and read zero in every metric).
+        let mut cgroup_check = tokio::time::interval(CGROUP_CHECK);
+        cgroup_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let pidfd = self.pidfd.as_ref()?;
             let deadline_armed = deadline.is_some() && self.rec.stop.is_none();
@@ -462,6 +469,12 @@ impl Supervisor {
                     };
                     self.begin_stop(intent).await;
                 }
+                _ = cgroup_check.tick(), if self.rec.stop.is_none() => {
+                    if let Some(intent) = self.cgroup_lost() {
+                        tracing::error!(job = %self.rec.id, reason = %intent.reason, "the job's cgroups were changed underneath; evicting it");
+                        self.begin_stop(intent).await;
+                    }
+                }
                 _ = tokio::time::sleep_until(self.kill_at.unwrap_or(far)), if self.kill_at.is_some() => {
                     tracing::warn!(job = %self.rec.id, grace = ?self.inner.cfg.stop_grace, "VMM still running after the stop grace; killing it");
                     self.kill();
@@ -469,6 +482,29 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// A stop for a VMM that left its cgroups (or whose cgroups were removed), if it did.
+    fn cgroup_lost(&self) -> Option<StopIntent> {
+        let pid = self.rec.vmm.as_ref()?.pid;
+        let dir = match self.cgroup.as_ref() {
+            Some(cg) => cg.lost(pid)?,
+            // Re-adopted, but its cgroups were gone by then.
+            None => self
+                .inner
+                .cgroups
+                .offline_dirs()
+                .first()
+                .map_or_else(|| self.rec.id.clone().into(), |d| d.join(&self.rec.id)),
+        };
+        Some(StopIntent {
+            kind: StopKind::Evict,
+            reason: format!(
+                "its VMM (pid {pid}) is no longer in its cgroup {} (removed or moved behind the agent's back), so its limits no longer hold",
+                dir.display()
+            ),
+            requested_unix_ms: now_ms(),
+        })
     }
 
     async fn handle(&mut self, cmd: Command) -> Option<Outcome> {
