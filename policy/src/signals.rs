@@ -78,12 +78,12 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
             );
         }
     };
-    // Without per-cgroup PSI (cgroup v1, or no online service) `auto` reads the system-wide
-    // files for memory only: their CPU and IO figures also count the VMs' own stalls (two busy
-    // vCPUs on two CPUs stall each other), so they would squeeze and evict busy VMs with no
-    // online service suffering. `system` reads all of them, as the operator asked.
+    // Without per-cgroup PSI (cgroup v1, or no online service) `auto` reads no PSI at all: the
+    // system-wide figures count every task's stalls — the VMs' own (two busy vCPUs on two CPUs
+    // stall each other), a build's reclaim — and would squeeze and evict busy VMs with no online
+    // service suffering. Node memory in use (`memory.evict_at`) still protects the node. `system`
+    // reads the system-wide files, as the operator asked.
     let system_scope = matches!(p.psi_scope, PsiScope::System);
-    let mut node_psi_needed = system_scope || s.online.is_empty();
     let cpu_attributable = cpu_attributable(p, s);
     for o in &s.online {
         let svc = Some(o.service);
@@ -113,20 +113,12 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
         if let Some(v) = o.io_utilisation {
             one(Res::Io, Signal::IoUtilisation, v, p.io_utilisation, svc);
         }
-        match (p.psi_scope, &o.psi) {
-            (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) => {
-                psi_readings(&mut one, p, ps, svc, cpu_attributable)
-            }
-            (PsiScope::Auto, None) => node_psi_needed = true,
-            _ => {}
+        if let (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) = (p.psi_scope, &o.psi) {
+            psi_readings(&mut one, p, ps, svc, cpu_attributable);
         }
     }
-    if node_psi_needed && let Some(ps) = &s.node.psi {
-        if system_scope {
-            psi_readings(&mut one, p, ps, None, cpu_attributable);
-        } else {
-            memory_psi_readings(&mut one, p, ps, None);
-        }
+    if system_scope && let Some(ps) = &s.node.psi {
+        psi_readings(&mut one, p, ps, None, cpu_attributable);
     }
 }
 
@@ -159,18 +151,6 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
             svc,
         );
     }
-    memory_psi_readings(one, p, ps, svc);
-    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
-    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
-}
-
-#[inline]
-fn memory_psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
-    one: &mut F,
-    p: &Params,
-    ps: &PsiSample,
-    svc: Option<u32>,
-) {
     one(
         Res::Memory,
         Signal::PsiMemorySome,
@@ -185,6 +165,8 @@ fn memory_psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
         p.psi_memory_full,
         svc,
     );
+    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
+    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
 }
 
 /// Reads every configured signal of `s` into levels (no reasons: those are found on demand).
@@ -368,29 +350,17 @@ mod tests {
         assert!(!a.cpu.high && !a.cpu.all_low);
     }
 
+    /// System-wide PSI also counts the VMs' own stalls and any other task's: under `auto` it
+    /// never squeezes or evicts on a node without per-cgroup PSI (v1) or without online
+    /// services; `system` opts in.
     #[test]
-    fn auto_scope_falls_back_to_system_psi_without_cgroup_psi() {
-        let p = params();
-        let mut s = NodeSample::default();
-        s.node.psi = Some(PsiSample {
-            memory_full: 0.5,
-            ..Default::default()
-        });
-        s.online.push(OnlineSample::default());
-        assert!(assess(&p, &s).memory.high);
-        s.online[0].psi = Some(PsiSample::default());
-        assert!(!assess(&p, &s).memory.high);
-    }
-
-    /// System-wide CPU and IO PSI also count the VMs' own stalls: under `auto` they never
-    /// squeeze on a node without per-cgroup PSI (v1) or without online services; `system` opts in.
-    #[test]
-    fn auto_scope_ignores_system_cpu_and_io_psi() {
+    fn auto_scope_ignores_system_psi() {
         let busy_vms = PsiSample {
             cpu_some: 0.9,
             io_some: 0.9,
             io_full: 0.9,
-            ..Default::default()
+            memory_some: 0.9,
+            memory_full: 0.9,
         };
         let p = params();
         for online in [vec![], vec![OnlineSample::default()]] {
@@ -400,6 +370,7 @@ mod tests {
             let a = assess(&p, &s);
             assert!(!a.cpu.high && a.cpu.all_low, "{a:?}");
             assert!(!a.io.high && a.io.all_low, "{a:?}");
+            assert!(!a.memory.high && a.memory.all_low, "{a:?}");
             assert_eq!(worst_high(&p, &s, Res::Cpu), None);
         }
         let mut p = params();
@@ -407,7 +378,7 @@ mod tests {
         let mut s = NodeSample::default();
         s.node.psi = Some(busy_vms);
         let a = assess(&p, &s);
-        assert!(a.cpu.high && a.io.high, "{a:?}");
+        assert!(a.cpu.high && a.io.high && a.memory.high, "{a:?}");
         // Per-cgroup PSI (v2) still counts for every resource under `auto`.
         let p = params();
         s.online.push(OnlineSample {
@@ -415,6 +386,6 @@ mod tests {
             ..Default::default()
         });
         let a = assess(&p, &s);
-        assert!(a.cpu.high && a.io.high, "{a:?}");
+        assert!(a.cpu.high && a.io.high && a.memory.high, "{a:?}");
     }
 }

@@ -24,8 +24,8 @@ pub struct Threshold<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PsiScope {
-    /// Each online service's cgroup where it has PSI (v2); otherwise only the system-wide memory
-    /// figures (system CPU and IO PSI also count the VMs' own stalls).
+    /// Each online service's cgroup where it has PSI (v2); otherwise none (system-wide PSI also
+    /// counts the VMs' own stalls and every other task's).
     #[default]
     Auto,
     /// Each online service's cgroup (`<cgroup>/{cpu,memory,io}.pressure`, v2 only).
