@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! <state_dir>/jobs/<id>/job.json      the record (spec, state, VMM pid + start time, outcome)
-//! <state_dir>/jobs/<id>/serial.log    the guest's serial console
-//! <state_dir>/jobs/<id>/vmm.log       the VMM's log (--log)
+//! <state_dir>/jobs/<id>/serial.log    the guest's serial console (.1: its older half, once
+//!                                     it reached half of offline.log_limit)
+//! <state_dir>/jobs/<id>/vmm.log       the VMM's log (--log; .1 likewise)
 //! <state_dir>/jobs/<id>/vmm.out       the VMM's stdout and stderr
 //! <state_dir>/jobs/<id>/control.sock  the VMM's control socket (while it runs)
 //! <state_dir>/jobs/<id>/exit.json     the VMM's exit record (until the agent absorbs it)

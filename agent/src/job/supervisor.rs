@@ -195,7 +195,8 @@ impl Supervisor {
         self.cgroup = Some(cgroup.clone());
         self.inner.set_cgroup(&self.rec.id, Some(cgroup.clone()));
 
-        let args = vmm::run_args(&self.rec.spec, &self.paths, &self.inner.cfg.workload_guest);
+        let cfg = &self.inner.cfg;
+        let args = vmm::run_args(&self.rec.spec, &self.paths, &cfg.workload_guest, cfg.log_limit);
         let program = self.inner.cfg.vmm_binary.clone();
         let output = self.paths.output.clone();
         let placement = cgroup.placement();

@@ -120,6 +120,11 @@ pub struct OfflineConfig {
     #[serde(with = "duration")]
     #[schemars(with = "duration::Schema")]
     pub retention: Duration,
+    /// Most bytes a job's serial console (`serial.log` with `serial.log.1`), its VMM log
+    /// (`vmm.log` with `vmm.log.1`) and its VMM output (`vmm.out`) may each hold: the oldest
+    /// output is dropped beyond it, and the dropped bytes are counted (a guest decides how much
+    /// it prints; without a bound it could fill the state directory).
+    pub log_limit: ByteSize,
 }
 
 impl Default for OfflineConfig {
@@ -138,6 +143,7 @@ impl Default for OfflineConfig {
             stop_grace: Duration::from_secs(5),
             drain_on_shutdown: false,
             retention: Duration::from_secs(24 * 3600),
+            log_limit: ByteSize::mib(16),
         }
     }
 }
