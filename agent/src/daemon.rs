@@ -58,6 +58,22 @@ fn lock_state_dir(dir: &std::path::Path) -> Result<StateLock, DaemonError> {
     Ok(StateLock { _file: file })
 }
 
+/// Removes the API socket file when dropped, so a start that fails after binding it (a bad
+/// `api.tcp`, `metrics.listen`, ...) leaves no socket behind. Only a socket is removed: a file of
+/// another kind in its place was never ours.
+#[derive(Debug)]
+struct SocketFile<'a>(&'a std::path::Path);
+
+impl Drop for SocketFile<'_> {
+    fn drop(&mut self) {
+        if std::fs::symlink_metadata(self.0)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+}
+
 /// Opens the cgroup subtree, resolving a slice-name root against the agent's own cgroup.
 fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
     let mut cg = settings.cgroup.clone();
@@ -160,6 +176,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
     let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
+    let _socket_file = SocketFile(&settings.socket);
     let unix = server::bind_unix(&settings.socket, settings.socket_group.as_deref())
         .map_err(setup("api.socket"))?;
     {

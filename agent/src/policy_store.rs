@@ -127,4 +127,26 @@ mod tests {
         let d = PolicyStore::open(vec![dir.path().join("none.yaml")]).unwrap();
         assert!(d.current().files.is_empty());
     }
+
+    #[test]
+    fn a_fifo_as_the_policy_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.yaml");
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(PolicyStore::open(vec![f]).map(|_| ()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the agent's policy loading blocked on a FIFO")
+            .unwrap_err();
+        assert!(e.contains(&fifo.display().to_string()), "{e}");
+        assert!(e.contains("must be a regular file"), "{e}");
+    }
 }

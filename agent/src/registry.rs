@@ -2,10 +2,16 @@
 //! `job.json` written atomically (temporary file, fsync, rename, fsync of the directory), so
 //! that a crash at any moment leaves either the old or the new record, never a torn one.
 //!
+//!
+//! A save that fails leaves nothing behind: its `job.json.tmp` is removed, and so is the job's
+//! directory when that save created it. A full state directory is named as such
+//! ([`RegistryError::Full`]).
+//!
 //! ```text
 //! <state_dir>/jobs/<id>/job.json      the record (spec, state, VMM pid + start time, outcome)
-//! <state_dir>/jobs/<id>/serial.log    the guest's serial console
-//! <state_dir>/jobs/<id>/vmm.log       the VMM's log (--log)
+//! <state_dir>/jobs/<id>/serial.log    the guest's serial console (.1: its older half, once
+//!                                     it reached half of offline.log_limit)
+//! <state_dir>/jobs/<id>/vmm.log       the VMM's log (--log; .1 likewise)
 //! <state_dir>/jobs/<id>/vmm.out       the VMM's stdout and stderr
 //! <state_dir>/jobs/<id>/control.sock  the VMM's control socket (while it runs)
 //! <state_dir>/jobs/<id>/exit.json     the VMM's exit record (until the agent absorbs it)
@@ -30,6 +36,21 @@ pub enum RegistryError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The state directory has no space (or quota) left.
+    #[error(
+        "the state directory {dir} is full ({what}): cannot {op} {path}; free space there or \
+         move offline.state_dir"
+    )]
+    Full {
+        /// The state directory.
+        dir: PathBuf,
+        /// `No space left on device` or `Disk quota exceeded`.
+        what: &'static str,
+        /// What was done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// A record could not be encoded.
     #[error("registry: cannot encode the record of job {id}: {source}")]
     Encode {
@@ -45,6 +66,34 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Re
         op,
         path: path.into(),
         source,
+    }
+}
+
+impl RegistryError {
+    /// Names a full state directory `dir` as such; other errors pass unchanged.
+    fn full_in(self, dir: &Path) -> Self {
+        let what = match &self {
+            Self::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOSPC) => "No space left on device",
+                Some(libc::EDQUOT) => "Disk quota exceeded",
+                _ => return self,
+            },
+            _ => return self,
+        };
+        match self {
+            Self::Io { op, path, .. } => Self::Full {
+                dir: dir.into(),
+                what,
+                op,
+                path,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the state directory is full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full { .. })
     }
 }
 
@@ -117,9 +166,32 @@ impl Registry {
 
     /// Writes `record` atomically; `durable: false` skips the fsyncs, for changes an agent
     /// restart can recover without the record (the VMM's pid is also in the job's cgroup, a
-    /// Running state is re-derived from the VMM).
+    /// Running state is re-derived from the VMM). On failure nothing is left behind: no
+    /// temporary file, and no directory if this save created it.
     pub fn save_with(&self, record: &JobRecord, durable: bool) -> Result<(), RegistryError> {
         let p = self.paths(&record.id);
+        let created = !p.dir.exists();
+        let r = self.write_record(&p, record, durable);
+        if r.is_err() {
+            let _ = fs::remove_file(p.dir.join("job.json.tmp"));
+            if created {
+                let _ = fs::remove_dir_all(&p.dir);
+            }
+        }
+        r.map_err(|e| e.full_in(self.state_dir()))
+    }
+
+    /// The state directory (the parent of `jobs/`).
+    pub fn state_dir(&self) -> &Path {
+        self.jobs.parent().unwrap_or(&self.jobs)
+    }
+
+    fn write_record(
+        &self,
+        p: &JobPaths,
+        record: &JobRecord,
+        durable: bool,
+    ) -> Result<(), RegistryError> {
         fs::create_dir_all(&p.dir).map_err(io("create", &p.dir))?;
         let bytes = serde_json::to_vec_pretty(record).map_err(|source| RegistryError::Encode {
             id: record.id.clone(),
@@ -263,5 +335,36 @@ mod tests {
             reg.paths("b").control,
             dir.path().join("jobs/b/control.sock")
         );
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let a = record("a", 1);
+        reg.save(&a).unwrap();
+        // A directory in the record's place makes the rename fail.
+        fs::remove_file(dir.path().join("jobs/a/job.json")).unwrap();
+        fs::create_dir_all(dir.path().join("jobs/a/job.json/x")).unwrap();
+        let e = reg.save(&a).unwrap_err();
+        assert!(!e.is_full(), "{e}");
+        assert!(!dir.path().join("jobs/a/job.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_full_disk_names_the_state_directory() {
+        let e = io("write", Path::new("/s/jobs/j/job.json.tmp"))(
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        )
+        .full_in(Path::new("/s"));
+        assert!(e.is_full());
+        assert_eq!(
+            e.to_string(),
+            "the state directory /s is full (No space left on device): cannot write \
+             /s/jobs/j/job.json.tmp; free space there or move offline.state_dir"
+        );
+        let other = io("write", Path::new("/x"))(std::io::Error::from_raw_os_error(libc::EIO))
+            .full_in(Path::new("/s"));
+        assert!(!other.is_full());
     }
 }

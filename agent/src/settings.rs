@@ -156,6 +156,7 @@ impl AgentSettings {
         manager.start_timeout = o.start_timeout;
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
+        manager.log_limit = o.log_limit.bytes();
         let node_name = config.node.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -245,13 +246,14 @@ mod tests {
         assert_eq!(s.manager.limits.max_vcpus, 4);
         std::fs::write(
             &p,
-            "cgroup:\n  root: /colo-test\n  version: v1\noffline:\n  state_dir: /tmp/x\n  memory: 32MiB\n  budget:\n    cpu: 1.5\n    memory: 1GiB\n  stop_grace: 2s\napi:\n  socket: /tmp/a.sock\nmetrics:\n  listen: null\n",
+            "cgroup:\n  root: /colo-test\n  version: v1\noffline:\n  state_dir: /tmp/x\n  memory: 32MiB\n  budget:\n    cpu: 1.5\n    memory: 1GiB\n  stop_grace: 2s\n  log_limit: 1MiB\napi:\n  socket: /tmp/a.sock\nmetrics:\n  listen: null\n",
         )
         .unwrap();
         let s = AgentSettings::load(&p, host()).unwrap();
         assert_eq!(s.manager.budget.cpu_millicores, 1500);
         assert_eq!(s.manager.budget.memory_bytes, 1 << 30);
         assert_eq!(s.manager.stop_grace, Duration::from_secs(2));
+        assert_eq!(s.manager.log_limit, 1 << 20);
         assert_eq!(s.metrics_listen, None);
         assert_eq!(s.cgroup.version, Some(CgroupVersion::V1));
         std::fs::write(&p, "offline:\n  memory: lots\n").unwrap();

@@ -542,3 +542,71 @@ fn socket_permissions_metrics_and_tls() {
         assert!(body.contains(m), "missing {m:?} in\n{body}");
     }
 }
+
+/// Waits (at most 20 s) for the agent process to exit on its own.
+fn wait_exit(agent: &mut TestAgent) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+            agent.child = None;
+            return st;
+        }
+        assert!(Instant::now() < deadline, "the agent did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_start_that_fails_after_binding_the_socket_removes_it() {
+    let Some(_lock) = guard("a_start_that_fails_after_binding_the_socket_removes_it") else {
+        return;
+    };
+    let mut agent = TestAgent::start(Options::default());
+    let good = std::fs::read_to_string(&agent.config).unwrap();
+
+    // A second agent on the same state directory fails before binding: the first one's socket
+    // stays.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_colo-agent"))
+        .arg("--config")
+        .arg(&agent.config)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another colo-agent holds"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        agent.socket.exists(),
+        "the serving agent's socket was removed"
+    );
+    agent.terminate();
+    assert!(!agent.socket.exists());
+
+    // TLS material that cannot be read: api.tcp fails after the Unix socket was bound.
+    let bad_tcp = good.replace(
+        "api:\n",
+        "api:\n  tcp:\n    listen: 127.0.0.1:0\n    cert: /nonexistent/agent.crt\n    key: /nonexistent/agent.key\n",
+    );
+    // A taken port: metrics.listen fails after both.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bad_metrics = good.replace(
+        "metrics:\n  listen: null\n",
+        &format!("metrics:\n  listen: {}\n", taken.local_addr().unwrap()),
+    );
+    assert_ne!(bad_metrics, good);
+    for (yaml, cause) in [(bad_tcp, "api.tcp"), (bad_metrics, "metrics.listen")] {
+        std::fs::write(&agent.config, yaml).unwrap();
+        agent.spawn();
+        let st = wait_exit(&mut agent);
+        assert!(!st.success(), "{st:?}");
+        let log = agent.log_text();
+        assert!(log.contains(cause), "{log}");
+        assert!(
+            !agent.socket.exists(),
+            "{cause}: the socket was left behind"
+        );
+    }
+}

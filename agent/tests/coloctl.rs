@@ -117,3 +117,59 @@ fn coloctl_submits_follows_lists_and_cancels() {
     assert!(text(&o).contains("policy reloaded"), "{}", text(&o));
     assert!(agent.offline_leftovers().is_empty());
 }
+
+#[test]
+fn coloctl_exits_quietly_when_its_reader_has_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let test = "coloctl_exits_quietly_when_its_reader_has_gone";
+    if !colo_testkit::root_or_skip(test) {
+        return;
+    }
+    let _lock = colo_testkit::host_lock();
+    let agent = TestAgent::start(Options::default());
+    for args in [
+        &["node"][..],
+        &["node", "-o", "json"],
+        &["list"],
+        &["get", "nope"],
+    ] {
+        // `coloctl node | head -3` with the reader gone before coloctl writes: a real pipe
+        // whose read end is closed, so the first write fails with EPIPE.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coloctl"))
+            .arg("--socket")
+            .arg(&agent.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "coloctl {args:?} hangs");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!stderr.contains("panicked"), "coloctl {args:?}: {stderr}");
+        if args[0] == "get" {
+            // An error still goes to stderr, with its status.
+            assert_eq!(status.code(), Some(3), "{stderr}");
+            assert!(stderr.contains("not found"), "{stderr}");
+        } else {
+            assert!(
+                status.success() || status.signal() == Some(libc::SIGPIPE),
+                "coloctl {args:?}: {status:?} {stderr}"
+            );
+            assert_eq!(stderr, "", "coloctl {args:?} says nothing");
+        }
+    }
+}

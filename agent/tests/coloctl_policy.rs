@@ -121,3 +121,49 @@ fn the_schema_command_prints_the_committed_schemas() {
     let committed = std::fs::read(repo_root().join("config/schema/agent.schema.json")).unwrap();
     assert_eq!(out.stdout, committed);
 }
+
+#[test]
+fn a_fifo_is_refused_at_once_naming_the_path() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("policy.yaml");
+    nix::unistd::mkfifo(
+        &fifo,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    for cmd in ["check", "show"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coloctl"))
+            .args(["policy", cmd])
+            .arg(&fifo)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("coloctl policy {cmd} blocked on a FIFO for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{}:1:1: is not a regular file (it is a FIFO); a configuration or policy file \
+                 must be a regular file",
+                fifo.display()
+            )),
+            "{text}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -40,7 +41,8 @@ impl Source {
         }
     }
 
-    /// Reads one file, refusing files larger than [`MAX_FILE_BYTES`].
+    /// Reads one file, refusing files larger than [`MAX_FILE_BYTES`] and anything but a regular
+    /// file (a FIFO or a device would block the reader or never end).
     pub fn read(path: &Path) -> Result<Self, ConfigErrors> {
         let name = path.display().to_string();
         let io_err = |message: String| ConfigError {
@@ -54,7 +56,24 @@ impl Source {
             allowed: None,
             suggestion: None,
         };
-        let file = fs::File::open(path).map_err(|e| io_err(format!("cannot open: {e}")))?;
+        // O_NONBLOCK: opening a FIFO without a writer must not wait for one; the type is then
+        // checked on the open file, so a path swapped after a check cannot slip through.
+        let file = fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| io_err(format!("cannot open: {e}")))?;
+        let kind = file
+            .metadata()
+            .map_err(|e| io_err(format!("cannot stat: {e}")))?
+            .file_type();
+        if !kind.is_file() {
+            return Err(ConfigErrors::one(io_err(format!(
+                "is not a regular file (it is {}); a configuration or policy file must be a \
+                 regular file",
+                file_kind(kind)
+            ))));
+        }
         let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
@@ -72,6 +91,23 @@ impl Source {
             ))
         })?;
         Ok(Self { name, text })
+    }
+}
+
+/// What a non-regular file is, for messages.
+fn file_kind(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -416,6 +452,48 @@ mod tests {
         assert_eq!(p, Policy::default());
         let a = parse_agent(&Source::new("a.yaml", "")).unwrap();
         assert_eq!(a, AgentConfig::default());
+    }
+
+    /// Runs `f` on a thread; panics if it does not return within 10 s (it blocked).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading blocked for 10 s")
+    }
+
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.yaml");
+        mkfifo(&fifo);
+        let f = fifo.clone();
+        let e = within_10s(move || policy_sources(&[f]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(&format!("{}:1:1: ", fifo.display())), "{e}");
+        assert!(
+            e.contains("is not a regular file (it is a FIFO)")
+                && e.contains("must be a regular file"),
+            "{e}"
+        );
+        let f = fifo.clone();
+        let e = within_10s(move || load_agent(&f)).unwrap_err().to_string();
+        assert!(e.contains("must be a regular file"), "{e}");
+        // Special files too: a device would never end.
+        let e = within_10s(|| Source::read(Path::new("/dev/zero")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it is a character device"), "{e}");
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn the_agents_job_runtime_fields_are_checked() {
     assert_eq!(a.offline.stop_grace, std::time::Duration::from_secs(2));
     assert!(a.offline.drain_on_shutdown);
     let e = errors(
-        "offline:\n  vmm: colo-vmm\n  vcpus: 2\n  max_vcpus: 1\n  memory_overhead: 1MiB\n  start_timeout: 0s\n  retention: 1s\n",
+        "offline:\n  vmm: colo-vmm\n  vcpus: 2\n  max_vcpus: 1\n  memory_overhead: 1MiB\n  start_timeout: 0s\n  retention: 1s\n  log_limit: 4KiB\n",
     );
     let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
     for p in [
@@ -92,7 +92,20 @@ fn the_agents_job_runtime_fields_are_checked() {
         "offline.memory_overhead",
         "offline.start_timeout",
         "offline.retention",
+        "offline.log_limit",
     ] {
         assert!(paths.contains(&p), "{p} not in {paths:?}");
     }
+}
+
+#[test]
+fn the_log_limit_defaults_to_16mib_and_takes_units() {
+    let a = parse_agent(&Source::new("agent.yaml", "")).unwrap();
+    assert_eq!(a.offline.log_limit.bytes(), 16 << 20);
+    let a = parse_agent(&Source::new("agent.yaml", "offline:\n  log_limit: 1GiB\n")).unwrap();
+    assert_eq!(a.offline.log_limit.bytes(), 1 << 30);
+    let e = errors("offline:\n  log_limit: 128TiB\n");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("offline.log_limit", 2));
+    assert!(e[0].message.contains("out of range"), "{}", e[0].message);
+    assert_eq!(e[0].allowed.as_deref(), Some("64KiB..=64GiB"));
 }

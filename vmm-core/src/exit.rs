@@ -76,6 +76,29 @@ pub struct ExitRecord {
     pub cpu_seconds: f64,
     /// Process id of the VMM.
     pub pid: u32,
+    /// Output dropped to stay within `--log-limit` (all zero without a limit; absent in records
+    /// of VMMs that predate it).
+    #[serde(default)]
+    pub dropped: DroppedBytes,
+}
+
+/// Bytes of output a VMM dropped to stay within `--log-limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedBytes {
+    /// Guest serial output, oldest first (`--serial` file rotated to `PATH.1`), or newest first
+    /// on stdout.
+    pub serial: u64,
+    /// The VMM's `--log` file, oldest first (rotated to `PATH.1`).
+    pub log: u64,
+    /// The VMM's messages kept off stderr once it carried the limit, newest first.
+    pub stderr: u64,
+}
+
+impl DroppedBytes {
+    /// Whether anything was dropped.
+    pub fn any(&self) -> bool {
+        self.serial + self.log + self.stderr > 0
+    }
 }
 
 /// Errors reading or writing an exit record.
@@ -155,6 +178,10 @@ mod tests {
             ended_unix_ms: 1_700_000_000_000,
             cpu_seconds: 0.25,
             pid: 42,
+            dropped: DroppedBytes {
+                serial: 7,
+                ..Default::default()
+            },
         };
         rec.write_atomic(&path).unwrap();
         let text = fs::read_to_string(&path).unwrap();
@@ -162,6 +189,18 @@ mod tests {
         assert!(text.contains(r#""exit_code":3"#), "{text}");
         assert_eq!(ExitRecord::read(&path).unwrap(), rec);
         assert!(!dir.path().join("exit.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_record_without_dropped_counts_reads_as_nothing_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        fs::write(
+            &path,
+            r#"{"exit_code":0,"reason":"guest_exit","message":"m","ended_unix_ms":1,"cpu_seconds":0.0,"pid":1}"#,
+        )
+        .unwrap();
+        assert!(!ExitRecord::read(&path).unwrap().dropped.any());
     }
 
     #[test]

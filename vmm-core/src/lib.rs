@@ -12,13 +12,14 @@ mod vmm;
 
 pub use control::{ControlClient, ControlClientError, ControlRequest, Stats};
 pub use exit::{
-    EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL, EXIT_VMM_ERROR,
-    ExitReason, ExitRecord, ExitRecordError, GUEST_EXIT_CODE_MAX,
+    DroppedBytes, EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL,
+    EXIT_VMM_ERROR, ExitReason, ExitRecord, ExitRecordError, GUEST_EXIT_CODE_MAX,
 };
 pub use guest_image::{
     GuestImageError, WORKLOAD_GUEST_ELF, WORKLOAD_GUEST_ENV, WORKLOAD_GUEST_PATH,
     workload_guest_path,
 };
+pub use vmm::capped_output::{MIN_LOG_LIMIT, older_half, parse_log_limit};
 pub use vmm::device_bench;
 pub use vmm::devices::SerialTarget;
 pub use vmm::{DiskConfig, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

@@ -48,6 +48,11 @@ struct RunArgs {
     /// The VMM's own log file (appended to); messages also go to stderr.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Bound the serial file and the log file: each keeps at most SIZE bytes with its older
+    /// half (PATH.1), dropping the oldest output; stdout and stderr take at most SIZE bytes
+    /// each (units: 16MiB; at least 4096). Unbounded without it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_limit)]
+    log_limit: Option<u64>,
     /// Unix socket for control requests (pause, resume, stats, shutdown, set_io_limit).
     #[arg(long)]
     control_socket: Option<PathBuf>,
@@ -71,6 +76,10 @@ struct RunArgs {
 
 fn parse_disk(spec: &str) -> Result<DiskConfig, String> {
     DiskConfig::parse(spec)
+}
+
+fn parse_log_limit(s: &str) -> Result<u64, String> {
+    colo_vmm::parse_log_limit(s)
 }
 
 fn main() -> ExitCode {
@@ -118,6 +127,7 @@ fn main() -> ExitCode {
                 memory_mib: a.memory_mib,
                 serial,
                 log: a.log,
+                log_limit: a.log_limit,
                 control_socket: a.control_socket,
                 exit_record: a.exit_record,
                 prefault: a.prefault,

@@ -33,6 +33,10 @@ impl Tail {
         let Ok(mut f) = tokio::fs::File::open(&self.path).await else {
             return Vec::new();
         };
+        // Rotated under `offline.log_limit` (a new, shorter file): start it from its beginning.
+        if f.metadata().await.is_ok_and(|m| m.len() < self.offset) {
+            self.offset = 0;
+        }
         if f.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
             return Vec::new();
         }
@@ -150,8 +154,9 @@ pub fn logs(
     let (_, mut rx) = jobs.watch(id)?;
     let paths = jobs.paths(id);
     let files = match source {
-        pb::LogSource::Serial => vec![paths.serial],
-        pb::LogSource::Vmm => vec![paths.output, paths.log],
+        // The older half of a log rotated under `offline.log_limit` comes first.
+        pb::LogSource::Serial => vec![colo_vmm::older_half(&paths.serial), paths.serial],
+        pb::LogSource::Vmm => vec![paths.output, colo_vmm::older_half(&paths.log), paths.log],
     };
     let (tx, out) = mpsc::channel::<Result<pb::LogChunk, tonic::Status>>(16);
     let jobs = jobs.clone();

@@ -100,7 +100,7 @@ fn main() -> ExitCode {
             // Writing to a closed pipe (`coloctl policy show | head`) is not worth a message.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(0),
             Err(e) => {
-                eprintln!("coloctl: {e}");
+                cli::note(format_args!("coloctl: {e}"));
                 ExitCode::from(2)
             }
         };
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("coloctl: cannot start: {e}");
+            cli::note(format_args!("coloctl: cannot start: {e}"));
             return ExitCode::from(3);
         }
     };

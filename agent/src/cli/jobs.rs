@@ -5,7 +5,7 @@ use colo_proto::agent as pb;
 use super::connect::{ConnectArgs, connect};
 use super::json::{reason_name, state_name};
 use super::table::{age, bytes, render};
-use super::{CliError, Done, Output, print_json};
+use super::{CliError, Done, Output, outln, print_json};
 
 /// `coloctl list` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -89,14 +89,14 @@ pub async fn list(conn: &ConnectArgs, output: Output, args: &ListArgs) -> Result
         ))?,
         Output::Table => {
             let rows: Vec<Vec<String>> = jobs.iter().map(row).collect();
-            print!("{}", render(HEADER, &rows));
+            super::out(format_args!("{}", render(HEADER, &rows)))?;
         }
     }
     Ok(Done::Ok)
 }
 
 /// Prints one job in detail.
-pub fn print_job(j: &pb::Job) {
+pub fn print_job(j: &pb::Job) -> Result<(), CliError> {
     let spec = j.spec.clone().unwrap_or_default();
     let guest = match &spec.guest {
         Some(pb::job_spec::Guest::Workload(w)) => format!(
@@ -166,9 +166,10 @@ pub fn print_job(j: &pb::Job) {
     }
     for (k, v) in lines {
         if !v.is_empty() {
-            println!("{:<12} {v}", format!("{k}:"));
+            outln!("{:<12} {v}", format!("{k}:"))?;
         }
     }
+    Ok(())
 }
 
 /// Runs `coloctl get`.
@@ -180,7 +181,7 @@ pub async fn get(conn: &ConnectArgs, output: Output, id: &str) -> Result<Done, C
         .into_inner();
     match output {
         Output::Json => print_json(&super::json::job(&j))?,
-        Output::Table => print_job(&j),
+        Output::Table => print_job(&j)?,
     }
     Ok(Done::Ok)
 }
@@ -207,7 +208,7 @@ pub async fn cancel(
     }
     match output {
         Output::Json => print_json(&super::json::job(&j))?,
-        Output::Table => println!("cancelling {} ({})", j.id, state_name(j.state)),
+        Output::Table => outln!("cancelling {} ({})", j.id, state_name(j.state))?,
     }
     Ok(Done::Ok)
 }

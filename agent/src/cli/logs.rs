@@ -41,7 +41,7 @@ pub async fn run(conn: &ConnectArgs, args: &LogsArgs) -> Result<Done, CliError> 
         let mut out = stdout.lock();
         out.write_all(&chunk.data)
             .and_then(|()| out.flush())
-            .map_err(|e| CliError::Local(format!("stdout: {e}")))?;
+            .map_err(CliError::stdout)?;
     }
     Ok(Done::Ok)
 }

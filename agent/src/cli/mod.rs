@@ -3,6 +3,9 @@
 //!
 //! Exit status: 0 success; 1 a job watched to its end did not succeed; 2 usage error; 3 the
 //! agent refused the request or could not be reached.
+//!
+//! Output goes through `outln!` / [`out`], never `println!`: a reader that goes away
+//! (`coloctl node | head -3`) ends coloctl quietly with status 0 instead of a panic.
 
 pub mod connect;
 pub mod jobfile;
@@ -18,6 +21,7 @@ pub mod table;
 pub mod watch;
 pub mod yarn;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 /// The `--output` flag of the commands that talk to the agent.
@@ -54,6 +58,45 @@ pub enum CliError {
     /// A local problem (job file, arguments, output).
     #[error("{0}")]
     Local(String),
+    /// Whoever read coloctl's output has gone (a closed pipe): nothing more is worth saying.
+    #[error("stdout is closed")]
+    StdoutClosed,
+}
+
+impl CliError {
+    /// A failed write to stdout: [`CliError::StdoutClosed`] for a closed pipe.
+    pub fn stdout(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::StdoutClosed
+        } else {
+            Self::Local(format!("cannot write to stdout: {e}"))
+        }
+    }
+}
+
+/// Writes to stdout (and flushes): the one way coloctl prints its results.
+pub fn out(text: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    let mut o = std::io::stdout().lock();
+    o.write_fmt(text)
+        .and_then(|()| o.flush())
+        .map_err(CliError::stdout)
+}
+
+/// `println!` for coloctl's results: returns `Result<(), CliError>` instead of panicking on a
+/// closed stdout.
+macro_rules! outln {
+    () => {
+        $crate::cli::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// Writes a line to stderr; a closed stderr is ignored (there is nowhere left to complain).
+pub fn note(text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 fn code_name(c: tonic::Code) -> &'static str {
@@ -82,8 +125,9 @@ pub fn exit(r: Result<Done, CliError>) -> ExitCode {
     match r {
         Ok(Done::Ok) => ExitCode::SUCCESS,
         Ok(Done::JobFailed) => ExitCode::from(1),
+        Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("coloctl: {e}");
+            note(format_args!("coloctl: {e}"));
             ExitCode::from(3)
         }
     }
@@ -92,6 +136,5 @@ pub fn exit(r: Result<Done, CliError>) -> ExitCode {
 /// Prints JSON to stdout.
 pub fn print_json(v: &serde_json::Value) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Local(e.to_string()))?;
-    println!("{s}");
-    Ok(())
+    outln!("{s}")
 }

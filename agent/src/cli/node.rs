@@ -5,7 +5,7 @@ use colo_proto::agent as pb;
 use super::connect::{ConnectArgs, connect};
 use super::json::state_name;
 use super::table::{age, bytes, render};
-use super::{CliError, Done, Output, print_json};
+use super::{CliError, Done, Output, outln, print_json};
 
 /// One line summing up what the QoS loop does to a VM.
 pub fn throttle_summary(t: &pb::ThrottleState) -> String {
@@ -51,34 +51,34 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
     } else {
         format!("{}m", n.offline_cpu_quota_millicores)
     };
-    println!(
+    outln!(
         "node:         {} (colo-agent {}, up {})",
         n.node_name,
         n.agent_version,
         age(n.uptime_seconds * 1000)
-    );
-    println!(
+    )?;
+    outln!(
         "host:         {} CPUs, {}; cgroup {}",
         n.cpus,
         bytes(n.memory_bytes),
         n.cgroup_version
-    );
-    println!("policy:       {} (hash {})", n.policy_mode, n.policy_hash);
-    println!(
+    )?;
+    outln!("policy:       {} (hash {})", n.policy_mode, n.policy_hash)?;
+    outln!(
         "budget:       {}m / {} reserved of {}m / {} by {} jobs",
         n.offline_reserved_millicores,
         bytes(n.offline_reserved_memory_bytes),
         n.offline_budget_millicores,
         bytes(n.offline_budget_memory_bytes),
         n.offline_reserved_jobs
-    );
-    println!(
+    )?;
+    outln!(
         "offline cpu:  {quota}; interference score {:.0}",
         n.interference_score
-    );
+    )?;
     let mut states: Vec<_> = n.jobs_by_state.iter().filter(|(_, v)| **v > 0).collect();
     states.sort();
-    println!(
+    outln!(
         "jobs:         {}",
         if states.is_empty() {
             "none".to_string()
@@ -89,9 +89,9 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
-    );
+    )?;
     if !n.vms.is_empty() {
-        println!();
+        outln!()?;
         let rows: Vec<Vec<String>> = n
             .vms
             .iter()
@@ -109,7 +109,10 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
                 ]
             })
             .collect();
-        print!("{}", render(&["JOB", "STATE", "THROTTLE", "WHY"], &rows));
+        super::out(format_args!(
+            "{}",
+            render(&["JOB", "STATE", "THROTTLE", "WHY"], &rows)
+        ))?;
     }
     Ok(Done::Ok)
 }

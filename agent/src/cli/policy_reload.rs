@@ -3,7 +3,7 @@
 use colo_proto::agent as pb;
 
 use super::connect::{ConnectArgs, connect};
-use super::{CliError, Done, Output, print_json};
+use super::{CliError, Done, Output, outln, print_json};
 
 /// Runs `coloctl policy reload`. A refused policy is an error (exit 3) naming the problem; the
 /// agent keeps the old one.
@@ -19,7 +19,7 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
     }
     if r.applied {
         if output == Output::Table {
-            println!("policy reloaded (hash {})", r.policy_hash);
+            outln!("policy reloaded (hash {})", r.policy_hash)?;
         }
         Ok(Done::Ok)
     } else {

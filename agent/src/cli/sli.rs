@@ -5,7 +5,7 @@
 use colo_proto::agent as pb;
 
 use super::connect::{ConnectArgs, connect};
-use super::{CliError, Done, Output, print_json};
+use super::{CliError, Done, Output, outln, print_json};
 
 /// Arguments of `coloctl report-sli`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,7 +30,7 @@ pub async fn run(conn: &ConnectArgs, output: Output, a: &ReportSliArgs) -> Resul
         .into_inner();
     match output {
         Output::Json => print_json(&serde_json::json!({ "accepted": r.accepted }))?,
-        Output::Table => println!("{} latencies accepted for {}", r.accepted, a.service),
+        Output::Table => outln!("{} latencies accepted for {}", r.accepted, a.service)?,
     }
     Ok(Done::Ok)
 }

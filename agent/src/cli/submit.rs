@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use colo_proto::agent as pb;
 
 use super::connect::{ConnectArgs, connect};
-use super::{CliError, Done, Output, jobfile, print_json};
+use super::{CliError, Done, Output, jobfile, outln, print_json};
 
 /// `coloctl submit` flags (they override the job file's fields).
 #[derive(Debug, Clone, clap::Args)]
@@ -200,7 +200,7 @@ pub async fn run(conn: &ConnectArgs, output: Output, args: &SubmitArgs) -> Resul
         .ok_or_else(|| CliError::Local("the agent answered without a job".into()))?;
     if args.wait {
         if output == Output::Table {
-            eprintln!(
+            super::note(format_args!(
                 "{} job {} (key {})",
                 if resp.existing {
                     "existing"
@@ -212,7 +212,7 @@ pub async fn run(conn: &ConnectArgs, output: Output, args: &SubmitArgs) -> Resul
                     .as_ref()
                     .map(|s| s.idempotency_key.as_str())
                     .unwrap_or("")
-            );
+            ));
         }
         return super::watch::follow(&mut client, &job.id, false, output).await;
     }
@@ -223,7 +223,7 @@ pub async fn run(conn: &ConnectArgs, output: Output, args: &SubmitArgs) -> Resul
             print_json(&v)?;
         }
         Output::Table => {
-            println!(
+            outln!(
                 "{} {} ({}; key {})",
                 if resp.existing {
                     "existing"
@@ -236,7 +236,7 @@ pub async fn run(conn: &ConnectArgs, output: Output, args: &SubmitArgs) -> Resul
                     .as_ref()
                     .map(|s| s.idempotency_key.as_str())
                     .unwrap_or("")
-            );
+            )?;
         }
     }
     Ok(Done::Ok)

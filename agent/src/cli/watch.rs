@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 
 use super::connect::{ConnectArgs, connect};
 use super::json::{reason_name, state_name};
-use super::{CliError, Done, Output};
+use super::{CliError, Done, Output, outln};
 
 /// `coloctl watch` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,7 +70,7 @@ pub async fn follow(
             Some(pb::job_event::Event::State(j)) => {
                 match output {
                     Output::Json => {
-                        println!("{}", serde_json::json!({"state": super::json::job(&j)}))
+                        outln!("{}", serde_json::json!({"state": super::json::job(&j)}))?
                     }
                     Output::Table => {
                         let line = describe(&j);
@@ -79,17 +79,17 @@ pub async fn follow(
                             b.set_message(format!("{} {}", j.id, state_name(j.state)));
                         }
                         if bar.as_ref().is_none_or(|b| b.is_hidden()) {
-                            println!("{line}");
+                            outln!("{line}")?;
                         }
                     }
                 }
                 last = Some(j);
             }
             Some(pb::job_event::Event::SerialLine(l)) => match output {
-                Output::Json => println!("{}", serde_json::json!({"serial": l})),
+                Output::Json => outln!("{}", serde_json::json!({"serial": l}))?,
                 Output::Table => match &bar {
                     Some(b) if !b.is_hidden() => b.println(format!("| {l}")),
-                    _ => println!("| {l}"),
+                    _ => outln!("| {l}")?,
                 },
             },
             None => {}

@@ -116,6 +116,9 @@ pub struct ManagerConfig {
     pub finished_retention: Duration,
     /// ...or when more than this many finished jobs are kept.
     pub max_finished: usize,
+    /// Most bytes a job's serial console, VMM log and VMM output may each hold
+    /// (`colo-vmm --log-limit`).
+    pub log_limit: u64,
 }
 
 impl ManagerConfig {
@@ -134,6 +137,7 @@ impl ManagerConfig {
             drain_on_shutdown: false,
             finished_retention: Duration::from_secs(24 * 3600),
             max_finished: 1000,
+            log_limit: 16 << 20,
         }
     }
 }

@@ -145,6 +145,7 @@ mod tests {
             ended_unix_ms: 9,
             cpu_seconds: 1.5,
             pid: 1,
+            dropped: Default::default(),
         }
     }
 

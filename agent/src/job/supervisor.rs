@@ -1,6 +1,11 @@
 //! One task per live job: starts or re-adopts its VMM, follows it until it ends, carries out
 //! stop, pause and resume, records the outcome and cleans up. It is the only writer of the
 //! job's record, so every change is persisted before anyone sees it.
+//!
+//! A job whose record cannot be written (a full state directory) is not left running untracked:
+//! nothing is launched for it, or its VMM is killed, and it ends Failed naming the cause. If even
+//! its final record cannot be written, its directory is removed, so no stale record brings it
+//! back after an agent restart.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -48,6 +53,8 @@ struct Supervisor {
     /// When this supervisor launched the VMM (Unix ms), for a guest that ends before the agent
     /// sees it running.
     launched_unix_ms: Option<i64>,
+    /// Why a change of the record could not be saved; the job ends at the next check.
+    unsaved: Option<String>,
 }
 
 /// Runs a job's supervisor to the end of the job (or until the agent shuts down).
@@ -64,6 +71,7 @@ pub(crate) async fn run(inner: Arc<Inner>, rec: JobRecord, rx: mpsc::UnboundedRe
         detached: false,
         launched_here: false,
         launched_unix_ms: None,
+        unsaved: None,
     };
     let id = s.rec.id.clone();
     let end = match s.rec.state {
@@ -94,9 +102,17 @@ pub(crate) fn cleanup_files(inner: &Inner, id: &str) {
     }
 }
 
+/// Whether the filesystem holding `dir` has no block or no inode left (as root sees it).
+fn state_dir_full(dir: &std::path::Path) -> bool {
+    // A filesystem without inode counts (btrfs) reports 0 of 0.
+    nix::sys::statvfs::statvfs(dir).is_ok_and(|s| {
+        (s.blocks() > 0 && s.blocks_free() == 0) || (s.files() > 0 && s.files_free() == 0)
+    })
+}
+
 impl Supervisor {
-    /// Persists a change durably, then publishes it. A registry failure is logged (the job
-    /// goes on; an agent restart would see the previous record).
+    /// Persists a change durably, then publishes it. A registry failure is logged and ends the
+    /// job at the next check (see the module docs).
     async fn commit(&mut self, change: impl FnOnce(&mut JobRecord)) {
         self.commit_with(true, change).await;
     }
@@ -111,8 +127,9 @@ impl Supervisor {
         self.inner.publish(&self.rec);
     }
 
-    /// Applies and persists a change without publishing it yet.
-    async fn save_with(&mut self, durable: bool, change: impl FnOnce(&mut JobRecord)) {
+    /// Applies and persists a change without publishing it yet; returns whether it was saved
+    /// (if not, [`Self::unsaved`] says why).
+    async fn save_with(&mut self, durable: bool, change: impl FnOnce(&mut JobRecord)) -> bool {
         let before = self.rec.state;
         change(&mut self.rec);
         debug_assert!(
@@ -122,17 +139,34 @@ impl Supervisor {
         );
         let reg = self.inner.registry.clone();
         let rec = self.rec.clone();
-        match tokio::task::spawn_blocking(move || reg.save_with(&rec, durable)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(job = %self.rec.id, error = %e, "cannot save the job record")
-            }
-            Err(e) => tracing::error!(job = %self.rec.id, error = %e, "cannot save the job record"),
-        }
+        let error = match tokio::task::spawn_blocking(move || reg.save_with(&rec, durable)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
         if before != self.rec.state {
             tracing::info!(job = %self.rec.id, from = before.name(), to = self.rec.state.name(),
                 message = %self.rec.message, "job state");
         }
+        let Some(e) = error else {
+            return true;
+        };
+        tracing::error!(job = %self.rec.id, error = %e, "cannot save the job record");
+        self.unsaved.get_or_insert(e);
+        false
+    }
+
+    /// The outcome of a job whose record could not be saved (its VMM, if any, killed first).
+    async fn end_unsaved(&mut self) -> Option<Outcome> {
+        let why = self.unsaved.take()?;
+        if self.pidfd.is_some() {
+            self.kill();
+            let _ = self.wait_exit().await;
+        }
+        self.fail(
+            EndReason::VmmFailed,
+            format!("the agent cannot keep this job's record: {why}"),
+        )
     }
 
     fn fail(&self, reason: EndReason, message: String) -> Option<Outcome> {
@@ -159,6 +193,10 @@ impl Supervisor {
             return self.adopt().await;
         }
         self.commit(|r| r.state = JobState::Starting).await;
+        if self.unsaved.is_some() {
+            // Nothing is launched for a job the agent could not find again after a restart.
+            return self.end_unsaved().await;
+        }
         let spec = &self.rec.spec;
         let limits = JobLimits {
             memory_bytes: Some((spec.memory_mib + self.inner.cfg.memory_overhead_mib) << 20),
@@ -214,7 +252,13 @@ impl Supervisor {
             }
             Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
         };
-        let args = vmm::run_args(&launch_spec, &self.paths, &self.inner.cfg.workload_guest);
+        let cfg = &self.inner.cfg;
+        let args = vmm::run_args(
+            &launch_spec,
+            &self.paths,
+            &cfg.workload_guest,
+            cfg.log_limit,
+        );
         let program = self.inner.cfg.vmm_binary.clone();
         let output = self.paths.output.clone();
         let placement = cgroup.placement();
@@ -256,7 +300,8 @@ impl Supervisor {
     /// Waits for the VMM's `started` line, moves its threads into the job's thread cgroups and
     /// marks the job Running. Returns the outcome if it ended meanwhile.
     async fn await_started(&mut self) -> Option<Outcome> {
-        let deadline = Instant::now() + self.inner.cfg.start_timeout;
+        let waiting = Instant::now();
+        let deadline = waiting + self.inner.cfg.start_timeout;
         let mut pause = Duration::from_millis(1);
         let mut polls = 0u32;
         let started = loop {
@@ -267,17 +312,33 @@ impl Supervisor {
             if self.pidfd.as_ref().is_some_and(spawn::has_exited) {
                 return self.ended().await;
             }
-            if Instant::now() >= deadline {
+            if self.unsaved.is_some() {
+                return self.end_unsaved().await;
+            }
+            // The `started` line goes to a file in the state directory: when that is full, the
+            // line never comes, and waiting for it would only hide the cause. (A VMM starts in
+            // ~10 ms; a second is a wide margin.)
+            let full =
+                waiting.elapsed() >= Duration::from_secs(1) && state_dir_full(&self.paths.dir);
+            if full || Instant::now() >= deadline {
                 self.kill();
                 let _ = self.wait_exit().await;
-                return self.fail(
-                    EndReason::VmmFailed,
+                let why = if full {
+                    format!(
+                        "the state directory {} is full (No space left on device): the VMM \
+                         cannot write its `started` line to {}; free space there or move \
+                         offline.state_dir",
+                        self.inner.registry.state_dir().display(),
+                        self.paths.output.display()
+                    )
+                } else {
                     format!(
                         "the VMM did not report `started` within {:?}; see {}",
                         self.inner.cfg.start_timeout,
                         self.paths.output.display()
-                    ),
-                );
+                    )
+                };
+                return self.fail(EndReason::VmmFailed, why);
             }
             while let Ok(cmd) = self.rx.try_recv() {
                 if let Some(o) = self.handle(cmd).await {
@@ -445,6 +506,9 @@ impl Supervisor {
         let mut cgroup_check = tokio::time::interval(CGROUP_CHECK);
         cgroup_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.unsaved.is_some() {
+                return self.end_unsaved().await;
+            }
             let pidfd = self.pidfd.as_ref()?;
             let deadline_armed = deadline.is_some() && self.rec.stop.is_none();
             let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -641,28 +705,42 @@ impl Supervisor {
             (None, None) => self.rec.cpu_seconds,
         };
         let launched = self.launched_unix_ms;
-        self.save_with(true, |r| {
-            // A guest that ran to its own exit started, even when it ended before the agent saw
-            // it running (a VM can live a few milliseconds): it started no later than its launch.
-            if r.started_unix_ms == 0 && o.exit_code.is_some() {
-                r.started_unix_ms = launched.unwrap_or(r.created_unix_ms);
-            }
-            r.state = o.state;
-            r.end_reason = Some(o.reason);
-            r.exit_code = o.exit_code;
-            r.message = o.message.clone();
-            // The VMM's clock stamps the end; a guest that ended before the agent saw it
-            // running must not appear to end before it started.
-            r.ended_unix_ms = o
-                .ended_unix_ms
-                .unwrap_or_else(now_ms)
-                .max(r.started_unix_ms);
-            r.cpu_seconds = cpu;
-        })
-        .await;
+        let saved = self
+            .save_with(true, |r| {
+                // A guest that ran to its own exit started, even when it ended before the agent saw
+                // it running (a VM can live a few milliseconds): it started no later than its launch.
+                if r.started_unix_ms == 0 && o.exit_code.is_some() {
+                    r.started_unix_ms = launched.unwrap_or(r.created_unix_ms);
+                }
+                r.state = o.state;
+                r.end_reason = Some(o.reason);
+                r.exit_code = o.exit_code;
+                r.message = o.message.clone();
+                // The VMM's clock stamps the end; a guest that ended before the agent saw it
+                // running must not appear to end before it started.
+                r.ended_unix_ms = o
+                    .ended_unix_ms
+                    .unwrap_or_else(now_ms)
+                    .max(r.started_unix_ms);
+                r.cpu_seconds = cpu;
+            })
+            .await;
         let inner = self.inner.clone();
         let id = self.rec.id.clone();
-        let _ = tokio::task::spawn_blocking(move || cleanup_files(&inner, &id)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            cleanup_files(&inner, &id);
+            if !saved {
+                // The record on disk still says the job is live: an agent restart would start or
+                // adopt it again. Better forgotten after a restart than run twice.
+                match inner.registry.remove(&id) {
+                    Ok(()) => tracing::error!(job = %id,
+                        "the job's final record could not be saved; its directory was removed"),
+                    Err(e) => tracing::error!(job = %id, error = %e,
+                        "the job's final record could not be saved nor its directory removed"),
+                }
+            }
+        })
+        .await;
         self.inner.set_cgroup(&self.rec.id, None);
         self.inner.publish(&self.rec);
     }

@@ -12,8 +12,13 @@ pub use colo_vmm::{ControlClient, ControlClientError, ExitReason, ExitRecord, St
 use crate::job::model::{Guest, JobSpec};
 use crate::registry::JobPaths;
 
-/// The `colo-vmm run` arguments for a job.
-pub fn run_args(spec: &JobSpec, paths: &JobPaths, workload_guest: &Path) -> Vec<OsString> {
+/// The `colo-vmm run` arguments for a job; `log_limit` bounds its serial console and logs.
+pub fn run_args(
+    spec: &JobSpec,
+    paths: &JobPaths,
+    workload_guest: &Path,
+    log_limit: u64,
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["run".into()];
     let mut push = |k: &str, v: OsString| {
         a.push(k.into());
@@ -38,6 +43,7 @@ pub fn run_args(spec: &JobSpec, paths: &JobPaths, workload_guest: &Path) -> Vec<
     push("--memory-mib", spec.memory_mib.to_string().into());
     push("--serial", paths.serial.clone().into());
     push("--log", paths.log.clone().into());
+    push("--log-limit", log_limit.to_string().into());
     push("--control-socket", paths.control.clone().into());
     push("--exit-record", paths.exit_record.clone().into());
     for d in &spec.disks {
@@ -188,7 +194,7 @@ mod tests {
             deadline_seconds: 0,
         };
         let reg = crate::registry::Registry::open(tempfile::tempdir().unwrap().path()).unwrap();
-        let a: Vec<String> = run_args(&spec, &reg.paths("j"), Path::new("/g"))
+        let a: Vec<String> = run_args(&spec, &reg.paths("j"), Path::new("/g"), 65536)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
@@ -198,6 +204,7 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("--exit-record "), "{joined}");
+        assert!(joined.contains("--log-limit 65536 "), "{joined}");
         assert!(joined.ends_with("--disk /d.img,ro,bw=100"), "{joined}");
     }
 }

@@ -67,6 +67,8 @@ pub struct Options {
     pub policy: Option<String>,
     pub env: Vec<(String, String)>,
     pub metrics: bool,
+    /// Mount a tmpfs of this size (`size=` option, e.g. `1m`) as the state directory.
+    pub state_tmpfs: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -79,12 +81,44 @@ impl Default for Options {
             policy: None,
             env: vec![],
             metrics: false,
+            state_tmpfs: None,
+        }
+    }
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped (also when the test fails).
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(format!("size={size},mode=0700").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount -t tmpfs -o size={size} {}: {e}", path.display()));
+        Self { path: path.into() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a VMM a failed test left behind may still hold a file open.
+        if let Err(e) = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!("umount {}: {e}", self.path.display());
         }
     }
 }
 
 /// A running agent.
 pub struct TestAgent {
+    /// Declared first: dropped (unmounted) before `dir` is removed.
+    pub state_tmpfs: Option<Tmpfs>,
     pub dir: tempfile::TempDir,
     pub cgroup: TestCgroup,
     pub child: Option<Child>,
@@ -146,7 +180,11 @@ impl TestAgent {
             extra = opts.extra,
         );
         std::fs::write(&config, yaml).unwrap();
+        let state_tmpfs = opts
+            .state_tmpfs
+            .map(|size| Tmpfs::mount(&dir.path().join("state"), size));
         let mut a = Self {
+            state_tmpfs,
             dir,
             cgroup,
             child: None,

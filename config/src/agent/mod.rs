@@ -125,6 +125,11 @@ pub struct OfflineConfig {
     pub image_roots: Vec<PathRoot>,
     /// Directories beneath which a client may name disks and volumes. Empty: clients name none.
     pub volume_roots: Vec<PathRoot>,
+    /// Most bytes a job's serial console (`serial.log` with `serial.log.1`), its VMM log
+    /// (`vmm.log` with `vmm.log.1`) and its VMM output (`vmm.out`) may each hold: the oldest
+    /// output is dropped beyond it, and the dropped bytes are counted (a guest decides how much
+    /// it prints; without a bound it could fill the state directory).
+    pub log_limit: ByteSize,
 }
 
 /// A directory beneath which API clients may name files. Paths are resolved beneath it without
@@ -157,6 +162,7 @@ impl Default for OfflineConfig {
             retention: Duration::from_secs(24 * 3600),
             image_roots: Vec::new(),
             volume_roots: Vec::new(),
+            log_limit: ByteSize::mib(16),
         }
     }
 }

@@ -52,6 +52,11 @@ fn within(out: &mut Vec<Violation>, path: &str, d: Duration, lo: Duration, hi: D
     }
 }
 
+/// Least `offline.log_limit`.
+const LOG_LIMIT_MIN: u64 = 64 << 10;
+/// Most `offline.log_limit`.
+const LOG_LIMIT_MAX: u64 = 64 << 30;
+
 /// Every violation in `a`.
 pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -254,6 +259,16 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
             o.memory_overhead,
             "the VMM's own memory is whole MiB, at least 16MiB",
             "a multiple of 1MiB, >= 16MiB",
+        );
+    }
+    if !(LOG_LIMIT_MIN..=LOG_LIMIT_MAX).contains(&o.log_limit.bytes()) {
+        invalid(
+            &mut out,
+            "offline.log_limit".into(),
+            o.log_limit,
+            "out of range: below 64KiB too little of a console is kept to debug a job; above 64GiB \
+             one job's logs can fill a state directory",
+            "64KiB..=64GiB",
         );
     }
     let s = Duration::from_secs;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::exit::DroppedBytes;
+
 /// One control request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlRequest {
@@ -180,6 +182,9 @@ pub struct Stats {
     pub progress: u64,
     /// Disks.
     pub disks: Vec<DiskStats>,
+    /// Output dropped so far to stay within `--log-limit`.
+    #[serde(default)]
+    pub dropped: DroppedBytes,
 }
 
 /// `{"ok":true}` plus the fields of `body` (an object), as one line without the newline.
@@ -262,6 +267,7 @@ mod tests {
             },
             progress: 3,
             disks: vec![],
+            dropped: DroppedBytes::default(),
         };
         let line = ok_reply(Some(&stats));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -1,7 +1,14 @@
 //! The VMM side of the control socket: accepts connections and splits their input into request
 //! lines; the VMM answers each (see [`crate::control`] for the protocol).
+//!
+//! The socket file has mode 0600 whatever the umask: a request can pause or end the VM, so only
+//! the VMM's user (the agent) may connect. The mode is set between `bind` and `listen`, so no
+//! client can connect while the file still has the umask's mode.
 
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +31,60 @@ pub enum ControlSocketError {
 
 /// Longest request line accepted; longer input closes the connection.
 const MAX_LINE: usize = 4096;
+/// Mode of the socket file.
+pub const SOCKET_MODE: u32 = 0o600;
+
+/// Creates a listening Unix socket at `path` with mode [`SOCKET_MODE`].
+fn listen_private(path: &Path) -> std::io::Result<UnixListener> {
+    let last = std::io::Error::last_os_error;
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(last());
+    }
+    // SAFETY: `raw` was just returned by socket(2) and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_un is plain old data; all zeros is a valid (empty) value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a socket path must be 1 to {} bytes without NUL",
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // SAFETY: `addr` is an initialised sockaddr_un, `len` covers the path and its NUL and does
+    // not exceed the struct; `fd` is an open socket.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(last());
+    }
+    let private = std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE));
+    // SAFETY: listen(2) on the socket bound above.
+    let rc = private.and_then(|()| match unsafe { libc::listen(fd.as_raw_fd(), 128) } {
+        0 => Ok(()),
+        _ => Err(last()),
+    });
+    if let Err(e) = rc {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(UnixListener::from(fd))
+}
 
 /// One connected client and its unfinished input.
 #[derive(Debug)]
@@ -50,14 +111,14 @@ impl ControlServer {
             path: path.to_path_buf(),
             source,
         };
-        let listener = match UnixListener::bind(path) {
+        let listener = match listen_private(path) {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::AddrInUse => {
                 if UnixStream::connect(path).is_ok() {
                     return Err(ControlSocketError::InUse(path.to_path_buf()));
                 }
                 std::fs::remove_file(path).map_err(bind_err)?;
-                UnixListener::bind(path).map_err(|e| {
+                listen_private(path).map_err(|e| {
                     if e.kind() == ErrorKind::AddrInUse {
                         ControlSocketError::InUse(path.to_path_buf())
                     } else {
@@ -150,5 +211,44 @@ impl ControlServer {
     /// Removes the socket file.
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_private_not_the_umask_s_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, SOCKET_MODE, "{mode:o}");
+        let _client = UnixStream::connect(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        server.accept();
+        assert_eq!(server.clients.len(), 1);
+        // A stale file (nobody listening) is replaced, private again.
+        drop(server);
+        let server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, SOCKET_MODE, "{mode:o}");
+        // A live one is refused and left alone.
+        assert!(matches!(
+            ControlServer::bind(&path),
+            Err(ControlSocketError::InUse(_))
+        ));
+        assert!(path.exists());
+        server.remove();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_overlong_path_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s".repeat(200));
+        let err = ControlServer::bind(&path).unwrap_err().to_string();
+        assert!(err.contains("1 to 107 bytes"), "{err}");
     }
 }

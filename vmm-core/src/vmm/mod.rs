@@ -2,6 +2,7 @@
 //! end of it all (exit status, exit record).
 
 pub mod boot;
+pub mod capped_output;
 mod control_server;
 pub mod cpuid;
 pub mod device_bench;
@@ -33,6 +34,7 @@ use crate::control::{
 };
 use crate::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR, ExitReason, ExitRecord};
 use boot::{BootConfig, BootError, EntryProtocol};
+use capped_output::DroppedCounters;
 use control_server::{ControlServer, ControlSocketError};
 use devices::{PortDevices, Serial, SerialTarget};
 pub use disk::DiskConfig;
@@ -67,6 +69,9 @@ pub struct VmConfig {
     pub serial: SerialTarget,
     /// The VMM's own log file.
     pub log: Option<PathBuf>,
+    /// Most bytes the serial file and the log file may each hold (with their rotated older
+    /// halves), and stdout and stderr may each receive; `None`: unbounded.
+    pub log_limit: Option<u64>,
     /// Control socket path.
     pub control_socket: Option<PathBuf>,
     /// Exit record path.
@@ -92,6 +97,7 @@ impl VmConfig {
             memory_mib: 128,
             serial: SerialTarget::Stdout,
             log: None,
+            log_limit: None,
             control_socket: None,
             exit_record: None,
             prefault: false,
@@ -208,7 +214,16 @@ impl StartTrace {
 /// record when one was asked for, also when the VM could not start.
 pub fn run(cfg: &VmConfig) -> i32 {
     let started = Instant::now();
-    let logger = match Logger::open(cfg.log.as_deref()) {
+    if let Some(limit) = cfg.log_limit
+        && limit < capped_output::MIN_LOG_LIMIT
+    {
+        let err = StartError::BadArgument(format!(
+            "--log-limit {limit} is below the least limit, {} bytes",
+            capped_output::MIN_LOG_LIMIT
+        ));
+        return refuse(cfg, &Logger::stderr_only(), &err);
+    }
+    let logger = match Logger::open(cfg.log.as_deref(), cfg.log_limit) {
         Ok(l) => l,
         Err(e) => {
             let err = StartError::File {
@@ -242,11 +257,12 @@ fn refuse(cfg: &VmConfig, logger: &Logger, err: &StartError) -> i32 {
             exit_code: code,
             message: err.to_string(),
         },
+        &logger.dropped_counters(),
     );
     code
 }
 
-fn write_record(cfg: &VmConfig, logger: &Logger, outcome: &Outcome) {
+fn write_record(cfg: &VmConfig, logger: &Logger, outcome: &Outcome, dropped: &DroppedCounters) {
     let Some(path) = &cfg.exit_record else {
         return;
     };
@@ -260,6 +276,7 @@ fn write_record(cfg: &VmConfig, logger: &Logger, outcome: &Outcome) {
             .unwrap_or(0),
         cpu_seconds: process_cpu_seconds(),
         pid: std::process::id(),
+        dropped: dropped.snapshot(),
     };
     if let Err(e) = record.write_atomic(path) {
         logger.line(&format!("error: {e}"));
@@ -302,6 +319,8 @@ struct Vmm {
     disks: Vec<Arc<Disk>>,
     io_thread: Option<IoThread>,
     acks: crossbeam_channel::Receiver<u32>,
+    /// Output dropped to stay within `--log-limit`.
+    dropped: DroppedCounters,
     control: Option<ControlServer>,
     signals: TerminationSignals,
     protocol: EntryProtocol,
@@ -454,15 +473,21 @@ impl Vmm {
         } else {
             None
         };
-        let serial =
-            Serial::new(cfg.serial.clone(), serial_irq).map_err(|source| StartError::File {
-                what: "--serial",
-                path: match &cfg.serial {
-                    SerialTarget::File(p) => p.clone(),
-                    SerialTarget::Stdout => PathBuf::from("stdout"),
-                },
-                source,
+        let mut serial =
+            Serial::new(cfg.serial.clone(), serial_irq, cfg.log_limit).map_err(|source| {
+                StartError::File {
+                    what: "--serial",
+                    path: match &cfg.serial {
+                        SerialTarget::File(p) => p.clone(),
+                        SerialTarget::Stdout => PathBuf::from("stdout"),
+                    },
+                    source,
+                }
             })?;
+        let dropped = DroppedCounters {
+            serial: serial.dropped_counter(),
+            ..logger.dropped_counters()
+        };
         for d in &disks {
             vm.register_ioevent(
                 &d.notify,
@@ -538,6 +563,7 @@ impl Vmm {
             disks,
             io_thread,
             acks,
+            dropped,
             control,
             signals,
             protocol,
@@ -714,6 +740,7 @@ impl Vmm {
             },
             progress: self.progress(),
             disks: self.disks.iter().map(|d| d.stats()).collect(),
+            dropped: self.dropped.snapshot(),
         }
     }
 
@@ -741,13 +768,24 @@ impl Vmm {
             t.stop();
         }
         self.shared.devices().flush();
+        let dropped = self.dropped.snapshot();
+        if dropped.any() {
+            logger.line(&format!(
+                "output over --log-limit {}: dropped {} bytes of serial output, {} of this log \
+                 (oldest first; the rest is in PATH and PATH.1), {} of stderr (newest first)",
+                cfg.log_limit.unwrap_or(0),
+                dropped.serial,
+                dropped.log,
+                dropped.stderr
+            ));
+        }
         logger.line(&format!(
             "{}: {} (exit status {})",
             outcome.reason.as_str(),
             outcome.message,
             outcome.exit_code
         ));
-        write_record(cfg, logger, outcome);
+        write_record(cfg, logger, outcome, &self.dropped);
         if let Some(c) = &self.control {
             c.remove();
         }

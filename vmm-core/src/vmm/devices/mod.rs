@@ -110,7 +110,7 @@ mod tests {
 
     fn devices() -> (PortDevices, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let serial = Serial::new(SerialTarget::File(dir.path().join("s")), None).unwrap();
+        let serial = Serial::new(SerialTarget::File(dir.path().join("s")), None, None).unwrap();
         (PortDevices::new(serial), dir)
     }
 

@@ -1,18 +1,22 @@
-//! COM1: vm-superio's 16550 writing to stdout or a file, one write per guest exit.
+//! COM1: vm-superio's 16550 writing to stdout or a file, one write per guest exit, bounded by
+//! `--log-limit` (see `capped_output.rs`): a guest cannot fill the host's disk through it.
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use vm_superio::serial::NoEvents;
 use vmm_sys_util::eventfd::EventFd;
+
+use crate::vmm::capped_output::{CappedFile, StreamBudget};
 
 /// Where the guest's serial output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialTarget {
     /// The VMM's stdout.
     Stdout,
-    /// A file, created if missing and appended to.
+    /// A file, created if missing and appended to (rotated to `PATH.1` under a limit).
     File(PathBuf),
 }
 
@@ -33,8 +37,15 @@ impl vm_superio::Trigger for SerialIrq {
 /// Collects the bytes of one exit; [`Serial::commit`] writes them with one system call.
 #[derive(Debug)]
 pub struct SerialSink {
-    file: Option<File>,
+    out: Output,
     pending: Vec<u8>,
+}
+
+/// Where committed bytes go, with what bounds them.
+#[derive(Debug)]
+enum Output {
+    File(CappedFile),
+    Stdout(StreamBudget),
 }
 
 impl Write for SerialSink {
@@ -54,9 +65,12 @@ impl SerialSink {
         }
         // A reader that went away (closed pipe, full disk) must not stop the guest: output that
         // cannot be written is dropped.
-        let _ = match &mut self.file {
-            Some(f) => f.write_all(&self.pending),
-            None => std::io::stdout().lock().write_all(&self.pending),
+        let _ = match &mut self.out {
+            Output::File(f) => f.write(&self.pending),
+            Output::Stdout(budget) if budget.admit(self.pending.len()) => {
+                std::io::stdout().lock().write_all(&self.pending)
+            }
+            Output::Stdout(_) => Ok(()),
         };
         self.pending.clear();
     }
@@ -69,14 +83,19 @@ pub struct Serial {
 }
 
 impl Serial {
-    /// A UART writing to `target`, raising `irq` (if any) for the guest.
-    pub fn new(target: SerialTarget, irq: Option<EventFd>) -> std::io::Result<Self> {
-        let file = match target {
-            SerialTarget::Stdout => None,
-            SerialTarget::File(p) => Some(OpenOptions::new().create(true).append(true).open(p)?),
+    /// A UART writing to `target`, raising `irq` (if any) for the guest; `limit` bounds what
+    /// `target` holds (a file) or receives (stdout).
+    pub fn new(
+        target: SerialTarget,
+        irq: Option<EventFd>,
+        limit: Option<u64>,
+    ) -> std::io::Result<Self> {
+        let out = match target {
+            SerialTarget::Stdout => Output::Stdout(StreamBudget::new(limit)),
+            SerialTarget::File(p) => Output::File(CappedFile::open(&p, limit)?),
         };
         let sink = SerialSink {
-            file,
+            out,
             pending: Vec::with_capacity(256),
         };
         Ok(Self {
@@ -98,5 +117,13 @@ impl Serial {
     /// Writes the bytes collected since the last commit.
     pub fn commit(&mut self) {
         self.uart.writer_mut().commit();
+    }
+
+    /// The count of output bytes dropped to stay within the limit.
+    pub fn dropped_counter(&mut self) -> Arc<AtomicU64> {
+        match &self.uart.writer_mut().out {
+            Output::File(f) => f.dropped_counter(),
+            Output::Stdout(b) => b.dropped_counter(),
+        }
     }
 }
