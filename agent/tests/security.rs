@@ -308,12 +308,17 @@ fn tcp_is_mutual_tls_with_read_only_and_full_identities() {
     );
 
     // 5. Certificates reload on SIGHUP: new connections see the new server certificate.
+    // `timeout`: s_client may wait on a connection the server keeps open after the handshake.
     let subject = |pki: &Pki| {
-        let o = Command::new("openssl")
+        let o = Command::new("timeout")
             .args([
+                "10",
+                "openssl",
                 "s_client",
                 "-connect",
                 &format!("127.0.0.1:{port}"),
+                "-servername",
+                "localhost",
                 "-cert",
             ])
             .arg(pki.path("launcher.crt"))
