@@ -132,7 +132,7 @@ fn node_names_are_kubernetes_node_names() {
         assert!(
             parse_agent(&Source::new(
                 "agent.yaml",
-                &format!("node:\n  name: {good}\n")
+                format!("node:\n  name: {good}\n")
             ))
             .is_ok(),
             "{good}"
