@@ -118,8 +118,9 @@ pub struct Limits {
     /// Largest gRPC message accepted on the report port, in bytes. Default 16 KiB (a report is
     /// about 200 bytes).
     pub max_report_bytes: usize,
-    /// Time a new connection has to finish its TLS handshake, and an HTTP connection to send a
-    /// request's header (also while idle between requests). Default 10 s.
+    /// Time a new connection has to finish its TLS handshake (and, on the gRPC port, send the
+    /// HTTP/2 preface), and an HTTP connection to send a request's header (also while idle
+    /// between requests). Default 10 s.
     pub header_read_timeout: Duration,
     /// Time an HTTP request has to deliver its whole body once its header is in (waiting for
     /// room under [`Limits::max_body_bytes_in_flight`] included). Default 30 s.

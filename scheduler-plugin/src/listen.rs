@@ -4,7 +4,9 @@
 //!
 //! Both servers take their connections from [`accept`], so both ports get the same handshake
 //! deadline (a connection that never speaks is closed after it) and the same idea of who the peer
-//! is. Handshakes run in their own tasks: a slow one holds up no other connection.
+//! is. Handshakes run in their own tasks: a slow one holds up no other connection. On the gRPC
+//! port the deadline also covers the HTTP/2 preface ([`Preface`]): HTTP/2 has no header timeout
+//! of its own, and its keep-alive pings start only after the preface.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +26,31 @@ use crate::tls::ServerTls;
 
 /// Connections accepted but not yet taken by the server.
 const READY_QUEUE: usize = 64;
+
+/// Bytes a connection must send within the deadline after its handshake, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Preface {
+    /// Nothing more (HTTP/1.1: hyper's header timeout takes over).
+    None,
+    /// The 24-byte HTTP/2 client preface.
+    Http2,
+}
+
+impl Preface {
+    fn bytes(self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Http2 => 24,
+        }
+    }
+}
+
+/// A deadline by which a connection must have sent its first `need` bytes.
+#[derive(Debug)]
+struct Opening {
+    need: usize,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
 
 /// A bound listener, plain or with TLS.
 #[derive(Debug)]
@@ -84,6 +111,7 @@ pub struct Peer {
 pub struct Conn {
     io: Io,
     peer: Peer,
+    opening: Option<Opening>,
 }
 
 #[derive(Debug)]
@@ -114,10 +142,32 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Some(o) = &mut this.opening {
+            match &read {
+                Poll::Ready(Ok(())) => {
+                    let got = buf.filled().len() - before;
+                    if got >= o.need {
+                        this.opening = None;
+                    } else {
+                        o.need -= got;
+                    }
+                }
+                Poll::Pending if o.deadline.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client sent no HTTP/2 preface within --header-read-timeout",
+                    )));
+                }
+                _ => {}
+            }
         }
+        read
     }
 }
 
@@ -167,12 +217,14 @@ impl AsyncWrite for Conn {
 }
 
 /// Accepts on `listener` until `shutdown` turns true; connections come out of the returned
-/// channel once plain, or once their TLS handshake succeeded within `handshake_timeout`.
-/// `name` labels logs and metrics (`grpc`, `http`).
+/// channel once plain, or once their TLS handshake succeeded within `handshake_timeout`; the
+/// same deadline, counted from the accept, then holds for the `preface`. `name` labels logs and
+/// metrics (`grpc`, `http`).
 pub(crate) fn accept(
     listener: Listener,
     name: &'static str,
     handshake_timeout: Duration,
+    preface: Preface,
     mut shutdown: watch::Receiver<bool>,
 ) -> mpsc::Receiver<Conn> {
     let (tx, rx) = mpsc::channel(READY_QUEUE);
@@ -197,6 +249,10 @@ pub(crate) fn accept(
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(listener = name, %addr, "cannot set TCP_NODELAY: {e}");
             }
+            let opening = (preface != Preface::None).then(|| Opening {
+                need: preface.bytes(),
+                deadline: Box::pin(tokio::time::sleep(handshake_timeout)),
+            });
             match &listener.tls {
                 None => {
                     let conn = Conn {
@@ -205,13 +261,14 @@ pub(crate) fn accept(
                             addr,
                             identity: None,
                         },
+                        opening,
                     };
                     if tx.send(conn).await.is_err() {
                         return;
                     }
                 }
                 Some(tls) => {
-                    let handshake = handshake(tls, tcp, addr, name, handshake_timeout);
+                    let handshake = handshake(tls, tcp, addr, name, handshake_timeout, opening);
                     let (tx, mut shutdown) = (tx.clone(), shutdown.clone());
                     tokio::spawn(async move {
                         let conn = tokio::select! {
@@ -237,6 +294,7 @@ fn handshake(
     addr: SocketAddr,
     name: &'static str,
     limit: Duration,
+    opening: Option<Opening>,
 ) -> impl Future<Output = Option<Conn>> + Send + 'static {
     let acceptor = tls.acceptor();
     async move {
@@ -275,6 +333,7 @@ fn handshake(
                 addr,
                 identity: Some(Arc::new(identity)),
             },
+            opening,
         })
     }
 }

@@ -76,8 +76,9 @@ struct Args {
     /// Largest report message accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_report_bytes)]
     max_report_bytes: usize,
-    /// Time a connection has for its TLS handshake, and an HTTP client for each request header
-    /// (idle keep-alive connections are closed after it too).
+    /// Time a connection has for its TLS handshake (and the HTTP/2 preface on the gRPC port),
+    /// and an HTTP client for each request header (idle keep-alive connections are closed after
+    /// it too).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
     /// Time an HTTP request has to deliver its body.

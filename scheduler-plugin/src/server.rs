@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::config::{ConfigError, SchedulerConfig};
 use crate::ingest::ReportService;
 use crate::k8s::{HttpState, router};
-use crate::listen::{self, Listener};
+use crate::listen::{self, Listener, Preface};
 use crate::metrics as m;
 use crate::table::NodeTable;
 use crate::tls::{ServerTls, TlsError};
@@ -118,7 +118,13 @@ pub fn start(
     if grpc_tls {
         service = service.requiring_peer_identity();
     }
-    let grpc_conns = listen::accept(grpc, "grpc", limits.header_read_timeout, rx.clone());
+    let grpc_conns = listen::accept(
+        grpc,
+        "grpc",
+        limits.header_read_timeout,
+        Preface::Http2,
+        rx.clone(),
+    );
     let incoming = ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>);
     let mut grpc_rx = rx.clone();
     let grpc = tokio::spawn(
@@ -137,7 +143,13 @@ pub fn start(
         Arc::clone(&config),
         metrics,
     ));
-    let http_conns = listen::accept(http, "http", limits.header_read_timeout, rx.clone());
+    let http_conns = listen::accept(
+        http,
+        "http",
+        limits.header_read_timeout,
+        Preface::None,
+        rx.clone(),
+    );
     let http = tokio::spawn(crate::http_server::serve(
         http_conns,
         app,

@@ -141,9 +141,16 @@ async fn half_open_connections_are_closed_by_the_header_timeout() {
     let began = Instant::now();
     let mut conns = Vec::new();
     for i in 0..CONNS {
-        let mut c = TcpStream::connect(s.http_addr).await.unwrap();
-        // Half say nothing; half start a request whose header never ends.
-        if i % 2 == 1 {
+        // Three in four to the extender port: half of them say nothing, half start a request
+        // whose header never ends. One in four to the report port, saying nothing or only part
+        // of the HTTP/2 preface.
+        let grpc = i % 4 == 3;
+        let mut c = TcpStream::connect(if grpc { s.grpc_addr } else { s.http_addr })
+            .await
+            .unwrap();
+        if grpc && i % 8 == 7 {
+            c.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        } else if !grpc && i % 2 == 1 {
             c.write_all(b"POST /colo/filter HTTP/1.1\r\nHost: colo\r\nX-Slow: ")
                 .await
                 .unwrap();
@@ -168,18 +175,28 @@ async fn half_open_connections_are_closed_by_the_header_timeout() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fds_after = s.open_fds();
     println!(
-        "{CONNS} half-open connections (opened in {:.2} s) with --header-read-timeout 1s: \
-         {closed} closed by the server {:.2} s after the first opened; scheduler file \
-         descriptors {fds_idle} idle, {fds_held} while held, {fds_after} after",
+        "{CONNS} half-open connections (1,500 HTTP, 500 gRPC; opened in {:.2} s) with \
+         --header-read-timeout 1s: {closed} closed by the server {:.2} s after the first \
+         opened; scheduler file descriptors {fds_idle} idle, {fds_held} after opening, \
+         {fds_after} after",
         opened.as_secs_f64(),
         took.as_secs_f64()
     );
     assert_eq!(closed, CONNS);
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(fds_after <= fds_idle + 10, "{fds_after} fds left");
-    // A connection that keeps its promises is served as before.
+    // Connections that keep their promises are served as before.
     let mut c = HttpConnection::connect(s.http_addr).await.unwrap();
     assert_eq!(c.get("/healthz").await.unwrap().body, b"ok\n");
+    let mut client = NodeReportsClient::connect(format!("http://{}", s.grpc_addr))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let nodes = client
+        .list_nodes(colo_proto::report::ListNodesRequest::default())
+        .await
+        .unwrap();
+    assert!(nodes.into_inner().nodes.is_empty());
 }
 
 /// Sends `head` then `body`, returns the response's status line.
