@@ -7,6 +7,10 @@
 //! is. Handshakes run in their own tasks: a slow one holds up no other connection. On the gRPC
 //! port the deadline also covers the HTTP/2 preface ([`Preface`]): HTTP/2 has no header timeout
 //! of its own, and its keep-alive pings start only after the preface.
+//!
+//! tokio-rustls directly, with hyper-util serving HTTP on top, rather than axum-server or
+//! tonic's own TLS: one accept loop then gives both ports the handshake deadline and the peer's
+//! certificate names, which neither of those exposes for the other's protocol.
 
 use std::io;
 use std::net::SocketAddr;
