@@ -147,6 +147,16 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         .and_then(|endpoint| {
             let mut rc = crate::reporter::ReporterConfig::new(endpoint.clone());
             rc.interval = settings.config.scheduler.report_interval;
+            rc.tls = settings
+                .config
+                .scheduler
+                .tls
+                .as_ref()
+                .map(|t| crate::reporter::ReporterTls {
+                    ca: t.ca.clone(),
+                    cert: t.cert.clone(),
+                    key: t.key.clone(),
+                });
             crate::reporter::Reporter::spawn(rc)
                 .map_err(|e| tracing::error!(error = %e, "node reports disabled"))
                 .ok()

@@ -15,6 +15,13 @@
 //!
 //! [`node_report`] builds the snapshot from raw measurements with colo-policy's scoring, so the
 //! agent reports exactly what the scheduler and the simulator compute.
+//!
+//! To an `https://` endpoint the reporter speaks mutual TLS ([`ReporterTls`]): colo-scheduler
+//! accepts a report only for the node the agent's certificate names.
+
+mod tls;
+
+pub use tls::{ReporterTls, TlsFileError};
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -56,6 +63,16 @@ pub enum ReporterError {
         /// The address as configured.
         endpoint: String,
         /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The TLS material cannot be read.
+    #[error(transparent)]
+    TlsFile(#[from] TlsFileError),
+    /// The TLS material cannot be used.
+    #[error("TLS to colo-scheduler: {source}; check scheduler.tls in agent.yaml")]
+    Tls {
+        /// What tonic says.
         #[source]
         source: tonic::transport::Error,
     },
@@ -120,8 +137,11 @@ impl SignificantChange {
 /// Reporter settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReporterConfig {
-    /// colo-scheduler's gRPC address, e.g. `http://colo-scheduler.colo-system:9470`.
+    /// colo-scheduler's gRPC address: `https://colo-scheduler.colo-system.svc:9470` with
+    /// `tls`, or `http://127.0.0.1:9470` without.
     pub endpoint: String,
+    /// Mutual TLS, required for (and only for) an `https://` endpoint.
+    pub tls: Option<ReporterTls>,
     /// A report at least this often. Default 10 s.
     pub interval: Duration,
     /// Reports kept until acknowledged; beyond this the oldest is dropped. Default 64.
@@ -144,6 +164,7 @@ impl ReporterConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            tls: None,
             interval: Duration::from_secs(10),
             buffer: 64,
             min_gap: Duration::from_secs(1),
@@ -228,7 +249,8 @@ impl Reporter {
     /// scheduler that is down is not an error, only a reason to retry.
     ///
     /// # Errors
-    /// [`ReporterError`] when the endpoint is not a URI or a setting is out of range.
+    /// [`ReporterError`] when the endpoint is not a URI, a setting is out of range, or the TLS
+    /// material cannot be read or does not go with the endpoint's scheme.
     pub fn spawn(config: ReporterConfig) -> Result<Self, ReporterError> {
         if config.buffer == 0 {
             return Err(ReporterError::Setting {
@@ -244,16 +266,16 @@ impl Reporter {
                 rule: "must be above zero (default 10s)",
             });
         }
-        let endpoint = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|source| ReporterError::Endpoint {
-                endpoint: config.endpoint.clone(),
-                source,
-            })?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+        let https = config.endpoint.starts_with("https://");
+        if https != config.tls.is_some() {
+            return Err(ReporterError::Setting {
+                field: "tls",
+                value: if https { "none" } else { "set" }.into(),
+                rule: "an https:// endpoint needs the TLS files (colo-scheduler serves mutual \
+                       TLS), and the TLS files need an https:// endpoint",
+            });
+        }
+        let endpoint = endpoint(&config)?;
         let (snapshots, rx) = watch::channel(None);
         let handle = ReporterHandle {
             snapshots: Arc::new(snapshots),
@@ -294,6 +316,26 @@ impl Reporter {
             tracing::warn!("reporter task ended abnormally: {e}");
         }
         self.handle.stats()
+    }
+}
+
+/// The endpoint to connect to, with the TLS files read now.
+fn endpoint(config: &ReporterConfig) -> Result<Endpoint, ReporterError> {
+    let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|source| ReporterError::Endpoint {
+            endpoint: config.endpoint.clone(),
+            source,
+        })?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    match &config.tls {
+        Some(tls) => endpoint
+            .tls_config(tls.client_config()?)
+            .map_err(|source| ReporterError::Tls { source }),
+        None => Ok(endpoint),
     }
 }
 
@@ -493,6 +535,13 @@ impl Task {
         for r in &self.buffer {
             // The queue is longer than the buffer: this cannot fail.
             let _ = tx.try_send(r.clone());
+        }
+        if self.config.tls.is_some() {
+            // Rotated certificates take effect here; unreadable ones leave the last good ones.
+            match endpoint(&self.config) {
+                Ok(e) => self.endpoint = e,
+                Err(e) => tracing::warn!("{e}; connecting with the TLS files read before"),
+            }
         }
         let endpoint = self.endpoint.clone();
         let limit = self.config.connect_timeout;

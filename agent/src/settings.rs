@@ -157,9 +157,10 @@ impl AgentSettings {
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
         manager.log_limit = o.log_limit.bytes();
+        // Lower case, as the kubelet names its node after the host.
         let node_name = config.node.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
+                .map(|h| h.trim().to_ascii_lowercase())
                 .unwrap_or_else(|_| "localhost".into())
         });
         Self {

@@ -1,6 +1,7 @@
 //! The reporter against the real colo-scheduler over real TCP sockets: 1,000 agents streaming
-//! with no report lost, a QoS loop that keeps running while the scheduler is down, and a restarted
-//! scheduler that learns the node at once.
+//! with no report lost, a QoS loop that keeps running while the scheduler is down, a restarted
+//! scheduler that learns the node at once, and mutual TLS where only the node the agent's
+//! certificate names gets through.
 
 use std::time::{Duration, Instant};
 
@@ -274,5 +275,80 @@ async fn a_restarted_scheduler_learns_the_node_without_waiting_for_the_next_repo
     assert!(stats.connects >= 2, "{stats:?}");
     assert_eq!(stats.acked, stats.produced, "{stats:?}");
     assert_eq!(s.table.sequence("steady").unwrap().0, stats.produced);
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_over_mutual_tls_for_the_certificates_node_only() {
+    use colo_agent::reporter::ReporterTls;
+    use colo_scheduler::{Listener, Port, ServerTls, TlsFiles};
+
+    let _lock = colo_testkit::host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = colo_testkit::TestCa::new(dir.path(), "colo");
+    let server = ca.issue("server", "colo-scheduler", &["DNS:localhost"]);
+    let node7 = ca.issue("node-7", "node-7", &["DNS:node-7"]);
+    let tls = ServerTls::load(
+        TlsFiles {
+            cert: server.cert,
+            key: server.key,
+            client_ca: ca.ca.cert.clone(),
+        },
+        Port::Grpc,
+    )
+    .unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = grpc.local_addr().unwrap().port();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = colo_scheduler::start(
+        SchedulerConfig::default(),
+        Listener::tls(grpc, std::sync::Arc::new(tls)),
+        http,
+    )
+    .unwrap();
+    let reporter_for = |node: &str| {
+        let mut c = ReporterConfig::new(format!("https://localhost:{port}"));
+        c.tls = Some(ReporterTls {
+            ca: ca.ca.cert.clone(),
+            cert: node7.cert.clone(),
+            key: node7.key.clone(),
+        });
+        c.interval = Duration::from_millis(200);
+        c.backoff_initial = Duration::from_millis(50);
+        c.backoff_max = Duration::from_millis(200);
+        let r = Reporter::spawn(c).unwrap();
+        let (report, _) = node_report(
+            &inputs(node, 1.0),
+            &ScoringParams::default(),
+            Admission::Accepting,
+        );
+        r.handle().publish(report);
+        r
+    };
+    let own = reporter_for("node-7");
+    let other = reporter_for("node-2");
+    wait_until("node-7 over TLS", Duration::from_secs(30), || {
+        own.handle().stats().acked >= 3
+    })
+    .await;
+    // The agent holding node-7's certificate keeps trying for node-2 and never gets through.
+    wait_until(
+        "node-2 refused a few times",
+        Duration::from_secs(30),
+        || {
+            let st = other.handle().stats();
+            st.produced >= 3
+        },
+    )
+    .await;
+    let refused = other.shutdown(Duration::ZERO).await;
+    assert_eq!(refused.acked, 0, "{refused:?}");
+    assert!(s.table.sequence("node-2").is_none());
+    let stats = own.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(stats.acked, stats.produced, "{stats:?}");
+    assert_eq!(s.table.sequence("node-7").unwrap().0, stats.produced);
+
+    // An https:// endpoint without the TLS files is refused when the reporter starts.
+    assert!(Reporter::spawn(ReporterConfig::new(format!("https://localhost:{port}"))).is_err());
     s.shutdown().await.unwrap();
 }

@@ -109,3 +109,50 @@ fn the_log_limit_defaults_to_16mib_and_takes_units() {
     assert!(e[0].message.contains("out of range"), "{}", e[0].message);
     assert_eq!(e[0].allowed.as_deref(), Some("64KiB..=64GiB"));
 }
+
+#[test]
+fn scheduler_tls_goes_with_an_https_endpoint() {
+    let a = parse_agent(&Source::new(
+        "agent.yaml",
+        "scheduler:\n  endpoint: https://colo-scheduler.colo-system.svc:9470\n  tls:\n    ca: /etc/colo/scheduler-ca.crt\n    cert: /etc/colo/agent.crt\n    key: /etc/colo/agent.key\n",
+    ))
+    .unwrap();
+    let tls = a.scheduler.tls.unwrap();
+    assert_eq!(tls.cert.to_str(), Some("/etc/colo/agent.crt"));
+    // https without the client certificate, and tls with plain http, are both refused.
+    let e = errors("scheduler:\n  endpoint: https://colo-scheduler:9470\n");
+    assert_eq!(
+        (e[0].path.as_str(), e[0].kind),
+        ("scheduler.endpoint", ErrorKind::Conflict)
+    );
+    assert!(
+        e[0].message.contains("needs scheduler.tls"),
+        "{}",
+        e[0].message
+    );
+    let e = errors(
+        "scheduler:\n  endpoint: http://colo-scheduler:9470\n  tls: {ca: /a, cert: /b, key: c}\n",
+    );
+    let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["scheduler.endpoint", "scheduler.tls.key"]);
+    let e = errors("scheduler:\n  tls: {ca: /a, cert: /b}\n");
+    assert_eq!(e[0].path.as_str(), "scheduler.tls");
+}
+
+#[test]
+fn node_names_are_kubernetes_node_names() {
+    for good in ["node-1", "ip-10-0-1-17.eu-west-1.compute.internal"] {
+        assert!(
+            parse_agent(&Source::new(
+                "agent.yaml",
+                format!("node:\n  name: {good}\n")
+            ))
+            .is_ok(),
+            "{good}"
+        );
+    }
+    for bad in ["Node-1", "node_1", "-node", "a..b"] {
+        let e = errors(&format!("node:\n  name: {bad}\n"));
+        assert_eq!(e[0].path.as_str(), "node.name", "{bad}");
+    }
+}

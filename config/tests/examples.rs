@@ -90,5 +90,7 @@ fn the_example_agent_config_is_valid() {
     assert_eq!(a.offline.budget.cpu.map(|c| c.get()), Some(6.0));
     assert_eq!(a.qos_loop.period, Duration::from_millis(50));
     assert_eq!(a.api.tcp.as_ref().map(|t| t.listen.port()), Some(7443));
+    let tls = a.scheduler.tls.as_ref().unwrap();
+    assert_eq!(tls.cert.to_str(), Some("/etc/colo/tls/node-1.crt"));
     assert_ne!(a, AgentConfig::default());
 }

@@ -1,10 +1,10 @@
 //! A minimal keep-alive HTTP/1.1 client for `POST`/`GET` with a `Content-Length` body: what
 //! kube-scheduler does to the extender, reduced to what colo's benchmark and tests need to time
-//! and check real requests over a real socket.
+//! and check real requests over a real socket (plain TCP, or any stream such as a TLS one).
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// A failed exchange.
@@ -40,11 +40,11 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// One keep-alive connection.
+/// One keep-alive connection over `S` (plain TCP by default).
 #[derive(Debug)]
-pub struct HttpConnection {
+pub struct HttpConnection<S = TcpStream> {
     addr: SocketAddr,
-    stream: BufReader<TcpStream>,
+    stream: BufReader<S>,
 }
 
 impl HttpConnection {
@@ -56,10 +56,17 @@ impl HttpConnection {
         let io = |source| HttpError::Io { addr, source };
         let s = TcpStream::connect(addr).await.map_err(io)?;
         s.set_nodelay(true).map_err(io)?;
-        Ok(Self {
+        Ok(Self::over(s, addr))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> HttpConnection<S> {
+    /// Speaks HTTP over an established `stream` to `addr` (for messages).
+    pub fn over(stream: S, addr: SocketAddr) -> Self {
+        Self {
             addr,
-            stream: BufReader::new(s),
-        })
+            stream: BufReader::new(stream),
+        }
     }
 
     /// `POST path` with a JSON body.

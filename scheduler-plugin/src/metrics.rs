@@ -10,7 +10,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Reports received on all streams (counter).
 pub const REPORTS_RECEIVED: &str = "colo_scheduler_reports_received_total";
-/// Reports ignored, by `reason`: `duplicate` (sequence not newer), `invalid` (counter).
+/// Reports ignored, by `reason`: `duplicate` (sequence not newer), `invalid` (refused by the
+/// report check), `forbidden` (a node the connection's certificate does not name), `table_full`
+/// (counter).
 pub const REPORTS_IGNORED: &str = "colo_scheduler_reports_ignored_total";
 /// Reports found missing through sequence gaps (counter).
 pub const REPORT_GAPS: &str = "colo_scheduler_report_gaps_total";
@@ -26,6 +28,14 @@ pub const EXTENDER_REQUESTS: &str = "colo_scheduler_extender_requests_total";
 pub const EXTENDER_SECONDS: &str = "colo_scheduler_extender_request_seconds";
 /// Nodes a filter call rejected, by `kind`: `failed` or `unresolvable` (counter).
 pub const FILTER_REJECTIONS: &str = "colo_scheduler_filter_rejected_nodes_total";
+/// Nodes dropped from the table after reporting nothing for `--forget-after` (counter).
+pub const NODES_FORGOTTEN: &str = "colo_scheduler_nodes_forgotten_total";
+/// TLS handshakes that failed, by `listener` (`grpc`, `http`) and `reason`: `refused` (no or
+/// untrusted client certificate, bad protocol), `timeout` (counter).
+pub const TLS_HANDSHAKE_FAILURES: &str = "colo_scheduler_tls_handshake_failures_total";
+/// HTTP requests refused before their body was read in full, by `reason`: `too_large`,
+/// `timeout`, `busy` (no room under the bodies-in-flight budget in time) (counter).
+pub const HTTP_BODIES_REFUSED: &str = "colo_scheduler_http_bodies_refused_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -77,5 +87,17 @@ fn describe() {
     describe_counter!(
         FILTER_REJECTIONS,
         "Nodes rejected by filter calls, by kind."
+    );
+    describe_counter!(
+        NODES_FORGOTTEN,
+        "Nodes dropped from the table after reporting nothing for --forget-after."
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed, by listener and reason."
+    );
+    describe_counter!(
+        HTTP_BODIES_REFUSED,
+        "HTTP requests refused before their body was read, by reason."
     );
 }

@@ -1,20 +1,24 @@
-//! Running colo-scheduler: the gRPC ingest and the HTTP extender on their listeners, with
-//! graceful shutdown.
+//! Running colo-scheduler: the gRPC ingest and the HTTP extender on their listeners (plain or
+//! mutual TLS, see [`listen`](crate::listen)), the sweep that forgets silent nodes, and graceful
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use colo_proto::report::node_reports_server::NodeReportsServer;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
-use crate::config::SchedulerConfig;
+use crate::config::{ConfigError, SchedulerConfig};
 use crate::ingest::ReportService;
 use crate::k8s::{HttpState, router};
+use crate::listen::{self, Listener, Preface};
+use crate::metrics as m;
 use crate::table::NodeTable;
+use crate::tls::{ServerTls, TlsError};
 
 /// How long shutdown waits for connections to close before it gives up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -22,6 +26,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// A server that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// A listener's address could not be read.
     #[error("cannot read the listening address: {0}")]
     Addr(#[source] std::io::Error),
@@ -51,71 +58,159 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The node table (for tests and embedding).
     pub table: Arc<NodeTable>,
+    tls: TlsReloader,
     shutdown: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts serving on the given listeners.
+/// The TLS configurations of a running server, to re-read their files (certificate rotation).
+#[derive(Clone, Debug, Default)]
+pub struct TlsReloader(Vec<Arc<ServerTls>>);
+
+impl TlsReloader {
+    /// Re-reads every listener's certificate, key and client CA; returns how many listeners
+    /// have TLS. New handshakes use the new material; open connections keep theirs.
+    ///
+    /// # Errors
+    /// The first [`TlsError`]; that listener keeps the material it had.
+    pub fn reload(&self) -> Result<usize, TlsError> {
+        for t in &self.0 {
+            t.reload()?;
+        }
+        Ok(self.0.len())
+    }
+}
+
+/// Starts serving on the given listeners (a `TcpListener` converts to a plain [`Listener`]).
 ///
 /// # Errors
-/// [`ServeError::Addr`] when a listener's address cannot be read.
+/// [`ServeError::Config`] when the configuration's limits cannot work; [`ServeError::Addr`]
+/// when a listener's address cannot be read.
 pub fn start(
     config: SchedulerConfig,
-    grpc: TcpListener,
-    http: TcpListener,
+    grpc: impl Into<Listener>,
+    http: impl Into<Listener>,
 ) -> Result<Running, ServeError> {
+    config.validate()?;
+    let (grpc, http) = (grpc.into(), http.into());
     let grpc_addr = grpc.local_addr().map_err(ServeError::Addr)?;
     let http_addr = http.local_addr().map_err(ServeError::Addr)?;
+    let grpc_tls = grpc.tls_config().is_some();
+    let http_tls = http.tls_config().is_some();
+    let tls = TlsReloader(
+        grpc.tls_config()
+            .into_iter()
+            .chain(http.tls_config())
+            .cloned()
+            .collect(),
+    );
     let config = Arc::new(config);
-    let table = Arc::new(NodeTable::new(config.scoring.admission));
+    let limits = config.limits.clone();
+    let table = Arc::new(NodeTable::with_max_nodes(
+        config.scoring.admission,
+        limits.max_nodes,
+    ));
     let (shutdown, rx) = watch::channel(false);
     let metrics = crate::metrics::install();
 
-    let service = ReportService::new(Arc::clone(&table), Arc::clone(&config), rx.clone());
+    let mut service = ReportService::new(Arc::clone(&table), Arc::clone(&config), rx.clone());
+    if grpc_tls {
+        service = service.requiring_peer_identity();
+    }
+    let grpc_conns = listen::accept(
+        grpc,
+        "grpc",
+        limits.header_read_timeout,
+        Preface::Http2,
+        rx.clone(),
+    );
+    let incoming = ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>);
     let mut grpc_rx = rx.clone();
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .add_service(NodeReportsServer::new(service))
+            .add_service(
+                NodeReportsServer::new(service).max_decoding_message_size(limits.max_report_bytes),
+            )
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = grpc_rx.wait_for(|s| *s).await;
             }),
     );
 
-    let app = router(HttpState {
-        table: Arc::clone(&table),
-        config,
+    let app = router(HttpState::new(
+        Arc::clone(&table),
+        Arc::clone(&config),
         metrics,
-    });
-    let mut http_rx = rx;
-    // TCP_NODELAY, as Go's HTTP server sets it: an answer's last segment (filter answers run to
-    // 150 KiB for 5,000 nodes) must not wait on Nagle for the client's ACK of the ones before.
-    let http = http.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY on an extender connection: {e}");
-        }
-    });
-    let http = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    tracing::info!(%grpc_addr, %http_addr, "colo-scheduler serving");
+    ));
+    let http_conns = listen::accept(
+        http,
+        "http",
+        limits.header_read_timeout,
+        Preface::None,
+        rx.clone(),
+    );
+    let http = tokio::spawn(crate::http_server::serve(
+        http_conns,
+        app,
+        limits.header_read_timeout,
+        rx.clone(),
+    ));
+    tokio::spawn(forget_silent_nodes(
+        Arc::clone(&table),
+        limits.forget_after,
+        rx,
+    ));
+    tracing::info!(
+        %grpc_addr,
+        %http_addr,
+        grpc_tls,
+        http_tls,
+        max_nodes = limits.max_nodes,
+        "colo-scheduler serving"
+    );
     Ok(Running {
         grpc_addr,
         http_addr,
         table,
+        tls,
         shutdown,
         grpc,
         http,
     })
 }
 
+/// Every quarter of `after` (between 100 ms and a minute), drops the nodes that reported
+/// nothing for `after`; ends with the server.
+async fn forget_silent_nodes(
+    table: Arc<NodeTable>,
+    after: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = (after / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let n = table.forget_older_than(Instant::now(), after);
+        if n > 0 {
+            metrics::counter!(m::NODES_FORGOTTEN).increment(n as u64);
+            tracing::info!("forgot {n} nodes that reported nothing for {after:?}");
+        }
+    }
+}
+
 impl Running {
+    /// A handle that re-reads the listeners' TLS files (for SIGHUP).
+    #[must_use]
+    pub fn tls_reloader(&self) -> TlsReloader {
+        self.tls.clone()
+    }
+
     /// Stops accepting, ends every report stream (agents reconnect elsewhere or later), lets
     /// in-flight extender calls finish, and waits up to [`SHUTDOWN_GRACE`] for connections to
     /// close.

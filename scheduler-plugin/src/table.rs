@@ -7,6 +7,9 @@
 //! copy a few fields in, and which the extender reads thousands of names from per request. Times
 //! are the scheduler's own monotonic clock at receipt (agents' clocks may be skewed); callers pass
 //! `now`, so tests need no sleeping.
+//!
+//! Bounded: a table holds at most its `max_nodes` nodes (a new node beyond is refused), and
+//! [`NodeTable::forget_older_than`] drops nodes that stopped reporting.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -34,9 +37,10 @@ pub enum IngestError {
         /// The report's sequence number.
         seq: u64,
     },
-    /// The table holds as many nodes as it can.
+    /// The table holds as many nodes as it may.
     #[error(
-        "the node table is full ({max} nodes): run one colo-scheduler per cluster of fewer nodes"
+        "the node table is full ({max} nodes): raise colo-scheduler's --max-nodes if the cluster \
+         has more nodes, or lower --forget-after so nodes that stopped reporting leave sooner"
     )]
     TableFull {
         /// Most nodes a table holds.
@@ -81,12 +85,11 @@ pub struct NodeSnapshot {
 }
 
 /// One node's report and sequence bookkeeping; what placement reads is its [`Record`] in the
-/// index, at `record`.
+/// index, under the same name.
 #[derive(Debug)]
 struct NodeEntry {
     report: Box<NodeReport>,
     missed_total: u64,
-    record: usize,
 }
 
 /// A fast seeded hash for node names (a multiply-rotate over 8-byte words, as rustc's FxHash,
@@ -320,7 +323,10 @@ pub struct NodeTable {
     shards: Box<[Shard]>,
     hash: NameHash,
     admission: AdmissionParams,
-    /// Lock order: a shard's lock first, then this one.
+    /// Most nodes held.
+    max_nodes: usize,
+    /// Lock order: a shard's lock first, then this one. A node is in its shard exactly when it
+    /// is in the index; both change under the shard's lock.
     index: RwLock<Index>,
     clock: Clock,
 }
@@ -385,9 +391,16 @@ pub struct Found {
 }
 
 impl NodeTable {
-    /// An empty table; `admission` sets when nodes stop and resume taking batch work.
+    /// An empty table as large as the index allows (16,777,215 nodes); `admission` sets when
+    /// nodes stop and resume taking batch work. A server bounds it: [`NodeTable::with_max_nodes`].
     #[must_use]
     pub fn new(admission: AdmissionParams) -> Self {
+        Self::with_max_nodes(admission, index::MAX_NODES)
+    }
+
+    /// An empty table that refuses new nodes once it holds `max_nodes` (at most 16,777,215).
+    #[must_use]
+    pub fn with_max_nodes(admission: AdmissionParams, max_nodes: usize) -> Self {
         let hash = NameHash {
             seed: RandomState::new().hash_one(0x636f_6c6f_u64),
         };
@@ -397,6 +410,7 @@ impl NodeTable {
                 .collect(),
             hash,
             admission,
+            max_nodes: max_nodes.min(index::MAX_NODES),
             index: RwLock::new(Index::new(hash)),
             clock: Clock::new(),
         }
@@ -447,7 +461,8 @@ impl NodeTable {
     /// restarted, not the agent).
     ///
     /// # Errors
-    /// [`IngestError::EmptyNodeName`] when the report names no node.
+    /// [`IngestError::EmptyNodeName`] when the report names no node; [`IngestError::TableFull`]
+    /// when it is a new node and the table holds `max_nodes` already.
     pub fn ingest(&self, report: NodeReport, now: Instant) -> Result<IngestOutcome, IngestError> {
         if report.node_name.is_empty() {
             return Err(IngestError::EmptyNodeName { seq: report.seq });
@@ -461,26 +476,28 @@ impl NodeTable {
             let seq = report.seq;
             let admission =
                 batch_admission(state.interference, Admission::default(), &self.admission);
-            let key = NameKey::new(&report.node_name);
             let plain = crate::k8s::is_json_plain(report.node_name.as_bytes());
-            let record = self
-                .index
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(
-                    &report.node_name,
-                    state,
-                    Record::new(&state, admission, self.clock.at(now), plain),
-                )
-                .ok_or(IngestError::TableFull {
-                    max: index::MAX_NODES,
-                })?;
+            {
+                let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+                let full = IngestError::TableFull {
+                    max: self.max_nodes,
+                };
+                if index.len() >= self.max_nodes {
+                    return Err(full);
+                }
+                index
+                    .insert(
+                        &report.node_name,
+                        state,
+                        Record::new(&state, admission, self.clock.at(now), plain),
+                    )
+                    .ok_or(full)?;
+            }
             shard.insert(
-                key,
+                NameKey::new(&report.node_name),
                 NodeEntry {
                     report: Box::new(report),
                     missed_total: 0,
-                    record,
                 },
             );
             return Ok(IngestOutcome {
@@ -506,9 +523,20 @@ impl NodeTable {
         };
         {
             let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            index.update(entry.record, state, self.clock.at(now), |previous| {
-                batch_admission(state.interference, previous, &self.admission)
-            });
+            let received = self.clock.at(now);
+            if let Some(r) = index.find(&report.node_name) {
+                index.update(r, state, received, |previous| {
+                    batch_admission(state.interference, previous, &self.admission)
+                });
+            } else {
+                // Not reached: shard and index change together under the shard's lock. Should
+                // they ever disagree, the node gets its record back rather than a panic.
+                let admission =
+                    batch_admission(state.interference, Admission::default(), &self.admission);
+                let plain = crate::k8s::is_json_plain(report.node_name.as_bytes());
+                let record = Record::new(&state, admission, received, plain);
+                let _ = index.insert(&report.node_name, state, record);
+            }
         }
         entry.missed_total = entry.missed_total.saturating_add(missed);
         *entry.report = report;
@@ -554,9 +582,86 @@ impl NodeTable {
             let index = self.index_read();
             let now = self.clock.at(now);
             for (name, e) in shard.iter() {
-                f(name.as_str(), &e.report, index.snapshot(e.record, now));
+                if let Some(r) = index.find(name.as_str()) {
+                    f(name.as_str(), &e.report, index.snapshot(r, now));
+                }
             }
         }
+    }
+
+    /// One page of the table in name order: up to `limit` nodes named after `after` (from the
+    /// first when `None`), each with its last report and snapshot at `now`; and whether more
+    /// nodes follow. Costs a copy of every name after `after`, not of every report.
+    #[must_use]
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        now: Instant,
+    ) -> (Vec<(NodeReport, NodeSnapshot)>, bool) {
+        let mut names: Vec<Box<str>> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.read().unwrap_or_else(PoisonError::into_inner);
+            names.extend(
+                shard
+                    .keys()
+                    .map(NameKey::as_str)
+                    .filter(|n| after.is_none_or(|a| *n > a))
+                    .map(Box::from),
+            );
+        }
+        let more = names.len() > limit;
+        if more {
+            names.select_nth_unstable(limit);
+            names.truncate(limit);
+        }
+        names.sort_unstable();
+        let now = self.clock.at(now);
+        let mut page = Vec::with_capacity(names.len());
+        for name in &names {
+            let shard = self
+                .shard(name)
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let index = self.index_read();
+            // A node forgotten since its name was read is left out.
+            if let (Some(e), Some(r)) = (shard.get(&**name), index.find(name)) {
+                page.push(((*e.report).clone(), index.snapshot(r, now)));
+            }
+        }
+        (page, more)
+    }
+
+    /// Drops every node whose last report is older than `age` at `now`; returns how many. Takes
+    /// each shard's write lock in turn (with the index's), and returns at once, after one pass
+    /// over the receipt times, when no node is that old.
+    pub fn forget_older_than(&self, now: Instant, age: Duration) -> usize {
+        let now = self.clock.at(now);
+        if !self.index_read().ages(now).any(|a| a > age) {
+            return 0;
+        }
+        let mut forgotten = 0;
+        for shard in &self.shards {
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            shard.retain(|name, _| {
+                let old = index
+                    .find(name.as_str())
+                    .is_none_or(|r| index.snapshot(r, now).age > age);
+                if old {
+                    index.remove(name.as_str());
+                    forgotten += 1;
+                }
+                !old
+            });
+        }
+        forgotten
+    }
+
+    /// Most nodes this table holds.
+    #[must_use]
+    pub fn max_nodes(&self) -> usize {
+        self.max_nodes
     }
 }
 
@@ -780,6 +885,94 @@ mod tests {
             }
         }
         assert_ne!(h.hash_one(""), h.hash_one("\0"));
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_nodes_only() {
+        let t = NodeTable::with_max_nodes(AdmissionParams::default(), 3);
+        let now = Instant::now();
+        for n in ["a", "b", "c"] {
+            t.ingest(report(n, 1, 1, 0.0), now).unwrap();
+        }
+        let err = t.ingest(report("d", 1, 1, 0.0), now).unwrap_err();
+        assert_eq!(err, IngestError::TableFull { max: 3 });
+        assert!(err.to_string().contains("--max-nodes"), "{err}");
+        assert!(t.lookup("d", now).is_none());
+        assert!(t.sequence("d").is_none());
+        // Known nodes keep reporting.
+        assert_eq!(t.ingest(report("a", 2, 1, 0.0), now).unwrap().ack_seq, 2);
+        assert_eq!(t.counts(now, Duration::from_secs(1)), (3, 0));
+    }
+
+    #[test]
+    fn nodes_that_stop_reporting_are_forgotten() {
+        let t = NodeTable::with_max_nodes(AdmissionParams::default(), 100);
+        let t0 = Instant::now();
+        for i in 0..100 {
+            let at = t0 + Duration::from_secs(if i % 2 == 0 { 0 } else { 50 });
+            t.ingest(report(&format!("n{i}"), 1, 1, f64::from(i)), at)
+                .unwrap();
+        }
+        assert!(t.ingest(report("late", 1, 1, 0.0), t0).is_err());
+        let later = t0 + Duration::from_secs(100);
+        assert_eq!(t.forget_older_than(later, Duration::from_secs(100)), 0);
+        assert_eq!(t.forget_older_than(later, Duration::from_secs(60)), 50);
+        assert_eq!(t.counts(later, Duration::from_secs(180)), (50, 0));
+        for i in 0..100 {
+            let name = format!("n{i}");
+            let seen = t.lookup(&name, later);
+            assert_eq!(seen.is_some(), i % 2 == 1, "{name}");
+            if let Some(s) = seen {
+                assert_eq!(
+                    s.state.interference,
+                    f64::from(i),
+                    "{name} kept its own state"
+                );
+                assert_eq!(s.age, Duration::from_secs(50));
+            }
+            assert_eq!(t.sequence(&name).is_some(), i % 2 == 1, "{name}");
+        }
+        // Room again; a forgotten node that comes back starts afresh.
+        t.ingest(report("late", 1, 1, 0.0), later).unwrap();
+        assert_eq!(t.ingest(report("n0", 9, 1, 0.0), later).unwrap().ack_seq, 9);
+        assert_eq!(t.sequence("n0"), Some((9, 0)));
+        // Reports keep flowing to the nodes that stayed.
+        assert_eq!(t.ingest(report("n1", 2, 1, 5.0), later).unwrap().ack_seq, 2);
+        assert_eq!(t.lookup("n1", later).unwrap().age, Duration::ZERO);
+    }
+
+    #[test]
+    fn pages_walk_the_names_in_order() {
+        let t = NodeTable::new(AdmissionParams::default());
+        let now = Instant::now();
+        let mut want: Vec<String> = (0..1_234)
+            .map(|i| format!("node-{:04}", (i * 7) % 1_234))
+            .collect();
+        for n in &want {
+            t.ingest(report(n, 3, 1, 0.0), now).unwrap();
+        }
+        want.sort();
+        let mut got = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = t.page(after.as_deref(), 100, now);
+            assert!(page.len() <= 100);
+            got.extend(page.iter().map(|(r, _)| r.node_name.clone()));
+            assert!(
+                page.iter()
+                    .all(|(r, s)| r.seq == 3 && s.age == Duration::ZERO)
+            );
+            if !more {
+                break;
+            }
+            after = got.last().cloned();
+        }
+        assert_eq!(got, want);
+        let (page, more) = t.page(Some("node-1233"), 10, now);
+        assert!(page.is_empty() && !more);
+        let (page, more) = t.page(None, 1_234, now);
+        assert_eq!(page.len(), 1_234);
+        assert!(!more);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `colo-scheduler` binary: starts, serves, and stops cleanly on SIGTERM; bad flags are
-//! refused with a message.
+//! refused with a message; plain ports stay on loopback unless explicitly let out.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -86,4 +88,68 @@ fn a_bad_policy_file_is_refused_with_its_location() {
         err.contains("policy.yaml:4:15: scoring.peak_share"),
         "{err}"
     );
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_colo-scheduler"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn plain_ports_stay_on_loopback_unless_let_out() {
+    let err = refused(&["--http-listen", "0.0.0.0:0"]);
+    assert!(
+        err.contains("--http-listen 0.0.0.0:0 would serve plain TCP"),
+        "{err}"
+    );
+    for fix in [
+        "--tls-cert, --tls-key and --http-client-ca",
+        "listen on 127.0.0.1",
+        "--insecure-listen-any",
+    ] {
+        assert!(err.contains(fix), "{fix} in {err}");
+    }
+    let err = refused(&["--grpc-listen", "[::]:0"]);
+    assert!(err.contains("--grpc-listen [::]:0"), "{err}");
+    assert!(err.contains("--grpc-client-ca"), "{err}");
+    let err = refused(&["--tls-cert", "/etc/colo/tls.crt"]);
+    assert!(
+        err.contains("--tls-cert and --tls-key go together"),
+        "{err}"
+    );
+    let err = refused(&["--grpc-client-ca", "/etc/colo/ca.crt"]);
+    assert!(err.contains("add --tls-cert and --tls-key"), "{err}");
+    let err = refused(&["--forget-after", "1m", "--stale-after", "5m"]);
+    assert!(err.contains("--forget-after"), "{err}");
+    let err = refused(&[
+        "--tls-cert",
+        "/nonexistent/tls.crt",
+        "--tls-key",
+        "/nonexistent/tls.key",
+        "--grpc-client-ca",
+        "/nonexistent/ca.crt",
+    ]);
+    assert!(
+        err.contains("/nonexistent/tls.crt (set by --tls-cert)"),
+        "{err}"
+    );
+
+    // With the opt-in it serves, and says what it exposes.
+    let s = common::process::SchedulerProcess::start(&[
+        "--insecure-listen-any",
+        "--http-listen",
+        "0.0.0.0:0",
+    ]);
+    let warning = s.wait_for_log(
+        "--insecure-listen-any: the extender (HTTP) port 0.0.0.0:",
+        Duration::from_secs(5),
+    );
+    assert!(warning.contains("WARN"), "{warning}");
+    // Only the default (loopback) gRPC port otherwise: nothing to warn about there.
+    assert!(!s.log().iter().any(|l| l.contains("reports (gRPC) port")));
 }

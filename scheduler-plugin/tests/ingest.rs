@@ -82,7 +82,7 @@ async fn acks_duplicates_gaps_and_restarts() {
     assert_eq!(ack(&mut acks).await, 7);
 
     let nodes = client
-        .list_nodes(ListNodesRequest {})
+        .list_nodes(ListNodesRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -118,8 +118,9 @@ async fn acks_duplicates_gaps_and_restarts() {
     );
     let nodes = http.get("/nodes").await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&nodes.body).unwrap();
-    assert_eq!(v[0]["name"], "a");
-    assert_eq!(v[1]["schedulable"], false);
+    assert_eq!(v["nodes"][0]["name"], "a");
+    assert_eq!(v["nodes"][1]["schedulable"], false);
+    assert!(v.get("continue").is_none(), "one page: {v}");
     assert_eq!(http.get("/healthz").await.unwrap().body, b"ok\n");
     drop(tx);
     s.shutdown().await.unwrap();

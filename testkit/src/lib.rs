@@ -8,11 +8,15 @@
 //!   removes it on drop, also when the test panics.
 //! * [`kvm_or_skip`] tells a test whether `/dev/kvm` is usable, and says loudly when it is not
 //!   (or fails the test when `COLO_REQUIRE_KVM=1`).
+//! * [`TestCa`] makes a throwaway CA and issues certificates from it with the `openssl`
+//!   command, for TLS tests.
 
 mod cgroup;
 mod kvm;
 mod lock;
+mod pki;
 
 pub use cgroup::{CgroupError, CgroupVersion, TestCgroup};
 pub use kvm::{kvm_or_skip, root_or_skip};
 pub use lock::{HostLock, host_lock};
+pub use pki::{CertFiles, TestCa};

@@ -244,12 +244,15 @@ impl Default for MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
-    /// The scheduler's gRPC endpoint (`http://host:port` or `https://…`); `null` reports nowhere.
+    /// The scheduler's gRPC endpoint: `https://host:port` with `tls` (mutual TLS), or
+    /// `http://127.0.0.1:port` for a scheduler on this host; `null` reports nowhere.
     pub endpoint: Option<String>,
     /// Time between two reports (a significant change reports at once).
     #[serde(with = "duration")]
     #[schemars(with = "duration::Schema")]
     pub report_interval: Duration,
+    /// Mutual TLS to an `https://` endpoint; `null` for `http://`.
+    pub tls: Option<SchedulerTls>,
 }
 
 impl Default for SchedulerConfig {
@@ -257,8 +260,24 @@ impl Default for SchedulerConfig {
         Self {
             endpoint: None,
             report_interval: Duration::from_secs(10),
+            tls: None,
         }
     }
+}
+
+/// The agent's side of mutual TLS with colo-scheduler. The files are read at start and again
+/// at every reconnect, so rotated certificates are picked up without a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerTls {
+    /// CA bundle (PEM) that colo-scheduler's certificate chains to; the certificate must name
+    /// the endpoint's host.
+    pub ca: PathBuf,
+    /// This agent's certificate (PEM): its CN or a DNS subject alternative name must equal the
+    /// node name, or colo-scheduler refuses the reports.
+    pub cert: PathBuf,
+    /// The private key of `cert` (PEM).
+    pub key: PathBuf,
 }
 
 /// The QoS loop's timing.

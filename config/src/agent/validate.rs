@@ -61,18 +61,24 @@ const LOG_LIMIT_MAX: u64 = 64 << 30;
 pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
     let mut out = Vec::new();
     if let Some(name) = &a.node.name {
+        // As Kubernetes (and colo-scheduler) check node names: a DNS-1123 subdomain.
         let ok = !name.is_empty()
             && name.len() <= 253
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            && name.split('.').all(|label| {
+                let b = label.as_bytes();
+                b.first().is_some_and(u8::is_ascii_alphanumeric)
+                    && b.last().is_some_and(u8::is_ascii_alphanumeric)
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            });
         if !ok {
             invalid(
                 &mut out,
                 "node.name".into(),
                 name,
-                "not a valid node name",
-                "letters, digits, `-` and `.`, 1 to 253 characters",
+                "not a Kubernetes node name",
+                "lower-case letters, digits, `-` and `.`, starting and ending with a letter or \
+                 digit, 1 to 253 characters",
             );
         }
     }
@@ -348,6 +354,7 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
     }
 
     if let Some(ep) = &a.scheduler.endpoint {
+        let https = ep.starts_with("https://");
         let rest = ep
             .strip_prefix("http://")
             .or_else(|| ep.strip_prefix("https://"))
@@ -358,9 +365,30 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
                 "scheduler.endpoint".into(),
                 ep,
                 "not a scheduler address",
-                "`http://host:port` or `https://host:port`",
+                "`https://host:port` (with scheduler.tls) or `http://127.0.0.1:port`",
             );
+        } else if https != a.scheduler.tls.is_some() {
+            let message = if https {
+                "`https://` needs scheduler.tls (ca, cert, key): colo-scheduler serves \
+                 only mutual TLS"
+            } else {
+                "scheduler.tls is set but the endpoint is plain `http://`: write it as \
+                 `https://`"
+            };
+            out.push(Violation {
+                path: "scheduler.endpoint".into(),
+                related: Some("scheduler.tls".into()),
+                kind: ErrorKind::Conflict,
+                message: message.to_owned(),
+                value: ep.clone(),
+                allowed: None,
+            });
         }
+    }
+    if let Some(tls) = &a.scheduler.tls {
+        absolute(&mut out, "scheduler.tls.ca", &tls.ca);
+        absolute(&mut out, "scheduler.tls.cert", &tls.cert);
+        absolute(&mut out, "scheduler.tls.key", &tls.key);
     }
     within(
         &mut out,

@@ -1,10 +1,13 @@
 //! The Kubernetes scheduler extender over HTTP (`k8s.io/kube-scheduler/extender/v1`):
 //! `POST {prefix}/filter`, `{prefix}/prioritize`, `{prefix}/preempt`; plus `/metrics`,
-//! `/healthz` and `/nodes` on the same listener.
+//! `/healthz` and `/nodes` (paged) on the same listener. Request bodies are read under
+//! [`body`]'s bounds.
 
+mod body;
 mod decide;
 mod decode;
 mod gojson;
+mod nodes;
 mod pod;
 mod quantity;
 mod wire;
@@ -13,16 +16,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use body::{BodyBudget, BoundedBody};
 pub use decide::RequestError;
 pub use decode::{NameList, Text};
 pub(crate) use gojson::is_plain as is_json_plain;
+pub(crate) use nodes::page_size;
 pub use pod::{batch_request, is_batch};
 pub use quantity::{Quantity, QuantityError};
 pub use wire::{ExtenderArgs, ExtenderPreemptionArgs, Pod};
@@ -44,6 +48,30 @@ pub struct HttpState {
     pub config: Arc<SchedulerConfig>,
     /// The Prometheus handle, when this process's recorder is colo-scheduler's.
     pub metrics: Option<PrometheusHandle>,
+    /// Bounds on request bodies, shared by every connection.
+    pub bodies: Arc<BodyBudget>,
+}
+
+impl HttpState {
+    /// The state for `table` under `config`, with a body budget from `config`'s limits.
+    #[must_use]
+    pub fn new(
+        table: Arc<NodeTable>,
+        config: Arc<SchedulerConfig>,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        let bodies = Arc::new(BodyBudget::new(
+            config.max_request_bytes,
+            config.limits.max_body_bytes_in_flight,
+            config.limits.body_read_timeout,
+        ));
+        Self {
+            table,
+            config,
+            metrics,
+            bodies,
+        }
+    }
 }
 
 /// The extender verbs and the operator endpoints.
@@ -53,15 +81,13 @@ pub fn router(state: HttpState) -> Router {
         .extender_prefix
         .trim_end_matches('/')
         .to_owned();
-    let limit = state.config.max_request_bytes;
     Router::new()
         .route(&format!("{prefix}/filter"), post(filter))
         .route(&format!("{prefix}/prioritize"), post(prioritize))
         .route(&format!("{prefix}/preempt"), post(preempt))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/nodes", get(nodes))
-        .layer(DefaultBodyLimit::max(limit))
+        .route("/nodes", get(nodes::nodes))
         .with_state(state)
 }
 
@@ -69,15 +95,16 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Runs `f` inline for small bodies, on the blocking pool for large ones.
-async fn decide<F>(body: Bytes, f: F) -> Response
+/// Runs `f` inline for small bodies, on the blocking pool for large ones. The body (and its
+/// share of the in-flight budget) is held until `f` is done.
+async fn decide<F>(body: BoundedBody, f: F) -> Response
 where
     F: FnOnce(&[u8]) -> Response + Send + 'static,
 {
-    if body.len() <= INLINE_BODY_BYTES {
-        return f(&body);
+    if body.bytes.len() <= INLINE_BODY_BYTES {
+        return f(&body.bytes);
     }
-    match tokio::task::spawn_blocking(move || f(&body)).await {
+    match tokio::task::spawn_blocking(move || f(&body.bytes)).await {
         Ok(r) => r,
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,7 +157,7 @@ pub fn prioritize_answer(
         .and_then(|args| decide::prioritize(&args, table, config, start).map_err(|e| e.to_string()))
 }
 
-async fn filter(State(s): State<HttpState>, body: Bytes) -> Response {
+async fn filter(State(s): State<HttpState>, body: BoundedBody) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
         let result = filter_answer(&s.table, &s.config, body);
@@ -153,7 +180,7 @@ fn plain_error(msg: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response()
 }
 
-async fn prioritize(State(s): State<HttpState>, body: Bytes) -> Response {
+async fn prioritize(State(s): State<HttpState>, body: BoundedBody) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
         let result = prioritize_answer(&s.table, &s.config, body);
@@ -169,7 +196,7 @@ async fn prioritize(State(s): State<HttpState>, body: Bytes) -> Response {
     .await
 }
 
-async fn preempt(State(s): State<HttpState>, body: Bytes) -> Response {
+async fn preempt(State(s): State<HttpState>, body: BoundedBody) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
         let result = serde_json::from_slice::<ExtenderPreemptionArgs>(body)
@@ -208,46 +235,4 @@ async fn metrics_page(State(s): State<HttpState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// One node in `/nodes`.
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeRow<'a> {
-    name: &'a str,
-    seq: u64,
-    age_seconds: f64,
-    stale: bool,
-    schedulable: bool,
-    score: f64,
-    interference: f64,
-    reclaimable_millicores: u64,
-    reclaimable_memory_bytes: u64,
-    reason: String,
-}
-
-async fn nodes(State(s): State<HttpState>) -> Response {
-    let now = Instant::now();
-    let mut rows = Vec::new();
-    s.table.for_each(now, |_, report, snap| {
-        let v = crate::ingest::node_view(report, snap, &s.config);
-        rows.push((report.node_name.clone(), report.seq, v, snap));
-    });
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let out: Vec<NodeRow<'_>> = rows
-        .iter()
-        .map(|(name, seq, v, snap)| NodeRow {
-            name,
-            seq: *seq,
-            age_seconds: v.age_seconds,
-            stale: v.stale,
-            schedulable: v.schedulable,
-            score: v.node_score,
-            interference: snap.state.interference,
-            reclaimable_millicores: snap.state.reclaimable.cpu_millicores,
-            reclaimable_memory_bytes: snap.state.reclaimable.memory_bytes,
-            reason: v.reason.clone(),
-        })
-        .collect();
-    json(StatusCode::OK, serde_json::to_vec(&out).unwrap_or_default())
 }

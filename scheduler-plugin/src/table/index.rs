@@ -118,8 +118,8 @@ impl Clock {
     }
 }
 
-/// Name → record. Nodes are never removed, so records only grow and a record's position is the
-/// node's for the life of the table.
+/// Name → record. A removal moves the last record into the hole, so a record's position holds
+/// only while the caller holds the index's lock: find a node by name each time.
 #[derive(Debug)]
 pub(super) struct Index {
     hash: NameHash,
@@ -129,8 +129,11 @@ pub(super) struct Index {
     records: Vec<Record>,
     /// Each node's full state from its last report (for views other than placement's).
     states: Vec<NodeState>,
-    /// Every node's name, end to end.
+    /// Every node's name, end to end, with the names of removed nodes left in place until
+    /// they make up half of it.
     names: Vec<u8>,
+    /// Bytes of `names` that belong to removed nodes.
+    garbage: usize,
 }
 
 /// Touches `p`'s cache line ahead of use. Only a hint: any address is fine.
@@ -182,6 +185,7 @@ impl Index {
             records: Vec::new(),
             states: Vec::new(),
             names: Vec::new(),
+            garbage: 0,
         }
     }
 
@@ -201,6 +205,11 @@ impl Index {
 
     /// The record of `name`, found from its `hash`.
     fn probe(&self, hash: u64, name: &[u8]) -> Option<usize> {
+        self.slot_of(hash, name).map(|i| record_of(self.slots[i]))
+    }
+
+    /// The slot of `name`, found from its `hash`.
+    fn slot_of(&self, hash: u64, name: &[u8]) -> Option<usize> {
         let mask = self.slots.len() - 1;
         let mut i = self.home(hash);
         loop {
@@ -208,11 +217,8 @@ impl Index {
             if s == 0 {
                 return None;
             }
-            if s >> 24 == tag(hash) {
-                let r = record_of(s);
-                if same_name(self.name_of(&self.records[r]), name) {
-                    return Some(r);
-                }
+            if s >> 24 == tag(hash) && same_name(self.name_of(&self.records[record_of(s)]), name) {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
@@ -293,10 +299,76 @@ impl Index {
         while self.slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        // `r` < MAX_NODES, so `r + 1` fits 24 bits.
-        #[allow(clippy::cast_possible_truncation)]
-        let pos = (r + 1) as u32;
-        self.slots[i] = (tag(hash) << 24) | pos;
+        self.slots[i] = (tag(hash) << 24) | slot_position(r);
+    }
+
+    /// Removes node `name`; returns whether it was there. The last record moves into the
+    /// removed one's position; the names are repacked once half their bytes are garbage, so
+    /// removals cost amortised O(name) and memory stays within twice the live names.
+    pub(super) fn remove(&mut self, name: &str) -> bool {
+        let Some(i) = self.slot_of(self.hash.of(name.as_bytes()), name.as_bytes()) else {
+            return false;
+        };
+        let r = record_of(self.slots[i]);
+        self.unslot(i);
+        let last = self.records.len() - 1;
+        if r != last {
+            let hash = self.hash.of(self.name_of(&self.records[last]));
+            let mask = self.slots.len() - 1;
+            let mut j = self.home(hash);
+            // Every record has a slot on its probe run, before any empty slot.
+            while self.slots[j] != 0 && record_of(self.slots[j]) != last {
+                j = (j + 1) & mask;
+            }
+            self.slots[j] = (self.slots[j] & 0xff00_0000) | slot_position(r);
+        }
+        self.garbage += self.records[r].name_len as usize;
+        self.records.swap_remove(r);
+        self.states.swap_remove(r);
+        if self.garbage * 2 > self.names.len() {
+            self.repack();
+        }
+        true
+    }
+
+    /// Empties slot `hole`, moving later slots of its probe run back into it where their home
+    /// allows, so every name stays reachable from its home without tombstones.
+    fn unslot(&mut self, mut hole: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            let home = self.home(self.hash.of(self.name_of(&self.records[record_of(s)])));
+            // The entry may fill the hole when the hole lies between its home and `j`.
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                self.slots[hole] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole] = 0;
+    }
+
+    /// Packs the live names end to end again.
+    fn repack(&mut self) {
+        let mut names = Vec::with_capacity(self.names.len() - self.garbage);
+        for rec in &mut self.records {
+            let at = rec.name_at as usize;
+            let bytes = self
+                .names
+                .get(at..at + rec.name_len as usize)
+                .unwrap_or_default();
+            // Smaller than the arena it came from, whose offsets fit 32 bits.
+            #[allow(clippy::cast_possible_truncation)]
+            let new_at = names.len() as u32;
+            rec.name_at = new_at;
+            names.extend_from_slice(bytes);
+        }
+        self.names = names;
+        self.garbage = 0;
     }
 
     fn grow(&mut self) {
@@ -364,6 +436,14 @@ fn record_of(slot: u32) -> usize {
     (slot & 0x00ff_ffff) as usize - 1
 }
 
+/// The low 24 bits of a slot for record `r`.
+fn slot_position(r: usize) -> u32 {
+    // `r` < MAX_NODES, so `r + 1` fits 24 bits.
+    #[allow(clippy::cast_possible_truncation)]
+    let pos = (r + 1) as u32;
+    pos
+}
+
 #[cfg(test)]
 mod tests {
     use colo_policy::scoring::{AdmissionParams, NodeScoreParams, filter_node, node_score};
@@ -425,6 +505,49 @@ mod tests {
         assert_eq!(seen, names.len());
         assert_eq!(ix.len(), 3_000);
         assert_eq!(ix.snapshot(7, 0).state.capacity.cpu_millicores, 7);
+    }
+
+    #[test]
+    fn removals_keep_every_other_name_reachable() {
+        let mut ix = Index::new(NameHash { seed: 11 });
+        let name_of = |i: u64| format!("node-{i:05}");
+        for i in 0..2_000 {
+            insert(&mut ix, &name_of(i), i);
+        }
+        // Remove two in three, in an order that shifts runs of every length.
+        let mut live: Vec<u64> = (0..2_000).collect();
+        for i in (0..2_000).rev().filter(|i| i % 3 != 0) {
+            assert!(ix.remove(&name_of(i)), "{i}");
+            assert!(!ix.remove(&name_of(i)), "{i} twice");
+            live.retain(|l| *l != i);
+        }
+        assert_eq!(ix.len(), live.len());
+        for i in 0..2_000 {
+            let found = ix
+                .find(&name_of(i))
+                .map(|r| ix.records[r].place.capacity.cpu_millicores);
+            assert_eq!(found, (i % 3 == 0).then_some(i), "{i}");
+        }
+        assert!(ix.garbage * 2 <= ix.names.len(), "names were repacked");
+        assert!(ix.names.len() <= 2 * live.len() * name_of(0).len());
+        // Slots left behind by removals are reused, and the index still answers in batches.
+        for i in 2_000..3_000 {
+            insert(&mut ix, &name_of(i), i);
+        }
+        let names: Vec<String> = (0..3_000).map(name_of).collect();
+        ix.lookup_each(&names[..], |i, r| {
+            let want = (i >= 2_000 || i % 3 == 0).then_some(i as u64);
+            assert_eq!(r.map(|r| r.place.capacity.cpu_millicores), want, "{i}");
+            if let Some(r) = r {
+                assert_eq!(name(&ix, r), names[i]);
+            }
+        });
+        for i in 0..3_000 {
+            ix.remove(&name_of(i));
+        }
+        assert_eq!(ix.len(), 0);
+        assert!(ix.slots.iter().all(|s| *s == 0));
+        assert!(ix.names.is_empty());
     }
 
     #[test]

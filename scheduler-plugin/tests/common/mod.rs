@@ -106,3 +106,6 @@ pub const BATCH_POD: &str = r#"{"metadata":{"name":"job-1","namespace":"etl","ui
 pub const ONLINE_POD: &str = r#"{"metadata":{"name":"web-1","namespace":"shop","labels":{"app":"web"}},"spec":{"containers":[{"name":"nginx","resources":{"requests":{"cpu":"2","memory":"1Gi"}}}]}}"#;
 
 pub const FLEET: &str = r#"["idle","busy","hot","stale","ghost","mid"]"#;
+
+pub mod process;
+pub mod tls;
