@@ -99,6 +99,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         }
     };
     let host = HostFacts::detect();
+    let latest = crate::qos::LatestSnapshot::default();
     let service = AgentService {
         jobs: jobs.clone(),
         policy: policy.clone(),
@@ -111,6 +112,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         }),
         qos: Arc::new(RwLock::new(QosView::default())),
         sli: Arc::new(SliInbox::default()),
+        latest: latest.clone(),
         limits: settings.manager.limits.clone(),
         tcp_access: Arc::new(crate::api::access::TcpAccess {
             full_access: settings
@@ -139,6 +141,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         view: service.qos.clone(),
         sli: service.sli.clone(),
         summary: Arc::default(),
+        latest: latest.clone(),
         reporter: reporter.as_ref().map(crate::reporter::Reporter::handle),
         node_name: settings.node_name.clone(),
     };
@@ -189,10 +192,8 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(setup("metrics.listen"))?;
-        let mut router = http_router(metrics.clone(), jobs.clone());
-        if let Some(r) = &reporter {
-            router = router.merge(crate::koordinator::routes(r.handle()));
-        }
+        let router = http_router(metrics.clone(), jobs.clone())
+            .merge(crate::koordinator::routes(latest.clone()));
         let rx = stop_rx.clone();
         servers.spawn(async move {
             if let Err(e) = server::serve_http(listener, router, stopped(rx)).await {
