@@ -117,3 +117,53 @@ fn coloctl_submits_follows_lists_and_cancels() {
     assert!(text(&o).contains("policy reloaded"), "{}", text(&o));
     assert!(agent.offline_leftovers().is_empty());
 }
+
+#[test]
+fn without_an_agent_coloctl_says_the_cause_once_and_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("agent.sock");
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let run = |socket: &std::path::Path, via_env: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"));
+        if via_env {
+            cmd.env("COLO_AGENT_SOCKET", socket);
+        } else {
+            cmd.arg("--socket").arg(socket);
+        }
+        let o = cmd.arg("node").output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        String::from_utf8(o.stderr).unwrap()
+    };
+    for via_env in [false, true] {
+        let err = run(&missing, via_env);
+        let lines: Vec<&str> = err.lines().collect();
+        let cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        let cause = cause.split(" (os error").next().unwrap();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "coloctl: cannot reach the agent at {}: {cause}",
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(err.matches(cause).count(), 1, "the cause said once: {err}");
+        assert!(!err.contains("transport error"), "{err}");
+        assert!(
+            lines[1].starts_with("hint: is colo-agent running (`systemctl status colo-agent`)?"),
+            "{err}"
+        );
+        assert!(lines[1].contains("--socket"), "{err}");
+        assert!(lines[1].contains("COLO_AGENT_SOCKET"), "{err}");
+    }
+    let err = run(&stale, false);
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "hint: {} exists but no colo-agent listens on it",
+            stale.display()
+        )),
+        "{err}"
+    );
+}
