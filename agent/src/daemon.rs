@@ -26,9 +26,20 @@ pub enum DaemonError {
     /// Another agent holds the state directory.
     #[error("another colo-agent holds {0}; stop it first (or use another offline.state_dir)")]
     Locked(String),
+    /// The policy files are invalid (each error names `FILE:LINE:COL`).
+    #[error("invalid policy: {0}")]
+    Policy(#[from] colo_config::ConfigErrors),
     /// A setup step failed.
     #[error("{0}")]
     Setup(String),
+}
+
+impl DaemonError {
+    /// True for mistakes in the configuration, which a restart cannot fix: the agent exits
+    /// with [`crate::check::EX_CONFIG`] for them, which the unit does not restart.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Policy(_))
+    }
 }
 
 fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_ {
@@ -81,7 +92,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     let started = Instant::now();
     let notifier = Notifier::from_env();
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let policy = PolicyStore::open(settings.policy_paths.clone()).map_err(setup("policy"))?;
+    let policy = PolicyStore::open(settings.policy_paths.clone())?;
     let cgroups = open_cgroups(&settings)?;
     tracing::info!(version = %cgroups.version(), root = %cgroups.root().display(), "cgroup subtree ready");
     if !settings.manager.vmm_binary.is_file() {
