@@ -167,3 +167,29 @@ fn without_an_agent_coloctl_says_the_cause_once_and_what_to_check() {
         "{err}"
     );
 }
+
+#[test]
+fn node_shows_an_uncapped_memory_budget_as_null_and_in_words() {
+    let test = "node_shows_an_uncapped_memory_budget_as_null_and_in_words";
+    if !colo_testkit::root_or_skip(test) {
+        return;
+    }
+    let _lock = colo_testkit::host_lock();
+    let agent = TestAgent::start(Options {
+        budget_cpu: 1.0,
+        budget_memory: "null",
+        ..Options::default()
+    });
+    let o = coloctl(&agent, &["node", "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["offline_budget_millicores"], 1000);
+    assert!(v["offline_budget_memory_bytes"].is_null(), "{v}");
+    let o = coloctl(&agent, &["node"]);
+    let t = text(&o);
+    let budget = t.lines().find(|l| l.starts_with("budget:")).unwrap();
+    assert_eq!(
+        budget, "budget:       0m / 0MiB reserved of 1000m / no memory cap by 0 jobs",
+        "{t}"
+    );
+}
