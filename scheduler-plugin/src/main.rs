@@ -83,6 +83,11 @@ struct Args {
     /// work again.
     #[arg(long)]
     accept_below: Option<f64>,
+    /// Log format: `text` (no timestamps under systemd, colours only on a terminal) or `json`
+    /// (one object a line, for log collectors). The level comes from `COLO_LOG` (a tracing
+    /// filter: `info`, `colo_scheduler=debug`), as colo-agent's does.
+    #[arg(long, env = "COLO_SCHEDULER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 impl Args {
@@ -157,16 +162,32 @@ fn termination() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
+/// Logs to stderr as colo-agent does: the filter from `COLO_LOG` (default `info`), `json` or
+/// text; text has no timestamps under systemd (journald adds them) and ANSI colours only when
+/// stderr is a terminal and `NO_COLOR` is unset, so a log file or collector gets plain lines.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COLO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour && !journald);
+    if format == "json" {
+        builder.json().init();
+    } else if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    init_logging(&args.log_format);
     let config = match args.config() {
         Ok(c) => c,
         Err(e) => {
