@@ -14,8 +14,6 @@
 //!            "prodReclaimableMetric":{"resource":{"resources":{"cpu":"8400m","memory":"40802189312"}}}}}
 //! ```
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde_json::{Value, json};
 
 use crate::qos::{LatestSnapshot, NodeSnapshot};
@@ -39,8 +37,7 @@ pub fn node_metric(snapshot: &NodeSnapshot) -> Value {
     let report = &snapshot.report;
     let usage = snapshot.node_usage;
     let reclaim = report.reclaimable.unwrap_or_default();
-    let ms = u64::try_from(report.timestamp_unix_ms).unwrap_or(0);
-    let updated = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms));
+    let updated = rfc3339_seconds(report.timestamp_unix_ms.max(0) / 1000);
     let score = report.interference.as_ref().map_or(f64::NAN, |i| i.score);
     let score = if score.is_finite() {
         format!("{score:.0}")
@@ -68,6 +65,27 @@ pub fn node_metric(snapshot: &NodeSnapshot) -> Value {
             },
         },
     })
+}
+
+/// `2026-11-28T19:30:00Z` for Unix time `secs` (UTC, whole seconds, as `metav1.Time` writes
+/// it). Days to a civil date by Howard Hinnant's `civil_from_days`.
+fn rfc3339_seconds(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `GET` [`PATH`]: the NodeMetric of the QoS loop's latest snapshot, or 503 before the first
@@ -133,6 +151,14 @@ mod tests {
             v.to_string(),
             r#"{"apiVersion":"slo.koordinator.sh/v1alpha1","kind":"NodeMetric","metadata":{"annotations":{"colo.io/interference-score":"12","colo.io/refuses-batch":"false"},"name":"node-1"},"spec":{},"status":{"nodeMetric":{"nodeUsage":{"resources":{"cpu":"9250m","memory":"32212254720"}}},"prodReclaimableMetric":{"resource":{"resources":{"cpu":"8400m","memory":"40802189312"}}},"updateTime":"2026-11-28T19:30:00Z"}}"#
         );
+    }
+
+    #[test]
+    fn update_time_is_rfc3339_utc() {
+        assert_eq!(rfc3339_seconds(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_seconds(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_seconds(1_795_894_200), "2026-11-28T19:30:00Z");
+        assert_eq!(rfc3339_seconds(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 
     #[test]

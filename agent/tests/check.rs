@@ -162,3 +162,73 @@ fn the_agent_itself_exits_78_on_a_bad_policy() {
         "{err}"
     );
 }
+
+#[test]
+fn one_grammar_for_durations_and_sizes_in_the_check_and_in_coloctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Compound and decimal forms pass, in agent.yaml and in the policy.
+    let policy = write(
+        "policy.yaml",
+        "apiVersion: colo/v1\nkind: Policy\ntiming:\n  release_after: 1m30s\n  release_cooldown: 1.5s\nio:\n  vm:\n    bandwidth: 2.5MiB/s\n",
+    );
+    let config = write(
+        "agent.yaml",
+        &format!(
+            "scheduler:\n  endpoint: http://colo-scheduler.example:9470\n  report_interval: 1m30s\noffline:\n  memory: 1.5GiB\npolicy:\n  paths: [{}]\n",
+            policy.display()
+        ),
+    );
+    let o = check(&config);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A Kubernetes-style unit is refused at its place, with the spelling colo takes.
+    let policy = write(
+        "policy.yaml",
+        "apiVersion: colo/v1\nkind: Policy\nio:\n  vm:\n    bandwidth: 100Mi/s\n",
+    );
+    let errors = refused(&check(&config), "100Mi/s");
+    assert!(
+        errors.starts_with(&format!(
+            "{}:5:16: io.vm.bandwidth: invalid rate `100Mi/s`: ",
+            policy.display()
+        )),
+        "{errors}"
+    );
+    assert!(errors.ends_with("; did you mean `100MiB/s`?\n"), "{errors}");
+
+    // coloctl parses job durations and rates with the same grammar, before it connects.
+    let coloctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+            .arg("--socket")
+            .arg(dir.path().join("no-agent.sock"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = coloctl(&["submit", "--cpu-units", "1", "--deadline", "5 sec"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.starts_with("coloctl: --deadline: invalid duration `5 sec`: "),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `5s`?"), "{err}");
+    // A good one gets as far as the (missing) agent.
+    for (flag, value) in [("--deadline", "1h30m"), ("--disk", "/d.img,bw=64MiB/s")] {
+        let o = coloctl(&["submit", "--cpu-units", "1", flag, value]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("cannot reach the agent"), "{value}: {err}");
+    }
+    let o = coloctl(&["submit", "--cpu-units", "1", "--disk", "/d.img,bw=64Mi/s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("did you mean `64MiB/s`?"), "{err}");
+}

@@ -36,8 +36,9 @@ struct Args {
         default_value = "0.0.0.0:9471"
     )]
     http_listen: SocketAddr,
-    /// Age after which a node's last report is stale (e.g. 180s, 5m).
-    #[arg(long, env = "COLO_SCHEDULER_STALE_AFTER", default_value = "180s", value_parser = humantime::parse_duration)]
+    /// Age after which a node's last report is stale (e.g. 180s, 2m30s; colo's duration
+    /// grammar, as in policy files).
+    #[arg(long, env = "COLO_SCHEDULER_STALE_AFTER", default_value = "180s", value_parser = colo_config::units::parse_duration)]
     stale_after: Duration,
     /// What stale (or never seen) nodes get.
     #[arg(
