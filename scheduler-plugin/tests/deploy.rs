@@ -101,7 +101,9 @@ impl Running {
 /// The one container of the Deployment.
 fn container() -> Value {
     let d = yaml("deploy/kubernetes/deployment.yaml");
-    let cs = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(cs.len(), 1);
     cs[0].clone()
 }
@@ -136,7 +138,9 @@ async fn the_deployment_as_written_serves_the_probes_and_the_extender_urls() {
     let key = policy_path
         .strip_prefix(&format!("{mount}/"))
         .expect("--policy inside the ConfigMap's mount");
-    let policy = cm["data"][key].as_str().expect("the ConfigMap holds --policy");
+    let policy = cm["data"][key]
+        .as_str()
+        .expect("the ConfigMap holds --policy");
     let dir = tempfile::tempdir().unwrap();
     let policy_file = dir.path().join(key);
     std::fs::write(&policy_file, policy).unwrap();
@@ -147,8 +151,14 @@ async fn the_deployment_as_written_serves_the_probes_and_the_extender_urls() {
             .as_u64()
             .unwrap()
     };
-    assert_eq!(u64::from(port_of(arg(&args, "--grpc-listen"))), port("grpc"));
-    assert_eq!(u64::from(port_of(arg(&args, "--http-listen"))), port("http"));
+    assert_eq!(
+        u64::from(port_of(arg(&args, "--grpc-listen"))),
+        port("grpc")
+    );
+    assert_eq!(
+        u64::from(port_of(arg(&args, "--http-listen"))),
+        port("http")
+    );
     assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
 
@@ -287,7 +297,10 @@ fn ports_image_and_objects_agree_everywhere() {
     );
     assert!(docs.contains(&image), "docs/kubernetes.md names {image}");
     let containerfile = read("deploy/Containerfile");
-    assert!(containerfile.contains(&image), "deploy/Containerfile's build command");
+    assert!(
+        containerfile.contains(&image),
+        "deploy/Containerfile's build command"
+    );
     assert!(containerfile.contains("cargo build --release --locked -p colo-scheduler"));
     assert!(containerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/colo-scheduler"]"#));
     assert!(containerfile.contains("EXPOSE 9470 9471"));

@@ -189,7 +189,9 @@ fn invalid_extenders(c: &KubeSchedulerConfiguration) -> Vec<String> {
         if let Some(t) = &e.http_timeout
             && go_duration_seconds(t).is_none()
         {
-            out.push(format!("extenders[{i}].httpTimeout {t:?} is not a duration"));
+            out.push(format!(
+                "extenders[{i}].httpTimeout {t:?} is not a duration"
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (j, r) in e.managed_resources.iter().enumerate() {
@@ -229,10 +231,21 @@ fn the_shipped_configuration_decodes_and_validates_as_kube_scheduler_would() {
     // That colo-scheduler, run as deploy/kubernetes/deployment.yaml runs it, serves these URLs
     // is checked in tests/deploy.rs.
     assert!(e.url_prefix.starts_with("http://"), "{}", e.url_prefix);
-    assert_eq!(e.ignorable, Some(true), "an outage of colo must block nothing");
+    assert_eq!(
+        e.ignorable,
+        Some(true),
+        "an outage of colo must block nothing"
+    );
     assert_eq!(e.node_cache_capable, Some(true));
-    assert_eq!(go_duration_seconds(e.http_timeout.as_deref().unwrap()), Some(2.0));
-    let names: Vec<&str> = e.managed_resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        go_duration_seconds(e.http_timeout.as_deref().unwrap()),
+        Some(2.0)
+    );
+    let names: Vec<&str> = e
+        .managed_resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -265,8 +278,16 @@ fn the_decoder_refuses_what_kube_scheduler_refuses() {
     for (mistake, from, to) in [
         ("misspelt field", "urlPrefix:", "urlprefix:"),
         ("wrong case", "enableHTTPS:", "enableHttps:"),
-        ("unknown field", "ignorable: true", "ignorable: true\n    retries: 3"),
-        ("list for a string", "filterVerb: filter", "filterVerb: [filter]"),
+        (
+            "unknown field",
+            "ignorable: true",
+            "ignorable: true\n    retries: 3",
+        ),
+        (
+            "list for a string",
+            "filterVerb: filter",
+            "filterVerb: [filter]",
+        ),
     ] {
         assert!(text.contains(from), "{mistake}: {from}");
         let bad = text.replacen(from, to, 1);
@@ -277,7 +298,11 @@ fn the_decoder_refuses_what_kube_scheduler_refuses() {
         ("bad duration", "httpTimeout: 2s", "httpTimeout: 2 seconds"),
         // YAML's 2 reaches us as the text "2": a Go duration needs its unit.
         ("number for a duration", "httpTimeout: 2s", "httpTimeout: 2"),
-        ("native resource", "colo.io/batch-cpu", "kubernetes.io/batch-cpu"),
+        (
+            "native resource",
+            "colo.io/batch-cpu",
+            "kubernetes.io/batch-cpu",
+        ),
         ("no domain", "colo.io/batch-memory", "batch-memory"),
     ] {
         assert!(text.contains(from), "{mistake}: {from}");
