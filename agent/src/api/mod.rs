@@ -380,9 +380,7 @@ impl pb::agent_server::Agent for AgentService {
             access::refused(&who, "report_sli", None, s.message());
             s
         };
-        if let Err(s) = access::require_full(&who, "report_sli") {
-            return Err(s);
-        }
+        access::require_full(&who, "report_sli")?;
         let req = request.into_inner();
         if req.service.is_empty() {
             return Err(refuse(invalid(FieldError {
