@@ -242,6 +242,13 @@ async fn the_deployment_as_written_serves_the_probes_and_the_extender_urls() {
         "{m}"
     );
     assert!(!m.contains(" summary\n"), "{m}");
+    for family in m.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split_whitespace().next().unwrap();
+        assert!(
+            m.lines().any(|l| l.starts_with(&format!("# HELP {name} "))),
+            "{name} has no HELP in\n{m}"
+        );
+    }
     drop(http);
     s.stop();
 }
