@@ -21,6 +21,7 @@ PKGS=(
   nginx-light     # the online service of the QoS benchmarks and scripts/demo.sh
   stress-ng       # the control row of the headline benchmark (plain-process hogs)
   util-linux      # chrt (SCHED_IDLE for the control row's hogs)
+  python3-venv    # the venv of scripts/validate-deploy.sh's pinned tools (below)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -32,4 +33,18 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# kubernetes-validate (and its dependencies), pinned in scripts/deploy-tools.txt, in a venv of its
+# own: scripts/validate-deploy.sh checks deploy/kubernetes/ against Kubernetes' OpenAPI schemas
+# with it. Reinstalled only when the pins change.
+TOOLS=${COLO_DEPLOY_TOOLS:-/var/cache/colo/deploy-tools}
+PINS="$(dirname "$0")/deploy-tools.txt"
+if ! cmp -s "$PINS" "$TOOLS/pins.txt" 2>/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO rm -rf "$TOOLS"
+  $SUDO /usr/bin/python3 -m venv "$TOOLS"
+  $SUDO "$TOOLS/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$PINS"
+  $SUDO cp "$PINS" "$TOOLS/pins.txt"
 fi

@@ -13,4 +13,6 @@ export COLO_GUEST_KERNEL
 rc=0
 cargo test --workspace --all-targets --locked --no-fail-fast || rc=$?
 cargo test --workspace --doc --locked --no-fail-fast || rc=$?
+# deploy/kubernetes/ against Kubernetes' OpenAPI schemas (kubernetes-validate, pinned).
+scripts/validate-deploy.sh || rc=$?
 exit "$rc"

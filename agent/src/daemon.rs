@@ -26,9 +26,20 @@ pub enum DaemonError {
     /// Another agent holds the state directory.
     #[error("another colo-agent holds {0}; stop it first (or use another offline.state_dir)")]
     Locked(String),
+    /// The policy files are invalid (each error names `FILE:LINE:COL`).
+    #[error("invalid policy: {0}")]
+    Policy(#[from] colo_config::ConfigErrors),
     /// A setup step failed.
     #[error("{0}")]
     Setup(String),
+}
+
+impl DaemonError {
+    /// True for mistakes in the configuration, which a restart cannot fix: the agent exits
+    /// with [`crate::check::EX_CONFIG`] for them, which the unit does not restart.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Policy(_))
+    }
 }
 
 fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DaemonError + '_ {
@@ -97,7 +108,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     let started = Instant::now();
     let notifier = Notifier::from_env();
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let policy = PolicyStore::open(settings.policy_paths.clone()).map_err(setup("policy"))?;
+    let policy = PolicyStore::open(settings.policy_paths.clone())?;
     let cgroups = open_cgroups(&settings)?;
     tracing::info!(version = %cgroups.version(), root = %cgroups.root().display(), "cgroup subtree ready");
     if !settings.manager.vmm_binary.is_file() {
@@ -115,6 +126,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         }
     };
     let host = HostFacts::detect();
+    let latest = crate::qos::LatestSnapshot::default();
     let service = AgentService {
         jobs: jobs.clone(),
         policy: policy.clone(),
@@ -127,6 +139,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         }),
         qos: Arc::new(RwLock::new(QosView::default())),
         sli: Arc::new(SliInbox::default()),
+        latest: latest.clone(),
         limits: settings.manager.limits.clone(),
         tcp_access: Arc::new(crate::api::access::TcpAccess {
             full_access: settings
@@ -165,6 +178,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         view: service.qos.clone(),
         sli: service.sli.clone(),
         summary: Arc::default(),
+        latest: latest.clone(),
         reporter: reporter.as_ref().map(crate::reporter::Reporter::handle),
         node_name: settings.node_name.clone(),
     };
@@ -216,10 +230,8 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(setup("metrics.listen"))?;
-        let mut router = http_router(metrics.clone(), jobs.clone());
-        if let Some(r) = &reporter {
-            router = router.merge(crate::koordinator::routes(r.handle()));
-        }
+        let router = http_router(metrics.clone(), jobs.clone())
+            .merge(crate::koordinator::routes(latest.clone()));
         let rx = stop_rx.clone();
         servers.spawn(async move {
             if let Err(e) = server::serve_http(listener, router, stopped(rx)).await {

@@ -14,11 +14,18 @@
 //! | `colo_job_cpu_throttled_seconds_total` | counter | `job_id` |
 //! | `colo_offline_budget_millicores`, `colo_offline_reserved_millicores` | gauge | |
 //! | `colo_agent_resident_bytes`, `colo_agent_cpu_seconds_total` | gauge, counter | |
-//! | `node_pressure_{cpu,memory,io}_waiting_seconds_total` (some) | counter | |
-//! | `node_pressure_{cpu,memory,io,irq}_stalled_seconds_total` (full) | counter | |
+//! | `colo_build_info` | gauge (1) | `version` |
+//! | `colo_node_pressure_{cpu,memory,io}_waiting_seconds_total` (some) | counter | |
+//! | `colo_node_pressure_{cpu,memory,io,irq}_stalled_seconds_total` (full) | counter | |
+//! | `colo_qos_tick_seconds` | histogram ([`TICK_BUCKETS`]) | |
+//!
+//! Every family carries `# HELP`; latencies are histograms (summaries cannot be aggregated
+//! across nodes). PSI keeps node_exporter's shape under colo's prefix, so both exporters can
+//! run on one node without two series of one name.
 
 use std::fmt::Write;
 
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::job::JobManager;
@@ -34,6 +41,12 @@ pub enum MetricsError {
 /// Buckets of `colo_vm_start_seconds`.
 pub const START_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Buckets of `colo_qos_tick_seconds`: a tick takes tens to hundreds of microseconds; the top
+/// buckets catch ticks that eat into the 50 ms period.
+pub const TICK_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
 /// The agent's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -43,17 +56,16 @@ pub struct Metrics {
 impl Metrics {
     /// Builds the recorder and installs it as the process's global recorder.
     pub fn install() -> Result<Self, MetricsError> {
+        let err = |e: metrics_exporter_prometheus::BuildError| MetricsError::Install(e.to_string());
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("colo_vm_start_seconds".into()), START_BUCKETS)
-            .map_err(|e| MetricsError::Install(e.to_string()))?
+            .map_err(err)?
+            .set_buckets_for_metric(Matcher::Full(crate::qos::METRIC_TICK.into()), TICK_BUCKETS)
+            .map_err(err)?
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).map_err(|e| MetricsError::Install(e.to_string()))?;
-        metrics::describe_histogram!(
-            "colo_vm_start_seconds",
-            metrics::Unit::Seconds,
-            "Time from SubmitJob to the job's VM running"
-        );
+        describe();
         Ok(Self { handle })
     }
 
@@ -67,12 +79,64 @@ impl Metrics {
     }
 }
 
+/// HELP texts of the metrics the agent updates through the `metrics` facade (the exporter
+/// writes `# HELP` only for described metrics).
+fn describe() {
+    use crate::enforce::{METRIC_ACTIONS, METRIC_ERRORS, METRIC_OFFLINE_QUOTA};
+    use crate::qos::{METRIC_TICK, METRIC_TICKS};
+    use crate::reporter::{METRIC_CONNECTED, METRIC_CONNECTS, METRIC_DROPPED, METRIC_PRODUCED};
+    describe_histogram!(
+        "colo_vm_start_seconds",
+        Unit::Seconds,
+        "Time from SubmitJob to the job's VM running"
+    );
+    describe_histogram!(
+        METRIC_TICK,
+        Unit::Seconds,
+        "Duration of one QoS loop tick (read the signals, decide, apply)"
+    );
+    describe_counter!(
+        METRIC_TICKS,
+        "QoS loop ticks, by what started them (timer, psi, sli)"
+    );
+    describe_counter!(
+        METRIC_ACTIONS,
+        "QoS actions decided, by action, rule, direction and mode (enforce, observe)"
+    );
+    describe_counter!(METRIC_ERRORS, "QoS actions that failed to apply, by action");
+    describe_gauge!(
+        METRIC_OFFLINE_QUOTA,
+        "CPU quota of the offline group in force, cores"
+    );
+    describe_counter!(METRIC_PRODUCED, "Node reports produced for colo-scheduler");
+    describe_counter!(
+        METRIC_DROPPED,
+        "Node reports dropped from the full buffer before colo-scheduler acknowledged them"
+    );
+    describe_counter!(METRIC_CONNECTS, "Report streams opened to colo-scheduler");
+    describe_gauge!(
+        METRIC_CONNECTED,
+        "1 while a report stream to colo-scheduler is open"
+    );
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Job counts, budget, per-job cgroup usage and the agent's own footprint.
+/// Build information, job counts, budget, per-job cgroup usage and the agent's own footprint.
 pub fn render_live(out: &mut String, jobs: &JobManager) {
+    header(
+        out,
+        "colo_build_info",
+        "gauge",
+        "Always 1; the version label says which colo-agent serves these metrics",
+    );
+    let _ = writeln!(
+        out,
+        "colo_build_info{{version=\"{}\"}} 1",
+        crate::AGENT_VERSION
+    );
     header(
         out,
         "colo_jobs",
@@ -194,7 +258,7 @@ pub fn render_live(out: &mut String, jobs: &JobManager) {
     }
 }
 
-/// Node PSI under node-exporter's names (`total=` is in µs).
+/// Node PSI in node_exporter's shape under colo's prefix (`total=` is in µs).
 pub fn render_psi(out: &mut String, dir: &std::path::Path) {
     for resource in ["cpu", "memory", "io", "irq"] {
         let Ok(text) = std::fs::read_to_string(dir.join(resource)) else {
@@ -211,9 +275,9 @@ pub fn render_psi(out: &mut String, dir: &std::path::Path) {
             };
             let name = match kind {
                 "some" if resource != "irq" => {
-                    format!("node_pressure_{resource}_waiting_seconds_total")
+                    format!("colo_node_pressure_{resource}_waiting_seconds_total")
                 }
-                "full" => format!("node_pressure_{resource}_stalled_seconds_total"),
+                "full" => format!("colo_node_pressure_{resource}_stalled_seconds_total"),
                 _ => continue,
             };
             let help = match kind {
@@ -235,7 +299,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn psi_uses_node_exporter_names() {
+    fn psi_has_node_exporters_shape_under_colos_prefix() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cpu"),
@@ -246,21 +310,25 @@ mod tests {
         let mut out = String::new();
         render_psi(&mut out, dir.path());
         assert!(
-            out.contains("node_pressure_cpu_waiting_seconds_total 2.5\n"),
+            out.contains("\ncolo_node_pressure_cpu_waiting_seconds_total 2.5\n"),
             "{out}"
         );
         assert!(
-            out.contains("node_pressure_cpu_stalled_seconds_total 0\n"),
+            out.contains("\ncolo_node_pressure_cpu_stalled_seconds_total 0\n"),
             "{out}"
         );
         assert!(
-            out.contains("node_pressure_io_stalled_seconds_total 0.5\n"),
+            out.contains("\ncolo_node_pressure_io_stalled_seconds_total 0.5\n"),
             "{out}"
         );
         assert!(
-            out.contains("# TYPE node_pressure_io_waiting_seconds_total counter"),
+            out.contains("# TYPE colo_node_pressure_io_waiting_seconds_total counter"),
             "{out}"
         );
         assert!(!out.contains("memory"), "{out}");
+        assert!(
+            out.lines().all(|l| !l.starts_with("node_")),
+            "no series under node_exporter's own names: {out}"
+        );
     }
 }

@@ -30,11 +30,11 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 
 /// Loads and validates the policy from `paths` (files, and directories of `*.yaml`, merged in
 /// order over the defaults). Paths that do not exist are skipped; none at all gives the
-/// built-in default policy.
-pub fn load(paths: &[PathBuf]) -> Result<LoadedPolicy, String> {
+/// built-in default policy. Every error names `FILE:LINE:COL`.
+pub fn load(paths: &[PathBuf]) -> Result<LoadedPolicy, colo_config::ConfigErrors> {
     let existing: Vec<&PathBuf> = paths.iter().filter(|p| p.exists()).collect();
-    let sources = colo_config::policy_sources(&existing).map_err(|e| e.to_string())?;
-    let policy = colo_config::parse_policy(&sources).map_err(|e| e.to_string())?;
+    let sources = colo_config::policy_sources(&existing)?;
+    let policy = colo_config::parse_policy(&sources)?;
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for s in &sources {
         hash = fnv1a(s.name.as_bytes(), hash);
@@ -60,7 +60,7 @@ pub struct PolicyStore {
 
 impl PolicyStore {
     /// Loads the policy; fails when it is invalid (the agent does not start on a bad policy).
-    pub fn open(paths: Vec<PathBuf>) -> Result<Self, String> {
+    pub fn open(paths: Vec<PathBuf>) -> Result<Self, colo_config::ConfigErrors> {
         let p = load(&paths)?;
         Ok(Self {
             paths,
@@ -79,7 +79,7 @@ impl PolicyStore {
     /// Re-reads the policy. On success it replaces the current one; on failure the error is
     /// logged and returned, and the current policy stays.
     pub fn reload(&self) -> Result<Arc<LoadedPolicy>, String> {
-        match load(&self.paths) {
+        match load(&self.paths).map_err(|e| e.to_string()) {
             Ok(p) => {
                 let p = Arc::new(p);
                 let old = std::mem::replace(

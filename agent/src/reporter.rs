@@ -215,8 +215,9 @@ impl ReporterHandle {
         self.snapshots.send_replace(Some(snapshot));
     }
 
-    /// The latest snapshot published (without the reporter's sequence number), for local views
-    /// such as the Koordinator NodeMetric and YARN's scripts.
+    /// The latest snapshot published (without the reporter's sequence number). Local views
+    /// (NodeStatus, the Koordinator NodeMetric) read the QoS loop's `LatestSnapshot` instead,
+    /// which exists also without a colo-scheduler.
     #[must_use]
     pub fn latest(&self) -> Option<NodeReport> {
         self.snapshots.borrow().clone()

@@ -524,23 +524,64 @@ fn socket_permissions_metrics_and_tls() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
 
-    // /metrics over plain HTTP.
+    // /metrics over plain HTTP: every family has HELP, none takes node_exporter's own names,
+    // latencies are histograms.
     let addr = agent.metrics_addr.unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
+    };
+    // The QoS loop's first ticks come right after the start; wait for its histogram.
+    let t0 = Instant::now();
+    let mut body = scrape();
+    while !body.contains("# TYPE colo_qos_tick_seconds histogram") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no colo_qos_tick_seconds histogram in\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        body = scrape();
+    }
     for m in [
         "colo_jobs{state=\"running\"} 0",
         "colo_offline_budget_millicores 64000",
-        "# TYPE node_pressure_cpu_waiting_seconds_total counter",
-        "node_pressure_io_stalled_seconds_total ",
+        "# TYPE colo_node_pressure_cpu_waiting_seconds_total counter",
+        "colo_node_pressure_io_stalled_seconds_total ",
         "colo_agent_resident_bytes ",
+        "colo_qos_tick_seconds_bucket{le=\"0.001\"} ",
+        "colo_qos_tick_seconds_count ",
+        concat!(
+            "colo_build_info{version=\"",
+            env!("CARGO_PKG_VERSION"),
+            "\"} 1"
+        ),
     ] {
         assert!(body.contains(m), "missing {m:?} in\n{body}");
     }
+    let families: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(families.len() >= 10, "{body}");
+    for f in &families {
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with(&format!("# HELP {f} ")) && l.len() > f.len() + 8),
+            "{f} has no HELP text in\n{body}"
+        );
+        assert!(!f.starts_with("node_"), "{f} takes node_exporter's name");
+    }
+    assert!(
+        !body.lines().any(|l| l.starts_with("node_")),
+        "node_exporter's names in\n{body}"
+    );
+    assert!(!body.contains(" summary\n"), "a summary in\n{body}");
 }
 
 /// Waits (at most 20 s) for the agent process to exit on its own.

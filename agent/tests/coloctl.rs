@@ -173,3 +173,79 @@ fn coloctl_exits_quietly_when_its_reader_has_gone() {
         }
     }
 }
+
+#[test]
+fn without_an_agent_coloctl_says_the_cause_once_and_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("agent.sock");
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let run = |socket: &std::path::Path, via_env: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"));
+        if via_env {
+            cmd.env("COLO_AGENT_SOCKET", socket);
+        } else {
+            cmd.arg("--socket").arg(socket);
+        }
+        let o = cmd.arg("node").output().unwrap();
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        String::from_utf8(o.stderr).unwrap()
+    };
+    for via_env in [false, true] {
+        let err = run(&missing, via_env);
+        let lines: Vec<&str> = err.lines().collect();
+        let cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        let cause = cause.split(" (os error").next().unwrap();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "coloctl: cannot reach the agent at {}: {cause}",
+                missing.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(err.matches(cause).count(), 1, "the cause said once: {err}");
+        assert!(!err.contains("transport error"), "{err}");
+        assert!(
+            lines[1].starts_with("hint: is colo-agent running (`systemctl status colo-agent`)?"),
+            "{err}"
+        );
+        assert!(lines[1].contains("--socket"), "{err}");
+        assert!(lines[1].contains("COLO_AGENT_SOCKET"), "{err}");
+    }
+    let err = run(&stale, false);
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "hint: {} exists but no colo-agent listens on it",
+            stale.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn node_shows_an_uncapped_memory_budget_as_null_and_in_words() {
+    let test = "node_shows_an_uncapped_memory_budget_as_null_and_in_words";
+    if !colo_testkit::root_or_skip(test) {
+        return;
+    }
+    let _lock = colo_testkit::host_lock();
+    let agent = TestAgent::start(Options {
+        budget_cpu: 1.0,
+        budget_memory: "null",
+        ..Options::default()
+    });
+    let o = coloctl(&agent, &["node", "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["offline_budget_millicores"], 1000);
+    assert!(v["offline_budget_memory_bytes"].is_null(), "{v}");
+    let o = coloctl(&agent, &["node"]);
+    let t = text(&o);
+    let budget = t.lines().find(|l| l.starts_with("budget:")).unwrap();
+    assert_eq!(
+        budget, "budget:       0m / 0MiB reserved of 1000m / no memory cap by 0 jobs",
+        "{t}"
+    );
+}

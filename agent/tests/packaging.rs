@@ -1,5 +1,7 @@
 //! `packaging/colo-agent.service` and `packaging/colo.slice` pass `systemd-analyze verify`
-//! (Debian package `systemd`), with no warning, and keep the settings the agent depends on.
+//! (Debian package `systemd`), with no warning, and keep the settings the agent depends on; the
+//! unit's configuration check is the real `colo-agent --check` and a bad configuration is not
+//! restarted; the YARN wrapper scripts are executable shell that run coloctl.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,6 +53,9 @@ fn the_systemd_unit_verifies_cleanly() {
         "WatchdogSec=",
         "CapabilityBoundingSet=CAP_SYS_RESOURCE",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStartPre=/usr/local/bin/colo-agent --check --config /etc/colo/agent.yaml",
+        "RestartPreventExitStatus=78",
+        "StartLimitBurst=",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(line)),
@@ -92,4 +97,80 @@ fn the_slice_gives_colo_a_low_cpu_weight_and_verifies_cleanly() {
         return;
     }
     verify_cleanly(&root.join("colo.slice"));
+}
+
+/// The value of `key=` in the unit (its single occurrence).
+fn setting<'a>(unit: &'a str, key: &str) -> &'a str {
+    let mut values = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')));
+    let v = values
+        .next()
+        .unwrap_or_else(|| panic!("no {key}= in the unit"));
+    assert!(values.next().is_none(), "{key}= twice");
+    v
+}
+
+#[test]
+fn the_units_check_is_colo_agent_check_and_78_is_not_restarted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(root.join("packaging/colo-agent.service")).unwrap();
+    let pre: Vec<&str> = setting(&unit, "ExecStartPre").split_whitespace().collect();
+    let start: Vec<&str> = setting(&unit, "ExecStart").split_whitespace().collect();
+    assert_eq!(pre[0], start[0], "the check runs the same binary");
+    // ExecStart's --config and the check's are the same file.
+    assert_eq!(&pre[pre.len() - 2..], &start[start.len() - 2..]);
+    assert_eq!(pre[1], "--check");
+    let prevent = setting(&unit, "RestartPreventExitStatus");
+    assert!(prevent.split_whitespace().any(|s| s == "78"), "{prevent}");
+    assert_eq!(setting(&unit, "Restart"), "on-failure");
+
+    // Run the unit's check command with this build's binary and the config file swapped.
+    let run = |config: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_colo-agent"))
+            .args(&pre[1..pre.len() - 1])
+            .arg(config)
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+    let good = run(Path::new("config/examples/agent.yaml"));
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("agent.yaml");
+    std::fs::write(&typo, "loop:\n  peroid: 50ms\n").unwrap();
+    let bad = run(&typo);
+    assert_eq!(bad.status.code(), Some(78), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:3: loop.peroid: unknown field",
+            typo.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_yarn_scripts_are_executable_shell_that_run_coloctl() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/yarn");
+    for (name, command) in [
+        ("colo-node-attributes", "node-attributes"),
+        ("colo-health-check", "health-check"),
+    ] {
+        let path = dir.join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{name} is not executable");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{name}");
+        assert!(
+            text.lines()
+                .any(|l| l
+                    == format!("exec \"${{COLOCTL:-/usr/local/bin/coloctl}}\" {command} \"$@\"")),
+            "{name} does not exec coloctl {command}"
+        );
+        let syntax = Command::new("sh").arg("-n").arg(&path).status().unwrap();
+        assert!(syntax.success(), "{name}: sh -n");
+    }
 }

@@ -39,7 +39,7 @@ fn the_schema_describes_units_and_refuses_unknown_fields() {
     assert_eq!(schema["additionalProperties"], false);
     let text = schema.to_string();
     assert!(
-        text.contains("(ns|us|ms|s|m|h)"),
+        text.contains("(ns|us|ms|s|m|h|d)"),
         "duration pattern missing"
     );
     assert!(text.contains("\"apiVersion\""));

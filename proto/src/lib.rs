@@ -1,17 +1,29 @@
 //! colo's gRPC contracts: the node agent's job API (`colo.agent.v1`) and the node reports that
 //! agents stream to colo-scheduler (`colo.report.v1`). The `.proto` sources are in `proto/colo/`.
 
-/// The node agent API (`proto/colo/agent.proto`).
-#[allow(missing_docs, clippy::all, missing_debug_implementations)]
-pub mod agent {
-    tonic::include_proto!("colo.agent.v1");
+/// The generated code, nested as the protobuf packages are (agent.proto refers to
+/// `colo.report.v1` types through that nesting).
+mod generated {
+    pub mod colo {
+        pub mod agent {
+            #[allow(missing_docs, clippy::all, missing_debug_implementations)]
+            pub mod v1 {
+                tonic::include_proto!("colo.agent.v1");
+            }
+        }
+        pub mod report {
+            #[allow(missing_docs, clippy::all, missing_debug_implementations)]
+            pub mod v1 {
+                tonic::include_proto!("colo.report.v1");
+            }
+        }
+    }
 }
 
+/// The node agent API (`proto/colo/agent.proto`).
+pub use generated::colo::agent::v1 as agent;
 /// Node reports to colo-scheduler (`proto/colo/report.proto`).
-#[allow(missing_docs, clippy::all, missing_debug_implementations)]
-pub mod report {
-    tonic::include_proto!("colo.report.v1");
-}
+pub use generated::colo::report::v1 as report;
 
 impl agent::JobState {
     /// True for the states a job never leaves.

@@ -68,10 +68,10 @@ struct Args {
     #[arg(long, env = "COLO_SCHEDULER_MAX_NODES", default_value_t = colo_scheduler::config::DEFAULT_MAX_NODES)]
     max_nodes: usize,
     /// Drop a node from the table after it reported nothing for this long (e.g. 1h).
-    #[arg(long, env = "COLO_SCHEDULER_FORGET_AFTER", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COLO_SCHEDULER_FORGET_AFTER", default_value = "1h", value_parser = colo_config::units::parse_duration)]
     forget_after: Duration,
     /// Refuse reports whose timestamps are further ahead of this host's clock.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = colo_config::units::parse_duration)]
     max_clock_skew: Duration,
     /// Largest report message accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_report_bytes)]
@@ -79,10 +79,10 @@ struct Args {
     /// Time a connection has for its TLS handshake (and the HTTP/2 preface on the gRPC port),
     /// and an HTTP client for each request header (idle keep-alive connections are closed after
     /// it too).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = colo_config::units::parse_duration)]
     header_read_timeout: Duration,
     /// Time an HTTP request has to deliver its body.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = colo_config::units::parse_duration)]
     body_read_timeout: Duration,
     /// Largest extender request body, in bytes.
     #[arg(long, default_value_t = SchedulerConfig::default().max_request_bytes)]
@@ -93,8 +93,9 @@ struct Args {
     /// Nodes per /nodes and ListNodes page when the request names no limit (at most 5000).
     #[arg(long, default_value_t = Limits::default().nodes_page_size)]
     nodes_page_size: usize,
-    /// Age after which a node's last report is stale (e.g. 180s, 5m).
-    #[arg(long, env = "COLO_SCHEDULER_STALE_AFTER", default_value = "180s", value_parser = humantime::parse_duration)]
+    /// Age after which a node's last report is stale (e.g. 180s, 2m30s; colo's duration
+    /// grammar, as in policy files).
+    #[arg(long, env = "COLO_SCHEDULER_STALE_AFTER", default_value = "180s", value_parser = colo_config::units::parse_duration)]
     stale_after: Duration,
     /// What stale (or never seen) nodes get.
     #[arg(
@@ -140,6 +141,11 @@ struct Args {
     /// work again.
     #[arg(long)]
     accept_below: Option<f64>,
+    /// Log format: `text` (no timestamps under systemd, colours only on a terminal) or `json`
+    /// (one object a line, for log collectors). The level comes from `COLO_LOG` (a tracing
+    /// filter: `info`, `colo_scheduler=debug`), as colo-agent's does.
+    #[arg(long, env = "COLO_SCHEDULER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 impl Args {
@@ -315,16 +321,32 @@ fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, tls: colo_scheduler::T
     });
 }
 
+/// Logs to stderr as colo-agent does: the filter from `COLO_LOG` (default `info`), `json` or
+/// text; text has no timestamps under systemd (journald adds them) and ANSI colours only when
+/// stderr is a terminal and `NO_COLOR` is unset, so a log file or collector gets plain lines.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COLO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour && !journald);
+    if format == "json" {
+        builder.json().init();
+    } else if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    init_logging(&args.log_format);
     let (config, (grpc_tls, http_tls)) =
         match args.config().and_then(|c| Ok((c, args.tls_files()?))) {
             Ok(c) => c,

@@ -147,6 +147,8 @@ pub struct AgentService {
     pub qos: Arc<RwLock<QosView>>,
     /// Pushed SLIs.
     pub sli: Arc<SliInbox>,
+    /// The node's latest report, published by the QoS loop.
+    pub latest: crate::qos::LatestSnapshot,
     /// Job size limits.
     pub limits: SpecLimits,
     /// Who may change things over TCP.
@@ -365,6 +367,7 @@ impl pb::agent_server::Agent for AgentService {
             uptime_seconds: i64::try_from(self.node.started.elapsed().as_secs()).unwrap_or(0),
             policy_hash: policy.hash.clone(),
             offline_reserved_jobs: u.jobs,
+            node_report: self.latest.get().map(|s| s.report.clone()),
         }))
     }
 

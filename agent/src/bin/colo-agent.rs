@@ -20,6 +20,10 @@ struct Args {
     /// Log format: `text` (journald-friendly: no timestamps under systemd) or `json`.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Check agent.yaml and the policy files it names, then exit: 0 when the agent would start
+    /// with them, 78 with `FILE:LINE:COL: message` lines on stderr when not. Starts nothing.
+    #[arg(long)]
+    check: bool,
 }
 
 fn init_logging(format: &str) {
@@ -43,13 +47,21 @@ fn init_logging(format: &str) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check {
+        let status = colo_agent::check::run(
+            &args.config,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        return ExitCode::from(status.unwrap_or(colo_agent::check::EX_CONFIG));
+    }
     init_logging(&args.log_format);
     let host = colo_agent::settings::HostFacts::detect();
     let settings = match colo_agent::settings::AgentSettings::load(&args.config, host) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(78);
+            return ExitCode::from(colo_agent::check::EX_CONFIG);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -67,6 +79,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(colo_agent::daemon::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            tracing::error!(error = %e, "invalid configuration");
+            ExitCode::from(colo_agent::check::EX_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %e, "colo-agent cannot run");
             ExitCode::FAILURE

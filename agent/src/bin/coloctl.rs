@@ -78,6 +78,12 @@ enum Command {
     /// Check and show policy files; make the agent reload its policy.
     #[command(subcommand)]
     Policy(PolicyCli),
+    /// YARN node attributes script: `NODE_ATTRIBUTE:colo_interference,STRING,low` and the batch
+    /// budget, one attribute a line; exits 0 (`unknown` when the agent is down).
+    NodeAttributes(cli::yarn::NodeAttributesArgs),
+    /// YARN health script: one line, starting `ERROR` while the node refuses batch work;
+    /// exits 0. An agent that is down leaves the node healthy unless --unhealthy-when-down.
+    HealthCheck(cli::yarn::HealthCheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +144,8 @@ async fn dispatch(cli: Cli) -> Result<Done, CliError> {
             cli::policy_reload::run(conn, out.output).await
         }
         Command::Policy(PolicyCli::Files(_)) => Ok(Done::Ok),
+        Command::NodeAttributes(a) => cli::yarn::node_attributes(conn, a).await,
+        Command::HealthCheck(a) => cli::yarn::health_check(conn, a).await,
     }
 }
 

@@ -66,6 +66,15 @@ pub async fn connect(args: &ConnectArgs) -> Result<AgentClient<Channel>, CliErro
     let fail = |message: String| CliError::Connect {
         target: args.target(),
         message,
+        hint: None,
+    };
+    let unreachable = |e: tonic::transport::Error| {
+        let (message, kind) = cause(&e);
+        CliError::Connect {
+            target: args.target(),
+            message,
+            hint: Some(hint(args, kind)),
+        }
     };
     let channel = match &args.endpoint {
         Some(url) => {
@@ -89,7 +98,7 @@ pub async fn connect(args: &ConnectArgs) -> Result<AgentClient<Channel>, CliErro
                 .map_err(|e| fail(e.to_string()))?
                 .connect()
                 .await
-                .map_err(|e| fail(format!("{e}: {}", source_chain(&e))))?
+                .map_err(unreachable)?
         }
         None => {
             let path = args.socket.clone();
@@ -104,18 +113,111 @@ pub async fn connect(args: &ConnectArgs) -> Result<AgentClient<Channel>, CliErro
                     }
                 }))
                 .await
-                .map_err(|e| fail(format!("{e}: {}", source_chain(&e))))?
+                .map_err(unreachable)?
         }
     };
     Ok(AgentClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
+/// The cause of a connection failure, said once: the chain of sources without the generic
+/// "transport error" on top and without the repeats that wrapped I/O errors bring, and the kind
+/// of the innermost I/O error (what the hint is chosen by).
+fn cause(e: &(dyn std::error::Error + 'static)) -> (String, Option<std::io::ErrorKind>) {
+    let mut parts: Vec<String> = Vec::new();
+    let mut kind = None;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            kind = Some(io.kind());
+        }
+        let text = err.to_string();
+        // A wrapper often prints its source again ("x: y" then "y"): keep the words once.
+        let said = parts.last().is_some_and(|p| p.contains(&text));
+        if !said && !text.is_empty() {
+            if let Some(last) = parts.last_mut()
+                && text.contains(last.as_str())
+            {
+                *last = text;
+            } else {
+                parts.push(text);
+            }
+        }
+        cur = err.source();
     }
-    parts.join(": ")
+    if parts.len() > 1 && parts[0] == "transport error" {
+        parts.remove(0);
+    }
+    (parts.join(": "), kind)
+}
+
+/// What to check, for the way coloctl tried to reach the agent and how that failed.
+fn hint(args: &ConnectArgs, kind: Option<std::io::ErrorKind>) -> String {
+    use std::io::ErrorKind as K;
+    let socket = args.socket.display();
+    match (&args.endpoint, kind) {
+        (None, Some(K::NotFound)) => format!(
+            "is colo-agent running (`systemctl status colo-agent`)? Is --socket right? coloctl \
+             looked for {socket} (--socket or COLO_AGENT_SOCKET; the agent listens on api.socket \
+             of its agent.yaml)"
+        ),
+        (None, Some(K::ConnectionRefused)) => format!(
+            "{socket} exists but no colo-agent listens on it: is colo-agent running \
+             (`systemctl status colo-agent`)? Is --socket right?"
+        ),
+        (None, Some(K::PermissionDenied)) => format!(
+            "{socket} is open to root and to api.socket_group only: run coloctl as root or as a \
+             member of that group"
+        ),
+        (None, _) => format!(
+            "is colo-agent running (`systemctl status colo-agent`)? Is --socket right (now \
+             {socket})?"
+        ),
+        (Some(_), Some(K::ConnectionRefused | K::TimedOut | K::AddrNotAvailable)) => {
+            "is colo-agent running with api.tcp listening at that address? Is --endpoint right \
+             (https://HOST:PORT)?"
+                .to_owned()
+        }
+        (Some(_), _) => "is --endpoint right (https://HOST:PORT)? For a TLS failure check \
+                         --tls-ca (the CA that signed the agent's certificate), --tls-name (the \
+                         name in that certificate) and --tls-cert/--tls-key (a client certificate \
+                         signed by the agent's api.tcp.client_ca)"
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrap(String, Option<Box<dyn std::error::Error + Send + Sync>>);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn the_cause_is_said_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let text = io().to_string();
+        // tonic's shape: "transport error" over a wrapper that prints its I/O source.
+        let e = Wrap(
+            "transport error".into(),
+            Some(Box::new(Wrap(text.clone(), Some(Box::new(io()))))),
+        );
+        let (message, kind) = cause(&e);
+        assert_eq!(message, text);
+        assert_eq!(kind, Some(std::io::ErrorKind::NotFound));
+        let e = Wrap(
+            "handshake failed".into(),
+            Some(Box::new(Wrap("bad certificate".into(), None))),
+        );
+        assert_eq!(cause(&e).0, "handshake failed: bad certificate");
+    }
 }

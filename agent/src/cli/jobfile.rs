@@ -136,8 +136,8 @@ impl JobFile {
             (None, None) => None,
         };
         let deadline_seconds = match (&self.deadline, self.deadline_seconds) {
-            (Some(d), _) => humantime::parse_duration(d)
-                .map_err(|e| CliError::Local(format!("deadline: {e} (e.g. 90s, 2h)")))?
+            (Some(d), _) => colo_config::units::parse_duration(d)
+                .map_err(|e| CliError::Local(format!("deadline: {e}")))?
                 .as_secs(),
             (None, Some(s)) => s,
             (None, None) => 0,

@@ -84,6 +84,15 @@ pub fn job(j: &pb::Job) -> Value {
     })
 }
 
+/// A memory budget in bytes, `null` for "no cap" (sent as `u64::MAX`).
+fn memory_cap(bytes: u64) -> Value {
+    if bytes == u64::MAX {
+        Value::Null
+    } else {
+        bytes.into()
+    }
+}
+
 /// Node status.
 pub fn node(n: &pb::NodeStatusResponse) -> Value {
     json!({
@@ -95,7 +104,7 @@ pub fn node(n: &pb::NodeStatusResponse) -> Value {
         "cpus": n.cpus,
         "memory_bytes": n.memory_bytes,
         "offline_budget_millicores": n.offline_budget_millicores,
-        "offline_budget_memory_bytes": n.offline_budget_memory_bytes,
+        "offline_budget_memory_bytes": memory_cap(n.offline_budget_memory_bytes),
         "offline_reserved_millicores": n.offline_reserved_millicores,
         "offline_reserved_memory_bytes": n.offline_reserved_memory_bytes,
         "offline_reserved_jobs": n.offline_reserved_jobs,

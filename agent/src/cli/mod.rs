@@ -49,8 +49,10 @@ pub enum CliError {
     Connect {
         /// Socket or endpoint.
         target: String,
-        /// Why.
+        /// Why, said once.
         message: String,
+        /// What to check (printed on its own line after the error).
+        hint: Option<String>,
     },
     /// The agent answered with an error.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
@@ -120,7 +122,18 @@ pub enum Done {
     JobFailed,
 }
 
-/// Turns a subcommand's result into the process exit status, printing errors.
+impl CliError {
+    /// What the operator might check, for errors where coloctl can tell.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Self::Connect { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a subcommand's result into the process exit status, printing errors (and a hint on
+/// the next line, where there is one).
 pub fn exit(r: Result<Done, CliError>) -> ExitCode {
     match r {
         Ok(Done::Ok) => ExitCode::SUCCESS,
@@ -128,6 +141,9 @@ pub fn exit(r: Result<Done, CliError>) -> ExitCode {
         Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
             note(format_args!("coloctl: {e}"));
+            if let Some(h) = e.hint() {
+                note(format_args!("hint: {h}"));
+            }
             ExitCode::from(3)
         }
     }

@@ -35,6 +35,15 @@ pub fn throttle_summary(t: &pb::ThrottleState) -> String {
     }
 }
 
+/// The memory budget for humans: `u64::MAX` means `offline.budget.memory: null`.
+pub fn memory_cap(b: u64) -> String {
+    if b == u64::MAX {
+        "no memory cap".into()
+    } else {
+        bytes(b)
+    }
+}
+
 /// Runs `coloctl node`.
 pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
     let mut client = connect(conn).await?;
@@ -69,7 +78,7 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
         n.offline_reserved_millicores,
         bytes(n.offline_reserved_memory_bytes),
         n.offline_budget_millicores,
-        bytes(n.offline_budget_memory_bytes),
+        memory_cap(n.offline_budget_memory_bytes),
         n.offline_reserved_jobs
     )?;
     outln!(

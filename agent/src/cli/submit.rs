@@ -52,7 +52,8 @@ pub struct SubmitArgs {
     /// Linux guest: kernel command line.
     #[arg(long, requires = "kernel")]
     pub cmdline: Option<String>,
-    /// A disk: `PATH[,ro][,bw=BYTES_PER_S][,iops=N]` (repeatable).
+    /// A disk: `PATH[,ro][,bw=RATE][,iops=N]` (repeatable); RATE as `64MiB/s` or bytes per
+    /// second.
     #[arg(long)]
     pub disk: Vec<String>,
     /// QoS class: batch or mid.
@@ -64,7 +65,7 @@ pub struct SubmitArgs {
     /// A label `KEY=VALUE` (repeatable).
     #[arg(long)]
     pub label: Vec<String>,
-    /// Deadline from start (`90s`, `2h`).
+    /// Deadline from start (`90s`, `1h30m`, `1.5h`: colo's duration grammar).
     #[arg(long)]
     pub deadline: Option<String>,
     /// Wait for the job to end (spinner on a terminal); exit 1 unless it succeeded.
@@ -79,10 +80,23 @@ fn parse_disk(s: &str) -> Result<pb::Disk, CliError> {
         ..Default::default()
     };
     for p in parts {
-        let bad = || CliError::Local(format!("--disk {s:?}: expected PATH[,ro][,bw=N][,iops=N]"));
+        let bad = || {
+            CliError::Local(format!(
+                "--disk {s:?}: expected PATH[,ro][,bw=RATE][,iops=N], RATE as `64MiB/s` or bytes \
+                 per second"
+            ))
+        };
         match p.split_once('=') {
             None if p == "ro" => d.read_only = true,
-            Some(("bw", v)) => d.bandwidth_bps = v.parse().map_err(|_| bad())?,
+            Some(("bw", v)) => {
+                d.bandwidth_bps = match v.parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => v
+                        .parse::<colo_config::units::ByteRate>()
+                        .map_err(|e| CliError::Local(format!("--disk {s:?}: bw: {e}")))?
+                        .bytes_per_sec(),
+                }
+            }
             Some(("iops", v)) => d.iops = v.parse().map_err(|_| bad())?,
             _ => return Err(bad()),
         }
@@ -180,8 +194,8 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
         spec.labels.insert(k.to_string(), v.to_string());
     }
     if let Some(d) = &args.deadline {
-        spec.deadline_seconds = humantime::parse_duration(d)
-            .map_err(|e| CliError::Local(format!("--deadline: {e} (e.g. 90s, 2h)")))?
+        spec.deadline_seconds = colo_config::units::parse_duration(d)
+            .map_err(|e| CliError::Local(format!("--deadline: {e}")))?
             .as_secs();
     }
     Ok(spec)
@@ -269,8 +283,10 @@ mod tests {
             "a=b",
             "--disk",
             "/d.img,ro,bw=10",
+            "--disk",
+            "/e.img,bw=1.5MiB/s",
             "--deadline",
-            "1m",
+            "1m30s",
             "--priority",
             "-3",
         ]);
@@ -280,7 +296,8 @@ mod tests {
         assert_eq!(s.labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(s.disks[0].bandwidth_bps, 10);
         assert!(s.disks[0].read_only);
-        assert_eq!(s.deadline_seconds, 60);
+        assert_eq!(s.disks[1].bandwidth_bps, 3 << 19);
+        assert_eq!(s.deadline_seconds, 90);
         assert_eq!(s.priority, -3);
         match s.guest {
             Some(pb::job_spec::Guest::Workload(w)) => {

@@ -42,10 +42,17 @@ pub fn age(ms: i64) -> String {
     }
 }
 
-/// `512MiB`, `2GiB`, `3.5GiB` for bytes.
+/// `512MiB`, `2GiB`, `3.5GiB`, `1.5TiB` for bytes.
 pub fn bytes(b: u64) -> String {
     const GIB: u64 = 1 << 30;
-    if b >= GIB {
+    const TIB: u64 = 1 << 40;
+    if b >= TIB {
+        if b.is_multiple_of(TIB) {
+            format!("{}TiB", b / TIB)
+        } else {
+            format!("{:.1}TiB", b as f64 / TIB as f64)
+        }
+    } else if b >= GIB {
         if b.is_multiple_of(GIB) {
             format!("{}GiB", b / GIB)
         } else {
@@ -74,5 +81,7 @@ mod tests {
         assert_eq!(age(90_000_000), "1d1h");
         assert_eq!(bytes(3 << 29), "1.5GiB");
         assert_eq!(bytes(64 << 20), "64MiB");
+        assert_eq!(bytes(3 << 39), "1.5TiB");
+        assert_eq!(bytes(2 << 40), "2TiB");
     }
 }

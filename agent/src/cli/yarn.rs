@@ -1,7 +1,9 @@
 //! What YARN's NodeManager reads from colo: node attributes (`coloctl node-attributes`, run by
 //! the script-based node attributes provider) and a health verdict (`coloctl health-check`, run
-//! by the health checker). Pure formatting of the agent's latest `NodeReport`; see
-//! docs/yarn.md for the `yarn-site.xml` side.
+//! by the health checker). The formatting is a pure function of the agent's latest `NodeReport`
+//! (NodeStatus carries it); the two commands fetch it and never fail: they print what YARN should
+//! see and exit 0 also when the agent is down. See docs/yarn.md for the `yarn-site.xml` side and
+//! packaging/yarn/ for the wrapper scripts.
 //!
 //! Attribute names must match `[0-9a-zA-Z][0-9a-zA-Z-_]*` (YARN's `NodeLabelUtil`: no dots, and
 //! no `/`, since the NodeManager adds the `nm.yarn.io` prefix itself), and so must values, or the
@@ -9,7 +11,11 @@
 
 use std::fmt::Write as _;
 
+use colo_proto::agent as pb;
 use colo_proto::report::NodeReport;
+
+use super::connect::{ConnectArgs, connect};
+use super::{CliError, Done};
 
 /// Interference score (0–100) from which a node that still takes batch work is `medium`
 /// rather than `low`. A node that refuses batch work is `high`.
@@ -100,6 +106,92 @@ pub fn health_check_line(report: Option<&NodeReport>) -> String {
     }
 }
 
+/// The line `coloctl health-check` prints when the agent cannot be reached (or refused to
+/// answer): `WARN` (the node stays healthy: an agent outage must not take capacity out of YARN),
+/// or `ERROR` when the operator asked for it with `--unhealthy-when-down`.
+#[must_use]
+pub fn agent_down_line(error: &CliError, unhealthy_when_down: bool) -> String {
+    // One line: the NodeManager shows the first line of the output as the node's health report.
+    let why = error.to_string().replace(['\n', '\r'], " ");
+    if unhealthy_when_down {
+        format!(
+            "ERROR colo: {why}; marked unhealthy until colo-agent answers (--unhealthy-when-down)\n"
+        )
+    } else {
+        format!("WARN colo: {why}; not judging this node\n")
+    }
+}
+
+/// Flags of `coloctl node-attributes`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeAttributesArgs {
+    /// Interference score (0-100) from which a node that still takes batch work is `medium`
+    /// rather than `low`.
+    #[arg(long, default_value_t = DEFAULT_MEDIUM_FROM, value_parser = score)]
+    pub medium_from: f64,
+}
+
+/// Flags of `coloctl health-check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthCheckArgs {
+    /// Print an `ERROR` line (the NodeManager then reports the node unhealthy) while colo-agent
+    /// cannot be reached. Without it an agent that is down leaves the node healthy (`WARN`).
+    #[arg(long)]
+    pub unhealthy_when_down: bool,
+}
+
+fn score(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("must be a score from 0 to 100, got {s:?}")),
+    }
+}
+
+/// The agent's latest node report (None until its QoS loop has published one).
+async fn latest_report(conn: &ConnectArgs) -> Result<Option<NodeReport>, CliError> {
+    let mut client = connect(conn).await?;
+    let status = client
+        .node_status(pb::NodeStatusRequest {})
+        .await?
+        .into_inner();
+    Ok(status.node_report)
+}
+
+/// Runs `coloctl node-attributes`: the attribute lines on stdout, exit 0. When the agent
+/// cannot be reached the only attribute is `colo_interference=unknown` and the reason goes to
+/// stderr (which the NodeManager logs).
+pub async fn node_attributes(
+    conn: &ConnectArgs,
+    args: &NodeAttributesArgs,
+) -> Result<Done, CliError> {
+    let report = match latest_report(conn).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coloctl: {e}");
+            if let Some(h) = e.hint() {
+                eprintln!("hint: {h}");
+            }
+            None
+        }
+    };
+    print!(
+        "{}",
+        node_attribute_lines(report.as_ref(), args.medium_from)
+    );
+    Ok(Done::Ok)
+}
+
+/// Runs `coloctl health-check`: one line on stdout, exit 0 whatever the verdict (the
+/// NodeManager ignores the output of a script that exits non-zero).
+pub async fn health_check(conn: &ConnectArgs, args: &HealthCheckArgs) -> Result<Done, CliError> {
+    let line = match latest_report(conn).await {
+        Ok(r) => health_check_line(r.as_ref()),
+        Err(e) => agent_down_line(&e, args.unhealthy_when_down),
+    };
+    print!("{line}");
+    Ok(Done::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +280,27 @@ mod tests {
         for line in [refusing, ok, health_check_line(None)] {
             assert_eq!(line.lines().count(), 1);
         }
+    }
+
+    #[test]
+    fn an_agent_that_is_down_is_unhealthy_only_when_asked() {
+        let e = CliError::Connect {
+            target: "/run/colo/agent.sock".into(),
+            message: "No such file or directory (os error 2)".into(),
+            hint: Some("is colo-agent running?\nIs --socket right?".into()),
+        };
+        let warn = agent_down_line(&e, false);
+        assert_eq!(
+            warn,
+            "WARN colo: cannot reach the agent at /run/colo/agent.sock: No such file or \
+             directory (os error 2); not judging this node\n"
+        );
+        let err = agent_down_line(&e, true);
+        assert!(
+            err.starts_with("ERROR colo: cannot reach the agent"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1);
+        assert!(score("30").is_ok() && score("101").is_err() && score("x").is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! allocation once its buffers have grown) and writes only what changes. Job listings, thread
 //! listings and per-VM counters are refreshed at slower cadences.
 
+mod snapshot;
 mod summary;
 mod vms;
 mod wait;
@@ -32,6 +33,7 @@ use crate::monitor::{
 };
 use crate::policy_store::PolicyStore;
 
+pub use snapshot::{LatestSnapshot, NodeSnapshot};
 pub use summary::Summary;
 pub use vms::{VmEntry, VmTable};
 
@@ -65,6 +67,8 @@ pub struct QosShared {
     pub sli: Arc<SliInbox>,
     /// Latest 1 s summary (for the reporter and tests).
     pub summary: Arc<RwLock<Summary>>,
+    /// The node's latest report and usage, always published (NodeStatus, Koordinator view).
+    pub latest: LatestSnapshot,
     /// Where node reports go (colo-scheduler), if configured.
     pub reporter: Option<crate::reporter::ReporterHandle>,
     /// The node's name in reports.
@@ -354,7 +358,8 @@ impl LoopState {
         }
     }
 
-    /// Publishes the 1 s summary, the view for NodeStatus and (if configured) the node report.
+    /// Publishes the 1 s summary, the view for NodeStatus, the node's snapshot and (if
+    /// configured) the node report to colo-scheduler.
     fn publish(&mut self) {
         let params = self
             .engine
@@ -368,27 +373,33 @@ impl LoopState {
             v.interference_score = sum.interference_score;
             v.offline_cpu_quota_millicores = quota.map_or(0, millicores);
         }
+        let offline_memory: u64 = self.sample.vms.iter().map(|v| v.memory_usage).sum();
+        let inputs = crate::reporter::NodeInputs {
+            node_name: self.shared.node_name.clone(),
+            capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
+            online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
+            offline_usage: Resources::new(millicores(sum.offline_cpu), offline_memory),
+            signals: sum.signals(),
+            jobs_by_state: self
+                .jobs
+                .counts_by_state()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| (s.name().to_string(), n))
+                .collect(),
+        };
+        let (report, admission) = crate::reporter::node_report(&inputs, &params, self.admission);
+        self.admission = admission;
         if let Some(reporter) = &self.shared.reporter {
-            let offline_memory: u64 = self.sample.vms.iter().map(|v| v.memory_usage).sum();
-            let inputs = crate::reporter::NodeInputs {
-                node_name: self.shared.node_name.clone(),
-                capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
-                online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
-                offline_usage: Resources::new(millicores(sum.offline_cpu), offline_memory),
-                signals: sum.signals(),
-                jobs_by_state: self
-                    .jobs
-                    .counts_by_state()
-                    .into_iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(s, n)| (s.name().to_string(), n))
-                    .collect(),
-            };
-            let (report, admission) =
-                crate::reporter::node_report(&inputs, &params, self.admission);
-            self.admission = admission;
-            reporter.publish(report);
+            reporter.publish(report.clone());
         }
+        self.shared.latest.publish(NodeSnapshot {
+            report,
+            node_usage: colo_proto::report::Resources {
+                cpu_millicores: millicores(sum.node_cpu),
+                memory_bytes: sum.memory_used,
+            },
+        });
         *self
             .shared
             .summary
