@@ -145,7 +145,8 @@ mod tests {
         let e = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the agent's policy loading blocked on a FIFO")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&fifo.display().to_string()), "{e}");
         assert!(e.contains("must be a regular file"), "{e}");
     }
