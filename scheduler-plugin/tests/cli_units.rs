@@ -19,6 +19,7 @@ fn stale_after_takes_colos_duration_grammar() {
     for good in ["2m30s", "1.5m", "180s"] {
         let o = Command::new(env!("CARGO_BIN_EXE_colo-scheduler"))
             .args(["--stale-after", good, "--grpc-listen", "192.0.2.1:1"])
+            .arg("--insecure-listen-any")
             .env("COLO_LOG", "off")
             .output()
             .unwrap();

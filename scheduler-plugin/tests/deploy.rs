@@ -176,9 +176,14 @@ async fn the_deployment_as_written_serves_the_probes_and_the_extender_urls() {
     // Run it as written, bound to loopback with free ports (plain there: the TLS files live in
     // the cluster's Secret), the policy at a local path.
     let tls_flag = |a: &str| {
-        ["--tls-cert=", "--tls-key=", "--grpc-client-ca=", "--http-client-ca="]
-            .iter()
-            .any(|f| a.starts_with(f))
+        [
+            "--tls-cert=",
+            "--tls-key=",
+            "--grpc-client-ca=",
+            "--http-client-ca=",
+        ]
+        .iter()
+        .any(|f| a.starts_with(f))
     };
     let run_args: Vec<String> = args
         .iter()
@@ -222,8 +227,9 @@ async fn the_deployment_as_written_serves_the_probes_and_the_extender_urls() {
     let ksc = yaml("deploy/kubernetes/kube-scheduler/config.yaml");
     let e = &ksc["extenders"][0];
     let prefix = e["urlPrefix"].as_str().unwrap();
+    // The shipped URL is https (mutual TLS in the cluster); here the same paths, plain.
     let path = prefix
-        .strip_prefix("http://")
+        .strip_prefix("https://")
         .and_then(|r| r.split_once('/'))
         .map(|(_, p)| format!("/{p}"))
         .unwrap();
@@ -289,7 +295,7 @@ fn ports_image_and_objects_agree_everywhere() {
     );
     let docs = read("docs/kubernetes.md");
     assert!(
-        docs.contains(&format!("endpoint: http://NODE:{}", node_port("grpc"))),
+        docs.contains(&format!("endpoint: https://NODE:{}", node_port("grpc"))),
         "docs/kubernetes.md tells agents the Service's grpc node port"
     );
     // Outside Kubernetes the example agent.yaml reports to colo-scheduler's default port.

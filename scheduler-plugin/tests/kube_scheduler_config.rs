@@ -230,7 +230,15 @@ fn the_shipped_configuration_decodes_and_validates_as_kube_scheduler_would() {
     assert!(e.bind_verb.is_none());
     // That colo-scheduler, run as deploy/kubernetes/deployment.yaml runs it, serves these URLs
     // is checked in tests/deploy.rs.
-    assert!(e.url_prefix.starts_with("http://"), "{}", e.url_prefix);
+    // Mutual TLS: colo-scheduler refuses a plain port off loopback.
+    assert!(e.url_prefix.starts_with("https://"), "{}", e.url_prefix);
+    assert_eq!(e.enable_https, Some(true));
+    let tls = e
+        .tls_config
+        .as_ref()
+        .expect("tlsConfig with a client certificate");
+    assert!(tls.cert_file.is_some() && tls.key_file.is_some() && tls.ca_file.is_some());
+    assert_ne!(tls.insecure, Some(true));
     assert_eq!(
         e.ignorable,
         Some(true),
