@@ -147,28 +147,20 @@ pub async fn bind_tcp(
     Ok((Arc::new(listener), tls))
 }
 
-/// Connections accepted from a listener that several server generations share (a certificate
-/// reload starts a new server on the same socket, then lets the old one drain).
-struct SharedIncoming(Arc<tokio::net::TcpListener>);
-
-impl tokio_stream::Stream for SharedIncoming {
-    type Item = std::io::Result<tokio::net::TcpStream>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_accept(cx).map(|r| Some(r.map(|(s, _)| s)))
-    }
-}
+/// An accepted connection on its way to the current server generation.
+type Accepted = std::io::Result<tokio::net::TcpStream>;
 
 /// The TCP API: TLS (mutual unless opted out) on one listener, its certificates reloadable.
+///
+/// One task accepts and hands each connection to the current server generation over a
+/// channel. A certificate reload starts a new generation and points the acceptor at it; the old
+/// one sees its channel end and drains its connections. (Two servers polling one listener would
+/// not do: tokio keeps only the last poller's waker, so the new one could sleep forever.)
 #[derive(Debug)]
 pub struct TcpServer {
-    listener: Arc<tokio::net::TcpListener>,
     service: AgentService,
     stopped: tokio::sync::watch::Receiver<bool>,
-    generation: Option<tokio::sync::oneshot::Sender<()>>,
+    current: Arc<std::sync::Mutex<tokio::sync::mpsc::Sender<Accepted>>>,
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -180,27 +172,50 @@ impl TcpServer {
         service: AgentService,
         stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let current = Arc::new(std::sync::Mutex::new(tx));
         let mut s = Self {
-            listener,
             service,
-            stopped,
-            generation: None,
+            stopped: stopped.clone(),
+            current: current.clone(),
             tasks: tokio::task::JoinSet::new(),
         };
-        s.spawn(tls);
+        s.serve(tls, rx);
+        let mut stop = stopped;
+        s.tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                match accepted {
+                    Ok((conn, _)) => {
+                        let tx = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        // A generation that has just been replaced drops the connection; the
+                        // client reconnects to the new one.
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Err(e) => {
+                        // EMFILE and the like: wait a little rather than spin.
+                        tracing::warn!(error = %e, "api.tcp: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
         s
     }
 
-    fn spawn(&mut self, tls: tonic::transport::ServerTlsConfig) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    fn serve(
+        &mut self,
+        tls: tonic::transport::ServerTlsConfig,
+        rx: tokio::sync::mpsc::Receiver<Accepted>,
+    ) {
         let mut stopped = self.stopped.clone();
-        let incoming = SharedIncoming(self.listener.clone());
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
         let service = self.service.clone();
         let shutdown = async move {
-            tokio::select! {
-                _ = rx => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
+            let _ = stopped.wait_for(|s| *s).await;
         };
         self.tasks.spawn(async move {
             let served = match tonic::transport::Server::builder().tls_config(tls) {
@@ -215,17 +230,16 @@ impl TcpServer {
                 tracing::error!(error = %e, "the TCP API stopped");
             }
         });
-        // The previous generation stops accepting and drains its connections.
-        if let Some(old) = self.generation.replace(tx) {
-            let _ = old.send(());
-        }
     }
 
     /// Re-reads the certificates and key (SIGHUP): new connections use them, open ones finish
     /// on the old. On an error the old material stays in force.
     pub fn reload(&mut self, tcp: &TcpSettings) -> Result<(), ServerError> {
         let tls = tls_config(tcp)?;
-        self.spawn(tls);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        self.serve(tls, rx);
+        // The old generation's sender goes here: its stream ends and it drains.
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = tx;
         while self.tasks.try_join_next().is_some() {}
         Ok(())
     }
