@@ -217,10 +217,19 @@ fn vcpu_thread_in_a_quarter_cpu_cgroup_runs_at_a_quarter() {
         (0.7..=1.3).contains(&per_cpu_ratio),
         "progress per CPU-second changed by {per_cpu_ratio:.3}x"
     );
-    assert!(
-        thr_rate < base_rate * 0.5,
-        "progress {thr_rate:.0} units/s under the quota, {base_rate:.0} without"
-    );
+    // The rates compare only when the baseline had most of a CPU: on a host loaded by others
+    // (stress-ng beside the suite) the baseline itself may get about a quarter of one, and then
+    // the quota does not slow the guest further (the CPU checks above still hold).
+    if base_cpu >= 0.6 {
+        assert!(
+            thr_rate < base_rate * 0.5,
+            "progress {thr_rate:.0} units/s under the quota, {base_rate:.0} without"
+        );
+    } else {
+        eprintln!(
+            "the baseline got {base_cpu:.3} CPU on this loaded host: the rates were not compared"
+        );
+    }
     ctl.shutdown().unwrap();
 }
 
