@@ -298,17 +298,36 @@ async fn a_handshake_that_never_comes_is_cut_off() {
         "100 silent connections to the TLS ports closed within {:?}",
         began.elapsed()
     );
-    let page = https(s.http_addr, &pki.ca.ca.cert, Some(&pki.kube))
-        .await
-        .unwrap()
-        .get("/metrics")
-        .await
-        .unwrap();
-    let page = String::from_utf8(page.body).unwrap();
-    for listener in ["grpc", "http"] {
-        let series = format!(
-            "colo_scheduler_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"timeout\"}} 50"
+    // The server counts a timeout just after it closes the connection: poll until the last
+    // one is counted (a loaded host may take a moment).
+    let want: Vec<String> = ["grpc", "http"]
+        .iter()
+        .map(|listener| {
+            format!(
+                "colo_scheduler_tls_handshake_failures_total{{listener=\"{listener}\",reason=\"timeout\"}} 50"
+            )
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = https(s.http_addr, &pki.ca.ca.cert, Some(&pki.kube))
+            .await
+            .unwrap()
+            .get("/metrics")
+            .await
+            .unwrap();
+        let page = String::from_utf8(page.body).unwrap();
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|series| !page.lines().any(|l| l == series.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} in\n{page}"
         );
-        assert!(page.lines().any(|l| l == series), "{series} in\n{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
