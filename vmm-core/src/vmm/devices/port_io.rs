@@ -1,15 +1,13 @@
-//! Port-I/O devices: COM1 (16550, vm-superio), the i8042 reset line and the debug-exit port.
-
-mod serial;
+//! The port-I/O bus: COM1 (16550, vm-superio, in `serial/`), the i8042 reset line and the
+//! debug-exit port.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use vm_superio::{I8042Device, Trigger};
 
-pub use serial::{Serial, SerialTarget};
-
-use super::outcome::Outcome;
+use super::serial::Serial;
+use crate::vmm::outcome::Outcome;
 
 /// First port of COM1.
 pub const COM1: u16 = 0x3f8;
@@ -107,6 +105,7 @@ impl PortDevices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vmm::devices::serial::SerialTarget;
 
     fn devices() -> (PortDevices, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,42 +1,29 @@
-//! virtio-blk: parsing requests from descriptor chains in guest memory and running them against
-//! a raw backing file (opened with `O_DIRECT` by default).
+//! virtio-blk requests: parsing descriptor chains in guest memory into a [`Request`] (running
+//! one is `execute.rs`).
 //!
 //! Every guest-controlled value is checked: descriptors outside guest memory, chains without a
 //! writable status byte, data in the wrong direction, lengths that are not whole sectors and
 //! sectors past the end all complete with `VIRTIO_BLK_S_IOERR` (or with no status at all when
 //! there is nowhere to write one); nothing reads or writes outside guest memory.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-
+use virtio_bindings::virtio_blk;
 use virtio_queue::DescriptorChain;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR: u64 = 512;
-/// Virtio device type of a block device.
-pub const DEVICE_ID: u32 = 2;
-/// VIRTIO_BLK_F_RO.
-pub const F_RO: u64 = 1 << 5;
-/// VIRTIO_BLK_F_FLUSH.
-pub const F_FLUSH: u64 = 1 << 9;
 
-/// Request types.
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
+/// Request types (the header's first field).
+pub(super) const T_IN: u32 = virtio_blk::VIRTIO_BLK_T_IN;
+pub(super) const T_OUT: u32 = virtio_blk::VIRTIO_BLK_T_OUT;
+pub(super) const T_FLUSH: u32 = virtio_blk::VIRTIO_BLK_T_FLUSH;
+pub(super) const T_GET_ID: u32 = virtio_blk::VIRTIO_BLK_T_GET_ID;
 /// Status values.
-pub const S_OK: u8 = 0;
+pub const S_OK: u8 = virtio_blk::VIRTIO_BLK_S_OK as u8;
 /// An IO error, or a malformed request.
-pub const S_IOERR: u8 = 1;
+pub const S_IOERR: u8 = virtio_blk::VIRTIO_BLK_S_IOERR as u8;
 /// An unsupported request type.
-pub const S_UNSUPP: u8 = 2;
-/// Length of the id string of GET_ID.
-const ID_LEN: usize = 20;
-/// Alignment that `O_DIRECT` is given: buffers, offsets and lengths on 4 KiB boundaries go
-/// straight between the file and guest memory; others through an aligned bounce buffer.
-const DIRECT_ALIGN: u64 = 4096;
+pub const S_UNSUPP: u8 = virtio_blk::VIRTIO_BLK_S_UNSUPP as u8;
 
 /// What the request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,341 +227,12 @@ fn parse_descs(
     }
 }
 
-/// A page-aligned heap buffer for `O_DIRECT` transfers that guest buffers cannot take directly.
-struct Bounce {
-    ptr: *mut u8,
-    layout: std::alloc::Layout,
-}
-
-impl Bounce {
-    fn new(len: usize) -> Option<Self> {
-        let layout = std::alloc::Layout::from_size_align(len.max(1), DIRECT_ALIGN as usize).ok()?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        (!ptr.is_null()).then_some(Self { ptr, layout })
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` points to `layout.size()` bytes we own exclusively.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
-    }
-}
-
-impl Drop for Bounce {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr, self.layout) };
-    }
-}
-
-/// Reads or writes all of `buf` at `offset`, retrying short transfers.
-fn transfer_all(
-    file: &File,
-    write: bool,
-    mut ptr: *mut u8,
-    mut len: usize,
-    mut offset: u64,
-) -> bool {
-    while len > 0 {
-        // SAFETY: `ptr..ptr+len` is memory the caller guarantees valid for this transfer (a
-        // checked guest-memory range or a bounce buffer); pread/pwrite do not retain it.
-        let n = unsafe {
-            if write {
-                libc::pwrite(
-                    file.as_raw_fd(),
-                    ptr as *const libc::c_void,
-                    len,
-                    offset as i64,
-                )
-            } else {
-                libc::pread(file.as_raw_fd(), ptr.cast(), len, offset as i64)
-            }
-        };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
-        }
-        if n == 0 {
-            if write {
-                return false;
-            }
-            // Past the end of the file: the rest reads as zeros.
-            // SAFETY: as above; `len` bytes at `ptr` are writable.
-            unsafe { std::ptr::write_bytes(ptr, 0, len) };
-            return true;
-        }
-        let n = n as usize;
-        // SAFETY: n <= len, so the pointer stays inside the caller's range.
-        ptr = unsafe { ptr.add(n) };
-        len -= n;
-        offset += n as u64;
-    }
-    true
-}
-
-/// Moves one segment between the file and guest memory at byte `offset` of the disk.
-fn transfer_segment(
-    file: &File,
-    mem: &GuestMemoryMmap,
-    write: bool,
-    addr: GuestAddress,
-    len: u32,
-    offset: u64,
-) -> bool {
-    let Ok(slice) = mem.get_slice(addr, len as usize) else {
-        return false;
-    };
-    let guard = slice.ptr_guard_mut();
-    let host = guard.as_ptr();
-    let len = len as usize;
-    let aligned = (host as u64).is_multiple_of(DIRECT_ALIGN)
-        && (len as u64).is_multiple_of(DIRECT_ALIGN)
-        && offset.is_multiple_of(DIRECT_ALIGN);
-    if aligned {
-        return transfer_all(file, write, host, len, offset);
-    }
-    // Through an aligned buffer covering the enclosing aligned range of the file.
-    let start = offset - offset % DIRECT_ALIGN;
-    let end = (offset + len as u64).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-    let Some(mut bounce) = Bounce::new((end - start) as usize) else {
-        return false;
-    };
-    let head = (offset - start) as usize;
-    let buf = bounce.as_mut_slice();
-    if write {
-        // Read-modify-write of the partial blocks at either end.
-        if !transfer_all(file, false, buf.as_mut_ptr(), buf.len(), start) {
-            return false;
-        }
-        slice.copy_to(&mut buf[head..head + len]);
-        transfer_all(file, true, buf.as_mut_ptr(), buf.len(), start)
-    } else {
-        if !transfer_all(file, false, buf.as_mut_ptr(), buf.len(), start) {
-            return false;
-        }
-        slice.copy_from(&buf[head..head + len]);
-        true
-    }
-}
-
-/// The outcome of running a request: status byte and bytes written into guest buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Completion {
-    /// Status byte for the guest.
-    pub status: u8,
-    /// Bytes the device wrote into the chain (data + status), for the used ring.
-    pub used_len: u32,
-}
-
-/// Runs `req` against `file`; `id` is the device id string for GET_ID.
-pub fn execute(req: &Request, file: &File, mem: &GuestMemoryMmap, id: &str) -> Completion {
-    let ioerr = Completion {
-        status: S_IOERR,
-        used_len: 1,
-    };
-    match req.kind {
-        RequestKind::In | RequestKind::Out => {
-            let write = req.kind == RequestKind::Out;
-            let mut offset = req.sector * SECTOR;
-            for (addr, len) in &req.data {
-                if !transfer_segment(file, mem, write, *addr, *len, offset) {
-                    return ioerr;
-                }
-                offset += u64::from(*len);
-            }
-            Completion {
-                status: S_OK,
-                used_len: if write { 1 } else { req.data_len as u32 + 1 },
-            }
-        }
-        RequestKind::Flush => {
-            // SAFETY: fdatasync on a descriptor we own.
-            if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
-                return ioerr;
-            }
-            Completion {
-                status: S_OK,
-                used_len: 1,
-            }
-        }
-        RequestKind::GetId => {
-            let mut bytes = [0u8; ID_LEN];
-            let n = id.len().min(ID_LEN);
-            bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
-            let mut written = 0u32;
-            for (addr, len) in &req.data {
-                let take = (*len as usize).min(ID_LEN - written as usize);
-                if take == 0 {
-                    break;
-                }
-                if mem
-                    .write_slice(&bytes[written as usize..written as usize + take], *addr)
-                    .is_err()
-                {
-                    return ioerr;
-                }
-                written += take as u32;
-            }
-            Completion {
-                status: S_OK,
-                used_len: written + 1,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use virtio_queue::{Queue, QueueT};
-
-    const MIB: usize = 1 << 20;
-    const DESC: u64 = 0x1000;
-    const AVAIL: u64 = 0x2000;
-    const USED: u64 = 0x3000;
-    const F_NEXT: u16 = 1;
-    const F_WRITE: u16 = 2;
-
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 * MIB)]).unwrap()
-    }
-
-    /// Writes a chain of (addr, len, flags) descriptors at index 0.., makes it available, and
-    /// returns a ready queue.
-    fn queue_with_chain(m: &GuestMemoryMmap, descs: &[(u64, u32, u16)]) -> Queue {
-        for (i, (addr, len, flags)) in descs.iter().enumerate() {
-            let base = DESC + 16 * i as u64;
-            let next = if i + 1 < descs.len() { i as u16 + 1 } else { 0 };
-            let flags = if i + 1 < descs.len() {
-                flags | F_NEXT
-            } else {
-                *flags
-            };
-            m.write_obj(*addr, GuestAddress(base)).unwrap();
-            m.write_obj(*len, GuestAddress(base + 8)).unwrap();
-            m.write_obj(flags, GuestAddress(base + 12)).unwrap();
-            m.write_obj(next, GuestAddress(base + 14)).unwrap();
-        }
-        m.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap(); // ring[0] = head 0
-        m.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap(); // idx = 1
-        let mut q = Queue::new(16).unwrap();
-        q.set_size(16);
-        q.set_desc_table_address(Some(DESC as u32), Some(0));
-        q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-        q.set_used_ring_address(Some(USED as u32), Some(0));
-        q.set_ready(true);
-        assert!(q.is_valid(m));
-        q
-    }
-
-    fn header(m: &GuestMemoryMmap, at: u64, kind: u32, sector: u64) {
-        m.write_obj(kind, GuestAddress(at)).unwrap();
-        m.write_obj(0u32, GuestAddress(at + 4)).unwrap();
-        m.write_obj(sector, GuestAddress(at + 8)).unwrap();
-    }
-
-    fn parse(m: &GuestMemoryMmap, descs: &[(u64, u32, u16)], capacity: u64) -> ParsedChain {
-        let mut q = queue_with_chain(m, descs);
-        let chain = q.pop_descriptor_chain(m).expect("a chain");
-        parse_chain(chain, m, capacity, false)
-    }
-
-    fn backing(sectors: u64) -> (tempfile::TempDir, File) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk.img");
-        let data: Vec<u8> = (0..sectors * SECTOR).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, data).unwrap();
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        (dir, f)
-    }
-
-    #[test]
-    fn a_read_request_parses_and_fills_guest_memory() {
-        let m = mem();
-        header(&m, 0x10000, T_IN, 2);
-        let p = parse(
-            &m,
-            &[
-                (0x10000, 16, 0),
-                (0x20000, 4096, F_WRITE),
-                (0x30000, 1, F_WRITE),
-            ],
-            64,
-        );
-        assert_eq!(p.status, Some(GuestAddress(0x30000)));
-        let req = p.request.clone().unwrap();
-        assert_eq!(
-            (req.kind, req.sector, req.data_len),
-            (RequestKind::In, 2, 4096)
-        );
-        assert_eq!(p.cost(), 4096);
-        let (_d, f) = backing(64);
-        let c = execute(&req, &f, &m, "id");
-        assert_eq!(
-            c,
-            Completion {
-                status: S_OK,
-                used_len: 4097
-            }
-        );
-        let mut got = vec![0u8; 4096];
-        m.read_slice(&mut got, GuestAddress(0x20000)).unwrap();
-        let want: Vec<u8> = (1024..1024 + 4096).map(|i| (i % 251) as u8).collect();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn unaligned_writes_go_through_the_bounce_buffer() {
-        let m = mem();
-        header(&m, 0x10000, T_OUT, 3);
-        m.write_slice(&[0xab; 512], GuestAddress(0x20100)).unwrap();
-        let p = parse(
-            &m,
-            &[(0x10000, 16, 0), (0x20100, 512, 0), (0x30000, 1, F_WRITE)],
-            64,
-        );
-        let (_d, f) = backing(64);
-        let c = execute(&p.request.unwrap(), &f, &m, "id");
-        assert_eq!(c.status, S_OK);
-        let mut all = vec![0u8; 64 * 512];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut all, 0).unwrap();
-        assert!(all[3 * 512..4 * 512].iter().all(|b| *b == 0xab));
-        assert_eq!(
-            all[3 * 512 - 1],
-            ((3 * 512 - 1) % 251) as u8,
-            "neighbours untouched"
-        );
-        assert_eq!(all[4 * 512], ((4 * 512) % 251) as u8);
-    }
-
-    #[test]
-    fn header_and_data_may_share_a_descriptor_and_get_id_answers() {
-        let m = mem();
-        header(&m, 0x10000, T_GET_ID, 0);
-        let p = parse(&m, &[(0x10000, 16, 0), (0x20000, 21, F_WRITE)], 64);
-        let (_d, f) = backing(1);
-        let c = execute(&p.request.unwrap(), &f, &m, "colo-disk0");
-        assert_eq!(
-            c,
-            Completion {
-                status: S_OK,
-                used_len: 21
-            }
-        );
-        let mut id = [0u8; 10];
-        m.read_slice(&mut id, GuestAddress(0x20000)).unwrap();
-        assert_eq!(&id, b"colo-disk0");
-        // An OUT request whose header and data share one readable descriptor.
-        header(&m, 0x40000, T_OUT, 0);
-        let p = parse(&m, &[(0x40000, 16 + 512, 0), (0x30000, 1, F_WRITE)], 64);
-        assert_eq!(p.request.unwrap().data, vec![(GuestAddress(0x40010), 512)]);
-    }
+    use crate::vmm::devices::virtio::block::test_util::*;
+    use virtio_queue::QueueT;
+    use vm_memory::Bytes;
 
     #[test]
     fn malformed_requests_complete_with_ioerr_or_unsupp() {
