@@ -9,7 +9,9 @@
 //! * wall time to start 20 `exit=0` VMs at once and see them all exit.
 //!
 //! Environment: `COLO_BENCH_PAIRS` (default 20), `COLO_BENCH_ROUNDS` (default 5) for the 20-VM
-//! figures.
+//! figures. `COLO_VMM_BIN=PATH` measures that colo-vmm binary instead of the one cargo built;
+//! `COLO_BENCH_BASELINE=PATH` puts a second colo-vmm binary (e.g. one built from an older commit)
+//! in QEMU's place, so two builds are compared in one alternating run (QEMU is not needed then).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +22,10 @@ const IDLE_VMS: usize = 20;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Vmm {
+    /// The colo-vmm under test (`COLO_VMM_BIN`, or the one cargo built).
     Colo,
+    /// Another colo-vmm binary (`COLO_BENCH_BASELINE`), in QEMU's place.
+    Baseline,
     Qemu,
 }
 
@@ -28,18 +33,32 @@ impl Vmm {
     fn name(self) -> &'static str {
         match self {
             Vmm::Colo => "colo-vmm",
+            Vmm::Baseline => "baseline colo-vmm",
             Vmm::Qemu => "QEMU microvm",
         }
     }
 
-    fn command(self, guest: &str, cmdline: &str) -> Command {
+    fn short(self) -> &'static str {
         match self {
-            Vmm::Colo => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_colo-vmm"));
-                c.args(["run", "--kernel", guest, "--memory-mib", MEMORY_MIB])
-                    .args(["--cmdline", cmdline]);
-                c
-            }
+            Vmm::Colo => "colo",
+            Vmm::Baseline => "baseline",
+            Vmm::Qemu => "QEMU",
+        }
+    }
+
+    fn command(self, guest: &str, cmdline: &str) -> Command {
+        let colo = |bin: String| {
+            let mut c = Command::new(bin);
+            c.args(["run", "--kernel", guest, "--memory-mib", MEMORY_MIB])
+                .args(["--cmdline", cmdline]);
+            c
+        };
+        match self {
+            Vmm::Colo => colo(
+                std::env::var("COLO_VMM_BIN")
+                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_colo-vmm").to_string()),
+            ),
+            Vmm::Baseline => colo(std::env::var("COLO_BENCH_BASELINE").expect("baseline binary")),
             Vmm::Qemu => {
                 let mut c = Command::new("qemu-system-x86_64");
                 c.args([
@@ -80,7 +99,7 @@ fn one_boot(vmm: Vmm, guest: &str) -> (f64, f64, f64) {
     let _ = out.read_to_end(&mut rest);
     let (status, maxrss_kib) = wait4(&child);
     let t_exit = t0.elapsed();
-    let expected = if vmm == Vmm::Colo { 0 } else { 1 };
+    let expected = if vmm == Vmm::Qemu { 1 } else { 0 };
     assert_eq!(status, expected, "{} exit status", vmm.name());
     (ms(t_first), ms(t_exit), maxrss_kib as f64)
 }
@@ -210,10 +229,15 @@ fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we do not have.
     let guest = colo_vmm::workload_guest_path().expect("workload guest");
     let guest = guest.to_str().unwrap();
-    if Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
+    let other = match std::env::var_os("COLO_BENCH_BASELINE") {
+        Some(_) => Vmm::Baseline,
+        None => Vmm::Qemu,
+    };
+    if other == Vmm::Qemu
+        && Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .is_err()
     {
         eprintln!(
             "qemu-system-x86_64 not found: apt-get install qemu-system-x86 (scripts/bench-vmm.sh does)"
@@ -230,7 +254,7 @@ fn main() {
     let rounds = env_usize("COLO_BENCH_ROUNDS", 5);
     let load_before = load();
     eprintln!("warming up (page cache, KVM module state)...");
-    for vmm in [Vmm::Colo, Vmm::Qemu] {
+    for vmm in [Vmm::Colo, other] {
         for _ in 0..3 {
             one_boot(vmm, guest);
         }
@@ -240,22 +264,26 @@ fn main() {
     let mut exit = [Vec::new(), Vec::new()];
     let mut rss = [Vec::new(), Vec::new()];
     for i in 0..pairs {
-        for (k, vmm) in [Vmm::Colo, Vmm::Qemu].into_iter().enumerate() {
+        for (k, vmm) in [Vmm::Colo, other].into_iter().enumerate() {
             let (f, e, r) = one_boot(vmm, guest);
             first[k].push(f);
             exit[k].push(e);
             rss[k].push(r / 1024.0);
         }
         eprintln!(
-            "pair {i:>2}: colo {:.1}/{:.1} ms, qemu {:.1}/{:.1} ms",
-            first[0][i], exit[0][i], first[1][i], exit[1][i]
+            "pair {i:>2}: colo {:.1}/{:.1} ms, {} {:.1}/{:.1} ms",
+            first[0][i],
+            exit[0][i],
+            other.short(),
+            first[1][i],
+            exit[1][i]
         );
     }
     let mut private = [Vec::new(), Vec::new()];
     let mut idle_rss = [Vec::new(), Vec::new()];
     let mut concurrent = [Vec::new(), Vec::new()];
     for r in 0..rounds {
-        for (k, vmm) in [Vmm::Colo, Vmm::Qemu].into_iter().enumerate() {
+        for (k, vmm) in [Vmm::Colo, other].into_iter().enumerate() {
             let t = twenty_at_once(vmm, guest);
             concurrent[k].push(t);
             if r < 3 {
@@ -265,8 +293,10 @@ fn main() {
             }
         }
         eprintln!(
-            "round {r}: 20 at once colo {:.0} ms, qemu {:.0} ms",
-            concurrent[0][r], concurrent[1][r]
+            "round {r}: 20 at once colo {:.0} ms, {} {:.0} ms",
+            concurrent[0][r],
+            other.short(),
+            concurrent[1][r]
         );
     }
     let load_after = load();
@@ -282,7 +312,11 @@ fn main() {
     println!(
         "\nworkload guest `exit=0` / `hold=60`, 1 vCPU, 128 MiB; {pairs} alternating pairs, {rounds} rounds of 20 VMs (idle memory: 3 rounds); load before {load_before}, after {load_after}\n"
     );
-    println!("| metric | colo-vmm median (min–max) | QEMU microvm median (min–max) | colo/QEMU |");
+    println!(
+        "| metric | colo-vmm median (min–max) | {} median (min–max) | colo/{} |",
+        other.name(),
+        other.short()
+    );
     println!("|---|---|---|---|");
     for (name, data, digits) in rows {
         let a = Series(data[0].clone());

@@ -20,6 +20,10 @@ pub use guest_image::{
     workload_guest_path,
 };
 pub use vmm::capped_output::{MIN_LOG_LIMIT, older_half, parse_log_limit};
-pub use vmm::device_bench;
 pub use vmm::devices::SerialTarget;
+/// The virtio-blk device without a guest, for `benches/io_path.rs`; not part of the library's
+/// API (only with the `bench-harness` feature).
+#[cfg(feature = "bench-harness")]
+#[doc(hidden)]
+pub use vmm::devices::virtio::block::bench_harness as device_bench;
 pub use vmm::{DiskConfig, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

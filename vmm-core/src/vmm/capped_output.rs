@@ -23,7 +23,7 @@ pub const MIN_LOG_LIMIT: u64 = 4096;
 
 /// Parses a `--log-limit` value (`16MiB`, `65536`), refusing values below [`MIN_LOG_LIMIT`].
 pub fn parse_log_limit(s: &str) -> Result<u64, String> {
-    let n = super::disk::parse_size(s)
+    let n = super::devices::virtio::block::parse_size(s)
         .ok_or_else(|| format!("`{s}` is not a size (e.g. 16MiB, 65536)"))?;
     if n < MIN_LOG_LIMIT {
         return Err(format!(

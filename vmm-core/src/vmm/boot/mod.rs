@@ -321,7 +321,7 @@ fn write_zero_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::memory::{MemoryOptions, create};
+    use crate::vmm::vstate::memory::{MemoryOptions, create};
 
     fn cfg<'a>(kernel: &'a Path, cmdline: &'a str) -> BootConfig<'a> {
         BootConfig {

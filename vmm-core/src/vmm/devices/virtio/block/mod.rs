@@ -1,5 +1,26 @@
-//! A VM disk: virtio-mmio transport + virtio-blk requests on a raw file, with its token buckets
-//! and counters. Registers are served on vCPU threads; requests run on the IO thread.
+//! virtio-blk: a VM disk on a raw file, served over virtio-mmio.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`Disk`]: transport registers (vCPU threads), queue processing (IO thread), counters |
+//! | `config.rs` | the `--disk` option |
+//! | `request.rs` | descriptor chain → [`request::Request`], every guest value checked |
+//! | `execute.rs` | a request against the file (`O_DIRECT`, bounce buffer when unaligned) |
+//! | `io_thread.rs` | the `colo-io` thread that runs every request of the VM |
+//! | `rate_limiter.rs` | token buckets for bandwidth and operations |
+//!
+//! Registers are served on vCPU threads; requests run on the IO thread.
+
+#[cfg(any(test, feature = "bench-harness"))]
+#[cfg_attr(not(feature = "bench-harness"), allow(dead_code))]
+pub mod bench_harness;
+mod config;
+mod execute;
+mod io_thread;
+mod rate_limiter;
+mod request;
+#[cfg(test)]
+mod test_util;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -8,87 +29,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use virtio_bindings::{virtio_blk, virtio_ids};
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::rate_limiter::RateLimiter;
-use super::virtio::INT_USED_RING;
-use super::virtio::block::{self, ParsedChain, SECTOR};
-use super::virtio::mmio::{MmioEffect, MmioTransport};
+pub use config::{DiskConfig, parse_size};
+use execute::{Completion, execute};
+pub use io_thread::IoThread;
+use rate_limiter::RateLimiter;
+use request::{ParsedChain, RequestKind, S_OK, SECTOR, parse_chain};
+
+use super::INT_USED_RING;
+use super::mmio::{MmioEffect, MmioTransport};
 use crate::control::DiskStats;
+use crate::vmm::devices::mmio_bus::MmioDevice;
 
 /// Most disks a VM may have (each takes an IRQ line from 5 up).
 pub const MAX_DISKS: usize = 8;
 /// Queue size offered to the guest.
 const QUEUE_MAX: u16 = 256;
-
-/// `--disk PATH[,ro][,bw=BYTES_PER_S][,iops=N]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskConfig {
-    /// Raw backing file.
-    pub path: PathBuf,
-    /// Read-only for the guest.
-    pub read_only: bool,
-    /// Bandwidth limit, bytes per second (0 = unlimited).
-    pub bw: u64,
-    /// Operations per second (0 = unlimited).
-    pub iops: u64,
-}
-
-/// Parses `8MiB`, `512K`, `1G`, `1000` (binary units; `B`, `iB` optional).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(digits);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit.trim_end_matches("iB").trim_end_matches('B') {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
-impl DiskConfig {
-    /// Parses `PATH[,ro][,bw=BYTES_PER_S][,iops=N]` (bw takes units: `bw=8MiB`).
-    pub fn parse(spec: &str) -> Result<Self, String> {
-        let mut parts = spec.split(',');
-        let path = parts
-            .next()
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| format!("--disk `{spec}`: give PATH[,ro][,bw=BYTES_PER_S][,iops=N]"))?;
-        let mut cfg = Self {
-            path: PathBuf::from(path),
-            read_only: false,
-            bw: 0,
-            iops: 0,
-        };
-        for p in parts {
-            match p.split_once('=') {
-                None if p == "ro" => cfg.read_only = true,
-                Some(("bw", v)) => {
-                    cfg.bw = parse_size(v).ok_or_else(|| {
-                        format!("--disk `{spec}`: bw={v} is not a size (e.g. bw=8MiB, bw=1048576)")
-                    })?
-                }
-                Some(("iops", v)) => {
-                    cfg.iops = v
-                        .parse()
-                        .map_err(|_| format!("--disk `{spec}`: iops={v} is not a whole number"))?
-                }
-                _ => {
-                    return Err(format!(
-                        "--disk `{spec}`: unknown option `{p}` (options: ro, bw=, iops=)"
-                    ));
-                }
-            }
-        }
-        Ok(cfg)
-    }
-}
 
 /// Errors opening a disk; all are bad input.
 #[derive(Debug, thiserror::Error)]
@@ -174,9 +134,9 @@ impl Disk {
         if capacity == 0 {
             return Err(DiskError::Empty(config.path.clone()));
         }
-        let mut features = block::F_FLUSH;
+        let mut features = 1 << virtio_blk::VIRTIO_BLK_F_FLUSH;
         if config.read_only {
-            features |= block::F_RO;
+            features |= 1 << virtio_blk::VIRTIO_BLK_F_RO;
         }
         // Configuration space: capacity in sectors (the other fields are not offered).
         let mut cfg_space = vec![0u8; 24];
@@ -193,7 +153,7 @@ impl Disk {
             capacity,
             id: format!("colo-disk{index}"),
             transport: Mutex::new(MmioTransport::new(
-                block::DEVICE_ID,
+                virtio_ids::VIRTIO_ID_BLOCK,
                 features,
                 cfg_space,
                 QUEUE_MAX,
@@ -212,26 +172,6 @@ impl Disk {
 
     fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
         self.limiter.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A guest read of the register window.
-    pub fn mmio_read(&self, offset: u64, data: &mut [u8]) {
-        self.transport().read(offset, data);
-    }
-
-    /// A guest write to the register window.
-    pub fn mmio_write(&self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) {
-        let effect = self.transport().write(offset, data, mem);
-        match effect {
-            // Let the IO thread look at the queue.
-            MmioEffect::Notify | MmioEffect::Activated => {
-                let _ = self.notify.write(1);
-            }
-            MmioEffect::NeedsReset => {
-                let _ = self.irq_event.write(1);
-            }
-            MmioEffect::Reset | MmioEffect::None => {}
-        }
     }
 
     /// Changes the token buckets (0 = unlimited); effective for the next request.
@@ -276,7 +216,7 @@ impl Disk {
                         return QueueState::Idle;
                     }
                 };
-                let parsed = block::parse_chain(chain, mem, self.capacity, self.config.read_only);
+                let parsed = parse_chain(chain, mem, self.capacity, self.config.read_only);
                 let now = Instant::now();
                 let mut limiter = self.limiter();
                 if !limiter.try_consume(parsed.cost(), now) {
@@ -293,11 +233,11 @@ impl Disk {
     fn complete(&self, mem: &GuestMemoryMmap, parsed: &ParsedChain, generation: u64) {
         let completion = match &parsed.request {
             Ok(req) => {
-                let c = block::execute(req, &self.file, mem, &self.id);
-                if c.status == block::S_OK {
+                let c = execute(req, &self.file, mem, &self.id);
+                if c.status == S_OK {
                     let counter = match req.kind {
-                        block::RequestKind::In => Some(&self.counters.read_bytes),
-                        block::RequestKind::Out => Some(&self.counters.write_bytes),
+                        RequestKind::In => Some(&self.counters.read_bytes),
+                        RequestKind::Out => Some(&self.counters.write_bytes),
                         _ => None,
                     };
                     if let Some(c) = counter {
@@ -308,7 +248,7 @@ impl Disk {
             }
             Err(status) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                block::Completion {
+                Completion {
                     status: *status,
                     used_len: 1,
                 }
@@ -340,29 +280,24 @@ impl Disk {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl MmioDevice for Disk {
+    /// A guest read of the register window.
+    fn mmio_read(&self, offset: u64, data: &mut [u8]) {
+        self.transport().read(offset, data);
+    }
 
-    #[test]
-    fn disk_specs_parse() {
-        assert_eq!(
-            DiskConfig::parse("/d.img,ro,bw=8MiB,iops=100").unwrap(),
-            DiskConfig {
-                path: "/d.img".into(),
-                read_only: true,
-                bw: 8 << 20,
-                iops: 100
+    /// A guest write to the register window.
+    fn mmio_write(&self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) {
+        let effect = self.transport().write(offset, data, mem);
+        match effect {
+            // Let the IO thread look at the queue.
+            MmioEffect::Notify | MmioEffect::Activated => {
+                let _ = self.notify.write(1);
             }
-        );
-        assert_eq!(DiskConfig::parse("/d.img").unwrap().bw, 0);
-        assert_eq!(DiskConfig::parse("x,bw=1048576").unwrap().bw, 1 << 20);
-        for bad in ["", ",ro", "x,bw=fast", "x,iops=-1", "x,speed=1"] {
-            assert!(DiskConfig::parse(bad).is_err(), "{bad}");
+            MmioEffect::NeedsReset => {
+                let _ = self.irq_event.write(1);
+            }
+            MmioEffect::Reset | MmioEffect::None => {}
         }
-        assert_eq!(parse_size("16M"), Some(16 << 20));
-        assert_eq!(parse_size("4KiB"), Some(4096));
-        assert_eq!(parse_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_size("1T"), None);
     }
 }

@@ -12,8 +12,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use super::outcome::Outcome;
-use super::vm_shared::VmShared;
+use super::shared::VmShared;
+use crate::vmm::outcome::Outcome;
 
 /// Stack of a vCPU thread: exits are handled in a few frames, so 256 KiB is plenty and keeps
 /// the VMM's private memory small.

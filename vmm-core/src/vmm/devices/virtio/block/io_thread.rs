@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::disk::{Disk, QueueState};
+use super::{Disk, QueueState};
 
 /// Stack of the IO thread.
 const IO_STACK_SIZE: usize = 256 * 1024;

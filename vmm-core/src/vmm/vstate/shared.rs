@@ -1,15 +1,14 @@
 //! State shared by the vCPU threads and the VMM's main thread.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::devices::PortDevices;
-use super::disk::Disk;
-use super::layout::VIRTIO_MMIO_SIZE;
-use super::outcome::Outcome;
 use super::vcpu::ExitCounters;
+use crate::vmm::devices::PortDevices;
+use crate::vmm::devices::mmio_bus::MmioBus;
+use crate::vmm::outcome::Outcome;
 
 /// Devices, exit counters and the VM's end.
 #[derive(Debug)]
@@ -19,32 +18,21 @@ pub struct VmShared {
     pub exits: ExitCounters,
     end: Mutex<Option<Outcome>>,
     end_event: EventFd,
-    disks: Vec<Arc<Disk>>,
+    mmio: MmioBus,
     mem: GuestMemoryMmap,
 }
 
 impl VmShared {
-    /// Shared state around the port devices and the disks (MMIO devices) of guest `mem`.
-    pub fn new(
-        devices: PortDevices,
-        disks: Vec<Arc<Disk>>,
-        mem: GuestMemoryMmap,
-    ) -> std::io::Result<Self> {
+    /// Shared state around the port devices and the MMIO devices of guest `mem`.
+    pub fn new(devices: PortDevices, mmio: MmioBus, mem: GuestMemoryMmap) -> std::io::Result<Self> {
         Ok(Self {
             devices: Mutex::new(devices),
             exits: ExitCounters::default(),
             end: Mutex::new(None),
             end_event: EventFd::new(libc::EFD_NONBLOCK)?,
-            disks,
+            mmio,
             mem,
         })
-    }
-
-    fn disk_at(&self, addr: u64) -> Option<(&Disk, u64)> {
-        self.disks
-            .iter()
-            .find(|d| addr >= d.base && addr < d.base + VIRTIO_MMIO_SIZE)
-            .map(|d| (d.as_ref(), addr - d.base))
     }
 
     /// The port-I/O devices (a panicked holder does not poison them for the others).
@@ -72,18 +60,13 @@ impl VmShared {
         &self.end_event
     }
 
-    /// An MMIO read: a disk's registers, or zeros outside any device.
+    /// An MMIO read: a device's registers, or zeros outside any device.
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
-        match self.disk_at(addr) {
-            Some((disk, offset)) => disk.mmio_read(offset, data),
-            None => data.fill(0),
-        }
+        self.mmio.read(addr, data);
     }
 
-    /// An MMIO write: a disk's registers, or ignored outside any device.
+    /// An MMIO write: a device's registers, or ignored outside any device.
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
-        if let Some((disk, offset)) = self.disk_at(addr) {
-            disk.mmio_write(offset, data, &self.mem);
-        }
+        self.mmio.write(addr, data, &self.mem);
     }
 }

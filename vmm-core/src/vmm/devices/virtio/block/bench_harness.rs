@@ -1,7 +1,8 @@
 //! A host-side harness for the cost of the virtio-blk device without a guest: it plays the
 //! driver in guest memory (descriptor table, available ring, 16-byte headers), kicks the disk's
 //! ioeventfd and waits on its irqfd, while the real `colo-io` thread serves the queue. Used by
-//! `cargo bench -p colo-vmm --bench io_path`.
+//! `cargo bench -p colo-vmm --bench io_path`; outside the unit tests it is compiled only with the
+//! `bench-harness` feature, so it is no part of the library the agent links.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::disk::{Disk, DiskConfig};
-use super::io_thread::IoThread;
-use super::memory::{self, MemoryOptions};
+use super::{Disk, DiskConfig, IoThread};
+use crate::vmm::devices::mmio_bus::MmioDevice;
+use crate::vmm::vstate::memory::{self, MemoryOptions};
 
 const DESC: u64 = 0x10000;
 const AVAIL: u64 = 0x11000;

@@ -29,19 +29,29 @@
 //! nothing). With `online_cpus` the online cgroup gets a cpuset (nginx and the load generator
 //! on those CPUs; the VMs keep every CPU). Each
 //! trial's raw samples are kept in `samples-<run>.csv` (ms from the step, then ns counters).
+//!
+//! Here: the settings and the trial loop; `sampling.rs` takes the samples, `analysis.rs` turns
+//! them (and the agent's log) into the figures, `report.rs` writes the table.
 
-use std::path::{Path, PathBuf};
+mod analysis;
+mod report;
+mod sampling;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::headline::{ONLINE, ROOT, bench_policy, reset_weight, set_low_weight};
-use crate::host::{BenchCgroup, CpuSnap, HostError, cgroup_cpu_ns};
+use crate::host::{BenchCgroup, CpuSnap, HostError};
 use crate::loadgen::{LoadReport, mono_ns};
 use crate::services::{Agent, AgentSetup, Bins, Nginx, VmSpec, loadgen, write_file};
-use crate::validity::{
-    self, MAX_ERROR_SHARE, MIN_RATE_SHARE, NOT_MEASURED, load_summary, log_excerpt,
-};
+use crate::validity::{self, load_summary, log_excerpt};
+
+pub use analysis::analyse;
+use analysis::{crossing, decision_ms, foreign_cores, realtime_offset};
+pub use report::table;
+use sampling::{cpu_dir, sampler};
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -182,180 +192,6 @@ pub struct Trial {
     pub idle_before: f64,
     /// In the second [1 s, 2 s] after it.
     pub idle_after: f64,
-}
-
-/// One sample: CLOCK_MONOTONIC ns, the offline subtree's CPU ns, the online cgroup's CPU ns, the
-/// node's idle CPU ns (idle + iowait in `/proc/stat`, tick resolution), nginx's CPU ns (its
-/// processes' `schedstat`; the rest of the online cgroup is the load generator).
-type Sample = (u64, u64, u64, u64, u64);
-
-/// CPU ns on record for the processes whose `schedstat` files are given.
-fn tasks_cpu_ns(files: &[PathBuf]) -> u64 {
-    files
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Samples the offline and online cgroups' CPU every 10 ms until `stop`.
-fn sampler(
-    offline: PathBuf,
-    online: PathBuf,
-    nginx: Vec<PathBuf>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Vec<Sample>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::with_capacity(4096);
-        let mut next = mono_ns();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let idle = CpuSnap::now();
-            out.push((
-                mono_ns(),
-                cgroup_cpu_ns(&offline),
-                cgroup_cpu_ns(&online),
-                idle.total_ns
-                    .saturating_sub(idle.busy_ns)
-                    .saturating_sub(idle.steal_ns),
-                tasks_cpu_ns(&nginx),
-            ));
-            next += 10_000_000;
-            let ts = libc::timespec {
-                tv_sec: i64::try_from(next / 1_000_000_000).unwrap_or(0),
-                tv_nsec: i64::try_from(next % 1_000_000_000).unwrap_or(0),
-            };
-            // SAFETY: absolute sleep on CLOCK_MONOTONIC with a timespec we own.
-            unsafe {
-                libc::clock_nanosleep(
-                    libc::CLOCK_MONOTONIC,
-                    libc::TIMER_ABSTIME,
-                    &ts,
-                    std::ptr::null_mut(),
-                )
-            };
-        }
-        out
-    })
-}
-
-/// The directory whose CPU counter [`cgroup_cpu_ns`] reads: v1 `cpuacct`, else the `cpu` (v2)
-/// directory.
-fn cpu_dir(cg: &BenchCgroup, what: &str) -> Result<PathBuf, HostError> {
-    cg.dir("cpuacct")
-        .or(cg.dir("cpu"))
-        .map(Path::to_path_buf)
-        .ok_or_else(|| HostError::Missing(format!("{what} cgroup")))
-}
-
-/// Cores used on the node between two snapshots outside the online and offline cgroups (their
-/// use from the first and last sample), plus steal.
-fn foreign_cores(samples: &[Sample], a: CpuSnap, b: CpuSnap) -> f64 {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-        return f64::NAN;
-    };
-    let wall = last.0.saturating_sub(first.0) as f64;
-    let span = b.total_ns.saturating_sub(a.total_ns) as f64 / f64::from(a.cpus.max(1));
-    if wall <= 0.0 || span <= 0.0 {
-        return f64::NAN;
-    }
-    let ours = (last.1.saturating_sub(first.1) + last.2.saturating_sub(first.2)) as f64 / wall;
-    let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64 / span;
-    let steal = b.steal_ns.saturating_sub(a.steal_ns) as f64 / span;
-    (busy - ours).max(0.0) + steal
-}
-
-/// Mean rate (cores) over `[a, b]` (mono ns) from the samples.
-fn mean_rate(s: &[(u64, u64)], a: u64, b: u64) -> Option<f64> {
-    let first = s.iter().find(|(t, _)| *t >= a)?;
-    let last = s.iter().rev().find(|(t, _)| *t <= b)?;
-    (last.0 > first.0).then(|| (last.1 - first.1) as f64 / (last.0 - first.0) as f64)
-}
-
-/// The reaction of one trial (see the module docs): offline CPU before and after the step
-/// (cores) and when it fell to the midpoint, ms after the step.
-pub fn analyse(samples: &[(u64, u64)], step: u64) -> (f64, f64, Option<f64>) {
-    crossing(samples, step, true)
-}
-
-/// Level before the step, level after it, and the first time (ms after the step) the 30 ms rate
-/// crossed the midpoint: downwards when `falling`, else upwards. `None` when the level moved by
-/// less than 0.1 cores in that direction.
-fn crossing(samples: &[(u64, u64)], step: u64, falling: bool) -> (f64, f64, Option<f64>) {
-    let s = 1_000_000_000;
-    let before = mean_rate(samples, step.saturating_sub(s), step).unwrap_or(0.0);
-    let after = mean_rate(samples, step + s, step + 2 * s).unwrap_or(0.0);
-    let moved = if falling {
-        before - after
-    } else {
-        after - before
-    };
-    if moved < 0.1 {
-        return (before, after, None);
-    }
-    let mid = (before + after) / 2.0;
-    let at = window_rates(samples, step)
-        .find(|&(_, r)| (falling && r <= mid) || (!falling && r >= mid))
-        .map(|(t, _)| (t - step) as f64 / 1e6);
-    (before, after, at)
-}
-
-/// The 30 ms rate (cores) at each sample from `from` on, with the sample's time.
-fn window_rates(samples: &[(u64, u64)], from: u64) -> impl Iterator<Item = (u64, f64)> + '_ {
-    let w = 30_000_000;
-    samples.iter().enumerate().filter_map(move |(i, &(t, u))| {
-        if t < from {
-            return None;
-        }
-        let &(t0, u0) = samples[..i].iter().rev().find(|(x, _)| t - *x >= w)?;
-        Some((t, u.saturating_sub(u0) as f64 / (t - t0) as f64))
-    })
-}
-
-/// CLOCK_REALTIME − CLOCK_MONOTONIC, ns (to place the agent's log lines on the sampler's clock).
-fn realtime_offset() -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    let rt = i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec);
-    rt - i128::from(mono_ns())
-}
-
-/// Unix ns of an RFC 3339 UTC timestamp `2026-11-28T20:00:41.491987Z`.
-fn parse_utc(ts: &str) -> Option<i128> {
-    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut h = hms.split(':').map(|x| x.parse::<i64>().ok());
-    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let frac_ns: i128 = format!("{frac:0<9}")[..9].parse().ok()?;
-    Some(i128::from(days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000 + frac_ns)
-}
-
-/// First CPU quota write (group or per-VM vCPU) the agent applied after `step` (mono ns), ms
-/// after it.
-fn decision_ms(log: &Path, step: u64, offset: i128) -> Option<f64> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let step_rt = i128::from(step) + offset;
-    text.lines()
-        .filter(|l| {
-            l.contains(" apply ")
-                && (l.contains("set_offline_cpu_quota") || l.contains("set_vm_vcpu_quota"))
-        })
-        .filter_map(|l| parse_utc(l.split_whitespace().next()?))
-        .find(|t| *t >= step_rt)
-        .map(|t| (t - step_rt) as f64 / 1e6)
 }
 
 /// Runs the trials and writes `reaction.md` and `trials.csv`.
@@ -623,268 +459,9 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         None => Ok(trials),
     }
 }
-
-fn pct(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    // Nearest rank.
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-/// "met" when every trial has a figure and their p99 is at most 100 ms; "NOT measured" when
-/// fewer valid trials ran than were asked (the bench stopped on a trial where nginx did not
-/// serve its load).
-fn verdict(v: &mut [f64], trials: usize, asked: usize) -> String {
-    if trials < asked.max(1) {
-        format!("{NOT_MEASURED} ({trials} valid trials of {asked})")
-    } else if !v.is_empty() && v.len() == trials && pct(v, 0.99) <= 100.0 {
-        "met".into()
-    } else {
-        "NOT met".into()
-    }
-}
-
-/// The markdown table.
-pub fn table(cfg: &Config, trials: &[Trial], discarded: Discarded) -> String {
-    let mut drops: Vec<f64> = trials.iter().filter_map(|t| t.drop_ms).collect();
-    let mut rises: Vec<f64> = trials.iter().filter_map(|t| t.rise_ms).collect();
-    // How long the offline side took to give way once online asked for more (negative: before
-    // the online cgroup's 30 ms average reached its midpoint).
-    let mut lags: Vec<f64> = trials
-        .iter()
-        .filter_map(|t| Some(t.drop_ms? - t.rise_ms?))
-        .collect();
-    let mut dec: Vec<f64> = trials.iter().filter_map(|t| t.decision_ms).collect();
-    let none = trials.len() - drops.len();
-    let step = match cfg.trigger {
-        Trigger::LoadDoubles => format!(
-            "nginx load {:.0} → {:.0} req/s (open loop)",
-            cfg.rate,
-            cfg.rate * 2.0
-        ),
-        Trigger::SliBreach => format!(
-            "nginx's SLO (p99 1 ms) breached through ReportSli (`coloctl report-sli`, 20 × 5 ms every 200 ms from the step) at a steady {:.0} req/s",
-            cfg.rate
-        ),
-    };
-    let pinned = cfg.online_cpus.as_ref().map_or(String::new(), |c| {
-        format!(" (nginx and the load generator confined to CPU {c} by a cpuset on the online cgroup; the VMs on every CPU)")
-    });
-    let mut s = format!(
-        "Step: {step}{pinned}, {} × 1-vCPU VMs burning under {} ({}); offline and online cpuacct sampled every 10 ms; {} trials; a drop or rise is the first 30 ms window past the midpoint of the levels in the second before and the second [1 s, 2 s] after the step.\n\n",
-        cfg.vms,
-        if cfg.low_weight {
-            "the low-weight agent root of the headline's modes (3) and (4)"
-        } else {
-            "an agent root at the default CPU weight"
-        },
-        if cfg.policy.is_some() {
-            "the caller's policy"
-        } else {
-            "the bench policy: no SCHED_IDLE, CPU squeezed on interference only"
-        },
-        trials.len()
-    );
-    s.push_str("| measure | p50 | p99 | max | trials |\n|---|---|---|---|---|\n");
-    for (what, v) in [
-        ("offline CPU drop to the midpoint (ms)", &mut drops),
-        ("online CPU rise (ms)", &mut rises),
-        ("offline drop − online rise (ms)", &mut lags),
-        ("loop decision: first quota write (ms)", &mut dec),
-    ] {
-        let max = v.iter().copied().fold(f64::NAN, f64::max);
-        s.push_str(&format!(
-            "| {what} | {:.0} | {:.0} | {max:.0} | {} |\n",
-            pct(v, 0.5),
-            pct(v, 0.99),
-            v.len()
-        ));
-    }
-    let mean =
-        |f: fn(&Trial) -> f64| trials.iter().map(f).sum::<f64>() / trials.len().max(1) as f64;
-    s.push_str(&format!(
-        "\nOffline CPU before/after the step (mean): {:.2} / {:.2} cores. Online CPU (mean): {:.2} / {:.2} cores. Node idle CPU (mean): {:.2} / {:.2} cores. Trials without a drop of ≥ 0.1 cores: {none}. Runs discarded for CPU used outside the two cgroups or stolen above {:.2} cores: {}. Runs discarded because the node had more than {:.2} idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): {}. Runs discarded because nginx did not serve the load (below {:.0} % of the asked rate answered, or more than {:.1} % of requests failed): {}. Goal p99 ≤ 100 ms (offline CPU drop after the step): {}.\n",
-        mean(|t| t.before),
-        mean(|t| t.after),
-        mean(|t| t.online_before),
-        mean(|t| t.online_after),
-        mean(|t| t.idle_before),
-        mean(|t| t.idle_after),
-        cfg.max_foreign,
-        discarded.foreign,
-        cfg.max_idle_before,
-        discarded.idle,
-        MIN_RATE_SHARE * 100.0,
-        MAX_ERROR_SHARE * 100.0,
-        discarded.invalid,
-        verdict(&mut drops, trials.len(), cfg.trials),
-    ));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_synthetic_drop_is_found_at_the_right_time() {
-        // 1.5 cores until 40 ms after the step, then 0.5 cores.
-        let step = 10_000_000_000u64;
-        let mut s = Vec::new();
-        let mut u = 0u64;
-        let mut t = step - 2_000_000_000;
-        while t < step + 3_000_000_000 {
-            s.push((t, u));
-            let rate = if t < step + 40_000_000 { 1.5 } else { 0.5 };
-            u += (rate * 10_000_000.0) as u64;
-            t += 10_000_000;
-        }
-        let (b, a, d) = analyse(&s, step);
-        assert!((b - 1.5).abs() < 0.01 && (a - 0.5).abs() < 0.01, "{b} {a}");
-        let d = d.unwrap();
-        assert!((50.0..=80.0).contains(&d), "{d}");
-        // No drop: reported as such.
-        let flat: Vec<(u64, u64)> = (0..500u64)
-            .map(|i| (step - 2_000_000_000 + i * 10_000_000, i * 10_000_000))
-            .collect();
-        assert_eq!(analyse(&flat, step).2, None);
-    }
-
-    /// Cumulative samples every 10 ms from 2 s before `step` to 3 s after, at `rate(ms from the
-    /// step)` cores.
-    fn series(step: u64, rate: impl Fn(i64) -> f64) -> Vec<(u64, u64)> {
-        let mut s = Vec::new();
-        let mut u = 0u64;
-        let mut t = step - 2_000_000_000;
-        while t < step + 3_000_000_000 {
-            s.push((t, u));
-            let ms = (i128::from(t) - i128::from(step)) as i64 / 1_000_000;
-            u += (rate(ms) * 10_000_000.0) as u64;
-            t += 10_000_000;
-        }
-        s
-    }
-
-    #[test]
-    fn a_two_stage_drop_reaches_the_midpoint_in_its_second_stage() {
-        let step = 10_000_000_000u64;
-        // 1.6 cores; 1.3 from 20 ms after the step (first stage); 0.8 from 300 ms (second).
-        let s = series(step, |ms| match ms {
-            ..20 => 1.6,
-            20..300 => 1.3,
-            _ => 0.8,
-        });
-        let (_, _, mid) = analyse(&s, step);
-        let mid = mid.unwrap();
-        assert!((300.0..=340.0).contains(&mid), "{mid}");
-    }
-
-    #[test]
-    fn the_online_rise_is_found_upwards() {
-        let step = 10_000_000_000u64;
-        let s = series(step, |ms| if ms < 50 { 0.4 } else { 0.9 });
-        let (b, a, rise) = crossing(&s, step, false);
-        assert!((b - 0.4).abs() < 0.01 && (a - 0.9).abs() < 0.01, "{b} {a}");
-        let rise = rise.unwrap();
-        assert!((60.0..=90.0).contains(&rise), "{rise}");
-        // Falling series: no rise.
-        let s = series(step, |ms| if ms < 50 { 0.9 } else { 0.4 });
-        assert_eq!(crossing(&s, step, false).2, None);
-    }
-
-    #[test]
-    fn foreign_cpu_is_what_the_node_used_outside_both_cgroups_plus_steal() {
-        // 1 s, 2 CPUs: the node was busy 1.8 cores, offline used 1.0 and online 0.5, 0.1 stolen.
-        let samples = vec![
-            (0u64, 0u64, 0u64, 0u64, 0u64),
-            (1_000_000_000, 1_000_000_000, 500_000_000, 0, 0),
-        ];
-        let a = CpuSnap {
-            busy_ns: 0,
-            steal_ns: 0,
-            total_ns: 0,
-            cpus: 2,
-        };
-        let b = CpuSnap {
-            busy_ns: 1_800_000_000,
-            steal_ns: 100_000_000,
-            total_ns: 2_000_000_000,
-            cpus: 2,
-        };
-        let f = foreign_cores(&samples, a, b);
-        assert!((f - 0.4).abs() < 1e-9, "{f}");
-        assert!(foreign_cores(&[], a, b).is_nan());
-    }
-
-    #[test]
-    fn the_table_has_a_row_per_measure_and_the_verdict() {
-        let trial = |drop: f64, rise: f64| Trial {
-            before: 1.5,
-            after: 1.0,
-            drop_ms: Some(drop),
-            online_before: 0.4,
-            online_after: 0.9,
-            rise_ms: Some(rise),
-            decision_ms: None,
-            p99_ms: 1.0,
-            foreign: 0.0,
-            idle_before: 0.0,
-            idle_after: 0.0,
-        };
-        let cfg = Config {
-            trials: 2,
-            ..Config::default()
-        };
-        let t = table(
-            &cfg,
-            &[trial(20.0, 10.0), trial(40.0, 40.0)],
-            Discarded {
-                foreign: 1,
-                idle: 2,
-                invalid: 3,
-            },
-        );
-        assert!(
-            t.contains("| offline CPU drop to the midpoint (ms) | 20 | 40 | 40 | 2 |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| online CPU rise (ms) | 10 | 40 | 40 | 2 |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| offline drop − online rise (ms) | 0 | 10 | 10 | 2 |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| loop decision: first quota write (ms) | NaN | NaN | NaN | 0 |"),
-            "{t}"
-        );
-        assert!(t.contains("above 0.25 cores: 1."), "{t}");
-        assert!(
-            t.contains("0.25 idle cores in the second before the step (the VMs were not using all the CPU, so the step needed none of theirs): 2."),
-            "{t}"
-        );
-        assert!(
-            t.contains(
-                "(below 95 % of the asked rate answered, or more than 0.1 % of requests failed): 3."
-            ),
-            "{t}"
-        );
-        assert!(t.contains("(offline CPU drop after the step): met."), "{t}");
-        // The bench stopped after one trial of the two asked: no verdict from it.
-        let t = table(&cfg, &[trial(20.0, 10.0)], Discarded::default());
-        assert!(
-            t.contains("(offline CPU drop after the step): NOT measured (1 valid trials of 2)."),
-            "{t}"
-        );
-        let t = table(&cfg, &[], Discarded::default());
-        assert!(t.contains("NOT measured (0 valid trials of 2)."), "{t}");
-    }
-
     #[test]
     fn a_trial_asks_the_mean_of_its_two_rates() {
         // 3 s at 3,000 req/s (the first 0.5 s not recorded), then 3 s at 6,000.
@@ -893,15 +470,5 @@ mod tests {
             (r - (3000.0 * 2.5 + 6000.0 * 3.0) / 5.5).abs() < 1e-9,
             "{r}"
         );
-    }
-
-    #[test]
-    fn log_timestamps_parse() {
-        assert_eq!(parse_utc("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(
-            parse_utc("2000-03-01T00:00:00.000001Z"),
-            Some(951_868_800_000_001_000)
-        );
-        assert_eq!(parse_utc("garbage"), None);
     }
 }

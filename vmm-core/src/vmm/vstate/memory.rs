@@ -5,7 +5,7 @@ use vm_memory::{
     MmapRegion,
 };
 
-use super::layout::ram_ranges;
+use crate::vmm::layout::ram_ranges;
 
 /// Errors creating guest memory.
 #[derive(Debug, thiserror::Error)]
