@@ -20,8 +20,8 @@ if [ ! -w /dev/kvm ]; then
   exit 1
 fi
 scripts/install-deps.sh
-echo "demo: building colo-agent, colo-vmm and colo-bench (release)..."
-cargo build --release --locked -q -p colo-agent -p colo-vmm -p colo-bench
+echo "demo: building colo-agent, coloctl, colo-vmm and colo-bench (release)..."
+cargo build --release --locked -q -p colo-agent -p coloctl -p colo-vmm -p colo-bench
 SCENARIO=${DEMO_SCENARIO:-cpu}
 SECONDS=0
 target/release/colo-bench headline \

@@ -5,12 +5,11 @@
 //!   outcome in the on-disk [`registry`]; after an agent restart it re-adopts running VMMs.
 //! * [`api`] serves the gRPC API over a Unix socket (and TCP with TLS) through [`server`].
 //! * [`daemon`] ties it together with [`metrics`], [`notify`] (systemd) and [`policy_store`].
-//! * [`cli`] is `coloctl`; [`check`] is `colo-agent --check`.
+//! * [`check`] is `colo-agent --check`; `coloctl`, the CLI, is its own crate (`coloctl/`).
 
 pub mod api;
 pub mod cgroup;
 pub mod check;
-pub mod cli;
 pub mod daemon;
 pub mod enforce;
 pub mod job;

@@ -499,7 +499,7 @@ fn socket_permissions_metrics_and_tls() {
     assert_eq!(mode, 0o660, "socket mode with socket_group");
 
     // coloctl over TCP+TLS, verifying the agent's certificate against the test CA.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+    let out = std::process::Command::new(colo_testkit::workspace_binary("coloctl"))
         .args([
             "--endpoint",
             &format!("https://localhost:{port}"),
@@ -517,7 +517,7 @@ fn socket_permissions_metrics_and_tls() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["node_name"], "test-node");
     // Without the CA the handshake fails.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+    let out = std::process::Command::new(colo_testkit::workspace_binary("coloctl"))
         .args(["--endpoint", &format!("https://localhost:{port}"), "node"])
         .output()
         .unwrap();

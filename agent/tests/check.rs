@@ -207,7 +207,7 @@ fn one_grammar_for_durations_and_sizes_in_the_check_and_in_coloctl() {
 
     // coloctl parses job durations and rates with the same grammar, before it connects.
     let coloctl = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_coloctl"))
+        std::process::Command::new(colo_testkit::workspace_binary("coloctl"))
             .arg("--socket")
             .arg(dir.path().join("no-agent.sock"))
             .args(args)

@@ -130,7 +130,7 @@ fn free_port() -> u16 {
 
 /// coloctl over TCP with `client` (a `name.crt`/`name.key` pair of `pki`) or no certificate.
 fn coloctl_tcp(pki: &Pki, port: u16, client: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coloctl"));
+    let mut cmd = Command::new(colo_testkit::workspace_binary("coloctl"));
     cmd.args([
         "--endpoint",
         &format!("https://localhost:{port}"),

@@ -1,5 +1,6 @@
 //! colo's configuration: the typed schema of `agent.yaml` and of policy YAML
-//! (`apiVersion: colo/v1`, `kind: Policy`), their loading, merging and validation.
+//! (`apiVersion: colo/v1`, `kind: Policy`), their loading, merging and validation; and the
+//! offline job spec ([`job`]) that job files, the agent and its registry share.
 //!
 //! ```
 //! let policy = colo_config::parse_policy(&[colo_config::Source::new(
@@ -26,6 +27,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod job;
 mod load;
 pub mod policy;
 pub mod schema;

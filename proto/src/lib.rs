@@ -1,5 +1,6 @@
 //! colo's gRPC contracts: the node agent's job API (`colo.agent.v1`) and the node reports that
 //! agents stream to colo-scheduler (`colo.report.v1`). The `.proto` sources are in `proto/colo/`.
+//! [`job`] converts the wire's job spec to and from colo's job model (`colo_config::job`).
 
 /// The generated code, nested as the protobuf packages are (agent.proto refers to
 /// `colo.report.v1` types through that nesting).
@@ -24,6 +25,8 @@ mod generated {
 pub use generated::colo::agent::v1 as agent;
 /// Node reports to colo-scheduler (`proto/colo/report.proto`).
 pub use generated::colo::report::v1 as report;
+
+pub mod job;
 
 impl agent::JobState {
     /// True for the states a job never leaves.

@@ -10,12 +10,16 @@
 //!   (or fails the test when `COLO_REQUIRE_KVM=1`).
 //! * [`TestCa`] makes a throwaway CA and issues certificates from it with the `openssl`
 //!   command, for TLS tests.
+//! * [`workspace_binary`] finds another package's binary (colo-agent, coloctl) in the target
+//!   directory, for tests that run both.
 
+mod binaries;
 mod cgroup;
 mod kvm;
 mod lock;
 mod pki;
 
+pub use binaries::workspace_binary;
 pub use cgroup::{CgroupError, CgroupVersion, TestCgroup};
 pub use kvm::{kvm_or_skip, root_or_skip};
 pub use lock::{HostLock, host_lock};

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
-/// Longest input echoed back in an error or an audit line.
-pub const ECHO_LIMIT: usize = 96;
+pub use colo_config::job::{ECHO_LIMIT, truncate};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,17 +138,6 @@ pub fn outcome<R>(who: &Caller, op: &str, job: Option<&str>, r: &Result<R, Statu
         Ok(_) => done(who, op, job),
         Err(s) => refused(who, op, job, s.message()),
     }
-}
-
-/// `s` cut to [`ECHO_LIMIT`] characters (with the size of what was cut), so that neither an
-/// error nor an audit line echoes a huge input back.
-pub fn truncate(s: &str) -> String {
-    let n = s.chars().count();
-    if n <= ECHO_LIMIT {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(ECHO_LIMIT).collect();
-    format!("{head}… ({n} characters)")
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! Conversions between the agent's job model and the gRPC messages.
+//! Conversions between the agent's job records and the gRPC messages (the spec's own
+//! conversion is colo-proto's, `colo_proto::job`).
 
 use colo_proto::agent as pb;
 
 use crate::job::ManagerError;
-use crate::job::model::{EndReason, Guest, JobRecord, JobSpec, JobState, QosClass, ThrottleState};
+use crate::job::model::{EndReason, JobRecord, JobState, ThrottleState};
 
 /// The wire state.
 pub fn state(s: JobState) -> pb::JobState {
@@ -50,52 +51,6 @@ pub fn reason(r: Option<EndReason>) -> pb::EndReason {
     }
 }
 
-/// The wire spec (defaults filled in).
-pub fn spec(s: &JobSpec) -> pb::JobSpec {
-    pb::JobSpec {
-        idempotency_key: s.idempotency_key.clone(),
-        name: s.name.clone(),
-        guest: Some(match &s.guest {
-            Guest::Workload(w) => pb::job_spec::Guest::Workload(pb::WorkloadGuest {
-                cpu_units: w.cpu_units,
-                mem_mib: w.mem_mib,
-                hold_seconds: w.hold_seconds,
-                exit_code: w.exit_code,
-                io: w.io.clone(),
-                cpu_forever: w.cpu_forever,
-            }),
-            Guest::Linux(l) => pb::job_spec::Guest::Linux(pb::LinuxGuest {
-                kernel_path: l.kernel.display().to_string(),
-                rootfs_path: l
-                    .rootfs
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                cmdline: l.cmdline.clone(),
-            }),
-        }),
-        vcpus: s.vcpus,
-        memory_mib: s.memory_mib,
-        disks: s
-            .disks
-            .iter()
-            .map(|d| pb::Disk {
-                path: d.path.display().to_string(),
-                read_only: d.read_only,
-                bandwidth_bps: d.bandwidth_bps,
-                iops: d.iops,
-            })
-            .collect(),
-        qos_class: match s.qos_class {
-            QosClass::Batch => pb::QosClass::Batch,
-            QosClass::Mid => pb::QosClass::Mid,
-        } as i32,
-        priority: s.priority,
-        labels: s.labels.clone().into_iter().collect(),
-        deadline_seconds: s.deadline_seconds,
-    }
-}
-
 /// The wire throttle state.
 pub fn throttle(t: &ThrottleState) -> pb::ThrottleState {
     pb::ThrottleState {
@@ -114,7 +69,7 @@ pub fn throttle(t: &ThrottleState) -> pb::ThrottleState {
 pub fn job(r: &JobRecord, t: Option<&ThrottleState>) -> pb::Job {
     pb::Job {
         id: r.id.clone(),
-        spec: Some(spec(&r.spec)),
+        spec: Some(pb::JobSpec::from(&r.spec)),
         state: state(r.state) as i32,
         end_reason: reason(r.end_reason) as i32,
         message: r.message.clone(),

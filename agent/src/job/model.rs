@@ -1,10 +1,10 @@
 //! The job as the agent keeps it: its spec, state, outcome and the VMM behind it. This is
-//! what the registry stores (JSON, stable field names) and what the API reports.
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+//! what the registry stores (JSON, stable field names) and what the API reports. The spec is
+//! colo's one job model, shared with coloctl and the wire conversion ([`colo_config::job`]).
 
 use serde::{Deserialize, Serialize};
+
+pub use colo_config::job::{DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, WorkloadGuest};
 
 use crate::procinfo::ProcessIdentity;
 
@@ -101,137 +101,6 @@ pub enum EndReason {
     NodeLost,
     /// The agent shut down with drain-on-exit and stopped the job.
     AgentShutdown,
-}
-
-/// The guest a job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Guest {
-    /// colo's workload guest (CPU, memory and IO hog with a progress counter).
-    Workload(WorkloadGuest),
-    /// A Linux kernel with a root filesystem.
-    Linux(LinuxGuest),
-}
-
-/// colo's workload guest; the fields become its command line keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkloadGuest {
-    /// Work units of CPU (`cpu=`).
-    pub cpu_units: u64,
-    /// MiB of memory to touch (`mem=`).
-    pub mem_mib: u64,
-    /// Seconds to idle after the work (`hold=`).
-    pub hold_seconds: u64,
-    /// The guest's exit code (`exit=`, 0..=63).
-    pub exit_code: i32,
-    /// Disk IO: empty, `read:MiB` or `write:MiB` (`io=`).
-    pub io: String,
-    /// Burn CPU until stopped (`cpu=forever`).
-    pub cpu_forever: bool,
-}
-
-impl WorkloadGuest {
-    /// The guest command line.
-    pub fn cmdline(&self) -> String {
-        let mut parts = Vec::new();
-        if self.cpu_forever {
-            parts.push("cpu=forever".into());
-        } else if self.cpu_units > 0 {
-            parts.push(format!("cpu={}", self.cpu_units));
-        }
-        if self.mem_mib > 0 {
-            parts.push(format!("mem={}", self.mem_mib));
-        }
-        if self.hold_seconds > 0 {
-            parts.push(format!("hold={}", self.hold_seconds));
-        }
-        if !self.io.is_empty() {
-            parts.push(format!("io={}", self.io));
-        }
-        parts.push(format!("exit={}", self.exit_code));
-        parts.join(" ")
-    }
-}
-
-/// A Linux guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinuxGuest {
-    /// Uncompressed `vmlinux` with a PVH entry.
-    pub kernel: PathBuf,
-    /// Root filesystem image (attached as the first disk), if any.
-    #[serde(default)]
-    pub rootfs: Option<PathBuf>,
-    /// Kernel command line.
-    #[serde(default)]
-    pub cmdline: String,
-}
-
-/// A disk of the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiskSpec {
-    /// Host path of a raw image or block device.
-    pub path: PathBuf,
-    /// Attach read-only.
-    #[serde(default)]
-    pub read_only: bool,
-    /// Bytes per second (0 = unlimited).
-    #[serde(default)]
-    pub bandwidth_bps: u64,
-    /// Operations per second (0 = unlimited).
-    #[serde(default)]
-    pub iops: u64,
-}
-
-/// The offline QoS class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QosClass {
-    /// Best effort: squeezed and evicted first.
-    #[default]
-    Batch,
-    /// Batch with a higher floor.
-    Mid,
-}
-
-/// A validated job spec, defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// Makes SubmitJob idempotent.
-    pub idempotency_key: String,
-    /// Human-readable name.
-    #[serde(default)]
-    pub name: String,
-    /// The guest.
-    pub guest: Guest,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// Guest memory in MiB.
-    pub memory_mib: u64,
-    /// Disks.
-    #[serde(default)]
-    pub disks: Vec<DiskSpec>,
-    /// QoS class.
-    #[serde(default)]
-    pub qos_class: QosClass,
-    /// Eviction order within a class (higher goes later).
-    #[serde(default)]
-    pub priority: i32,
-    /// Labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Seconds from start after which the job is stopped (0 = none).
-    #[serde(default)]
-    pub deadline_seconds: u64,
-}
-
-impl JobSpec {
-    /// CPU the job reserves from the offline budget (one core per vCPU).
-    pub fn reserved_millicores(&self) -> u64 {
-        u64::from(self.vcpus) * 1000
-    }
 }
 
 /// Why the agent asked a VM to stop; decides the end state when it then ends.
@@ -409,6 +278,8 @@ mod tests {
 
     #[test]
     fn record_round_trips_as_json() {
+        use std::collections::BTreeMap;
+
         let spec = JobSpec {
             idempotency_key: "k".into(),
             name: String::new(),

@@ -220,7 +220,7 @@ impl TestAgent {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_colo-agent"));
+        let mut cmd = Command::new(colo_testkit::workspace_binary("colo-agent"));
         cmd.arg("--config")
             .arg(&self.config)
             .env("COLO_LOG", "debug")
@@ -353,7 +353,7 @@ pub async fn connect(socket: &Path) -> Result<AgentClient<Channel>, tonic::trans
 /// The workload guest ELF built by colo-vmm.
 /// Runs `coloctl --socket <agent's socket> ARGS` and returns what it did.
 pub fn coloctl(agent: &TestAgent, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_coloctl"))
+    Command::new(colo_testkit::workspace_binary("coloctl"))
         .arg("--socket")
         .arg(&agent.socket)
         .args(args)

@@ -48,7 +48,7 @@ impl Bins {
             Ok(p)
         } else {
             Err(HostError::Missing(format!(
-                "{} not found: build it (cargo build --release -p colo-agent -p colo-vmm -p colo-bench)",
+                "{} not found: build it (cargo build --release -p colo-agent -p coloctl -p colo-vmm -p colo-bench)",
                 p.display()
             )))
         }

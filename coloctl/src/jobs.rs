@@ -27,8 +27,12 @@ fn parse_state(s: &str) -> Result<i32, CliError> {
         .ok_or_else(|| CliError::Local(format!("unknown state {s:?} (pending, starting, running, paused, succeeded, failed, cancelled, preempted)")))
 }
 
+/// Milliseconds since the Unix epoch (ages in the tables).
 fn now_ms() -> i64 {
-    crate::job::model::now_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// One table row of a job.

@@ -1,5 +1,6 @@
-//! `coloctl`: one module per subcommand; `bin/coloctl.rs` assembles them with clap.
-//! (`policy.rs`, the policy file commands, belongs to colo-config's engineer.)
+//! `coloctl`, colo's command-line client: one module per subcommand; `main.rs` assembles them
+//! with clap. It speaks to the agent through the gRPC contracts of colo-proto and reads job and
+//! policy files through colo-config; it links nothing of the agent.
 //!
 //! Exit status: 0 success; 1 a job watched to its end did not succeed; 2 usage error; 3 the
 //! agent refused the request or could not be reached.
@@ -8,7 +9,6 @@
 //! (`coloctl node | head -3`) ends coloctl quietly with status 0 instead of a panic.
 
 pub mod connect;
-pub mod jobfile;
 pub mod jobs;
 pub mod json;
 pub mod logs;
@@ -88,10 +88,10 @@ pub fn out(text: std::fmt::Arguments<'_>) -> Result<(), CliError> {
 /// closed stdout.
 macro_rules! outln {
     () => {
-        $crate::cli::out(format_args!("\n"))
+        $crate::out(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::cli::out(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::out(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 pub(crate) use outln;

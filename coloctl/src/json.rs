@@ -1,5 +1,6 @@
 //! JSON views of the API messages for `--output json` (enum values by name, not number).
 
+use colo_config::job::JobSpec;
 use colo_proto::agent as pb;
 use serde_json::{Value, json};
 
@@ -26,29 +27,22 @@ pub fn reason_name(v: i32) -> String {
     }
 }
 
-/// A job spec.
+/// A job spec: colo's job model as it serializes (the agent's `job.json` spells it the same).
+/// A Linux guest without a root filesystem shows `"rootfs": ""`, as the wire carries it; a spec
+/// the model cannot hold (no guest, an unknown QoS class: never sent by an agent) is `null`.
 pub fn spec(s: &pb::JobSpec) -> Value {
-    let guest = match &s.guest {
-        Some(pb::job_spec::Guest::Workload(w)) => json!({"workload": {
-            "cpu_units": w.cpu_units, "mem_mib": w.mem_mib, "hold_seconds": w.hold_seconds,
-            "exit_code": w.exit_code, "io": w.io, "cpu_forever": w.cpu_forever}}),
-        Some(pb::job_spec::Guest::Linux(l)) => json!({"linux": {
-            "kernel": l.kernel_path, "rootfs": l.rootfs_path, "cmdline": l.cmdline}}),
-        None => Value::Null,
+    let Some(mut v) = JobSpec::try_from(s)
+        .ok()
+        .and_then(|m| serde_json::to_value(m).ok())
+    else {
+        return Value::Null;
     };
-    json!({
-        "idempotency_key": s.idempotency_key,
-        "name": s.name,
-        "guest": guest,
-        "vcpus": s.vcpus,
-        "memory_mib": s.memory_mib,
-        "disks": s.disks.iter().map(|d| json!({"path": d.path, "read_only": d.read_only,
-            "bandwidth_bps": d.bandwidth_bps, "iops": d.iops})).collect::<Vec<_>>(),
-        "qos_class": pb::QosClass::try_from(s.qos_class).map(|q| q.as_str_name().trim_start_matches("QOS_CLASS_").to_lowercase()).unwrap_or_default(),
-        "priority": s.priority,
-        "labels": s.labels,
-        "deadline_seconds": s.deadline_seconds,
-    })
+    if let Some(rootfs) = v.pointer_mut("/guest/linux/rootfs")
+        && rootfs.is_null()
+    {
+        *rootfs = "".into();
+    }
+    v
 }
 
 /// A throttle state.
@@ -118,4 +112,54 @@ pub fn node(n: &pb::NodeStatusResponse) -> Value {
             "throttle": v.throttle.as_ref().map(throttle),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_view_keeps_its_fields() {
+        let mut s = pb::JobSpec {
+            idempotency_key: "k".into(),
+            name: "n".into(),
+            guest: Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+                kernel_path: "/i/vmlinux".into(),
+                ..Default::default()
+            })),
+            vcpus: 2,
+            memory_mib: 64,
+            disks: vec![pb::Disk {
+                path: "/v/d.img".into(),
+                read_only: true,
+                bandwidth_bps: 1,
+                iops: 2,
+            }],
+            qos_class: pb::QosClass::Mid as i32,
+            priority: -1,
+            labels: [("team".to_string(), "data".to_string())].into(),
+            deadline_seconds: 9,
+        };
+        assert_eq!(
+            spec(&s),
+            json!({
+                "idempotency_key": "k", "name": "n",
+                "guest": {"linux": {"kernel": "/i/vmlinux", "rootfs": "", "cmdline": ""}},
+                "vcpus": 2, "memory_mib": 64,
+                "disks": [{"path": "/v/d.img", "read_only": true, "bandwidth_bps": 1, "iops": 2}],
+                "qos_class": "mid", "priority": -1, "labels": {"team": "data"},
+                "deadline_seconds": 9,
+            })
+        );
+        s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+            cpu_units: 5,
+            io: "read:1".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            spec(&s)["guest"],
+            json!({"workload": {"cpu_units": 5, "mem_mib": 0, "hold_seconds": 0, "exit_code": 0,
+                "io": "read:1", "cpu_forever": false}})
+        );
+    }
 }

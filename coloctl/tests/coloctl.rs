@@ -1,5 +1,8 @@
 //! coloctl against a real agent and real VMs, run as a user would.
 
+// The agent's integration-test harness (a real colo-agent in its own cgroup subtree and state
+// directory), shared rather than copied; it finds colo-agent through colo-testkit.
+#[path = "../../agent/tests/common/mod.rs"]
 mod common;
 
 use common::{Options, TestAgent, coloctl, text};

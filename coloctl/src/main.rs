@@ -4,16 +4,16 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use colo_agent::cli::policy::PolicyCommand;
-use colo_agent::cli::{self, CliError, Done, OutputArgs};
+use coloctl::policy::PolicyCommand;
+use coloctl::{CliError, Done, OutputArgs};
 
 /// colo's command-line client: submit and follow offline jobs, inspect the node, check
 /// policies.
 #[derive(Debug, Parser)]
-#[command(name = "coloctl", version = colo_agent::AGENT_VERSION, propagate_version = true)]
+#[command(name = "coloctl", version = env!("CARGO_PKG_VERSION"), propagate_version = true)]
 struct Cli {
     #[command(flatten)]
-    conn: cli::connect::ConnectArgs,
+    conn: coloctl::connect::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,14 +23,14 @@ enum Command {
     /// Submit a job (from a job file and/or flags).
     Submit {
         #[command(flatten)]
-        args: Box<cli::submit::SubmitArgs>,
+        args: Box<coloctl::submit::SubmitArgs>,
         #[command(flatten)]
         out: OutputArgs,
     },
     /// List jobs.
     List {
         #[command(flatten)]
-        args: cli::jobs::ListArgs,
+        args: coloctl::jobs::ListArgs,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -44,12 +44,12 @@ enum Command {
     /// Follow a job's state (and serial console) until it ends; exit 1 unless it succeeded.
     Watch {
         #[command(flatten)]
-        args: cli::watch::WatchArgs,
+        args: coloctl::watch::WatchArgs,
         #[command(flatten)]
         out: OutputArgs,
     },
     /// Print a job's serial console (or VMM log).
-    Logs(cli::logs::LogsArgs),
+    Logs(coloctl::logs::LogsArgs),
     /// Cancel a job.
     Cancel {
         /// The job.
@@ -71,7 +71,7 @@ enum Command {
     /// Push latency observations of an online service (`slo.sli: pushed`) to the agent.
     ReportSli {
         #[command(flatten)]
-        args: cli::sli::ReportSliArgs,
+        args: coloctl::sli::ReportSliArgs,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -80,10 +80,10 @@ enum Command {
     Policy(PolicyCli),
     /// YARN node attributes script: `NODE_ATTRIBUTE:colo_interference,STRING,low` and the batch
     /// budget, one attribute a line; exits 0 (`unknown` when the agent is down).
-    NodeAttributes(cli::yarn::NodeAttributesArgs),
+    NodeAttributes(coloctl::yarn::NodeAttributesArgs),
     /// YARN health script: one line, starting `ERROR` while the node refuses batch work;
     /// exits 0. An agent that is down leaves the node healthy unless --unhealthy-when-down.
-    HealthCheck(cli::yarn::HealthCheckArgs),
+    HealthCheck(coloctl::yarn::HealthCheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,12 +101,12 @@ enum PolicyCli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Policy(PolicyCli::Files(cmd)) = &cli.command {
-        return match cli::policy::run(cmd, &mut io::stdout().lock(), &mut io::stderr().lock()) {
+        return match coloctl::policy::run(cmd, &mut io::stdout().lock(), &mut io::stderr().lock()) {
             Ok(code) => ExitCode::from(code),
             // Writing to a closed pipe (`coloctl policy show | head`) is not worth a message.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(0),
             Err(e) => {
-                cli::note(format_args!("coloctl: {e}"));
+                coloctl::note(format_args!("coloctl: {e}"));
                 ExitCode::from(2)
             }
         };
@@ -117,35 +117,35 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            cli::note(format_args!("coloctl: cannot start: {e}"));
+            coloctl::note(format_args!("coloctl: cannot start: {e}"));
             return ExitCode::from(3);
         }
     };
-    cli::exit(rt.block_on(dispatch(cli)))
+    coloctl::exit(rt.block_on(dispatch(cli)))
 }
 
 async fn dispatch(cli: Cli) -> Result<Done, CliError> {
     let conn = &cli.conn;
     match &cli.command {
-        Command::Submit { args, out } => cli::submit::run(conn, out.output, args).await,
-        Command::List { args, out } => cli::jobs::list(conn, out.output, args).await,
-        Command::Get { id, out } => cli::jobs::get(conn, out.output, id).await,
-        Command::Watch { args, out } => cli::watch::run(conn, out.output, args).await,
-        Command::Logs(a) => cli::logs::run(conn, a).await,
+        Command::Submit { args, out } => coloctl::submit::run(conn, out.output, args).await,
+        Command::List { args, out } => coloctl::jobs::list(conn, out.output, args).await,
+        Command::Get { id, out } => coloctl::jobs::get(conn, out.output, id).await,
+        Command::Watch { args, out } => coloctl::watch::run(conn, out.output, args).await,
+        Command::Logs(a) => coloctl::logs::run(conn, a).await,
         Command::Cancel {
             id,
             reason,
             wait,
             out,
-        } => cli::jobs::cancel(conn, out.output, id, reason, *wait).await,
-        Command::Node { out } => cli::node::run(conn, out.output).await,
-        Command::ReportSli { args, out } => cli::sli::run(conn, out.output, args).await,
+        } => coloctl::jobs::cancel(conn, out.output, id, reason, *wait).await,
+        Command::Node { out } => coloctl::node::run(conn, out.output).await,
+        Command::ReportSli { args, out } => coloctl::sli::run(conn, out.output, args).await,
         Command::Policy(PolicyCli::Reload { out }) => {
-            cli::policy_reload::run(conn, out.output).await
+            coloctl::policy_reload::run(conn, out.output).await
         }
         Command::Policy(PolicyCli::Files(_)) => Ok(Done::Ok),
-        Command::NodeAttributes(a) => cli::yarn::node_attributes(conn, a).await,
-        Command::HealthCheck(a) => cli::yarn::health_check(conn, a).await,
+        Command::NodeAttributes(a) => coloctl::yarn::node_attributes(conn, a).await,
+        Command::HealthCheck(a) => coloctl::yarn::health_check(conn, a).await,
     }
 }
 

@@ -8,6 +8,9 @@
 //! * With the agent down (no socket, or a stale one): `colo_interference=unknown`, a `WARN`
 //!   health line (the node stays healthy), `ERROR` only with `--unhealthy-when-down`; exit 0.
 
+// The agent's integration-test harness (a real colo-agent in its own cgroup subtree and state
+// directory), shared rather than copied; it finds colo-agent through colo-testkit.
+#[path = "../../agent/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

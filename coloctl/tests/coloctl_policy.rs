@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("agent/ has a parent")
+        .expect("coloctl/ has a parent")
         .to_path_buf()
 }
 

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
+use colo_config::job::{DiskSpec, Guest, JobFile, LinuxGuest, QosClass, WorkloadGuest};
 use colo_proto::agent as pb;
 
 use super::connect::{ConnectArgs, connect};
-use super::{CliError, Done, Output, jobfile, outln, print_json};
+use super::{CliError, Done, Output, outln, print_json};
 
 /// `coloctl submit` flags (they override the job file's fields).
 #[derive(Debug, Clone, clap::Args)]
@@ -73,10 +74,10 @@ pub struct SubmitArgs {
     pub wait: bool,
 }
 
-fn parse_disk(s: &str) -> Result<pb::Disk, CliError> {
+fn parse_disk(s: &str) -> Result<DiskSpec, CliError> {
     let mut parts = s.split(',');
-    let mut d = pb::Disk {
-        path: parts.next().unwrap_or_default().to_string(),
+    let mut d = DiskSpec {
+        path: parts.next().unwrap_or_default().into(),
         ..Default::default()
     };
     for p in parts {
@@ -104,23 +105,31 @@ fn parse_disk(s: &str) -> Result<pb::Disk, CliError> {
     Ok(d)
 }
 
-/// Builds the spec from the file and flags.
-pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
-    let file = match &args.file {
+fn local(e: impl std::fmt::Display) -> CliError {
+    CliError::Local(e.to_string())
+}
+
+/// Reads the job file named by `-f`, if any.
+fn job_file(args: &SubmitArgs) -> Result<JobFile, CliError> {
+    match &args.file {
         Some(p) if p.as_os_str() == "-" => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .map_err(|e| CliError::Local(format!("stdin: {e}")))?;
-            jobfile::parse("stdin", &text)?
+            JobFile::parse("stdin", &text).map_err(local)
         }
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::Local(format!("cannot read {}: {e}", p.display())))?;
-            jobfile::parse(&p.display().to_string(), &text)?
+            JobFile::parse(&p.display().to_string(), &text).map_err(local)
         }
-        None => jobfile::JobFile::default(),
-    };
-    let mut spec = file.to_spec()?;
+        None => Ok(JobFile::default()),
+    }
+}
+
+/// Builds the spec from the file and flags, as it goes on the wire.
+pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
+    let mut spec = job_file(args)?.to_spec().map_err(local)?;
     if let Some(k) = &args.key {
         spec.idempotency_key = k.clone();
     }
@@ -148,15 +157,16 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
         || args.io.is_some()
         || args.cpu_forever;
     if let Some(kernel) = &args.kernel {
-        spec.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
-            kernel_path: kernel.clone(),
-            rootfs_path: args.rootfs.clone().unwrap_or_default(),
+        spec.guest = Guest::Linux(LinuxGuest {
+            kernel: kernel.into(),
+            rootfs: args.rootfs.as_ref().map(Into::into),
             cmdline: args.cmdline.clone().unwrap_or_default(),
-        }));
-    } else if workload_flags || spec.guest.is_none() {
-        let mut w = match spec.guest.take() {
-            Some(pb::job_spec::Guest::Workload(w)) => w,
-            _ => pb::WorkloadGuest::default(),
+        });
+    } else if workload_flags {
+        // Workload flags apply to the file's workload guest, or replace its Linux guest.
+        let mut w = match &spec.guest {
+            Guest::Workload(w) => w.clone(),
+            Guest::Linux(_) => WorkloadGuest::default(),
         };
         if let Some(v) = args.cpu_units {
             w.cpu_units = v;
@@ -176,13 +186,13 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
         if args.cpu_forever {
             w.cpu_forever = true;
         }
-        spec.guest = Some(pb::job_spec::Guest::Workload(w));
+        spec.guest = Guest::Workload(w);
     }
     for d in &args.disk {
         spec.disks.push(parse_disk(d)?);
     }
     if let Some(q) = &args.qos_class {
-        spec.qos_class = jobfile::qos(q)? as i32;
+        spec.qos_class = QosClass::from_name(q).map_err(local)?;
     }
     if let Some(p) = args.priority {
         spec.priority = p;
@@ -198,7 +208,7 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
             .map_err(|e| CliError::Local(format!("--deadline: {e}")))?
             .as_secs();
     }
-    Ok(spec)
+    Ok(pb::JobSpec::from(&spec))
 }
 
 /// Runs `coloctl submit`.
