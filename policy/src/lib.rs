@@ -12,22 +12,27 @@ mod action;
 mod engine;
 mod order;
 mod params;
+mod prefetch;
+mod resource;
 mod rules;
 mod sample;
 mod signals;
 mod state;
+mod step;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod testing;
 
 pub mod scoring;
 
 pub use action::{Action, Direction, MemoryLimitKind, Reason, Rule, Signal};
 pub use engine::{Engine, NodeView, VmView};
+pub use resource::Resource;
 pub use sample::{
     IoLimit, NodeSample, NodeStats, OnlineSample, PsiSample, VmId, VmLimits, VmRunState, VmSample,
 };
-pub use state::Resource;
 
 /// Version of the decision logic, reported by agents so mixed fleets can be told apart.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use colo_config::policy::QosClassName;
 use proptest::prelude::*;
 
-use crate::rules::testing::{apply, policy};
+use crate::testing::{apply, policy};
 use crate::{
     Action, Direction, Engine, NodeSample, OnlineSample, PsiSample, Signal, VmId, VmSample,
 };

@@ -20,7 +20,8 @@ impl std::fmt::Display for VmId {
 }
 
 /// Pressure stall information as stall time per second, from the deltas of the `total` counters
-/// (not `avg10`).
+/// (not `avg10`). The one PSI type of colo: the agent's monitors measure it, the simulator's
+/// contention model computes it, the engine reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PsiSample {
     /// `cpu` `some`.
@@ -33,6 +34,14 @@ pub struct PsiSample {
     pub io_some: f64,
     /// `io` `full`.
     pub io_full: f64,
+}
+
+impl PsiSample {
+    /// The worst `some` stall, s/s (`f64::max`: a `NaN` reading yields to the others).
+    #[must_use]
+    pub fn worst_some(&self) -> f64 {
+        self.cpu_some.max(self.memory_some).max(self.io_some)
+    }
 }
 
 /// The node as a whole.

@@ -4,6 +4,7 @@ use colo_config::policy::PsiScope;
 
 use crate::action::Signal;
 use crate::params::{Band, Params};
+use crate::resource::Resource;
 use crate::sample::{NodeSample, PsiSample};
 
 /// One signal's reading against its thresholds.
@@ -13,14 +14,6 @@ pub(crate) struct Reading {
     pub value: f64,
     pub band: Band,
     pub service: Option<u32>,
-}
-
-/// A resource the signals speak about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Res {
-    Cpu,
-    Io,
-    Memory,
 }
 
 /// The pressure on one resource.
@@ -53,31 +46,32 @@ pub(crate) struct Assessment {
 }
 
 impl Assessment {
-    fn level(&mut self, r: Res) -> &mut Level {
+    fn level(&mut self, r: Resource) -> &mut Level {
         match r {
-            Res::Cpu => &mut self.cpu,
-            Res::Io => &mut self.io,
-            Res::Memory => &mut self.memory,
+            Resource::Cpu => &mut self.cpu,
+            Resource::Io => &mut self.io,
+            Resource::Memory => &mut self.memory,
         }
     }
 }
 
 /// Calls `f` with every configured signal's reading in `s`, tagged with its resource.
 #[inline]
-fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
-    let mut one = |r: Res, signal: Signal, value: f64, band: Option<Band>, service: Option<u32>| {
-        if let Some(band) = band {
-            f(
-                r,
-                Reading {
-                    signal,
-                    value,
-                    band,
-                    service,
-                },
-            );
-        }
-    };
+fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Resource, Reading)) {
+    let mut one =
+        |r: Resource, signal: Signal, value: f64, band: Option<Band>, service: Option<u32>| {
+            if let Some(band) = band {
+                f(
+                    r,
+                    Reading {
+                        signal,
+                        value,
+                        band,
+                        service,
+                    },
+                );
+            }
+        };
     // Without per-cgroup PSI (cgroup v1, or no online service) `auto` reads no PSI at all: the
     // system-wide figures count every task's stalls — the VMs' own (two busy vCPUs on two CPUs
     // stall each other), a build's reclaim — and would squeeze and evict busy VMs with no online
@@ -90,20 +84,20 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
         if let Some(v) = o.run_delay
             && cpu_attributable
         {
-            one(Res::Cpu, Signal::RunDelay, v, p.run_delay, svc);
+            one(Resource::Cpu, Signal::RunDelay, v, p.run_delay, svc);
         }
         if let Some(v) = o.wakeup_delay
             && cpu_attributable
         {
-            one(Res::Cpu, Signal::WakeupDelay, v, p.wakeup_delay, svc);
+            one(Resource::Cpu, Signal::WakeupDelay, v, p.wakeup_delay, svc);
         }
         if let Some(v) = o.sli_ratio {
-            one(Res::Cpu, Signal::Sli, v, p.sli, svc);
-            one(Res::Io, Signal::Sli, v, p.sli, svc);
+            one(Resource::Cpu, Signal::Sli, v, p.sli, svc);
+            one(Resource::Io, Signal::Sli, v, p.sli, svc);
         }
         if let Some(v) = o.io_latency {
             one(
-                Res::Io,
+                Resource::Io,
                 Signal::IoLatency,
                 v.as_secs_f64(),
                 p.io_latency,
@@ -111,7 +105,13 @@ fn readings(p: &Params, s: &NodeSample, mut f: impl FnMut(Res, Reading)) {
             );
         }
         if let Some(v) = o.io_utilisation {
-            one(Res::Io, Signal::IoUtilisation, v, p.io_utilisation, svc);
+            one(
+                Resource::Io,
+                Signal::IoUtilisation,
+                v,
+                p.io_utilisation,
+                svc,
+            );
         }
         if let (PsiScope::Cgroup | PsiScope::Auto, Some(ps)) = (p.psi_scope, &o.psi) {
             psi_readings(&mut one, p, ps, svc, cpu_attributable);
@@ -135,7 +135,7 @@ fn cpu_attributable(p: &Params, s: &NodeSample) -> bool {
 }
 
 #[inline]
-fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
+fn psi_readings<F: FnMut(Resource, Signal, f64, Option<Band>, Option<u32>)>(
     one: &mut F,
     p: &Params,
     ps: &PsiSample,
@@ -144,7 +144,7 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
 ) {
     if cpu_attributable {
         one(
-            Res::Cpu,
+            Resource::Cpu,
             Signal::PsiCpuSome,
             ps.cpu_some,
             p.psi_cpu_some,
@@ -152,21 +152,33 @@ fn psi_readings<F: FnMut(Res, Signal, f64, Option<Band>, Option<u32>)>(
         );
     }
     one(
-        Res::Memory,
+        Resource::Memory,
         Signal::PsiMemorySome,
         ps.memory_some,
         p.psi_memory_some,
         svc,
     );
     one(
-        Res::Memory,
+        Resource::Memory,
         Signal::PsiMemoryFull,
         ps.memory_full,
         p.psi_memory_full,
         svc,
     );
-    one(Res::Io, Signal::PsiIoSome, ps.io_some, p.psi_io_some, svc);
-    one(Res::Io, Signal::PsiIoFull, ps.io_full, p.psi_io_full, svc);
+    one(
+        Resource::Io,
+        Signal::PsiIoSome,
+        ps.io_some,
+        p.psi_io_some,
+        svc,
+    );
+    one(
+        Resource::Io,
+        Signal::PsiIoFull,
+        ps.io_full,
+        p.psi_io_full,
+        svc,
+    );
 }
 
 /// Reads every configured signal of `s` into levels (no reasons: those are found on demand).
@@ -187,7 +199,7 @@ fn ratio_above(a: f64, b: f64, c: f64, d: f64) -> bool {
 }
 
 /// The worst reading of `r` above its `high` threshold (by value ÷ high): a squeeze reason.
-pub(crate) fn worst_high(p: &Params, s: &NodeSample, r: Res) -> Option<Reading> {
+pub(crate) fn worst_high(p: &Params, s: &NodeSample, r: Resource) -> Option<Reading> {
     let mut best: Option<Reading> = None;
     readings(p, s, |res, x| {
         if res == r
@@ -201,7 +213,7 @@ pub(crate) fn worst_high(p: &Params, s: &NodeSample, r: Res) -> Option<Reading> 
 }
 
 /// The reading of `r` nearest to (or most above) its `low` threshold: a release reason.
-pub(crate) fn nearest_low(p: &Params, s: &NodeSample, r: Res) -> Option<Reading> {
+pub(crate) fn nearest_low(p: &Params, s: &NodeSample, r: Resource) -> Option<Reading> {
     let mut best: Option<Reading> = None;
     readings(p, s, |res, x| {
         if res == r
@@ -238,12 +250,12 @@ mod tests {
             ..Default::default()
         });
         let a = assess(&p, &s);
-        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        let h = worst_high(&p, &s, Resource::Cpu).unwrap();
         assert_eq!((h.signal, h.service), (Signal::RunDelay, Some(1)));
         assert!(a.cpu.high && !a.cpu.all_low);
         assert!(a.io.all_low && !a.io.high);
         assert_eq!(
-            nearest_low(&p, &s, Res::Cpu).map(|r| r.service),
+            nearest_low(&p, &s, Resource::Cpu).map(|r| r.service),
             Some(Some(1))
         );
     }
@@ -267,7 +279,7 @@ mod tests {
         // 0.9 of 2 cores idle (45 % > the 20 % gate): run delay and CPU PSI are not offline's
         // doing; the SLI still speaks.
         s.node.cpu_usage = 1.1;
-        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        let h = worst_high(&p, &s, Resource::Cpu).unwrap();
         assert_eq!(h.signal, Signal::Sli);
         s.online[0].sli_ratio = None;
         let a = assess(&p, &s);
@@ -275,7 +287,7 @@ mod tests {
         // 0.2 of 2 cores idle (10 %): they count.
         s.node.cpu_usage = 1.8;
         assert_eq!(
-            worst_high(&p, &s, Res::Cpu).map(|r| r.signal),
+            worst_high(&p, &s, Resource::Cpu).map(|r| r.signal),
             Some(Signal::RunDelay)
         );
         // No gate (the default): they always count.
@@ -310,7 +322,7 @@ mod tests {
         let a = assess(&p, &s);
         assert!(!a.cpu.high && !a.cpu.all_low, "{a:?}");
         s.online[0].wakeup_delay = Some(2e-3);
-        let h = worst_high(&p, &s, Res::Cpu).unwrap();
+        let h = worst_high(&p, &s, Resource::Cpu).unwrap();
         assert_eq!((h.signal, h.value), (Signal::WakeupDelay, 2e-3));
         // Not read unless configured (the default).
         assert!(params().wakeup_delay.is_none());
@@ -338,11 +350,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            worst_high(&p, &s, Res::Cpu).map(|r| r.signal),
+            worst_high(&p, &s, Resource::Cpu).map(|r| r.signal),
             Some(Signal::Sli)
         );
         assert_eq!(
-            worst_high(&p, &s, Res::Io).map(|r| r.signal),
+            worst_high(&p, &s, Resource::Io).map(|r| r.signal),
             Some(Signal::Sli)
         );
         s.online[0].sli_ratio = Some(f64::NAN);
@@ -371,7 +383,7 @@ mod tests {
             assert!(!a.cpu.high && a.cpu.all_low, "{a:?}");
             assert!(!a.io.high && a.io.all_low, "{a:?}");
             assert!(!a.memory.high && a.memory.all_low, "{a:?}");
-            assert_eq!(worst_high(&p, &s, Res::Cpu), None);
+            assert_eq!(worst_high(&p, &s, Resource::Cpu), None);
         }
         let mut p = params();
         p.psi_scope = PsiScope::System;

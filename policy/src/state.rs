@@ -2,16 +2,8 @@
 
 use crate::action::Reason;
 use crate::params::Nanos;
+use crate::resource::Resource;
 use crate::sample::{IoLimit, NodeSample, VmId, VmRunState, VmSample};
-
-/// A resource the QoS ladder squeezes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resource {
-    /// CPU: SCHED_IDLE, group quota, vCPU quotas.
-    Cpu,
-    /// IO: group throttle, VM token buckets.
-    Io,
-}
 
 /// Timers of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +84,8 @@ pub(crate) struct State {
     pub group_io_base: (u64, u64),
     pub cpu: ResourceState,
     pub io: ResourceState,
+    /// Memory has no squeeze ladder: its timers are never set.
+    pub memory: ResourceState,
     pub last_evict: Option<Nanos>,
     pub memory_evicting: bool,
     /// Parallel to the sample's `vms` after [`State::sync_vms`].
@@ -191,6 +185,7 @@ impl State {
         match r {
             Resource::Cpu => &mut self.cpu,
             Resource::Io => &mut self.io,
+            Resource::Memory => &mut self.memory,
         }
     }
 }

@@ -103,6 +103,12 @@ pub const MAX_MAX_NODES: usize = 1_000_000;
 /// Largest `/nodes` page, whatever `limit` a request asks for.
 pub const MAX_NODES_PAGE: usize = 5_000;
 
+/// The page size a node listing (`/nodes`, `ListNodes`) gets: its `limit`, else the default, at
+/// most [`MAX_NODES_PAGE`].
+pub(crate) fn page_size(asked: usize, default: usize) -> usize {
+    if asked == 0 { default } else { asked }.min(MAX_NODES_PAGE)
+}
+
 /// What clients can make colo-scheduler hold, and for how long. Every default is far above what
 /// a healthy cluster uses; each bound turns a flood into refusals instead of memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -223,6 +229,13 @@ impl SchedulerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        assert_eq!(page_size(0, 500), 500);
+        assert_eq!(page_size(20, 500), 20);
+        assert_eq!(page_size(1_000_000, 500), MAX_NODES_PAGE);
+    }
 
     #[test]
     fn the_defaults_hold_and_bad_limits_name_their_flag() {

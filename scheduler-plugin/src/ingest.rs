@@ -217,7 +217,7 @@ impl NodeReports for ReportService {
         request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
         let q = request.into_inner();
-        let limit = crate::k8s::page_size(
+        let limit = crate::config::page_size(
             usize::try_from(q.page_size).unwrap_or(usize::MAX),
             self.config.limits.nodes_page_size,
         );

@@ -3,7 +3,8 @@
 //! - [`ingest`]: the gRPC service agents stream `NodeReport`s to (`colo.report.v1`);
 //! - [`table`]: the in-memory node table (last report per node, sequence tracking, staleness,
 //!   batch admission with hysteresis);
-//! - [`k8s`]: the Kubernetes scheduler extender (filter, prioritize, preempt) over HTTP;
+//! - [`k8s`]: the Kubernetes scheduler extender (filter, prioritize, preempt) over HTTP, on
+//!   `gojson`, Go-compatible JSON in a module of its own;
 //! - [`server`]: both servers with graceful shutdown; [`metrics`]: Prometheus `/metrics`;
 //! - [`listen`], [`tls`], [`identity`]: plain or mutual-TLS listeners, the handshake deadline,
 //!   and the names a client certificate gives; [`report_check`]: what a report must be before
@@ -12,6 +13,7 @@
 //! The decisions themselves are `colo_policy::scoring`, shared with the agent and the simulator.
 
 pub mod config;
+mod gojson;
 pub mod http_client;
 mod http_server;
 pub mod identity;

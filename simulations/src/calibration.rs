@@ -1,15 +1,16 @@
 //! Every number the contention model rests on, in one place, each with where it came from.
 //!
 //! The model's coefficients are *derived* from the measured points below
-//! ([`Coefficients::derive`]), so when colo's headline benchmark (issue 6) lands, updating the
-//! measured values here recalibrates the whole simulator; nothing else holds a magic number.
+//! ([`Coefficients::derive`]), so when colo's headline benchmark (`bench/`) reports its figures,
+//! updating the measured values here recalibrates the whole simulator; nothing else holds a
+//! magic number.
 //! `docs/simulation.md` explains the derivation.
 
 /// The measurements and assumptions behind the contention model.
 ///
-/// Fields marked *measured* come from `/work/shared/HOST-NOTES.md` ("Interference seen here with
-/// plain processes", 2026-11-28): nginx-light, one worker, 3,000 req/s open loop, on this 2-core
-/// development machine. Fields marked *assumed* have no measurement yet; each says which
+/// Fields marked *measured* were measured with plain processes on colo's 2-core development
+/// machine on 2026-11-28: nginx-light, one worker, 3,000 req/s open loop, alone and beside
+/// `stress-ng` hogs. Fields marked *assumed* have no measurement yet; each says which
 /// benchmark will replace it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Calibration {

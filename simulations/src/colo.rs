@@ -14,16 +14,16 @@ use colo_config::Policy;
 use colo_config::policy::{Mode as PolicyMode, QosClassName};
 use colo_policy::scoring::InterferenceSignals;
 use colo_policy::{
-    Action, Engine, IoLimit, MemoryLimitKind, NodeSample, NodeStats, OnlineSample, PsiSample, VmId,
-    VmLimits, VmRunState, VmSample,
+    Action, Engine, IoLimit, MemoryLimitKind, NodeSample, NodeStats, OnlineSample, VmId, VmLimits,
+    VmRunState, VmSample,
 };
 
 use crate::cluster::{self, Progress, RunError, RunResult, SimConfig};
-use crate::compare::{Mode, ModeSettings};
-use crate::contention::{GroupLimits, Psi};
+use crate::contention::GroupLimits;
 use crate::controller::{ActionCounts, Admission, Controller, TickView};
-use crate::node::{MAX_VMS_PER_NODE, Vm};
+use crate::mode::{Mode, ModeSettings};
 use crate::trace::{NodeSpec, TraceSource};
+use crate::vm::{MAX_VMS_PER_NODE, Vm};
 
 /// Average size of one disk request, for the IO operations per second the sample carries (the
 /// model counts bytes).
@@ -62,22 +62,12 @@ pub struct ColoNode {
     actions: Vec<Action>,
 }
 
-fn psi(p: &Psi) -> PsiSample {
-    PsiSample {
-        cpu_some: p.cpu_some,
-        memory_some: p.memory_some,
-        memory_full: p.memory_full,
-        io_some: p.io_some,
-        io_full: p.io_full,
-    }
-}
-
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
 fn seconds(s: f64) -> Duration {
-    Duration::from_nanos(crate::node::to_u64(s.max(0.0) * 1e9))
+    Duration::from_nanos(crate::float::to_u64(s.max(0.0) * 1e9))
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -93,7 +83,7 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
         offline_cpu_quota: finite(view.group.cpu_quota),
         memory_total: view.capacity.memory_bytes,
         memory_used: c.memory_used,
-        psi: Some(psi(&c.psi)),
+        psi: Some(c.psi),
     };
     sample.online.clear();
     if !batch_pool {
@@ -103,7 +93,7 @@ fn fill(sample: &mut NodeSample, view: &mut TickView<'_>, batch_pool: bool) {
             run_delay: Some(c.run_delay),
             // The contention model has no per-wake-up figure (the default policy reads none).
             wakeup_delay: None,
-            psi: Some(psi(&c.psi)),
+            psi: Some(c.psi),
             memory_usage: view.online.memory_bytes,
             io_latency: Some(seconds(c.io_latency)),
             io_utilisation: Some(c.disk_utilisation),
@@ -179,7 +169,7 @@ fn mirrors(sample: &NodeSample, vms: &[Vm]) -> bool {
 
 /// Bytes and (nominal) requests per second of a VM's disk traffic.
 fn io_rates(io: f32) -> (u64, u64) {
-    let bytes = crate::node::to_u64(f64::from(io));
+    let bytes = crate::float::to_u64(f64::from(io));
     // Unsigned: a shift.
     (bytes, bytes / IO_REQUEST_BYTES)
 }
@@ -324,20 +314,17 @@ impl Controller for ColoController {
 
     fn prefetch(&self, st: &ColoNode, part: u32) {
         match part {
-            0 => crate::node::prefetch_lines(&st.sample.vms),
-            1 => {
-                let (p, len) = st.engine.vm_state_memory();
-                crate::node::prefetch_bytes(p, len);
-            }
+            0 => crate::prefetch::prefetch_lines(&st.sample.vms),
+            1 => st.engine.prefetch_vm_states(),
             // The sample's online service (read and rewritten at every tick) and the first
             // lines of the action buffer (written when the engine acts): two more allocations
             // per node, missed in cache at its first tick without this.
             2 => {
-                crate::node::prefetch_bytes(
+                crate::prefetch::prefetch_bytes(
                     st.sample.online.as_ptr().cast::<u8>(),
                     std::mem::size_of::<OnlineSample>(),
                 );
-                crate::node::prefetch_bytes(
+                crate::prefetch::prefetch_bytes(
                     st.actions.as_ptr().cast::<u8>(),
                     2 * std::mem::size_of::<Action>(),
                 );

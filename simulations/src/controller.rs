@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use crate::contention::{Capacity, Contention, GroupLimits, OnlineDemand};
-use crate::node::Vm;
 use crate::trace::NodeSpec;
+use crate::vm::Vm;
 
 /// What a controller sees and may change on one node at one tick.
 #[derive(Debug)]
@@ -185,8 +185,8 @@ impl Controller for NoColocation {
 /// Static reservation: each online node lends a fixed share of its CPU and memory to batch
 /// VMs, which run in one low-weight cgroup with a fixed CPU quota: `cpu.shares=2` (v2
 /// `cpu.weight=1`), `cpu.cfs_quota_us = share × cores × cfs_period_us`, `memory.limit_in_bytes
-/// = share × memory`. Block IO gets `blkio.weight=10`, which mq-deadline ignores (HOST-NOTES),
-/// so offline IO is not limited. Nothing reacts to interference.
+/// = share × memory`. Block IO gets `blkio.weight=10`, which the mq-deadline disk scheduler
+/// ignores (it has no weights; only BFQ honours them), so offline IO is not limited. Nothing reacts to interference.
 #[derive(Clone, Copy, Debug)]
 pub struct StaticReservation {
     /// CPU share lent to batch, 0..1.

@@ -8,9 +8,10 @@ use std::time::Duration;
 use colo_sim::calibration::Coefficients;
 use colo_sim::colo::ColoController;
 use colo_sim::controller::{ActionCounts, Controller, StaticReservation};
-use colo_sim::node::{Node, StepContext, Vm};
+use colo_sim::node::{Node, StepContext};
 use colo_sim::trace::synthetic::{SyntheticParams, SyntheticTrace};
 use colo_sim::trace::{TraceSource, VmSpec};
+use colo_sim::vm::Vm;
 
 struct Counting;
 

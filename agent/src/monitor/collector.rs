@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use colo_config::agent::Selector;
+use colo_policy::PsiSample;
 
 use super::MonitorError;
 use super::cgroup::{CgroupCpu, CgroupIo, CgroupMemory, CpuCounters, IoCounters};
@@ -19,31 +20,15 @@ use super::psi::{PsiCounters, PsiSource};
 use super::sli::SharedWindow;
 use super::tasks::OnlineTasks;
 
-/// Stall time per second of each PSI line.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct PsiRates {
-    /// cpu some.
-    pub cpu_some: f64,
-    /// memory some.
-    pub memory_some: f64,
-    /// memory full.
-    pub memory_full: f64,
-    /// io some.
-    pub io_some: f64,
-    /// io full.
-    pub io_full: f64,
-}
-
-impl PsiRates {
-    fn between(a: &PsiCounters, b: &PsiCounters, dt_us: f64) -> Self {
-        let r = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt_us;
-        Self {
-            cpu_some: r(a.cpu.some, b.cpu.some),
-            memory_some: r(a.memory.some, b.memory.some),
-            memory_full: r(a.memory.full, b.memory.full),
-            io_some: r(a.io.some, b.io.some),
-            io_full: r(a.io.full, b.io.full),
-        }
+/// Stall time per second of each PSI line between two readings of the counters.
+fn psi_rates(a: &PsiCounters, b: &PsiCounters, dt_us: f64) -> PsiSample {
+    let r = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt_us;
+    PsiSample {
+        cpu_some: r(a.cpu.some, b.cpu.some),
+        memory_some: r(a.memory.some, b.memory.some),
+        memory_full: r(a.memory.full, b.memory.full),
+        io_some: r(a.io.some, b.io.some),
+        io_full: r(a.io.full, b.io.full),
     }
 }
 
@@ -67,7 +52,7 @@ pub struct NodeReadings {
     /// `MemTotal − MemAvailable`.
     pub memory_used: u64,
     /// System-wide PSI, if the kernel has it.
-    pub psi: Option<PsiRates>,
+    pub psi: Option<PsiSample>,
 }
 
 /// One online service in one tick.
@@ -82,7 +67,7 @@ pub struct OnlineReadings {
     /// Mean run-queue wait per time slice of its threads, seconds (`None` when none ran).
     pub wakeup_delay: Option<f64>,
     /// Its cgroup's PSI (v2).
-    pub psi: Option<PsiRates>,
+    pub psi: Option<PsiSample>,
     /// Working-set memory, bytes.
     pub memory: u64,
     /// Mean latency of requests on its disks (the worst disk), when requests completed.
@@ -478,7 +463,7 @@ impl Collector {
             if let Some(p) = self.prev_system_psi
                 && dt > 0.0
             {
-                n.psi = Some(PsiRates::between(&p, &v, dt * 1e6));
+                n.psi = Some(psi_rates(&p, &v, dt * 1e6));
             }
             self.prev_system_psi = Some(v);
         }
@@ -523,7 +508,7 @@ impl Collector {
                 if let Some(p) = svc.prev_psi
                     && dt > 0.0
                 {
-                    o.psi = Some(PsiRates::between(&p, &v, dt * 1e6));
+                    o.psi = Some(psi_rates(&p, &v, dt * 1e6));
                 }
                 svc.prev_psi = Some(v);
             }

@@ -31,8 +31,8 @@ pub mod sli;
 pub mod tasks;
 
 pub use collector::{
-    Collector, CollectorSettings, NodeReadings, OnlineReadings, PsiRates, Readings, ServiceSpec,
-    VmReadings, VmSpec,
+    Collector, CollectorSettings, NodeReadings, OnlineReadings, Readings, ServiceSpec, VmReadings,
+    VmSpec,
 };
 pub use layout::Hierarchies;
 

@@ -19,7 +19,7 @@ use colo_config::AgentConfig;
 use colo_config::agent::SliSource;
 use colo_config::policy::Mode;
 use colo_policy::scoring::Resources;
-use colo_policy::{Engine, NodeSample, OnlineSample, PsiSample, VmRunState};
+use colo_policy::{Engine, NodeSample, OnlineSample, VmRunState};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -29,7 +29,7 @@ use crate::enforce::Enforcer;
 use crate::job::JobManager;
 use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
 use crate::monitor::{
-    Collector, CollectorSettings, Hierarchies, PsiRates, Readings, ServiceSpec, psi_trigger,
+    Collector, CollectorSettings, Hierarchies, Readings, ServiceSpec, psi_trigger,
 };
 use crate::policy_store::PolicyStore;
 
@@ -416,16 +416,6 @@ fn millicores(cores: f64) -> u64 {
     }
 }
 
-fn psi_sample(p: &PsiRates) -> PsiSample {
-    PsiSample {
-        cpu_some: p.cpu_some,
-        memory_some: p.memory_some,
-        memory_full: p.memory_full,
-        io_some: p.io_some,
-        io_full: p.io_full,
-    }
-}
-
 /// Fills the node and online parts of `s` from the readings (no allocation once grown).
 fn fill_sample(
     s: &mut NodeSample,
@@ -443,7 +433,7 @@ fn fill_sample(
     s.node.offline_cpu_quota = quota;
     s.node.memory_total = n.memory_total;
     s.node.memory_used = n.memory_used;
-    s.node.psi = n.psi.as_ref().map(psi_sample);
+    s.node.psi = n.psi;
     s.online.clear();
     for o in &r.online {
         s.online.push(OnlineSample {
@@ -451,7 +441,7 @@ fn fill_sample(
             cpu_usage: o.cpu,
             run_delay: o.run_delay,
             wakeup_delay: o.wakeup_delay,
-            psi: o.psi.as_ref().map(psi_sample),
+            psi: o.psi,
             memory_usage: o.memory,
             io_latency: o.io_latency,
             io_utilisation: o.io_utilisation,

@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::qos::pct;
-use crate::units::{Cores, Percent, duration};
+use super::validate::Checker;
+use crate::units::{Cores, Percent, duration, format_duration};
 
 /// CPU controls.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -89,5 +90,47 @@ impl Default for VcpuThrottle {
             step_up: pct(10.0),
             min_per_vm: Cores::new(0.1).unwrap_or_default(),
         }
+    }
+}
+
+impl CpuPolicy {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let s = &self.suppress;
+        if s.headroom.value() >= 100.0 {
+            c.invalid(
+                "cpu.suppress.headroom",
+                s.headroom,
+                "headroom must leave some CPU",
+                "0% <= value < 100%",
+            );
+        }
+        c.positive_percent("cpu.suppress.step_down", s.step_down);
+        c.positive_percent("cpu.suppress.step_up", s.step_up);
+        if !(Duration::from_millis(1)..=Duration::from_secs(1)).contains(&s.cfs_period) {
+            c.invalid(
+                "cpu.suppress.cfs_period",
+                format_duration(s.cfs_period),
+                "the kernel accepts CFS periods from 1ms to 1s (10ms-20ms lets a quota change bite at once)",
+                "1ms..=1s",
+            );
+        }
+        let v = &self.vcpu_throttle;
+        c.positive_percent("cpu.vcpu_throttle.step_down", v.step_down);
+        if let Some(max) = v.max_step_down
+            && max.value() < v.step_down.value()
+        {
+            c.invalid(
+                "cpu.vcpu_throttle.max_step_down",
+                max,
+                &format!(
+                    "must be at least step_down ({}): it caps how much a step grows when the signal is far above its threshold",
+                    v.step_down
+                ),
+                "step_down <= value <= 100%, or null",
+            );
+        }
+        c.positive_percent("cpu.vcpu_throttle.step_up", v.step_up);
     }
 }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::qos::pct;
+use super::validate::Checker;
 use crate::units::{DurationValue, Percent, StallRate};
 
 /// A signal's two thresholds: above `high` the loop squeezes the offline side; only once the
@@ -126,5 +127,33 @@ impl Default for Interference {
             }),
             cpu_idle_gate: None,
         }
+    }
+}
+
+impl Interference {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let i = self;
+        c.threshold("interference.run_delay", &i.run_delay);
+        c.psi("interference.psi.cpu_some", &i.psi.cpu_some);
+        c.psi("interference.psi.memory_some", &i.psi.memory_some);
+        c.psi("interference.psi.memory_full", &i.psi.memory_full);
+        c.psi("interference.psi.io_some", &i.psi.io_some);
+        c.psi("interference.psi.io_full", &i.psi.io_full);
+        c.threshold("interference.sli", &i.sli);
+        if let Some(t) = &i.sli
+            && !(t.low.is_finite() && t.low > 0.0 && t.high.is_finite())
+        {
+            c.invalid(
+                "interference.sli.low",
+                t.low,
+                "SLI thresholds are ratios of p99 to target",
+                "0 < low < high",
+            );
+        }
+        c.threshold("interference.io_latency", &i.io_latency);
+        c.threshold("interference.wakeup_delay", &i.wakeup_delay);
+        c.threshold("interference.io_utilisation", &i.io_utilisation);
     }
 }

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::qos::pct;
+use super::validate::Checker;
 use crate::units::{ByteRate, ByteSize, Percent};
 
 /// IO controls.
@@ -86,6 +87,116 @@ impl Default for IoSqueeze {
             min_vm_iops: 50,
             min_group_bandwidth: ByteRate::mib_per_sec(4),
             min_group_iops: 100,
+        }
+    }
+}
+
+impl IoPolicy {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let io = self;
+        for (path, rate, burst) in [
+            (
+                "io.vm.bandwidth_burst",
+                io.vm.bandwidth.is_some(),
+                io.vm.bandwidth_burst.map(|b| b.to_string()),
+            ),
+            (
+                "io.vm.iops_burst",
+                io.vm.iops.is_some(),
+                io.vm.iops_burst.map(|b| b.to_string()),
+            ),
+        ] {
+            if let Some(burst) = burst
+                && !rate
+            {
+                let base = path.trim_end_matches("_burst");
+                c.conflict(
+                    path,
+                    burst,
+                    base,
+                    format!("a burst needs a sustained rate: set {base} too, or set this to null"),
+                );
+            }
+        }
+        for (path, zero) in [
+            (
+                "io.vm.bandwidth",
+                io.vm.bandwidth.is_some_and(|b| b.bytes_per_sec() == 0),
+            ),
+            ("io.vm.iops", io.vm.iops == Some(0)),
+            (
+                "io.offline_group.bandwidth",
+                io.offline_group
+                    .bandwidth
+                    .is_some_and(|b| b.bytes_per_sec() == 0),
+            ),
+            ("io.offline_group.iops", io.offline_group.iops == Some(0)),
+        ] {
+            if zero {
+                c.invalid(
+                    path,
+                    0,
+                    "a zero limit stops all IO; use pause for that",
+                    "above 0, or null for unlimited",
+                );
+            }
+        }
+        let q = &io.squeeze;
+        c.positive_percent("io.squeeze.step_down", q.step_down);
+        c.positive_percent("io.squeeze.step_up", q.step_up);
+        if let Some(b) = io.vm.bandwidth
+            && q.min_vm_bandwidth > b
+        {
+            c.conflict(
+                "io.squeeze.min_vm_bandwidth",
+                q.min_vm_bandwidth,
+                "io.vm.bandwidth",
+                format!(
+                    "`{}` is above io.vm.bandwidth (`{b}`): the floor must not exceed the limit",
+                    q.min_vm_bandwidth
+                ),
+            );
+        }
+        if let Some(n) = io.vm.iops
+            && q.min_vm_iops > n
+        {
+            c.conflict(
+                "io.squeeze.min_vm_iops",
+                q.min_vm_iops,
+                "io.vm.iops",
+                format!(
+                    "`{}` is above io.vm.iops (`{n}`): the floor must not exceed the limit",
+                    q.min_vm_iops
+                ),
+            );
+        }
+        if let Some(b) = io.offline_group.bandwidth
+            && q.min_group_bandwidth > b
+        {
+            c.conflict(
+                "io.squeeze.min_group_bandwidth",
+                q.min_group_bandwidth,
+                "io.offline_group.bandwidth",
+                format!(
+                    "`{}` is above io.offline_group.bandwidth (`{b}`): the floor must not exceed the limit",
+                    q.min_group_bandwidth
+                ),
+            );
+        }
+        if let Some(n) = io.offline_group.iops
+            && q.min_group_iops > n
+        {
+            c.conflict(
+                "io.squeeze.min_group_iops",
+                q.min_group_iops,
+                "io.offline_group.iops",
+                format!(
+                    "`{}` is above io.offline_group.iops (`{n}`): the floor must not exceed the limit",
+                    q.min_group_iops
+                ),
+            );
         }
     }
 }

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::qos::pct;
+use super::validate::Checker;
 use crate::units::{ByteSize, Percent};
 
 /// Memory controls.
@@ -58,6 +59,34 @@ impl Default for VmMemoryLimit {
         Self {
             mode: VmMemoryLimitMode::Hard,
             overhead: ByteSize::mib(64),
+        }
+    }
+}
+
+impl MemoryPolicy {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let m = self;
+        if m.evict_at.value() <= 0.0 {
+            c.invalid(
+                "memory.evict_at",
+                m.evict_at,
+                "must be above 0%",
+                "0% < value <= 100%",
+            );
+        }
+        if m.stop_at >= m.evict_at {
+            c.conflict(
+                "memory.stop_at",
+                m.stop_at,
+                "memory.evict_at",
+                format!(
+                    "`{}` must be below memory.evict_at (`{}`): eviction stops below the level that \
+                     starts it",
+                    m.stop_at, m.evict_at
+                ),
+            );
         }
     }
 }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::qos::pct;
+use super::validate::Checker;
 use crate::units::{Percent, StallRate};
 
 /// Placement scoring.
@@ -155,6 +156,109 @@ impl Default for Prioritize {
         Self {
             interference: 0.6,
             reclaimable: 0.4,
+        }
+    }
+}
+
+impl Scoring {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let sc = self;
+        let comps = &sc.components;
+        c.weight(
+            "scoring.components.run_delay.weight",
+            comps.run_delay.weight,
+        );
+        c.weight("scoring.components.psi.weight", comps.psi.weight);
+        c.weight("scoring.components.sli.weight", comps.sli.weight);
+        let total = comps.run_delay.weight + comps.psi.weight + comps.sli.weight;
+        if total.is_finite() && total <= 0.0 {
+            c.invalid(
+                "scoring.components",
+                total,
+                "at least one component needs a weight above 0",
+                "weights summing above 0",
+            );
+        }
+        for (path, zero, full) in [
+            (
+                "scoring.components.run_delay",
+                comps.run_delay.zero.fraction(),
+                comps.run_delay.full.fraction(),
+            ),
+            (
+                "scoring.components.psi",
+                comps.psi.zero.fraction(),
+                comps.psi.full.fraction(),
+            ),
+        ] {
+            if zero >= full {
+                let (z, f) = if path.ends_with("psi") {
+                    (comps.psi.zero, comps.psi.full)
+                } else {
+                    (comps.run_delay.zero, comps.run_delay.full)
+                };
+                c.conflict(
+                    &format!("{path}.zero"),
+                    z,
+                    &format!("{path}.full"),
+                    format!("`zero` (`{z}`) must be below `full` (`{f}`)"),
+                );
+            }
+        }
+        let sli = comps.sli;
+        if !(sli.zero.is_finite() && sli.full.is_finite() && sli.zero >= 0.0) {
+            c.invalid(
+                "scoring.components.sli.zero",
+                sli.zero,
+                "SLI levels are ratios of p99 to target",
+                "0 <= zero < full",
+            );
+        } else if sli.zero >= sli.full {
+            c.conflict(
+                "scoring.components.sli.zero",
+                sli.zero,
+                "scoring.components.sli.full",
+                format!(
+                    "`zero` (`{}`) must be below `full` (`{}`)",
+                    sli.zero, sli.full
+                ),
+            );
+        }
+        if !(sc.peak_share.is_finite() && (0.0..=1.0).contains(&sc.peak_share)) {
+            c.invalid(
+                "scoring.peak_share",
+                sc.peak_share,
+                "the worst component's share of the score is a fraction",
+                "0 <= value <= 1",
+            );
+        }
+        c.score("scoring.filter.refuse_above", sc.filter.refuse_above);
+        c.score("scoring.filter.accept_below", sc.filter.accept_below);
+        if sc.filter.accept_below >= sc.filter.refuse_above {
+            c.conflict(
+                "scoring.filter.accept_below",
+                sc.filter.accept_below,
+                "scoring.filter.refuse_above",
+                format!(
+                    "`{}` must be below scoring.filter.refuse_above (`{}`) so the verdict does not flap",
+                    sc.filter.accept_below, sc.filter.refuse_above
+                ),
+            );
+        }
+        c.weight(
+            "scoring.prioritize.interference",
+            sc.prioritize.interference,
+        );
+        c.weight("scoring.prioritize.reclaimable", sc.prioritize.reclaimable);
+        if sc.prioritize.interference + sc.prioritize.reclaimable <= 0.0 {
+            c.invalid(
+                "scoring.prioritize",
+                0,
+                "at least one weight must be above 0",
+                "weights summing above 0",
+            );
         }
     }
 }

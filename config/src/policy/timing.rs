@@ -5,6 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::validate::Checker;
 use crate::units::{duration, option_duration};
 
 /// Timing of the QoS loop's steps.
@@ -51,6 +52,27 @@ impl Default for Timing {
             pause_after: Some(Duration::from_secs(2)),
             evict_after: Some(Duration::from_secs(30)),
             resume_after: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timing {
+    /// Reports this section's violations to `c` (the ranges and cross-field rules its types
+    /// cannot express).
+    pub(super) fn check(&self, c: &mut Checker) {
+        let t = self;
+        for (path, d) in [
+            ("timing.release_cooldown", t.release_cooldown),
+            ("timing.resume_after", t.resume_after),
+        ] {
+            if d.is_zero() {
+                c.invalid(
+                    path,
+                    "0s",
+                    "must be above zero, or the offline side could oscillate every tick",
+                    "a duration > 0",
+                );
+            }
         }
     }
 }

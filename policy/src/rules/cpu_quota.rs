@@ -4,8 +4,8 @@
 //! release steps.
 
 use crate::action::{Action, Direction, Reason, Rule, Signal};
-use crate::engine::Step;
-use crate::state::Resource;
+use crate::resource::Resource;
+use crate::step::Step;
 
 /// Quota differences below this (cores) are not worth a write.
 const EPS: f64 = 1e-3;
@@ -130,7 +130,7 @@ pub(crate) fn release(x: &mut Step<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::testing::{Harness, quotas};
+    use crate::testing::{Harness, quotas};
 
     #[test]
     fn the_quota_follows_online_usage_down_at_once_and_up_slowly() {

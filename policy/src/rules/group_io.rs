@@ -3,9 +3,9 @@
 //! the group floor; release steps give back `step_up` of that baseline, then the configured limit.
 
 use crate::action::{Action, Rule};
-use crate::engine::Step;
+use crate::resource::Resource;
 use crate::sample::IoLimit;
-use crate::state::Resource;
+use crate::step::Step;
 
 fn observed(x: &Step<'_>) -> (u64, u64) {
     let mut bw = 0u64;
@@ -92,7 +92,7 @@ pub(crate) fn release(x: &mut Step<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     fn group(acts: &[Action]) -> Vec<(Option<u64>, Option<u64>)> {
         acts.iter()

@@ -4,9 +4,9 @@
 //! running VM after `evict_after` of exhaustion. At most one per `eviction.cooldown`.
 
 use crate::action::{Action, Rule};
-use crate::engine::Step;
 use crate::order;
-use crate::state::Resource;
+use crate::resource::Resource;
+use crate::step::Step;
 
 pub(crate) fn apply(x: &mut Step<'_>, r: Resource) {
     let Some(after) = x.p.evict_after else { return };
@@ -48,7 +48,7 @@ pub(crate) fn apply(x: &mut Step<'_>, r: Resource) {
 #[cfg(test)]
 mod tests {
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     #[test]
     fn paused_vms_are_evicted_when_interference_persists() {

@@ -4,8 +4,8 @@
 //! evicts one VM per cool-down as well (pausing would free no memory).
 
 use crate::action::{Action, Direction, Reason, Rule, Signal};
-use crate::engine::Step;
 use crate::order;
+use crate::step::Step;
 
 pub(crate) fn apply(x: &mut Step<'_>) {
     let n = &x.s.node;
@@ -40,7 +40,7 @@ pub(crate) fn apply(x: &mut Step<'_>) {
         x.st.memory_evicting = false;
     }
     let psi = if x.a.memory.high {
-        crate::signals::worst_high(x.p, x.s, crate::signals::Res::Memory)
+        crate::signals::worst_high(x.p, x.s, crate::resource::Resource::Memory)
     } else {
         None
     };
@@ -91,7 +91,7 @@ pub(crate) fn apply(x: &mut Step<'_>) {
 #[cfg(test)]
 mod tests {
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     fn evictions(acts: &[Action]) -> Vec<u64> {
         acts.iter()

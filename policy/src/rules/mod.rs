@@ -10,6 +10,3 @@ pub(crate) mod sched_idle;
 pub(crate) mod vcpu_throttle;
 pub(crate) mod vm_io;
 pub(crate) mod vm_limits;
-
-#[cfg(test)]
-pub(crate) mod testing;

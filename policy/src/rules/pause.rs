@@ -4,9 +4,9 @@
 //! most valuable first — before any other release of that resource.
 
 use crate::action::{Action, Rule};
-use crate::engine::Step;
 use crate::order;
-use crate::state::Resource;
+use crate::resource::Resource;
+use crate::step::Step;
 
 pub(crate) fn pause(x: &mut Step<'_>, r: Resource) {
     let Some(after) = x.p.pause_after else { return };
@@ -48,7 +48,7 @@ pub(crate) fn resume(x: &mut Step<'_>, r: Resource) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
     use crate::{Action, VmId};
 
     fn events(acts: &[Action]) -> Vec<&'static str> {

@@ -4,8 +4,8 @@
 use colo_config::policy::SchedIdleMode;
 
 use crate::action::{Action, Reason, Rule};
-use crate::engine::Step;
-use crate::state::Resource;
+use crate::resource::Resource;
+use crate::step::Step;
 
 pub(crate) fn apply(x: &mut Step<'_>) {
     // Nothing to do unless the VMs or the interference flag changed since the last look.
@@ -62,7 +62,7 @@ mod tests {
     use colo_config::policy::QosClassName;
 
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     fn idle_of(acts: &[Action]) -> Vec<(u64, bool)> {
         acts.iter()

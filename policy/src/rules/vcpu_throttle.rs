@@ -4,9 +4,9 @@
 //! `step_up`, most valuable class first; a VM that is not being throttled is freed at once.
 
 use crate::action::{Action, Rule};
-use crate::engine::Step;
 use crate::order;
-use crate::state::Resource;
+use crate::resource::Resource;
+use crate::step::Step;
 
 const EPS: f64 = 1e-3;
 
@@ -121,7 +121,7 @@ mod tests {
     use colo_config::policy::QosClassName;
 
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     fn vcpu(acts: &[Action]) -> Vec<(u64, Option<f64>)> {
         acts.iter()

@@ -5,11 +5,11 @@
 //! `step_up` of the baseline per step, most valuable class first, then the configured buckets.
 
 use crate::action::{Action, Rule};
-use crate::engine::Step;
 use crate::order;
+use crate::resource::Resource;
 use crate::rules::group_io::scale;
 use crate::sample::IoLimit;
-use crate::state::Resource;
+use crate::step::Step;
 
 fn base(x: &Step<'_>, i: usize) -> (u64, u64) {
     if x.st.vms[i].io_squeezed {
@@ -120,7 +120,7 @@ pub(crate) fn release(x: &mut Step<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::Action;
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
 
     fn vm_io(acts: &[Action]) -> Vec<(u64, Option<u64>, Option<u64>)> {
         acts.iter()

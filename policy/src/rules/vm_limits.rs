@@ -2,7 +2,7 @@
 //! its memory cgroup limit (guest memory + overhead) and its unsqueezed IO token buckets.
 
 use crate::action::{Action, Reason, Rule};
-use crate::engine::Step;
+use crate::step::Step;
 
 pub(crate) fn apply(x: &mut Step<'_>) {
     if !x.st.vms_changed {
@@ -48,7 +48,7 @@ pub(crate) fn apply(x: &mut Step<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::testing::Harness;
+    use crate::testing::Harness;
     use crate::{Action, VmId};
 
     #[test]

@@ -5,8 +5,6 @@
 
 mod body;
 mod decide;
-mod decode;
-mod gojson;
 mod nodes;
 mod pod;
 mod quantity;
@@ -22,11 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use crate::gojson::{NameList, Text};
 pub use body::{BodyBudget, BoundedBody};
 pub use decide::RequestError;
-pub use decode::{NameList, Text};
-pub(crate) use gojson::is_plain as is_json_plain;
-pub(crate) use nodes::page_size;
 pub use pod::{batch_request, is_batch};
 pub use quantity::{Quantity, QuantityError};
 pub use wire::{ExtenderArgs, ExtenderPreemptionArgs, Pod};
@@ -34,6 +30,18 @@ pub use wire::{ExtenderArgs, ExtenderPreemptionArgs, Pod};
 use crate::config::SchedulerConfig;
 use crate::metrics as m;
 use crate::table::NodeTable;
+
+/// The extender looks a request's names up in the table straight from the request's list.
+impl crate::table::NameSource for NameList<'_> {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn name_bytes(&self, i: usize) -> &[u8] {
+        self.bytes(i)
+    }
+}
 
 /// Bodies larger than this are decided on the blocking pool, so a full `NodeList` does not hold
 /// an async worker.

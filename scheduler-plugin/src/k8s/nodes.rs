@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{HttpState, json};
-use crate::config::MAX_NODES_PAGE;
+use crate::config::page_size;
 
 /// The query of `GET /nodes`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -48,11 +48,6 @@ struct Page<'a> {
     /// The token for the next page; absent on the last one.
     #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
     next: Option<&'a str>,
-}
-
-/// The page size a request gets: its `limit`, else the default, at most [`MAX_NODES_PAGE`].
-pub(crate) fn page_size(asked: usize, default: usize) -> usize {
-    if asked == 0 { default } else { asked }.min(MAX_NODES_PAGE)
 }
 
 pub(super) async fn nodes(State(s): State<HttpState>, Query(q): Query<PageQuery>) -> Response {
@@ -93,16 +88,4 @@ pub(super) async fn nodes(State(s): State<HttpState>, Query(q): Query<PageQuery>
     };
     let body = serde_json::to_vec(&Page { nodes: rows, next }).unwrap_or_default();
     json(StatusCode::OK, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_sizes_default_and_cap() {
-        assert_eq!(page_size(0, 500), 500);
-        assert_eq!(page_size(20, 500), 20);
-        assert_eq!(page_size(1_000_000, 500), MAX_NODES_PAGE);
-    }
 }

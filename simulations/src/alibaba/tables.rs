@@ -256,8 +256,8 @@ pub struct ContainerUsage<'a> {
     pub machine_id: &'a str,
     /// Seconds since the trace start.
     pub time_stamp: f64,
-    /// CPU used, percent of the container's requested CPU (the trace maintainers' answer in
-    /// alibaba/clusterdata issue #62).
+    /// CPU used, percent of the container's requested CPU, not of the machine's (the trace
+    /// maintainers' answer in <https://github.com/alibaba/clusterdata/issues/62>).
     pub cpu_util_percent: Option<f64>,
     /// Memory used, percent of the container's memory size.
     pub mem_util_percent: Option<f64>,

@@ -91,7 +91,7 @@ impl OnlineSample {
         const PER_SHARE: f64 = 1.0 / SHARE_SCALE;
         OnlineDemand {
             cpu: cap.cores * (f64::from(self.cpu) * PER_CPU),
-            memory_bytes: crate::node::to_u64(
+            memory_bytes: crate::float::to_u64(
                 cap.memory_f64() * (f64::from(self.memory) * PER_SHARE),
             ),
             io_bytes_per_sec: cap.disk_bytes_per_sec * (f64::from(self.io) * PER_SHARE),

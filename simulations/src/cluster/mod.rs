@@ -14,107 +14,20 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
-use colo_policy::scoring::{Resources, ScoringParams, filter_node, node_score};
-
-use crate::calibration::{Calibration, Coefficients};
+use crate::calibration::Coefficients;
 use crate::controller::{ActionCounts, Controller};
 use crate::metrics::{Bucket, Summary, VmCounts, quantile_upper};
-use crate::node::{Node, Outcome, PREFETCH_STAGES, Report, StepContext, Vm, VmEnd, prefetch_stage};
-use crate::trace::{OnlineSample, TraceError, TraceSource, VmSpec};
+use crate::node::{Node, PREFETCH_STAGES, Report, StepContext, prefetch_stage};
+use crate::trace::{OnlineSample, TraceSource, VmSpec};
+use crate::vm::{Outcome, Vm, VmEnd};
 
-/// How a run is set up (everything but the trace and the mode).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SimConfig {
-    /// Target of the online p99, ms. SLO figures are the contention model's.
-    pub slo_p99_ms: f64,
-    /// Measurements behind the contention model.
-    pub calibration: Calibration,
-    /// colo's scoring tunables (headroom, interference, admission, node score).
-    pub scoring: ScoringParams,
-    /// Interval of the extra evaluations of a node after its controller acts.
-    pub tick: Duration,
-    /// Most extra evaluations per node and step.
-    pub max_ticks: u32,
-    /// Feasible nodes the scheduler scores per VM before choosing (kube-scheduler scores a
-    /// share of the feasible nodes, `percentageOfNodesToScore`, found from a rotating start).
-    pub feasible_nodes: usize,
-    /// Most node filter evaluations per step, as a multiple of the node count (the
-    /// scheduler's throughput; a round of several steps gets as many times more).
-    pub scan_budget: f64,
-    /// Most placement attempts per step (a round of several steps gets as many times more).
-    pub max_attempts: usize,
-    /// Steps between two placement rounds: VMs that arrive during a round are placed while
-    /// it runs, on the nodes' reports from before it, and start when the next round starts.
-    /// Nodes step this many times in a row between rounds, which keeps each node's state in
-    /// cache (default 6: one minute).
-    pub placement_every: u32,
-    /// Retry preempted VMs (as the job launcher does with a `Preempted` report).
-    pub retry_preempted: bool,
-    /// Threads stepping nodes.
-    pub threads: usize,
-    /// Number of time buckets of the series (at most; each bucket spans whole steps).
-    pub buckets: u32,
-    /// Put the heap on transparent huge pages ([`crate::hugepages`]) after rounds 1, 4, 16,
-    /// 64, … (as the nodes' buffers grow): fewer TLB misses, same results. Process-wide, so
-    /// off by default for library callers; the `colo-sim` binary turns it on.
-    pub huge_pages: bool,
-}
+mod config;
+mod placement;
 
-impl Default for SimConfig {
-    fn default() -> Self {
-        Self {
-            slo_p99_ms: 0.5,
-            calibration: Calibration::default(),
-            scoring: ScoringParams::default(),
-            tick: Duration::from_millis(100),
-            max_ticks: 8,
-            feasible_nodes: 16,
-            scan_budget: 2.0,
-            max_attempts: 1024,
-            placement_every: 6,
-            retry_preempted: true,
-            threads: 1,
-            buckets: 1_152,
-            huge_pages: false,
-        }
-    }
-}
-
-/// Errors of a run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The trace could not be read.
-    #[error(transparent)]
-    Trace(#[from] TraceError),
-    /// Nonsense settings.
-    #[error("simulation settings: {0}")]
-    Config(String),
-}
-
-/// Everything a run produced.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RunResult {
-    /// The headline figures.
-    pub summary: Summary,
-    /// The series, one bucket per `bucket_steps` steps.
-    pub series: Vec<Bucket>,
-    /// Steps per bucket.
-    pub bucket_steps: u32,
-    /// Seconds per step.
-    pub step_secs: u32,
-}
-
-/// Something that wants to hear about progress (a progress bar).
-pub trait Progress: Sync {
-    /// `done` of `total` steps are simulated.
-    fn update(&self, done: u64, total: u64);
-}
-
-impl Progress for () {
-    fn update(&self, _: u64, _: u64) {}
-}
+pub use config::{Progress, RunError, RunResult, SimConfig};
+pub use placement::judge;
+use placement::place;
 
 #[derive(Debug)]
 struct Pending {
@@ -553,87 +466,6 @@ pub fn run<C: Controller>(
         bucket_steps,
         step_secs: info.step_secs,
     })
-}
-
-/// colo-scheduler's verdict on a batch `request` for a node that reported `r`: `None` when
-/// the filter refuses it, else the node's 0..10 score. The same two `colo_policy::scoring`
-/// calls colo-scheduler's extender makes (`filter_node`, then `node_score` for nodes that pass),
-/// plus the simulator's own slot limit and mode eligibility.
-#[must_use]
-pub fn judge(r: &Report, request: Resources, p: &ScoringParams) -> Option<u8> {
-    (r.eligible
-        && r.free_slots > 0
-        && filter_node(&r.state, r.admission, request, &p.admission).fits())
-    .then(|| node_score(&r.state, request, &p.node_score))
-}
-
-/// Places pending VMs, FIFO with bounded backfill: each VM goes to the best-scoring of the
-/// first `feasible_nodes` nodes that pass colo's filter, scanning from a rotating start. It
-/// decides on `view` (the nodes' reports, which it updates as it places, as colo-scheduler
-/// counts what it bound) and adds each choice to `placed`, which the nodes take in when the
-/// next round starts.
-fn place(
-    cfg: &SimConfig,
-    view: &mut [Report],
-    steps: u32,
-    pending: &mut VecDeque<Pending>,
-    retry: &mut Vec<Pending>,
-    placed: &mut Vec<(usize, Pending)>,
-    cursor: &mut usize,
-) {
-    let n = view.len();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let budget = (cfg.scan_budget * n as f64 * f64::from(steps)).max(1.0) as usize;
-    let max_attempts = cfg.max_attempts.saturating_mul(steps as usize);
-    let mut scans = 0usize;
-    let mut attempts = 0usize;
-    // Requests that found no node this step: anything at least as large fails too.
-    let mut failed: [Resources; 8] = [Resources::ZERO; 8];
-    let mut n_failed = 0usize;
-    let p = &cfg.scoring;
-    while attempts < max_attempts && scans < budget {
-        let Some(vm) = pending.pop_front() else {
-            break;
-        };
-        attempts += 1;
-        let req = vm.spec.request();
-        if failed[..n_failed].iter().any(|f| f.fits_in(req)) {
-            retry.push(vm);
-            continue;
-        }
-        let mut best: Option<(u8, usize)> = None;
-        let mut found = 0;
-        let mut i = *cursor;
-        let mut looked = 0;
-        while looked < n && found < cfg.feasible_nodes.max(1) && scans < budget {
-            looked += 1;
-            scans += 1;
-            if let Some(s) = judge(&view[i], req, p) {
-                found += 1;
-                if best.is_none_or(|(b, _)| s > b) {
-                    best = Some((s, i));
-                }
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        *cursor = i;
-        if let Some((_, i)) = best {
-            view[i].reserve(req);
-            placed.push((i, vm));
-        } else {
-            if n_failed < failed.len() {
-                failed[n_failed] = req;
-                n_failed += 1;
-            }
-            retry.push(vm);
-        }
-    }
-    for vm in retry.drain(..).rev() {
-        pending.push_front(vm);
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

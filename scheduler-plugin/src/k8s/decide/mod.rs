@@ -5,18 +5,17 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use colo_policy::scoring::{FilterVerdict, Resources, filter_node, node_score};
+use colo_policy::scoring::Resources;
 use serde_json::value::RawValue;
 
-use super::decode::NameList;
-use super::gojson::{self, GoRaw};
 use super::pod::{batch_request, is_batch};
 use super::wire::{
     ExtenderArgs, ExtenderFilterResult, ExtenderPreemptionArgs, ExtenderPreemptionResult, MetaPod,
     MetaVictims, Name, NodeListOut, PriorityWriter, RawNode, SortedMap, priorities_len_hint,
 };
 use crate::config::{SchedulerConfig, StaleNodes};
-use crate::table::{Found, NodeSnapshot, NodeTable, TableView};
+use crate::gojson::{self, GoRaw, NameList};
+use crate::table::NodeTable;
 
 /// A request the extender cannot serve (the message names what is wrong).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,131 +40,9 @@ pub const REASON_NO_REPORT: &str = "colo: no report from the node's colo-agent";
 /// Why a node whose last report is too old fails the filter.
 pub const REASON_STALE: &str = "colo: the node's colo-agent report is stale";
 
-struct Judge<'a> {
-    table: TableView<'a>,
-    config: &'a SchedulerConfig,
-    now: Instant,
-    request: Resources,
-}
+mod judge;
 
-impl Judge<'_> {
-    /// The node's snapshot when it is fresh; `Err(None)` when unknown, `Err(Some(age))` when
-    /// stale.
-    fn fresh(&self, name: &str) -> Result<NodeSnapshot, Option<std::time::Duration>> {
-        self.fresh_of(self.table.lookup(name, self.now))
-    }
-
-    /// [`Judge::fresh`] of a node already looked up.
-    fn fresh_of(
-        &self,
-        found: Option<NodeSnapshot>,
-    ) -> Result<NodeSnapshot, Option<std::time::Duration>> {
-        match found {
-            None => Err(None),
-            Some(s) if s.age > self.config.stale_after => Err(Some(s.age)),
-            Some(s) => Ok(s),
-        }
-    }
-
-    /// The filter outcome of a node looked up by [`TableView::lookup_each`] (see [`Outcome`]).
-    fn outcome(&self, found: Option<Found>, reasons: &mut Reasons) -> u8 {
-        let Some(f) = found else {
-            return self.stale_outcome(NO_REPORT);
-        };
-        let plain = if f.plain_name { PLAIN } else { 0 };
-        if !f.fresh {
-            return plain | self.stale_outcome(STALE);
-        }
-        let p = &self.config.scoring;
-        match filter_node(&f.state, f.admission, self.request, &p.admission) {
-            FilterVerdict::Fits => plain | PASS,
-            FilterVerdict::Refused(r) => {
-                plain | reasons.code(r.summary(), r.resolvable_by_preemption())
-            }
-        }
-    }
-
-    fn stale_outcome(&self, code: u8) -> u8 {
-        match self.config.stale_nodes {
-            StaleNodes::Neutral => PASS,
-            StaleNodes::Filter => code,
-        }
-    }
-
-    /// The prioritize score, and whether the node's name is known plain: the filter's losers
-    /// get 0 (kube-scheduler does not ask about them anyway); no strings are built.
-    fn score(&self, found: Option<Found>) -> (u8, bool) {
-        let stale = match self.config.stale_nodes {
-            StaleNodes::Neutral => self.config.neutral_score,
-            StaleNodes::Filter => 0,
-        };
-        let Some(f) = found else {
-            return (stale, false);
-        };
-        if !f.fresh {
-            return (stale, f.plain_name);
-        }
-        let p = &self.config.scoring;
-        let score = if filter_node(&f.state, f.admission, self.request, &p.admission).fits() {
-            node_score(&f.state, self.request, &p.node_score)
-        } else {
-            0
-        };
-        (score, f.plain_name)
-    }
-}
-
-/// A filter candidate's outcome in one byte: the low six bits ([`CODE`]) are [`PASS`] or a
-/// failure code from [`Reasons`]; [`RESOLVABLE`] marks a failure preemption may resolve;
-/// [`PLAIN`] says the node's name is known to need no JSON escaping.
-type Outcome = u8;
-/// The candidate passes.
-const PASS: Outcome = 0;
-/// The bits of the failure code.
-const CODE: Outcome = 0x3f;
-/// The failure may be resolved by preemption (`FailedNodes`, not `FailedAndUnresolvableNodes`).
-const RESOLVABLE: Outcome = 0x40;
-/// The candidate's name encodes in JSON as itself between quotes.
-const PLAIN: Outcome = 0x80;
-/// Failure code of a node without a report.
-const NO_REPORT: Outcome = 1;
-/// Failure code of a node whose report is stale.
-const STALE: Outcome = 2;
-
-/// The distinct failure reasons of one filter call (a handful of fixed texts), numbered from 1.
-struct Reasons(Vec<(&'static str, bool)>);
-
-impl Reasons {
-    fn new() -> Self {
-        Self(vec![(REASON_NO_REPORT, false), (REASON_STALE, false)])
-    }
-
-    /// The code of reason `text` (found by address: the texts are `'static` constants).
-    fn code(&mut self, text: &'static str, resolvable: bool) -> Outcome {
-        let at = match self
-            .0
-            .iter()
-            .position(|(t, r)| std::ptr::eq(*t, text) && *r == resolvable)
-        {
-            Some(at) => at,
-            None => {
-                self.0.push((text, resolvable));
-                self.0.len() - 1
-            }
-        };
-        // The policy has three reasons, this file two: far below the 63 codes there are.
-        let code = Outcome::try_from(at + 1).map_or(STALE, |c| c.min(CODE));
-        if resolvable { code | RESOLVABLE } else { code }
-    }
-
-    /// Reason and resolvability of outcome `o` (not a pass).
-    fn of(&self, o: Outcome) -> (&'static str, bool) {
-        self.0
-            .get(usize::from(o & CODE).wrapping_sub(1))
-            .copied()
-            .unwrap_or((REASON_STALE, false))
-    }
-}
+use judge::{CODE, Judge, Outcome, PASS, PLAIN, RESOLVABLE, Reasons};
 
 /// `{}`, the ListMeta of a NodeList that came without one.
 fn empty_object() -> &'static RawValue {
@@ -577,114 +454,4 @@ pub fn preempt(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use colo_proto::report::{self, NodeReport};
-
-    use super::*;
-
-    fn report(name: &str, reclaim_cpu: u64, score: f64) -> NodeReport {
-        NodeReport {
-            node_name: name.into(),
-            seq: 1,
-            capacity: Some(report::Resources {
-                cpu_millicores: 16_000,
-                memory_bytes: 64 << 30,
-            }),
-            reclaimable: Some(report::Resources {
-                cpu_millicores: reclaim_cpu,
-                memory_bytes: 48 << 30,
-            }),
-            interference: Some(report::Interference {
-                score,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    const POD: &str = r#"{"metadata":{"name":"p"},"spec":{"priorityClassName":"batch","containers":[{"resources":{"requests":{"colo.io/batch-cpu":"1000","colo.io/batch-memory":"2Gi"}}}]}}"#;
-
-    /// The direct `NodeNames` encoder writes the bytes of the general one (Go's encoding of
-    /// `ExtenderFilterResult`), for names in order or not, repeated, escaped in the request,
-    /// needing escapes, unknown and stale.
-    #[test]
-    fn names_answers_match_the_general_encoder() {
-        let table = NodeTable::new(colo_policy::scoring::AdmissionParams::default());
-        let old = Instant::now();
-        let now = old + Duration::from_secs(400);
-        let mut names = Vec::new();
-        for i in 0..300u32 {
-            let name = match i % 10 {
-                3 => format!("a<b&{i}"),
-                4 => format!("née-{i}"),
-                5 => format!("gke-cluster-default-pool-{i:08}-x"),
-                _ => format!("node-{i:05}"),
-            };
-            let at = if i % 11 == 0 { old } else { now };
-            let cpu = if i % 5 == 0 { 500 } else { 12_000 };
-            let score = if i % 7 == 0 { 85.0 } else { f64::from(i % 60) };
-            table.ingest(report(&name, cpu, score), at).unwrap();
-            names.push(name);
-        }
-        names.push("ghost".into());
-        let config = SchedulerConfig::default();
-        let json = |list: &[String]| serde_json::to_string(list).unwrap();
-        let mut shuffled = names.clone();
-        shuffled.reverse();
-        shuffled.swap(3, 200);
-        let mut repeated = names.clone();
-        repeated.extend(names.iter().step_by(7).cloned());
-        let sorted = {
-            let mut s = names.clone();
-            s.sort();
-            s
-        };
-        let bodies = [
-            json(&names),
-            json(&shuffled),
-            json(&repeated),
-            json(&sorted),
-            // The first names written with escapes the request need not use.
-            json(&sorted).replacen("node-", "\\u006eode-", 3),
-            json(&sorted).replace(',', " , "),
-        ];
-        for list in &bodies {
-            let body = format!(r#"{{"Pod":{POD},"NodeNames":{list}}}"#);
-            let args = ExtenderArgs::decode(&body).unwrap();
-            let fast = filter(&args, &table, &config, now).unwrap();
-            // The same decisions through the general encoder.
-            let names = candidate_names(&args).unwrap();
-            let mut outcomes = vec![PASS; names.len()];
-            let mut reasons = Reasons::new();
-            let judge = Judge {
-                table: table.view(),
-                config: &config,
-                now,
-                request: batch_request(args.pod.as_ref().unwrap(), &config.batch),
-            };
-            judge
-                .table
-                .lookup_each(&*names, now, config.stale_after, |i, found| {
-                    outcomes[i] = judge.outcome(found, &mut reasons);
-                });
-            drop(judge);
-            let (general, ..) = encode_general_result(&args, &names, &outcomes, &reasons);
-            assert_eq!(
-                String::from_utf8(fast.clone()).unwrap(),
-                String::from_utf8(general).unwrap(),
-                "{list}"
-            );
-            let v: serde_json::Value = serde_json::from_slice(&fast).unwrap();
-            assert!(!v["FailedNodes"].as_object().unwrap().is_empty());
-            assert!(
-                !v["FailedAndUnresolvableNodes"]
-                    .as_object()
-                    .unwrap()
-                    .is_empty()
-            );
-            assert!(!v["NodeNames"].as_array().unwrap().is_empty());
-        }
-    }
-}
+mod tests;
