@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::api::{AgentService, NodeInfo, QosView, SliInbox};
-use crate::cgroup::{CgroupTree, detect};
+use crate::host::cgroup::{CgroupTree, Hierarchies, detect};
 use crate::job::JobManager;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -88,11 +88,9 @@ impl Drop for SocketFile<'_> {
 /// Opens the cgroup subtree, resolving a slice-name root against the agent's own cgroup.
 fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
     let mut cg = settings.cgroup.clone();
-    let version = match cg.version {
-        Some(v) => v,
-        None => detect::detect_version(&cg.mount).map_err(setup("cgroups"))?,
-    };
-    cg.version = Some(version);
+    // Detected once: the job side and the QoS loop both use this tree's hierarchies.
+    let hierarchies = Hierarchies::detect(cg.version, &cg.mount).map_err(setup("cgroups"))?;
+    let version = hierarchies.version();
     if let Some(root) = &cg.root {
         let own = detect::own_v2_cgroup().ok();
         cg.root = Some(
@@ -100,7 +98,7 @@ fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
                 .map_err(setup("cgroup.root"))?,
         );
     }
-    CgroupTree::open(&cg).map_err(setup("cgroups"))
+    CgroupTree::open_on(hierarchies, &cg).map_err(setup("cgroups"))
 }
 
 /// Runs the agent until SIGTERM or SIGINT.

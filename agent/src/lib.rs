@@ -8,11 +8,11 @@
 //! * [`cli`] is `coloctl`; [`check`] is `colo-agent --check`.
 
 pub mod api;
-pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod enforce;
+pub mod host;
 pub mod job;
 pub mod koordinator;
 pub mod metrics;

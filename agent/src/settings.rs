@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use colo_config::AgentConfig;
-use colo_config::agent::CgroupVersion as ConfigCgroupVersion;
 
-use crate::cgroup::{CgroupSettings, CgroupVersion};
+use crate::host::cgroup::{CgroupSettings, CgroupVersion};
 use crate::job::{Budget, ManagerConfig};
 
 /// Errors loading the settings.
@@ -102,13 +101,8 @@ impl AgentSettings {
 
     /// Resolves a configuration against the host.
     pub fn from_config(config: AgentConfig, host: HostFacts) -> Self {
-        let version = match config.cgroup.version {
-            ConfigCgroupVersion::Auto => None,
-            ConfigCgroupVersion::V1 => Some(CgroupVersion::V1),
-            ConfigCgroupVersion::V2 => Some(CgroupVersion::V2),
-        };
         let cgroup = CgroupSettings {
-            version,
+            version: config.cgroup.version,
             root: Some(PathBuf::from(&config.cgroup.root)),
             ..Default::default()
         };
@@ -198,7 +192,7 @@ impl AgentSettings {
             return Ok(PathBuf::from(text.trim_start_matches('/')));
         }
         match version {
-            CgroupVersion::V1 => Ok(PathBuf::from(text.as_ref())),
+            CgroupVersion::V1 | CgroupVersion::Auto => Ok(PathBuf::from(text.as_ref())),
             CgroupVersion::V2 => {
                 let own = own_v2.ok_or("cannot read the agent's own cgroup")?;
                 // Under `DelegateSubgroup=agent` systemd starts the agent in <unit>/agent
@@ -256,7 +250,7 @@ mod tests {
         assert_eq!(s.manager.stop_grace, Duration::from_secs(2));
         assert_eq!(s.manager.log_limit, 1 << 20);
         assert_eq!(s.metrics_listen, None);
-        assert_eq!(s.cgroup.version, Some(CgroupVersion::V1));
+        assert_eq!(s.cgroup.version, CgroupVersion::V1);
         std::fs::write(&p, "offline:\n  memory: lots\n").unwrap();
         let e = AgentSettings::load(&p, host()).unwrap_err().to_string();
         assert!(e.contains("agent.yaml:2"), "{e}");

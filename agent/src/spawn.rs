@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::Placement;
+use crate::host::cgroup::Placement;
 
 /// Environment variables of the agent that its VMMs must not inherit (they belong to the
 /// agent's own relation with systemd).

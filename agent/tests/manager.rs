@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use colo_agent::cgroup::{CgroupSettings, CgroupTree, CpuQuota, ThreadGroup};
+use colo_agent::host::cgroup::{CgroupSettings, CgroupTree, CpuQuota, ThreadGroup};
 use colo_agent::job::model::{Guest, JobSpec, QosClass, WorkloadGuest};
 use colo_agent::job::{Budget, EndReason, JobManager, JobState, ManagerConfig, ThrottleState};
 use colo_agent::registry::Registry;

@@ -16,7 +16,7 @@ mod kvm;
 mod lock;
 mod pki;
 
-pub use cgroup::{CgroupError, CgroupVersion, TestCgroup};
+pub use cgroup::{CgroupError, CgroupVersion, TestCgroup, cgroup_version};
 pub use kvm::{kvm_or_skip, root_or_skip};
 pub use lock::{HostLock, host_lock};
 pub use pki::{CertFiles, TestCa};

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::cgroup::{CgroupNode, CpuQuota};
+use crate::host::cgroup::{CgroupNode, CpuQuota};
 
 fn quota_for(cores: f64, period: Duration) -> CpuQuota {
     let period_us = u64::try_from(period.as_micros())
@@ -259,7 +259,7 @@ mod tests {
     /// the order that keeps every write valid, and the VM's quota in force is min(own, group).
     #[test]
     fn group_and_vm_quotas_keep_the_parent_above_the_child() {
-        use crate::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
+        use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
         if !colo_testkit::root_or_skip("group_and_vm_quotas_keep_the_parent_above_the_child") {
             return;
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use colo_policy::{Action, Direction, IoLimit, MemoryLimitKind, Reason, VmId};
 
-use crate::cgroup::{CgroupTree, DeviceNumber, IoLimit as CgroupIoLimit, JobCgroup};
+use crate::host::cgroup::{CgroupTree, DeviceNumber, IoLimit as CgroupIoLimit, JobCgroup};
 use crate::job::JobManager;
 use crate::job::model::{ThrottleState, now_ms};
 
@@ -152,7 +152,11 @@ impl Enforcer {
     fn vm_state(&mut self, vm: VmId, t: &VmTarget) -> &mut VmState {
         self.vms.entry(vm).or_insert_with(|| VmState {
             job: t.job.clone(),
-            cpu: VmCpu::new(t.cgroup.threads(crate::cgroup::ThreadGroup::Vcpu).clone()),
+            cpu: VmCpu::new(
+                t.cgroup
+                    .threads(crate::host::cgroup::ThreadGroup::Vcpu)
+                    .clone(),
+            ),
             throttle: ThrottleState::default(),
         })
     }

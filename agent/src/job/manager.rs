@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::model::{JobRecord, JobSpec, JobState, StopIntent, StopKind, ThrottleState, now_ms};
 use super::supervisor::{self, Command};
 use super::validate::{FieldError, SpecLimits};
-use crate::cgroup::{CgroupTree, JobCgroup};
+use crate::host::cgroup::{CgroupTree, JobCgroup};
 use crate::registry::{JobPaths, Registry, RegistryError};
 
 /// Errors of the job manager.

@@ -17,7 +17,7 @@ use super::manager::{Inner, ManagerError};
 use super::model::{EndReason, JobRecord, JobState, StopIntent, StopKind, now_ms};
 use super::outcome::{self, Outcome};
 use super::paths::open_job_files;
-use crate::cgroup::{JobCgroup, JobLimits, ThreadGroup};
+use crate::host::cgroup::{JobCgroup, JobLimits, ThreadGroup};
 use crate::procinfo::{self, ProcessIdentity};
 use crate::registry::JobPaths;
 use crate::spawn::{self, LaunchSpec, WaitStatus};

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use colo_config::agent::Selector;
 
 use super::MonitorError;
-use super::cgroup::{CgroupCpu, CgroupIo, CgroupMemory, CpuCounters, IoCounters};
-use super::layout::{self, Hierarchies};
 use super::node::{CpuTimes, DiskCounters, DiskStats, MemInfo, ProcMeminfo, ProcStat};
 use super::psi::{PsiCounters, PsiSource};
+use super::selector;
 use super::sli::SharedWindow;
 use super::tasks::OnlineTasks;
+use crate::host::cgroup::Hierarchies;
+use crate::host::cgroup::counters::{CgroupCpu, CgroupIo, CgroupMemory, CpuCounters, IoCounters};
 
 /// Stall time per second of each PSI line.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -597,7 +598,7 @@ impl Collector {
         let v2 = h.is_v2();
         let mut devices_changed = false;
         for svc in &mut self.services {
-            match layout::resolve(h, &svc.spec.selector) {
+            match selector::resolve(h, &svc.spec.selector) {
                 Ok(rels) => {
                     svc.warned = false;
                     if rels != svc.rels || svc.cpu.is_empty() {
@@ -764,7 +765,7 @@ mod tests {
         }
         let cg = colo_testkit::TestCgroup::new(&["cpu", "cpuacct"], 256 << 20).unwrap();
         let h = Hierarchies::detect(
-            Path::new("/proc/self/mountinfo"),
+            colo_config::agent::CgroupVersion::Auto,
             Path::new("/sys/fs/cgroup"),
         )
         .unwrap();

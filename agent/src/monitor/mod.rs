@@ -17,16 +17,14 @@
 //! | per-VM CPU, throttling, memory, IO | the job's cgroups | who to throttle, pause, evict first |
 //!
 //! Costs are kept per tick by reading kernel files with kept descriptors and buffers
-//! ([`file::StatFile`]); listings (threads, devices, selectors) and per-VM counters are
+//! ([`crate::host::statfile::StatFile`]); listings (threads, devices, selectors) and per-VM counters are
 //! refreshed at slower cadences.
 
-pub mod cgroup;
 mod collector;
-pub mod file;
-pub mod layout;
 pub mod node;
 pub mod psi;
 pub mod psi_trigger;
+pub mod selector;
 pub mod sli;
 pub mod tasks;
 
@@ -34,7 +32,6 @@ pub use collector::{
     Collector, CollectorSettings, NodeReadings, OnlineReadings, PsiRates, Readings, ServiceSpec,
     VmReadings, VmSpec,
 };
-pub use layout::Hierarchies;
 
 use std::path::{Path, PathBuf};
 

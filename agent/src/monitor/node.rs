@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use super::file::{StatFile, fields, lines, meminfo_bytes, parse_u64};
+use crate::host::statfile::{StatFile, fields, lines, meminfo_bytes, parse_u64};
 
 /// Clock ticks per second of `/proc/stat` (USER_HZ).
 fn user_hz() -> u64 {
@@ -181,7 +181,7 @@ pub fn whole_disk(dev: (u32, u32)) -> (u32, u32) {
     }
     std::fs::read_to_string(p.join("../dev"))
         .ok()
-        .and_then(|t| super::cgroup::parse_dev(t.trim().as_bytes()))
+        .and_then(|t| crate::host::cgroup::counters::parse_dev(t.trim().as_bytes()))
         .unwrap_or(dev)
 }
 

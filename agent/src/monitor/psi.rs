@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::MonitorError;
-use super::file::{StatFile, fields, lines, parse_u64};
+use crate::host::statfile::{StatFile, fields, lines, parse_u64};
 
 /// The three PSI resources.
 pub const RESOURCES: [&str; 3] = ["cpu", "memory", "io"];

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::file::{StatFile, fields, parse_u64};
+use crate::host::statfile::{StatFile, fields, parse_u64};
 
 /// Most threads followed per service (a bound on open files and per-tick cost).
 pub const MAX_TASKS: usize = 4096;

@@ -24,13 +24,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{QosView, SliInbox};
-use crate::cgroup::DeviceNumber;
 use crate::enforce::Enforcer;
+use crate::host::cgroup::{CgroupTree, DeviceNumber};
 use crate::job::JobManager;
 use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
-use crate::monitor::{
-    Collector, CollectorSettings, Hierarchies, PsiRates, Readings, ServiceSpec, psi_trigger,
-};
+use crate::monitor::{Collector, CollectorSettings, PsiRates, Readings, ServiceSpec, psi_trigger};
 use crate::policy_store::PolicyStore;
 
 pub use snapshot::{LatestSnapshot, NodeSnapshot};
@@ -50,9 +48,6 @@ const VIEW_EVERY: Duration = Duration::from_secs(1);
 /// Errors that stop the loop from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum QosError {
-    /// The cgroup mounts could not be read.
-    #[error("cannot read the cgroup mounts: {0}")]
-    Mounts(std::io::Error),
     /// The monitors could not start.
     #[error(transparent)]
     Monitor(#[from] crate::monitor::MonitorError),
@@ -75,6 +70,18 @@ pub struct QosShared {
     pub node_name: String,
 }
 
+/// What the collector reads: the hierarchies the cgroup tree was opened on (so the loop
+/// follows `cgroup.version` and `cgroup.mount` as the job side does) and the disk of the state
+/// directory as the offline side's default disk.
+fn collector_settings(tree: &CgroupTree, state_disk: Option<(u32, u32)>) -> CollectorSettings {
+    let offline = tree.root().join("offline");
+    let mut cs = CollectorSettings::new(tree.hierarchies().clone(), offline);
+    if state_disk.is_some() {
+        cs.default_disk = state_disk;
+    }
+    cs
+}
+
 /// Starts the loop on the current runtime; it ends when `stop` turns true.
 pub fn spawn(
     config: &AgentConfig,
@@ -83,17 +90,8 @@ pub fn spawn(
     shared: QosShared,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, QosError> {
-    let h = Hierarchies::detect(
-        Path::new("/proc/self/mountinfo"),
-        Path::new("/sys/fs/cgroup"),
-    )
-    .map_err(QosError::Mounts)?;
-    let offline = jobs.cgroups().root().join("offline");
-    let mut cs = CollectorSettings::new(h, offline);
     let state_disk = crate::monitor::node::disk_of(&config.offline.state_dir);
-    if state_disk.is_some() {
-        cs.default_disk = state_disk;
-    }
+    let cs = collector_settings(jobs.cgroups(), state_disk);
     let mut collector = Collector::new(cs)?;
     let mut services = Vec::new();
     let mut probes = Vec::new();
@@ -457,5 +455,41 @@ fn fill_sample(
             io_utilisation: o.io_utilisation,
             sli_ratio: o.sli_ratio,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::host::cgroup::{CgroupSettings, CgroupVersion, Hierarchies};
+
+    /// The loop reads the hierarchies the job side writes: with `cgroup.version: v2` and a
+    /// cgroup2 mount that auto-detection at `/sys/fs/cgroup` would not pick (this host is v1
+    /// or hybrid, or the mount is elsewhere), the collector still reads v2 at that mount.
+    #[test]
+    fn the_collector_follows_the_configured_cgroup_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mount = tmp.path().join("fake-cgroup2");
+        let svc = mount.join("svc");
+        std::fs::create_dir_all(&svc).unwrap();
+        std::fs::write(svc.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(svc.join("cgroup.subtree_control"), "").unwrap();
+        let offline = svc.join("offline");
+        std::fs::create_dir_all(&offline).unwrap();
+        std::fs::write(offline.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(offline.join("cgroup.subtree_control"), "").unwrap();
+        let settings = CgroupSettings {
+            version: CgroupVersion::V2,
+            mount: mount.clone(),
+            root: Some(PathBuf::from("svc")),
+            move_self: Some(false),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).unwrap();
+        let cs = collector_settings(&tree, None);
+        assert_eq!(cs.hierarchies, Hierarchies::V2 { mount });
+        assert_eq!(cs.offline, PathBuf::from("svc/offline"));
     }
 }

@@ -2,8 +2,8 @@
 //! `clone3(CLONE_INTO_CGROUP)` on the real cgroup2 mount of a hybrid host.
 
 use super::*;
-use crate::cgroup::tests::UnifiedTestDir;
-use crate::cgroup::{CgroupSettings, CgroupTree, JobLimits};
+use crate::host::cgroup::tests::UnifiedTestDir;
+use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits};
 use std::time::{Duration, Instant};
 
 fn args(list: &[&str]) -> Vec<OsString> {
@@ -114,7 +114,7 @@ fn v1_launch_places_before_exec() {
     if !colo_testkit::root_or_skip("v1_launch_places_before_exec") {
         return;
     }
-    if colo_testkit::CgroupVersion::detect().ok() != Some(colo_testkit::CgroupVersion::V1) {
+    if colo_testkit::cgroup_version().ok() != Some(colo_testkit::CgroupVersion::V1) {
         eprintln!("SKIPPED v1_launch_places_before_exec: host is not cgroup v1");
         return;
     }

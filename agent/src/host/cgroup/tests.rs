@@ -32,7 +32,7 @@ fn v1_job_lifecycle_on_real_hierarchies() {
     if !colo_testkit::root_or_skip("v1_job_lifecycle_on_real_hierarchies") {
         return;
     }
-    if colo_testkit::CgroupVersion::detect().ok() != Some(colo_testkit::CgroupVersion::V1) {
+    if colo_testkit::cgroup_version().ok() != Some(colo_testkit::CgroupVersion::V1) {
         eprintln!("SKIPPED v1_job_lifecycle_on_real_hierarchies: this host is not cgroup v1");
         return;
     }
@@ -171,7 +171,7 @@ impl UnifiedTestDir {
 
     pub(crate) fn settings(&self) -> CgroupSettings {
         CgroupSettings {
-            version: Some(CgroupVersion::V2),
+            version: CgroupVersion::V2,
             mount: self.mount.clone(),
             root: Some(PathBuf::from(&self.name)),
             move_self: Some(false),
@@ -305,7 +305,7 @@ fn v2_limit_files_against_a_fake_cgroup2_tree() {
         ],
     );
     let settings = CgroupSettings {
-        version: Some(CgroupVersion::V2),
+        version: CgroupVersion::V2,
         mount: mount.clone(),
         root: Some(PathBuf::from("svc")),
         // On a fake tree "moving" is a write of "0" into svc/agent/cgroup.procs.
@@ -415,7 +415,7 @@ fn v2_refuses_a_missing_required_controller_and_the_hierarchy_root() {
     let mount = tmp.path().join("fake-cgroup2");
     fake_cgroup2(&mount, &[("svc", "cpu pids", &[])]);
     let mut settings = CgroupSettings {
-        version: Some(CgroupVersion::V2),
+        version: CgroupVersion::V2,
         mount: mount.clone(),
         root: Some(PathBuf::from("svc")),
         move_self: Some(false),

@@ -11,8 +11,11 @@
 //! <root>/offline/<job>/io     the IO thread     (v2: threaded; v1: cpu, cpuacct, blkio)
 //! ```
 //!
-//! Every write goes through a [`files::Scope`] that refuses paths outside `<root>`.
+//! Every write goes through a [`files::Scope`] that refuses paths outside `<root>`. The
+//! hierarchies are detected once ([`Hierarchies`]); the writers ([`CgroupNode`]) and the
+//! kept-fd readers of the QoS loop ([`counters`]) both work from them.
 
+pub mod counters;
 pub mod detect;
 pub mod files;
 mod node;
@@ -22,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use detect::{CgroupVersion, V1Hierarchy};
+pub use colo_config::agent::CgroupVersion;
+pub use detect::{Hierarchies, V1Hierarchy};
 pub use files::CgroupFileError;
 pub use node::{CgroupNode, ThreadGroup};
 pub use values::{CgroupStats, CpuQuota, CpuWeight, DeviceNumber, IoLimit};
@@ -62,8 +66,8 @@ pub enum CgroupError {
 /// How the agent finds and sets up its subtree (the `cgroup:` section of agent.yaml).
 #[derive(Debug, Clone)]
 pub struct CgroupSettings {
-    /// Force a version; `None` detects it.
-    pub version: Option<CgroupVersion>,
+    /// The version to drive; [`CgroupVersion::Auto`] detects it.
+    pub version: CgroupVersion,
     /// The unified (v2) mount point; v1 hierarchies are found in `/proc/self/mountinfo`.
     pub mount: PathBuf,
     /// The agent's subtree, relative to each hierarchy's root. `None`: on v2 the agent's own
@@ -82,7 +86,7 @@ pub struct CgroupSettings {
 impl Default for CgroupSettings {
     fn default() -> Self {
         Self {
-            version: None,
+            version: CgroupVersion::Auto,
             mount: PathBuf::from("/sys/fs/cgroup"),
             root: None,
             move_self: None,
@@ -109,6 +113,9 @@ pub(crate) enum Layout {
 
 #[derive(Debug)]
 pub(crate) struct TreeInner {
+    /// Every hierarchy of the node, as detected.
+    pub(crate) hierarchies: Hierarchies,
+    /// The ones the agent writes (v1: those of `cgroup.v1_controllers`).
     pub(crate) layout: Layout,
     /// `<root>` relative to each hierarchy.
     pub(crate) root: PathBuf,
@@ -183,20 +190,27 @@ impl CgroupTree {
     /// Finds the hierarchies, sets up `<root>`, `<root>/offline` (and on v2 moves the agent into
     /// `<root>/agent` and enables the controllers for the children).
     pub fn open(settings: &CgroupSettings) -> Result<Self, CgroupError> {
-        let version = match settings.version {
-            Some(v) => v,
-            None => detect::detect_version(&settings.mount)?,
-        };
-        let layout = match version {
-            CgroupVersion::V1 => {
-                let all = detect::v1_hierarchies()?;
-                let used: Vec<V1Hierarchy> = all
-                    .into_iter()
+        let hierarchies = Hierarchies::detect(settings.version, &settings.mount)?;
+        Self::open_on(hierarchies, settings)
+    }
+
+    /// [`open`](Self::open) on hierarchies already detected (`settings.version` and
+    /// `settings.mount` were used for that).
+    pub fn open_on(
+        hierarchies: Hierarchies,
+        settings: &CgroupSettings,
+    ) -> Result<Self, CgroupError> {
+        let version = hierarchies.version();
+        let layout = match &hierarchies {
+            Hierarchies::V1 { controllers, .. } => {
+                let used: Vec<V1Hierarchy> = controllers
+                    .iter()
                     .filter(|h| {
                         h.controllers
                             .iter()
                             .any(|c| settings.v1_controllers.contains(c))
                     })
+                    .cloned()
                     .collect();
                 for c in &settings.required_controllers {
                     if !used.iter().any(|h| h.controllers.contains(c)) {
@@ -210,14 +224,14 @@ impl CgroupTree {
                 }
                 Layout::V1(used)
             }
-            CgroupVersion::V2 => Layout::V2 {
-                mount: settings.mount.clone(),
+            Hierarchies::V2 { mount } => Layout::V2 {
+                mount: mount.clone(),
             },
         };
-        let root = match (&settings.root, version) {
-            (Some(r), _) => r.clone(),
-            (None, CgroupVersion::V2) => detect::own_v2_cgroup()?,
-            (None, CgroupVersion::V1) => PathBuf::from("colo"),
+        let root = match &settings.root {
+            Some(r) => r.clone(),
+            None if version == CgroupVersion::V2 => detect::own_v2_cgroup()?,
+            None => PathBuf::from("colo"),
         };
         let root = PathBuf::from(root.to_string_lossy().trim_matches('/'));
         if root.as_os_str().is_empty() {
@@ -228,6 +242,7 @@ impl CgroupTree {
             Layout::V2 { mount } => vec![mount.join(&root)],
         };
         let inner = TreeInner {
+            hierarchies,
             layout,
             root,
             scope: Scope::new(roots),
@@ -268,6 +283,11 @@ impl CgroupTree {
     /// The cgroup version in use.
     pub fn version(&self) -> CgroupVersion {
         self.inner.version()
+    }
+
+    /// The node's hierarchies, as detected when the tree was opened.
+    pub fn hierarchies(&self) -> &Hierarchies {
+        &self.inner.hierarchies
     }
 
     /// `<root>` relative to the hierarchy roots.

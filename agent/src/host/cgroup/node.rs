@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::counters::{CgroupCpu, CgroupIo, CgroupMemory};
 use super::files::{self, read_pids};
-use super::values::{self, CgroupStats, CpuQuota, CpuWeight, IoLimit};
+use super::values::{CgroupStats, CpuQuota, CpuWeight, IoLimit};
 use super::{CgroupError, Layout, TreeInner};
 
 /// The thread groups of a VMM that get their own CPU cgroup.
@@ -269,39 +270,41 @@ impl CgroupNode {
             .unwrap_or_default()
     }
 
-    /// Usage counters. Counters of controllers not available here read as zero.
+    /// Usage counters, read once through the same readers the QoS loop keeps open
+    /// ([`super::counters`]). Counters of controllers not available here read as zero.
     pub fn stats(&self) -> CgroupStats {
-        let mut s = CgroupStats::default();
-        if self.is_v2() {
-            if let Ok(cpu) = self.read("cpu", "cpu.stat") {
-                s.cpu_usage_ns = values::flat_keyed(&cpu, "usage_usec").unwrap_or(0) * 1000;
-                s.cpu_throttled_ns = values::flat_keyed(&cpu, "throttled_usec").unwrap_or(0) * 1000;
-                s.cpu_nr_throttled = values::flat_keyed(&cpu, "nr_throttled").unwrap_or(0);
-            }
-            if let Ok(m) = self.read("memory", "memory.current") {
-                s.memory_bytes = m.trim().parse().unwrap_or(0);
-            }
-            if let Ok(io) = self.read("io", "io.stat") {
-                (s.io_read_bytes, s.io_write_bytes) = values::v2_io_stat_bytes(&io);
-            }
+        let v2 = self.is_v2();
+        let dir = |controller: &str| self.dir(controller).ok();
+        let cpu = if v2 {
+            dir("cpu").and_then(|d| CgroupCpu::v2(&d).ok())
         } else {
-            if let Ok(u) = self.read("cpuacct", "cpuacct.usage") {
-                s.cpu_usage_ns = u.trim().parse().unwrap_or(0);
-            }
-            if let Ok(cpu) = self.read("cpu", "cpu.stat") {
-                s.cpu_throttled_ns = values::flat_keyed(&cpu, "throttled_time").unwrap_or(0);
-                s.cpu_nr_throttled = values::flat_keyed(&cpu, "nr_throttled").unwrap_or(0);
-            }
-            if let Ok(m) = self.read("memory", "memory.usage_in_bytes") {
-                s.memory_bytes = m.trim().parse().unwrap_or(0);
-            }
-            if let Ok(io) = self.read("blkio", "blkio.throttle.io_service_bytes_recursive") {
-                (s.io_read_bytes, s.io_write_bytes) = values::v1_blkio_bytes(&io);
-            }
+            let cpu = dir("cpu");
+            dir("cpuacct")
+                .and_then(|a| CgroupCpu::v1(&a, cpu.as_deref()).ok())
+                .or_else(|| cpu.and_then(|c| CgroupCpu::v1_throttling(&c).ok()))
+        };
+        let cpu = cpu.and_then(|mut c| c.read().ok()).unwrap_or_default();
+        let memory = dir("memory")
+            .and_then(|d| CgroupMemory::open_usage(&d, v2).ok())
+            .and_then(|mut m| m.read_usage().ok())
+            .unwrap_or(0);
+        let io = dir("blkio")
+            .and_then(|d| CgroupIo::open(&d, v2).ok())
+            .and_then(|mut io| io.read().ok())
+            .unwrap_or_default();
+        let pids = self
+            .read("pids", "pids.current")
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        CgroupStats {
+            cpu_usage_ns: cpu.usage_ns,
+            cpu_throttled_ns: cpu.throttled_ns,
+            cpu_nr_throttled: cpu.nr_throttled,
+            memory_bytes: memory,
+            io_read_bytes: io.read_bytes,
+            io_write_bytes: io.write_bytes,
+            pids,
         }
-        if let Ok(p) = self.read("pids", "pids.current") {
-            s.pids = p.trim().parse().unwrap_or(0);
-        }
-        s
     }
 }

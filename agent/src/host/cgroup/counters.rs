@@ -1,10 +1,12 @@
 //! Counters of one cgroup, read from files kept open: CPU usage and throttling, memory, IO.
 //! v1 and v2 dialects; the caller names the directories (on v1 each controller has its own).
+//! The one place cgroup counters are parsed: the QoS loop keeps these readers open, and
+//! [`super::CgroupNode::stats`] opens them for a single read.
 
 use std::io;
 use std::path::Path;
 
-use super::file::{StatFile, fields, keyed, lines, parse_u64};
+use crate::host::statfile::{StatFile, fields, keyed, lines, parse_u64};
 
 /// CPU counters of a cgroup (cumulative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,7 +109,8 @@ pub struct MemoryCounters {
 #[derive(Debug)]
 pub struct CgroupMemory {
     usage: StatFile,
-    stat: StatFile,
+    /// `memory.stat`; `None` when opened for the charge alone.
+    stat: Option<StatFile>,
     v2: bool,
 }
 
@@ -121,7 +124,22 @@ impl CgroupMemory {
         };
         Ok(Self {
             usage: StatFile::open(dir.join(usage))?,
-            stat: StatFile::open(dir.join("memory.stat"))?,
+            stat: Some(StatFile::open(dir.join("memory.stat"))?),
+            v2,
+        })
+    }
+
+    /// For [`read_usage`](Self::read_usage) alone: `memory.stat` is not opened (a
+    /// [`read`](Self::read) reports the whole charge as the working set).
+    pub fn open_usage(dir: &Path, v2: bool) -> io::Result<Self> {
+        let usage = if v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        Ok(Self {
+            usage: StatFile::open(dir.join(usage))?,
+            stat: None,
             v2,
         })
     }
@@ -140,7 +158,10 @@ impl CgroupMemory {
         } else {
             b"total_inactive_file"
         };
-        let inactive = keyed(self.stat.read()?, key).unwrap_or(0);
+        let inactive = match &mut self.stat {
+            Some(stat) => keyed(stat.read()?, key).unwrap_or(0),
+            None => 0,
+        };
         Ok(MemoryCounters {
             usage,
             working_set: usage.saturating_sub(inactive),
@@ -410,5 +431,24 @@ mod tests {
         assert_eq!(devs, vec![(259, 0)]);
         assert_eq!(parse_dev(b"253:17"), Some((253, 17)));
         assert_eq!(parse_dev(b"x:1"), None);
+    }
+
+    #[test]
+    fn stat_parsers() {
+        let cpu = "usage_usec 1200\nuser_usec 1000\nthrottled_usec 55\n";
+        assert_eq!(keyed(cpu.as_bytes(), b"usage_usec"), Some(1200));
+        assert_eq!(keyed(cpu.as_bytes(), b"throttled_usec"), Some(55));
+        assert_eq!(keyed(cpu.as_bytes(), b"nope"), None);
+        let io = "8:0 rbytes=100 wbytes=20 rios=1 wios=2\n259:0 rbytes=1 wbytes=2 dbytes=0\n";
+        let d = dir_with(&[("io.stat", io)]);
+        let c = CgroupIo::open(d.path(), true).unwrap().read().unwrap();
+        assert_eq!((c.read_bytes, c.write_bytes), (101, 22));
+        let blk = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Total 4608\nTotal 4608\n";
+        let d = dir_with(&[
+            ("blkio.throttle.io_service_bytes_recursive", blk),
+            ("blkio.throttle.io_serviced_recursive", blk),
+        ]);
+        let c = CgroupIo::open(d.path(), false).unwrap().read().unwrap();
+        assert_eq!((c.read_bytes, c.write_bytes), (4096, 512));
     }
 }

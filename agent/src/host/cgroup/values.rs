@@ -206,50 +206,6 @@ pub struct CgroupStats {
     pub pids: u64,
 }
 
-/// Reads `key value` lines (cpu.stat, memory.stat) into the value of `key`.
-pub fn flat_keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let mut it = l.split_whitespace();
-        (it.next()? == key).then(|| it.next()?.parse().ok())?
-    })
-}
-
-/// Sums `rbytes` and `wbytes` over every device of a v2 `io.stat`.
-pub fn v2_io_stat_bytes(text: &str) -> (u64, u64) {
-    let (mut r, mut w) = (0u64, 0u64);
-    for line in text.lines() {
-        for kv in line.split_whitespace().skip(1) {
-            if let Some((k, v)) = kv.split_once('=') {
-                let v: u64 = v.parse().unwrap_or(0);
-                match k {
-                    "rbytes" => r = r.saturating_add(v),
-                    "wbytes" => w = w.saturating_add(v),
-                    _ => {}
-                }
-            }
-        }
-    }
-    (r, w)
-}
-
-/// Sums `Read` and `Write` over every device of a v1 `blkio.throttle.io_service_bytes*`.
-pub fn v1_blkio_bytes(text: &str) -> (u64, u64) {
-    let (mut r, mut w) = (0u64, 0u64);
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(_dev), Some(op), Some(v)) = (it.next(), it.next(), it.next()) else {
-            continue;
-        };
-        let v: u64 = v.parse().unwrap_or(0);
-        match op {
-            "Read" => r = r.saturating_add(v),
-            "Write" => w = w.saturating_add(v),
-            _ => {}
-        }
-    }
-    (r, w)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,18 +257,6 @@ mod tests {
             ("blkio.throttle.read_bps_device", "8:0 1048576".into())
         );
         assert_eq!(v1[1].1, "8:0 0");
-    }
-
-    #[test]
-    fn stat_parsers() {
-        let cpu = "usage_usec 1200\nuser_usec 1000\nthrottled_usec 55\n";
-        assert_eq!(flat_keyed(cpu, "usage_usec"), Some(1200));
-        assert_eq!(flat_keyed(cpu, "throttled_usec"), Some(55));
-        assert_eq!(flat_keyed(cpu, "nope"), None);
-        let io = "8:0 rbytes=100 wbytes=20 rios=1 wios=2\n259:0 rbytes=1 wbytes=2 dbytes=0\n";
-        assert_eq!(v2_io_stat_bytes(io), (101, 22));
-        let blk = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Total 4608\nTotal 4608\n";
-        assert_eq!(v1_blkio_bytes(blk), (4096, 512));
     }
 
     #[test]
