@@ -12,11 +12,11 @@ use tokio::sync::watch;
 
 use crate::api::{AgentService, NodeInfo, QosView, SliInbox};
 use crate::host::cgroup::{CgroupTree, Hierarchies, detect};
-use crate::job::JobManager;
+use crate::jobs::JobManager;
+use crate::jobs::registry::Registry;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::policy_store::PolicyStore;
-use crate::registry::Registry;
 use crate::server;
 use crate::settings::{AgentSettings, HostFacts};
 

@@ -13,20 +13,16 @@ pub mod cli;
 pub mod daemon;
 pub mod enforce;
 pub mod host;
-pub mod job;
+pub mod jobs;
 pub mod koordinator;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod policy_store;
-pub mod procinfo;
 pub mod qos;
-pub mod registry;
 pub mod reporter;
 pub mod server;
 pub mod settings;
-pub mod spawn;
-pub mod vmm;
 
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -28,7 +28,7 @@ use std::fmt::Write;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::job::JobManager;
+use crate::jobs::JobManager;
 
 /// Errors setting up metrics.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +233,7 @@ pub fn render_live(out: &mut String, jobs: &JobManager) {
         );
     }
     let me = std::process::id();
-    if let Ok(rss) = crate::procinfo::rss_bytes(me) {
+    if let Ok(rss) = crate::jobs::procinfo::rss_bytes(me) {
         header(
             out,
             "colo_agent_resident_bytes",
@@ -242,14 +242,14 @@ pub fn render_live(out: &mut String, jobs: &JobManager) {
         );
         let _ = writeln!(out, "colo_agent_resident_bytes {rss}");
     }
-    if let Ok(ticks) = crate::procinfo::cpu_ticks(me) {
+    if let Ok(ticks) = crate::jobs::procinfo::cpu_ticks(me) {
         header(
             out,
             "colo_agent_cpu_seconds_total",
             "counter",
             "CPU time of the agent",
         );
-        let hz = crate::procinfo::clock_ticks_per_second();
+        let hz = crate::jobs::procinfo::clock_ticks_per_second();
         let _ = writeln!(
             out,
             "colo_agent_cpu_seconds_total {}",

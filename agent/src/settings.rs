@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use colo_config::AgentConfig;
 
 use crate::host::cgroup::{CgroupSettings, CgroupVersion};
-use crate::job::{Budget, ManagerConfig};
+use crate::jobs::{Budget, ManagerConfig};
 
 /// Errors loading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl AgentSettings {
             }),
             memory_bytes: o.budget.memory.map_or(u64::MAX, |m| m.bytes()),
         };
-        let vmm_binary = crate::vmm::find_binary(o.vmm.as_deref())
+        let vmm_binary = crate::jobs::runtime::microvm::find_binary(o.vmm.as_deref())
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/colo-vmm"));
         // The workload guest is embedded in colo-vmm's library: when offline.workload is not
         // installed, the agent writes out its own copy.
@@ -136,11 +136,11 @@ impl AgentSettings {
         manager.limits.default_vcpus = o.vcpus.max(1);
         manager.limits.max_vcpus = o.max_vcpus.unwrap_or(host.cpus.max(o.vcpus));
         manager.limits.default_memory_mib = (o.memory.bytes() >> 20).max(1);
-        let root = |r: &colo_config::agent::PathRoot| crate::job::paths::Root {
+        let root = |r: &colo_config::agent::PathRoot| crate::jobs::paths::Root {
             dir: r.path.clone(),
             devices: r.devices,
         };
-        manager.limits.paths = crate::job::paths::PathRoots {
+        manager.limits.paths = crate::jobs::paths::PathRoots {
             images: o.image_roots.iter().map(root).collect(),
             volumes: o.volume_roots.iter().map(root).collect(),
             operator_files: vec![o.kernel.clone(), o.workload.clone()],

@@ -16,8 +16,7 @@ use std::sync::Arc;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
-/// Longest input echoed back in an error or an audit line.
-pub const ECHO_LIMIT: usize = 96;
+pub use crate::jobs::echo::truncate;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,29 +140,9 @@ pub fn outcome<R>(who: &Caller, op: &str, job: Option<&str>, r: &Result<R, Statu
     }
 }
 
-/// `s` cut to [`ECHO_LIMIT`] characters (with the size of what was cut), so that neither an
-/// error nor an audit line echoes a huge input back.
-pub fn truncate(s: &str) -> String {
-    let n = s.chars().count();
-    if n <= ECHO_LIMIT {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(ECHO_LIMIT).collect();
-    format!("{head}… ({n} characters)")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_input_is_cut_on_a_character_boundary() {
-        assert_eq!(truncate("short"), "short");
-        let long = "é".repeat(100_000);
-        let t = truncate(&long);
-        assert!(t.len() < 400, "{}", t.len());
-        assert!(t.ends_with("(100000 characters)"), "{t}");
-    }
 
     #[test]
     fn read_only_callers_are_refused_changes() {

@@ -2,8 +2,8 @@
 
 use colo_proto::agent as pb;
 
-use crate::job::ManagerError;
-use crate::job::model::{EndReason, Guest, JobRecord, JobSpec, JobState, QosClass, ThrottleState};
+use crate::jobs::ManagerError;
+use crate::jobs::model::{EndReason, Guest, JobRecord, JobSpec, JobState, QosClass, ThrottleState};
 
 /// The wire state.
 pub fn state(s: JobState) -> pb::JobState {

@@ -13,8 +13,8 @@ use colo_proto::agent as pb;
 use tonic::{Request, Response, Status};
 
 use self::access::{Caller, TcpAccess};
-use crate::job::validate::{self, FieldError, SpecLimits};
-use crate::job::{JobFilter, JobManager};
+use crate::jobs::validate::{self, FieldError, SpecLimits};
+use crate::jobs::{JobFilter, JobManager};
 use crate::policy_store::PolicyStore;
 
 /// What the QoS loop publishes for NodeStatus (filled in by the QoS loop; defaults until then).

@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::convert;
-use crate::job::{JobManager, JobRecord, ManagerError};
+use crate::jobs::{JobManager, JobRecord, ManagerError};
 
 /// The WatchJob stream.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, tonic::Status>> + Send>>;

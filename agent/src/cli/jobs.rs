@@ -28,7 +28,7 @@ fn parse_state(s: &str) -> Result<i32, CliError> {
 }
 
 fn now_ms() -> i64 {
-    crate::job::model::now_ms()
+    crate::jobs::model::now_ms()
 }
 
 /// One table row of a job.

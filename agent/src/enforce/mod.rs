@@ -19,8 +19,8 @@ use std::time::Duration;
 use colo_policy::{Action, Direction, IoLimit, MemoryLimitKind, Reason, VmId};
 
 use crate::host::cgroup::{CgroupTree, DeviceNumber, IoLimit as CgroupIoLimit, JobCgroup};
-use crate::job::JobManager;
-use crate::job::model::{ThrottleState, now_ms};
+use crate::jobs::JobManager;
+use crate::jobs::model::{ThrottleState, now_ms};
 
 use cpu::{GroupCpu, VmCpu};
 pub use cpu::{apply_sched_idle_threads, set_thread_sched_idle};

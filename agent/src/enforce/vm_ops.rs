@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::job::JobManager;
+use crate::jobs::JobManager;
 
 /// One operation.
 #[derive(Debug)]

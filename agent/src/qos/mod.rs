@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::api::{QosView, SliInbox};
 use crate::enforce::Enforcer;
 use crate::host::cgroup::{CgroupTree, DeviceNumber};
-use crate::job::JobManager;
+use crate::jobs::JobManager;
 use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
 use crate::monitor::{Collector, CollectorSettings, PsiRates, Readings, ServiceSpec, psi_trigger};
 use crate::policy_store::PolicyStore;

@@ -10,8 +10,8 @@ use colo_policy::{VmId, VmLimits, VmRunState, VmSample};
 
 use crate::enforce::{VmLookup, VmTarget};
 use crate::host::cgroup::ThreadGroup;
-use crate::job::JobManager;
-use crate::job::model::{JobState, QosClass, now_ms};
+use crate::jobs::JobManager;
+use crate::jobs::model::{JobState, QosClass, now_ms};
 use crate::monitor::VmSpec;
 
 /// One live VM.

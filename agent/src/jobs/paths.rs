@@ -17,7 +17,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::model::{Guest, JobSpec};
-use crate::api::access::truncate;
+use crate::jobs::echo::truncate;
 
 /// Which roots a path must lie beneath.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,210 +1,25 @@
 //! The job manager: admits jobs, runs one supervisor task per live job, and answers the API
 //! and the QoS loop.
 //!
-//! Each live job has one supervisor task (see `supervisor.rs`), the only writer of its record;
-//! everything else sends it commands. The table below holds the latest snapshot of every job
-//! (live or finished and not yet forgotten) for reads, and a broadcast channel per job for
-//! watchers.
+//! Each live job has one supervisor task (see `supervisor/`), the only writer of its record;
+//! everything else sends it commands through the job table ([`super::store`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::config::{Budget, ManagerConfig};
+use super::error::ManagerError;
 use super::model::{JobRecord, JobSpec, JobState, StopIntent, StopKind, ThrottleState, now_ms};
-use super::supervisor::{self, Command};
-use super::validate::{FieldError, SpecLimits};
+use super::registry::{JobPaths, Registry, RegistryError};
+use super::runtime::microvm::{self, ControlClient, ControlClientError};
+use super::store::{Command, JobStore, Slot, Table};
+use super::supervisor;
 use crate::host::cgroup::{CgroupTree, JobCgroup};
-use crate::registry::{JobPaths, Registry, RegistryError};
-
-/// Errors of the job manager.
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    /// The request broke a rule.
-    #[error(transparent)]
-    Invalid(#[from] FieldError),
-    /// No such job.
-    #[error("job {0} not found (finished jobs are forgotten after the retention period)")]
-    NotFound(String),
-    /// The job does not fit the node's offline budget.
-    #[error("{0}")]
-    OverBudget(String),
-    /// The idempotency key was used before with a different spec.
-    #[error(
-        "idempotency key {key:?} already names job {id} with a different spec; use a new key \
-         for a new job"
-    )]
-    KeyConflict {
-        /// The key.
-        key: String,
-        /// The job it names.
-        id: String,
-    },
-    /// The job is not in a state that allows the request.
-    #[error("job {id} is {state}: {what}")]
-    WrongState {
-        /// The job.
-        id: String,
-        /// Its state.
-        state: &'static str,
-        /// What was refused.
-        what: String,
-    },
-    /// The VMM's control socket failed.
-    #[error("job {id}: {error}")]
-    Control {
-        /// The job.
-        id: String,
-        /// The error.
-        error: String,
-    },
-    /// The registry could not be written.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The agent is shutting down.
-    #[error("the agent is shutting down; retry on another node or after it restarts")]
-    ShuttingDown,
-}
-
-impl ManagerError {
-    /// A request to a job that has ended (or is ending) and takes no more commands.
-    pub(crate) fn ended(id: &str, state: JobState) -> Self {
-        Self::WrongState {
-            id: id.into(),
-            state: state.name(),
-            what: "it has already ended".into(),
-        }
-    }
-}
-
-/// The node's offline budget: what all admitted, unfinished jobs may reserve together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    /// CPU in millicores (one vCPU reserves 1000).
-    pub cpu_millicores: u64,
-    /// Guest memory in bytes.
-    pub memory_bytes: u64,
-}
-
-/// What the job manager needs to know.
-#[derive(Debug, Clone)]
-pub struct ManagerConfig {
-    /// The `colo-vmm` binary.
-    pub vmm_binary: PathBuf,
-    /// The workload guest ELF.
-    pub workload_guest: PathBuf,
-    /// Job size limits and defaults.
-    pub limits: SpecLimits,
-    /// Memory the VMM process needs beyond guest memory (added to the job's memory limit).
-    pub memory_overhead_mib: u64,
-    /// `pids.max` of a job.
-    pub pids_per_job: u64,
-    /// How long a VMM may take to report `started`.
-    pub start_timeout: Duration,
-    /// How long a VMM may take to end after `shutdown` before it is killed.
-    pub stop_grace: Duration,
-    /// Timeout of one control-socket request.
-    pub control_timeout: Duration,
-    /// The offline budget.
-    pub budget: Budget,
-    /// Stop every job (ending Preempted/AgentShutdown) when the agent shuts down.
-    pub drain_on_shutdown: bool,
-    /// Finished jobs are forgotten (record and logs removed) after this long...
-    pub finished_retention: Duration,
-    /// ...or when more than this many finished jobs are kept.
-    pub max_finished: usize,
-    /// Most bytes a job's serial console, VMM log and VMM output may each hold
-    /// (`colo-vmm --log-limit`).
-    pub log_limit: u64,
-}
-
-impl ManagerConfig {
-    /// Defaults for everything but the binaries and the budget.
-    pub fn new(vmm_binary: PathBuf, workload_guest: PathBuf, budget: Budget) -> Self {
-        Self {
-            vmm_binary,
-            workload_guest,
-            limits: SpecLimits::default(),
-            memory_overhead_mib: 64,
-            pids_per_job: 128,
-            start_timeout: Duration::from_secs(20),
-            stop_grace: Duration::from_secs(5),
-            control_timeout: Duration::from_secs(3),
-            budget,
-            drain_on_shutdown: false,
-            finished_retention: Duration::from_secs(24 * 3600),
-            max_finished: 1000,
-            log_limit: 16 << 20,
-        }
-    }
-}
-
-pub(crate) struct Slot {
-    pub(crate) record: JobRecord,
-    pub(crate) events: broadcast::Sender<JobRecord>,
-    pub(crate) cmd: Option<mpsc::UnboundedSender<Command>>,
-    pub(crate) throttle: ThrottleState,
-    pub(crate) cgroup: Option<JobCgroup>,
-}
-
-#[derive(Default)]
-pub(crate) struct Table {
-    pub(crate) by_id: BTreeMap<String, Slot>,
-    by_key: HashMap<String, String>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) cfg: ManagerConfig,
-    pub(crate) cgroups: CgroupTree,
-    pub(crate) registry: Registry,
-    table: Mutex<Table>,
-    submit_lock: tokio::sync::Mutex<()>,
-    next_id: AtomicU64,
-    pub(crate) start_latency: Mutex<Vec<f64>>,
-    shutting_down: std::sync::atomic::AtomicBool,
-    supervisors: Mutex<tokio::task::JoinSet<()>>,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobManager").finish_non_exhaustive()
-    }
-}
-
-impl Inner {
-    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
-        // A panic while holding the lock leaves consistent data (every update is one
-        // assignment), so a poisoned lock is still usable.
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Publishes a new snapshot of a job (after its supervisor persisted it).
-    pub(crate) fn publish(&self, record: &JobRecord) {
-        let mut t = self.table();
-        if let Some(slot) = t.by_id.get_mut(&record.id) {
-            slot.record = record.clone();
-            if record.state.is_terminal() {
-                slot.cmd = None;
-                slot.cgroup = None;
-            }
-            // No receivers is fine.
-            let _ = slot.events.send(record.clone());
-        }
-    }
-
-    pub(crate) fn set_cgroup(&self, id: &str, cgroup: Option<JobCgroup>) {
-        if let Some(slot) = self.table().by_id.get_mut(id) {
-            slot.cgroup = cgroup;
-        }
-    }
-
-    pub(crate) fn paths(&self, id: &str) -> JobPaths {
-        self.registry.paths(id)
-    }
-}
 
 /// A job's handle for the QoS loop and the metrics: what is needed to act on it.
 #[derive(Debug, Clone)]
@@ -244,7 +59,7 @@ pub struct JobFilter {
 /// The job manager. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JobManager {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<JobStore>,
 }
 
 impl JobManager {
@@ -257,7 +72,7 @@ impl JobManager {
         registry: Registry,
     ) -> Result<Self, ManagerError> {
         let seed = u64::from(std::process::id()) << 20 ^ (now_ms() as u64 & 0xfffff);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(JobStore {
             cfg,
             cgroups,
             registry,
@@ -593,9 +408,7 @@ impl JobManager {
     pub async fn control<T, F>(&self, id: &str, op: F) -> Result<T, ManagerError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut crate::vmm::ControlClient) -> Result<T, crate::vmm::ControlClientError>
-            + Send
-            + 'static,
+        F: FnOnce(&mut ControlClient) -> Result<T, ControlClientError> + Send + 'static,
     {
         let rec = self.get(id)?;
         if !matches!(rec.state, JobState::Running | JobState::Paused) {
@@ -606,7 +419,7 @@ impl JobManager {
             });
         }
         let sock = self.inner.registry.paths(id).control;
-        crate::vmm::control(&sock, self.inner.cfg.control_timeout, op)
+        microvm::control(&sock, self.inner.cfg.control_timeout, op)
             .await
             .map_err(|e| ManagerError::Control {
                 id: id.into(),

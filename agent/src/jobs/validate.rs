@@ -8,7 +8,7 @@ use colo_proto::agent as pb;
 
 use super::model::{DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, WorkloadGuest};
 use super::paths::{PathRoots, RootKind};
-use crate::api::access::truncate;
+use crate::jobs::echo::truncate;
 
 /// A field that broke a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

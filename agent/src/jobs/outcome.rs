@@ -2,8 +2,8 @@
 //! (when the agent is its parent) and the stop the agent asked for.
 
 use super::model::{EndReason, JobState, StopIntent};
-use crate::spawn::WaitStatus;
-use crate::vmm::{ExitReason, ExitRecord};
+use crate::jobs::launch::WaitStatus;
+use crate::jobs::runtime::microvm::{ExitReason, ExitRecord};
 
 /// The end of a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::model::StopKind;
+    use crate::jobs::model::StopKind;
 
     fn rec(reason: ExitReason, code: i32) -> ExitRecord {
         ExitRecord {

@@ -1,6 +1,6 @@
-//! The agent's side of the colo-vmm contract (docs/vmm.md): the command line it starts a VMM
-//! with, the `started` line, the exit record and the control socket (async wrappers around the
-//! blocking client, so a slow VMM never stalls the runtime).
+//! The MicroVM sandbox: the agent's side of the colo-vmm contract (docs/vmm.md): the command
+//! line it starts a VMM with, the `started` line, the exit record and the control socket (async
+//! wrappers around the blocking client, so a slow VMM never stalls the runtime).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,73 @@ use std::time::Duration;
 pub use colo_vmm::control::VmState;
 pub use colo_vmm::{ControlClient, ControlClientError, ExitReason, ExitRecord, Stats};
 
-use crate::job::model::{Guest, JobSpec};
-use crate::registry::JobPaths;
+use super::{SandboxStatus, StartedLine};
+use crate::jobs::config::ManagerConfig;
+use crate::jobs::model::{Guest, JobSpec};
+use crate::jobs::registry::JobPaths;
+
+/// The prefix of a VMM process's name (`comm`), to find it in a job's cgroup.
+const PROCESS_NAME: &str = "colo-vmm";
+/// The prefix of a vCPU thread's name (`colo-vcpu-N`).
+pub const VCPU_THREAD: &str = "colo-vcpu-";
+
+/// A job's MicroVM: one `colo-vmm` process, driven over its control socket.
+#[derive(Debug, Clone)]
+pub struct MicroVm {
+    binary: PathBuf,
+    workload_guest: PathBuf,
+    log_limit: u64,
+    control_timeout: Duration,
+}
+
+impl MicroVm {
+    /// The MicroVM of the agent's configuration.
+    pub fn new(cfg: &ManagerConfig) -> Self {
+        Self {
+            binary: cfg.vmm_binary.clone(),
+            workload_guest: cfg.workload_guest.clone(),
+            log_limit: cfg.log_limit,
+            control_timeout: cfg.control_timeout,
+        }
+    }
+
+    /// The `colo-vmm run` command line of a job.
+    pub fn command(&self, spec: &JobSpec, paths: &JobPaths) -> (PathBuf, Vec<OsString>) {
+        let args = run_args(spec, paths, &self.workload_guest, self.log_limit);
+        (self.binary.clone(), args)
+    }
+
+    /// Whether a process named `comm` is a VMM.
+    pub fn is_own_process(&self, comm: &str) -> bool {
+        comm.starts_with(PROCESS_NAME)
+    }
+
+    /// The VMM's state and progress, from its control socket.
+    pub async fn status(&self, paths: &JobPaths) -> Result<SandboxStatus, ControlClientError> {
+        let st = control(&paths.control, self.control_timeout, |c| c.stats()).await?;
+        Ok(SandboxStatus {
+            paused: st.state == VmState::Paused,
+            progress: st.progress,
+        })
+    }
+
+    /// Stops (`pause`) or restarts the vCPUs.
+    pub async fn set_paused(
+        &self,
+        paths: &JobPaths,
+        pause: bool,
+    ) -> Result<(), ControlClientError> {
+        control(&paths.control, self.control_timeout, move |c| {
+            if pause { c.pause() } else { c.resume() }
+        })
+        .await
+    }
+
+    /// Asks the guest to shut down.
+    pub async fn shutdown(&self, paths: &JobPaths) -> Result<(), ControlClientError> {
+        control(&paths.control, self.control_timeout, |c| c.shutdown()).await
+    }
+}
 
 /// The `colo-vmm run` arguments for a job; `log_limit` bounds its serial console and logs.
 pub fn run_args(
@@ -60,17 +125,6 @@ pub fn run_args(
         push("--disk", v);
     }
     a
-}
-
-/// The threads a VMM announced in its `started` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartedLine {
-    /// The VMM's pid.
-    pub pid: u32,
-    /// vCPU thread ids, by vCPU index.
-    pub vcpu_tids: Vec<u32>,
-    /// The IO thread, if any.
-    pub io_tid: Option<u32>,
 }
 
 /// Finds and parses `colo-vmm: started pid=<pid> vcpu_tids=<t0>,<t1> io_tid=<tid or ->` in
@@ -151,7 +205,7 @@ pub fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::model::{DiskSpec, QosClass, WorkloadGuest};
+    use crate::jobs::model::{DiskSpec, QosClass, WorkloadGuest};
 
     #[test]
     fn parses_the_started_line() {
@@ -193,7 +247,8 @@ mod tests {
             labels: Default::default(),
             deadline_seconds: 0,
         };
-        let reg = crate::registry::Registry::open(tempfile::tempdir().unwrap().path()).unwrap();
+        let reg =
+            crate::jobs::registry::Registry::open(tempfile::tempdir().unwrap().path()).unwrap();
         let a: Vec<String> = run_args(&spec, &reg.paths("j"), Path::new("/g"), 65536)
             .into_iter()
             .map(|s| s.into_string().unwrap())

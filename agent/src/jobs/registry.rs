@@ -21,7 +21,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::job::model::JobRecord;
+use crate::jobs::model::JobRecord;
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -284,7 +284,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::model::{Guest, JobSpec, JobState, QosClass, WorkloadGuest};
+    use crate::jobs::model::{Guest, JobSpec, JobState, QosClass, WorkloadGuest};
 
     fn record(id: &str, t: i64) -> JobRecord {
         JobRecord::new(
