@@ -7,21 +7,14 @@
 //! * [`daemon`] ties it together with [`metrics`], [`notify`] (systemd) and [`policy_store`].
 //! * [`cli`] is `coloctl`; [`check`] is `colo-agent --check`.
 
-pub mod api;
 pub mod check;
 pub mod cli;
 pub mod daemon;
-pub mod enforce;
 pub mod host;
 pub mod jobs;
-pub mod koordinator;
-pub mod metrics;
-pub mod monitor;
 pub mod notify;
-pub mod policy_store;
 pub mod qos;
-pub mod reporter;
-pub mod server;
+pub mod serve;
 pub mod settings;
 
 /// The agent's version, as reported to the scheduler.

@@ -8,6 +8,7 @@ use colo_config::AgentConfig;
 
 use crate::host::cgroup::{CgroupSettings, CgroupVersion};
 use crate::jobs::{Budget, ManagerConfig};
+pub use crate::serve::server::TcpSettings;
 
 /// Errors loading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -15,23 +16,6 @@ pub enum SettingsError {
     /// agent.yaml is missing, unreadable or invalid (each error names file:line:col).
     #[error("{0}")]
     Config(#[from] colo_config::ConfigErrors),
-}
-
-/// The TLS listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpSettings {
-    /// Address and port.
-    pub listen: SocketAddr,
-    /// Server certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Server private key (PEM).
-    pub key: PathBuf,
-    /// CA for client certificates (None only with `insecure_any_client`).
-    pub client_ca: Option<PathBuf>,
-    /// Clients without certificates accepted, with full access (an explicit opt-in).
-    pub insecure_any_client: bool,
-    /// Certificate identities with full access; others may only read.
-    pub full_access: Vec<String>,
 }
 
 /// Everything the daemon needs.

@@ -496,7 +496,7 @@ fn reports_names_and_echoes_are_bounded() {
         ..Options::default()
     });
     let pid = agent.pid();
-    let values = vec![1_000u64; colo_agent::api::MAX_SLI_VALUES_PER_REPORT];
+    let values = vec![1_000u64; colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT];
     let start_rss = rss_kib(pid);
     let (unknown, known, after_unknown, after_known) = rt().block_on(async {
         let mut c = agent.client().await;
@@ -517,7 +517,7 @@ fn reports_names_and_echoes_are_bounded() {
         let e = c
             .report_sli(pb::ReportSliRequest {
                 service: "web".into(),
-                latency_us: vec![1; colo_agent::api::MAX_SLI_VALUES_PER_REPORT + 1],
+                latency_us: vec![1; colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT + 1],
             })
             .await
             .unwrap_err();
@@ -545,7 +545,7 @@ fn reports_names_and_echoes_are_bounded() {
     );
     assert_eq!(
         known,
-        300 * colo_agent::api::MAX_SLI_VALUES_PER_REPORT as u64
+        300 * colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT as u64
     );
     eprintln!(
         "{test}: agent RSS {start_rss} KiB at start, {after_unknown} KiB after 300 x {} values for unknown services, {after_known} KiB after 300 x {} for a known one",

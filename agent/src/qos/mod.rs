@@ -1,13 +1,18 @@
 //! The QoS loop: every `loop.period` (50 ms by default), and at once when a PSI trigger fires,
-//! read the signals ([`crate::monitor`]), let the policy engine decide ([`colo_policy::Engine`])
-//! and apply its actions ([`crate::enforce`]).
+//! read the signals ([`monitor`]), let the policy engine decide ([`colo_policy::Engine`])
+//! and apply its actions ([`enforce`]).
 //!
 //! Cost: one tick reads a few kernel files with kept descriptors, runs the engine (no
 //! allocation once its buffers have grown) and writes only what changes. Job listings, thread
 //! listings and per-VM counters are refreshed at slower cadences.
 
+pub mod enforce;
+pub mod monitor;
+pub mod policy_store;
+pub mod report;
 mod snapshot;
 mod summary;
+pub mod view;
 mod vms;
 mod wait;
 
@@ -23,13 +28,14 @@ use colo_policy::{Engine, NodeSample, OnlineSample, PsiSample, VmRunState};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::{QosView, SliInbox};
-use crate::enforce::Enforcer;
 use crate::host::cgroup::{CgroupTree, DeviceNumber};
 use crate::jobs::JobManager;
-use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
-use crate::monitor::{Collector, CollectorSettings, PsiRates, Readings, ServiceSpec, psi_trigger};
-use crate::policy_store::PolicyStore;
+use enforce::Enforcer;
+use monitor::sli::{ProbeTarget, SliWindow, run_probe};
+use monitor::{Collector, CollectorSettings, PsiRates, Readings, ServiceSpec, psi_trigger};
+use policy_store::PolicyStore;
+use report::ReportSink;
+use view::{QosView, SliInbox};
 
 pub use snapshot::{LatestSnapshot, NodeSnapshot};
 pub use summary::Summary;
@@ -50,7 +56,7 @@ const VIEW_EVERY: Duration = Duration::from_secs(1);
 pub enum QosError {
     /// The monitors could not start.
     #[error(transparent)]
-    Monitor(#[from] crate::monitor::MonitorError),
+    Monitor(#[from] monitor::MonitorError),
 }
 
 /// What the loop shares with the rest of the agent.
@@ -65,7 +71,7 @@ pub struct QosShared {
     /// The node's latest report and usage, always published (NodeStatus, Koordinator view).
     pub latest: LatestSnapshot,
     /// Where node reports go (colo-scheduler), if configured.
-    pub reporter: Option<crate::reporter::ReporterHandle>,
+    pub reporter: Option<Arc<dyn ReportSink>>,
     /// The node's name in reports.
     pub node_name: String,
 }
@@ -90,7 +96,7 @@ pub fn spawn(
     shared: QosShared,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, QosError> {
-    let state_disk = crate::monitor::node::disk_of(&config.offline.state_dir);
+    let state_disk = monitor::node::disk_of(&config.offline.state_dir);
     let cs = collector_settings(jobs.cgroups(), state_disk);
     let mut collector = Collector::new(cs)?;
     let mut services = Vec::new();
@@ -197,7 +203,7 @@ fn arm_triggers(config: &AgentConfig, collector: &Collector, wake: &Arc<Notify>)
     let l = &config.qos_loop;
     let mut files = Vec::new();
     if collector.has_system_psi() {
-        for r in crate::monitor::psi::RESOURCES {
+        for r in monitor::psi::RESOURCES {
             files.push(Path::new("/proc/pressure").join(r));
         }
     }
@@ -217,11 +223,11 @@ fn arm_triggers(config: &AgentConfig, collector: &Collector, wake: &Arc<Notify>)
 struct LoopState {
     collector: Collector,
     enforcer: Enforcer,
-    engine: Option<(Engine, Arc<crate::policy_store::LoadedPolicy>)>,
+    engine: Option<(Engine, Arc<policy_store::LoadedPolicy>)>,
     jobs: JobManager,
     policy: PolicyStore,
     shared: QosShared,
-    pushed: Vec<(String, crate::monitor::sli::SharedWindow)>,
+    pushed: Vec<(String, monitor::sli::SharedWindow)>,
     budget: Option<f64>,
     period: Duration,
     vms: VmTable,
@@ -372,7 +378,7 @@ impl LoopState {
             v.offline_cpu_quota_millicores = quota.map_or(0, millicores);
         }
         let offline_memory: u64 = self.sample.vms.iter().map(|v| v.memory_usage).sum();
-        let inputs = crate::reporter::NodeInputs {
+        let inputs = report::NodeInputs {
             node_name: self.shared.node_name.clone(),
             capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
             online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
@@ -386,7 +392,7 @@ impl LoopState {
                 .map(|(s, n)| (s.name().to_string(), n))
                 .collect(),
         };
-        let (report, admission) = crate::reporter::node_report(&inputs, &params, self.admission);
+        let (report, admission) = report::node_report(&inputs, &params, self.admission);
         self.admission = admission;
         if let Some(reporter) = &self.shared.reporter {
             reporter.publish(report.clone());

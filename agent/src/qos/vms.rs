@@ -8,11 +8,11 @@ use std::time::Duration;
 use colo_config::policy::QosClassName;
 use colo_policy::{VmId, VmLimits, VmRunState, VmSample};
 
-use crate::enforce::{VmLookup, VmTarget};
 use crate::host::cgroup::ThreadGroup;
 use crate::jobs::JobManager;
 use crate::jobs::model::{JobState, QosClass, now_ms};
-use crate::monitor::VmSpec;
+use crate::qos::enforce::{VmLookup, VmTarget};
+use crate::qos::monitor::VmSpec;
 
 /// One live VM.
 #[derive(Debug, Clone)]

@@ -82,9 +82,11 @@ impl Metrics {
 /// HELP texts of the metrics the agent updates through the `metrics` facade (the exporter
 /// writes `# HELP` only for described metrics).
 fn describe() {
-    use crate::enforce::{METRIC_ACTIONS, METRIC_ERRORS, METRIC_OFFLINE_QUOTA};
+    use crate::qos::enforce::{METRIC_ACTIONS, METRIC_ERRORS, METRIC_OFFLINE_QUOTA};
     use crate::qos::{METRIC_TICK, METRIC_TICKS};
-    use crate::reporter::{METRIC_CONNECTED, METRIC_CONNECTS, METRIC_DROPPED, METRIC_PRODUCED};
+    use crate::serve::reporter::{
+        METRIC_CONNECTED, METRIC_CONNECTS, METRIC_DROPPED, METRIC_PRODUCED,
+    };
     describe_histogram!(
         "colo_vm_start_seconds",
         Unit::Seconds,

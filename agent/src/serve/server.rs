@@ -2,6 +2,7 @@
 //! listener for `/metrics` and `/healthz`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +10,24 @@ use std::sync::Arc;
 use colo_proto::agent::agent_server::AgentServer;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::api::AgentService;
-use crate::settings::TcpSettings;
+use crate::serve::api::AgentService;
+
+/// The TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA for client certificates (None only with `insecure_any_client`).
+    pub client_ca: Option<PathBuf>,
+    /// Clients without certificates accepted, with full access (an explicit opt-in).
+    pub insecure_any_client: bool,
+    /// Certificate identities with full access; others may only read.
+    pub full_access: Vec<String>,
+}
 
 /// Errors setting up a listener.
 #[derive(Debug, thiserror::Error)]
