@@ -114,7 +114,7 @@ pub(crate) mod tests {
         assert_eq!(budget.cpu_millicores, 16_000 - 6_000 - 1_600);
         assert_eq!(r.interference.unwrap().score, 0.0);
         assert_eq!(r.jobs_by_state["running"], 2);
-        assert_eq!(r.agent_version, crate::AGENT_VERSION);
+        assert_eq!(r.agent_version, env!("CARGO_PKG_VERSION"));
 
         // Score = 0.4 × (0.3 × c / 0.7) + 0.6 × c ≈ 0.771 × c for a PSI component c.
         // PSI 400 ms/s saturates it: score ≈ 77 > 70 → refuse.

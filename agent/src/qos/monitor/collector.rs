@@ -6,188 +6,19 @@
 //! `slow_every`; each VM's counters at most `vm_refresh` old, a few VMs per tick round-robin so
 //! the cost is spread evenly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use colo_config::agent::Selector;
 
 use super::MonitorError;
 use super::node::{CpuTimes, DiskCounters, DiskStats, MemInfo, ProcMeminfo, ProcStat};
 use super::psi::{PsiCounters, PsiSource};
+use super::readings::{
+    CollectorSettings, OnlineReadings, PsiRates, Readings, ServiceSpec, VmReadings, VmSpec,
+};
 use super::selector;
-use super::sli::SharedWindow;
 use super::tasks::OnlineTasks;
-use crate::host::cgroup::Hierarchies;
-use crate::host::cgroup::counters::{CgroupCpu, CgroupIo, CgroupMemory, CpuCounters, IoCounters};
-
-/// Stall time per second of each PSI line.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct PsiRates {
-    /// cpu some.
-    pub cpu_some: f64,
-    /// memory some.
-    pub memory_some: f64,
-    /// memory full.
-    pub memory_full: f64,
-    /// io some.
-    pub io_some: f64,
-    /// io full.
-    pub io_full: f64,
-}
-
-impl PsiRates {
-    fn between(a: &PsiCounters, b: &PsiCounters, dt_us: f64) -> Self {
-        let r = |x: u64, y: u64| y.saturating_sub(x) as f64 / dt_us;
-        Self {
-            cpu_some: r(a.cpu.some, b.cpu.some),
-            memory_some: r(a.memory.some, b.memory.some),
-            memory_full: r(a.memory.full, b.memory.full),
-            io_some: r(a.io.some, b.io.some),
-            io_full: r(a.io.full, b.io.full),
-        }
-    }
-}
-
-/// The node in one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct NodeReadings {
-    /// Time since the collector started.
-    pub now: Duration,
-    /// Length of the interval the rates cover, s.
-    pub interval_s: f64,
-    /// CPUs.
-    pub cpu_capacity: f64,
-    /// Busy CPU, cores.
-    pub cpu_busy: f64,
-    /// CPU stolen by the hypervisor, cores.
-    pub cpu_steal: f64,
-    /// CPU used by the offline group, cores.
-    pub offline_cpu: f64,
-    /// `MemTotal`.
-    pub memory_total: u64,
-    /// `MemTotal − MemAvailable`.
-    pub memory_used: u64,
-    /// System-wide PSI, if the kernel has it.
-    pub psi: Option<PsiRates>,
-}
-
-/// One online service in one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct OnlineReadings {
-    /// Index in agent.yaml `services`.
-    pub service: u32,
-    /// CPU used, cores.
-    pub cpu: f64,
-    /// Run-queue wait of its threads, s/s (`None` until its threads are found).
-    pub run_delay: Option<f64>,
-    /// Mean run-queue wait per time slice of its threads, seconds (`None` when none ran).
-    pub wakeup_delay: Option<f64>,
-    /// Its cgroup's PSI (v2).
-    pub psi: Option<PsiRates>,
-    /// Working-set memory, bytes.
-    pub memory: u64,
-    /// Mean latency of requests on its disks (the worst disk), when requests completed.
-    pub io_latency: Option<Duration>,
-    /// Busy share of its busiest disk.
-    pub io_utilisation: Option<f64>,
-    /// SLI p99 ÷ target.
-    pub sli_ratio: Option<f64>,
-    /// Threads followed.
-    pub tasks: usize,
-}
-
-/// One offline VM (its counters may be up to `vm_refresh` old).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct VmReadings {
-    /// The caller's key for the VM.
-    pub key: u64,
-    /// CPU used (VMM included), cores.
-    pub cpu: f64,
-    /// Share of the interval its vCPUs were throttled (0–1).
-    pub throttled: f64,
-    /// Memory charged, bytes.
-    pub memory: u64,
-    /// Disk bytes per second.
-    pub io_bytes_per_sec: u64,
-    /// Disk operations per second.
-    pub io_ops_per_sec: u64,
-    /// Whether its cgroup counters could be read.
-    pub seen: bool,
-}
-
-/// Everything one tick read.
-#[derive(Debug, Clone, Default)]
-pub struct Readings {
-    /// The node.
-    pub node: NodeReadings,
-    /// The online services, in agent.yaml order.
-    pub online: Vec<OnlineReadings>,
-    /// The VMs, in the order given to [`Collector::set_vms`].
-    pub vms: Vec<VmReadings>,
-}
-
-/// An online service to watch.
-#[derive(Debug, Clone)]
-pub struct ServiceSpec {
-    /// Index in agent.yaml `services`.
-    pub index: u32,
-    /// Name (logs).
-    pub name: String,
-    /// How to find it.
-    pub selector: Selector,
-    /// SLO p99 target and the window its latencies arrive in.
-    pub sli: Option<(Duration, SharedWindow)>,
-}
-
-/// An offline VM to watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmSpec {
-    /// The caller's key.
-    pub key: u64,
-    /// The job id: its cgroup is `<offline>/<job>`.
-    pub job: String,
-}
-
-/// How the collector finds things.
-#[derive(Debug, Clone)]
-pub struct CollectorSettings {
-    /// The cgroup hierarchies.
-    pub hierarchies: Hierarchies,
-    /// The offline group, relative to the hierarchy roots (`<root>/offline`).
-    pub offline: PathBuf,
-    /// `/proc` (tests point elsewhere).
-    pub proc_root: PathBuf,
-    /// Read system-wide PSI.
-    pub system_psi: bool,
-    /// Read each service's cgroup PSI (v2 only).
-    pub cgroup_psi: bool,
-    /// Listings and memory refresh period.
-    pub slow_every: Duration,
-    /// Most age of a VM's counters.
-    pub vm_refresh: Duration,
-    /// Disk used for services that have done no IO of their own yet.
-    pub default_disk: Option<(u32, u32)>,
-    /// Fewest SLI samples in the window for a p99.
-    pub sli_min_samples: usize,
-}
-
-impl CollectorSettings {
-    /// Defaults for `hierarchies` and the offline group `offline`.
-    pub fn new(hierarchies: Hierarchies, offline: PathBuf) -> Self {
-        let v2 = hierarchies.is_v2();
-        Self {
-            hierarchies,
-            offline,
-            proc_root: PathBuf::from("/proc"),
-            system_psi: true,
-            cgroup_psi: v2,
-            slow_every: Duration::from_millis(250),
-            vm_refresh: Duration::from_secs(1),
-            default_disk: super::node::disk_of(Path::new("/")),
-            sli_min_samples: 5,
-        }
-    }
-}
+use super::vm::{Vm, read_vm, usage_of};
+use crate::host::cgroup::counters::{CgroupCpu, CgroupIo, CgroupMemory};
 
 #[derive(Debug)]
 struct Service {
@@ -236,17 +67,6 @@ impl WakeupWindow {
     }
 }
 
-#[derive(Debug)]
-struct Vm {
-    spec: VmSpec,
-    cpu: Option<CgroupCpu>,
-    vcpu: Option<CgroupCpu>,
-    memory: Option<CgroupMemory>,
-    io: Option<CgroupIo>,
-    prev: Option<(Instant, CpuCounters, CpuCounters, IoCounters)>,
-    out: VmReadings,
-}
-
 /// Reads the signals of one node.
 #[derive(Debug)]
 pub struct Collector {
@@ -274,34 +94,6 @@ pub struct Collector {
     scratch_devs: Vec<(u32, u32)>,
     /// Device → its whole disk, as found in sysfs (a partition's parent does not change).
     whole_disks: Vec<((u32, u32), (u32, u32))>,
-}
-
-/// A VM's `vcpu` child, read for its throttling only (its usage is in the VM's own cgroup).
-fn throttling_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
-    if h.is_v2() {
-        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
-    } else {
-        CgroupCpu::v1_throttling(&h.dir("cpu", rel)?).ok()
-    }
-}
-
-fn cpu_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
-    if h.is_v2() {
-        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
-    } else {
-        let cpu = h.dir("cpu", rel);
-        CgroupCpu::v1(&h.dir("cpuacct", rel)?, cpu.as_deref()).ok()
-    }
-}
-
-/// A cgroup read for its CPU usage only (the online services, the offline group): on v1
-/// `cpuacct.usage` alone, without the cpu hierarchy's `cpu.stat` (throttling nobody reads).
-fn usage_of(h: &Hierarchies, rel: &Path) -> Option<CgroupCpu> {
-    if h.is_v2() {
-        CgroupCpu::v2(&h.dir("cpu", rel)?).ok()
-    } else {
-        CgroupCpu::v1(&h.dir("cpuacct", rel)?, None).ok()
-    }
 }
 
 impl Collector {
@@ -702,60 +494,14 @@ impl Collector {
     }
 }
 
-fn read_vm(s: &CollectorSettings, v: &mut Vm, now: Instant) {
-    let h = &s.hierarchies;
-    if v.cpu.is_none() {
-        let rel = s.offline.join(&v.spec.job);
-        v.cpu = cpu_of(h, &rel);
-        v.vcpu = throttling_of(h, &rel.join("vcpu"));
-        v.memory = h
-            .dir("memory", &rel)
-            .and_then(|d| CgroupMemory::open(&d, h.is_v2()).ok());
-        v.io = h
-            .dir("blkio", &rel)
-            .and_then(|d| CgroupIo::open(&d, h.is_v2()).ok());
-    }
-    let Some(cpu) = v.cpu.as_mut().and_then(|c| c.read().ok()) else {
-        // Not created yet, or gone: try opening again next time.
-        v.cpu = None;
-        v.out.seen = false;
-        return;
-    };
-    let vcpu = v
-        .vcpu
-        .as_mut()
-        .and_then(|c| c.read().ok())
-        .unwrap_or_default();
-    let io =
-        v.io.as_mut()
-            .and_then(|c| c.read().ok())
-            .unwrap_or_default();
-    if let Some(m) = v.memory.as_mut().and_then(|m| m.read_usage().ok()) {
-        v.out.memory = m;
-    }
-    if let Some((t, pc, pv, pio)) = v.prev {
-        let dt = now.saturating_duration_since(t).as_secs_f64();
-        if dt > 0.0 {
-            v.out.cpu = cpu.usage_ns.saturating_sub(pc.usage_ns) as f64 / 1e9 / dt;
-            let thr = vcpu
-                .throttled_ns
-                .saturating_sub(pv.throttled_ns)
-                .max(cpu.throttled_ns.saturating_sub(pc.throttled_ns));
-            v.out.throttled = (thr as f64 / 1e9 / dt).min(1.0);
-            let per_s = |x: u64| (x as f64 / dt) as u64;
-            v.out.io_bytes_per_sec = per_s(
-                (io.read_bytes + io.write_bytes).saturating_sub(pio.read_bytes + pio.write_bytes),
-            );
-            v.out.io_ops_per_sec = per_s(io.ios.saturating_sub(pio.ios));
-        }
-    }
-    v.out.seen = true;
-    v.prev = Some((now, cpu, vcpu, io));
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use colo_config::agent::Selector;
+
     use super::*;
+    use crate::host::cgroup::Hierarchies;
 
     #[test]
     fn the_node_and_a_service_in_a_real_cgroup() {

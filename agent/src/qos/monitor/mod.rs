@@ -24,13 +24,16 @@ mod collector;
 pub mod node;
 pub mod psi;
 pub mod psi_trigger;
+mod readings;
 pub mod selector;
 pub mod sli;
 pub mod tasks;
+mod vm;
 
-pub use collector::{
-    Collector, CollectorSettings, NodeReadings, OnlineReadings, PsiRates, Readings, ServiceSpec,
-    VmReadings, VmSpec,
+pub use collector::Collector;
+pub use readings::{
+    CollectorSettings, NodeReadings, OnlineReadings, PsiRates, Readings, ServiceSpec, VmReadings,
+    VmSpec,
 };
 
 use std::path::{Path, PathBuf};
