@@ -13,14 +13,7 @@ use colo_agent::jobs::model::{
 use colo_agent::jobs::procinfo::ProcessIdentity;
 use colo_agent::jobs::registry::Registry;
 use colo_proto::agent as pb;
-use common::{Options, TestAgent, reason, state, submit, wait_end, wait_for, workload};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{Options, TestAgent, reason, rt, state, submit, wait_end, wait_for, workload};
 
 fn assert_clean(agent: &TestAgent) {
     let left = agent.offline_leftovers();
