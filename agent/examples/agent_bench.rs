@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use colo_agent::procinfo;
+use colo_agent::jobs::procinfo;
 use colo_proto::agent as pb;
 use colo_proto::agent::agent_client::AgentClient;
 use tonic::transport::Channel;

@@ -67,7 +67,7 @@ pub fn check(config: &Path) -> CheckReport {
             config.display()
         ));
     }
-    match crate::policy_store::load(paths) {
+    match crate::qos::policy_store::load(paths) {
         Ok(p) if p.files.is_empty() => notes.push(format!(
             "policy: none of policy.paths exists; the built-in default policy, mode {}",
             p.mode

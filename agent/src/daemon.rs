@@ -10,14 +10,16 @@ use axum::routing::get;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::api::{AgentService, NodeInfo, QosView, SliInbox};
-use crate::cgroup::{CgroupTree, detect};
-use crate::job::JobManager;
-use crate::metrics::Metrics;
+use crate::host::cgroup::{CgroupTree, Hierarchies, detect};
+use crate::jobs::JobManager;
+use crate::jobs::registry::Registry;
 use crate::notify::Notifier;
-use crate::policy_store::PolicyStore;
-use crate::registry::Registry;
-use crate::server;
+use crate::qos::policy_store::PolicyStore;
+use crate::qos::report::ReportSink;
+use crate::qos::view::{QosView, SliInbox};
+use crate::serve::api::{AgentService, NodeInfo};
+use crate::serve::metrics::Metrics;
+use crate::serve::server;
 use crate::settings::{AgentSettings, HostFacts};
 
 /// Errors that stop the agent from starting.
@@ -88,11 +90,9 @@ impl Drop for SocketFile<'_> {
 /// Opens the cgroup subtree, resolving a slice-name root against the agent's own cgroup.
 fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
     let mut cg = settings.cgroup.clone();
-    let version = match cg.version {
-        Some(v) => v,
-        None => detect::detect_version(&cg.mount).map_err(setup("cgroups"))?,
-    };
-    cg.version = Some(version);
+    // Detected once: the job side and the QoS loop both use this tree's hierarchies.
+    let hierarchies = Hierarchies::detect(cg.version, &cg.mount).map_err(setup("cgroups"))?;
+    let version = hierarchies.version();
     if let Some(root) = &cg.root {
         let own = detect::own_v2_cgroup().ok();
         cg.root = Some(
@@ -100,7 +100,7 @@ fn open_cgroups(settings: &AgentSettings) -> Result<CgroupTree, DaemonError> {
                 .map_err(setup("cgroup.root"))?,
         );
     }
-    CgroupTree::open(&cg).map_err(setup("cgroups"))
+    CgroupTree::open_on(hierarchies, &cg).map_err(setup("cgroups"))
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -141,7 +141,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         sli: Arc::new(SliInbox::default()),
         latest: latest.clone(),
         limits: settings.manager.limits.clone(),
-        tcp_access: Arc::new(crate::api::access::TcpAccess {
+        tcp_access: Arc::new(crate::serve::api::access::TcpAccess {
             full_access: settings
                 .tcp
                 .as_ref()
@@ -158,19 +158,16 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         .endpoint
         .as_ref()
         .and_then(|endpoint| {
-            let mut rc = crate::reporter::ReporterConfig::new(endpoint.clone());
+            let mut rc = crate::serve::reporter::ReporterConfig::new(endpoint.clone());
             rc.interval = settings.config.scheduler.report_interval;
-            rc.tls = settings
-                .config
-                .scheduler
-                .tls
-                .as_ref()
-                .map(|t| crate::reporter::ReporterTls {
+            rc.tls = settings.config.scheduler.tls.as_ref().map(|t| {
+                crate::serve::reporter::ReporterTls {
                     ca: t.ca.clone(),
                     cert: t.cert.clone(),
                     key: t.key.clone(),
-                });
-            crate::reporter::Reporter::spawn(rc)
+                }
+            });
+            crate::serve::reporter::Reporter::spawn(rc)
                 .map_err(|e| tracing::error!(error = %e, "node reports disabled"))
                 .ok()
         });
@@ -179,7 +176,9 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         sli: service.sli.clone(),
         summary: Arc::default(),
         latest: latest.clone(),
-        reporter: reporter.as_ref().map(crate::reporter::Reporter::handle),
+        reporter: reporter
+            .as_ref()
+            .map(|r| Arc::new(r.handle()) as Arc<dyn ReportSink>),
         node_name: settings.node_name.clone(),
     };
     let qos_loop = crate::qos::spawn(
@@ -231,7 +230,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
             .await
             .map_err(setup("metrics.listen"))?;
         let router = http_router(metrics.clone(), jobs.clone())
-            .merge(crate::koordinator::routes(latest.clone()));
+            .merge(crate::serve::koordinator::routes(latest.clone()));
         let rx = stop_rx.clone();
         servers.spawn(async move {
             if let Err(e) = server::serve_http(listener, router, stopped(rx)).await {
@@ -320,7 +319,7 @@ pub fn http_router(metrics: Option<Metrics>, jobs: JobManager) -> axum::Router {
                         Some(m) => m.render(&jobs),
                         None => {
                             let mut s = String::new();
-                            crate::metrics::render_live(&mut s, &jobs);
+                            crate::serve::metrics::render_live(&mut s, &jobs);
                             s
                         }
                     })

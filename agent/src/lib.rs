@@ -1,31 +1,28 @@
-//! colo's node agent: job API, job manager, cgroup enforcement, monitors, reporter, metrics.
+//! colo's node agent. Four subsystems, imports pointing one way (`host` ← `jobs` ← `qos` ←
+//! `serve` ← the wiring):
 //!
-//! * [`job::JobManager`] admits jobs and runs one supervisor task per live job, which starts its
-//!   `colo-vmm` inside the job's cgroups ([`cgroup`], [`spawn`]), follows it, and records the
-//!   outcome in the on-disk [`registry`]; after an agent restart it re-adopts running VMMs.
-//! * [`api`] serves the gRPC API over a Unix socket (and TCP with TLS) through [`server`].
-//! * [`daemon`] ties it together with [`metrics`], [`notify`] (systemd) and [`policy_store`].
-//! * [`check`] is `colo-agent --check`; `coloctl`, the CLI, is its own crate (`coloctl/`).
+//! * [`host`]: the host kernel as the agent sees it — one cgroup hierarchy model detected once
+//!   (honouring `cgroup.version`), the agent's subtree and its knobs, and kept-fd readers of
+//!   kernel files and cgroup counters.
+//! * [`jobs`]: [`jobs::JobManager`] admits jobs and runs one supervisor per live job, which
+//!   starts the job's sandbox (a `colo-vmm` MicroVM, behind [`jobs::runtime::Sandbox`]) inside
+//!   its cgroups, follows it, and records the outcome in the on-disk registry; after an agent
+//!   restart it re-adopts running VMMs.
+//! * [`qos`]: the QoS loop — monitors, the policy engine, the enforcer, the policy store, the SLI
+//!   inbox, and the node report it builds every second.
+//! * [`serve`]: the gRPC API (Unix socket, TCP with TLS), the reporter to colo-scheduler, the
+//!   Koordinator view and the Prometheus metrics.
+//! * The wiring: [`daemon`] ties them together with [`settings`] and [`notify`] (systemd);
+//!   [`check`] is `colo-agent --check`; `coloctl`, the CLI, is its own crate (`coloctl/`).
 
-pub mod api;
-pub mod cgroup;
 pub mod check;
 pub mod daemon;
-pub mod enforce;
-pub mod job;
-pub mod koordinator;
-pub mod metrics;
-pub mod monitor;
+pub mod host;
+pub mod jobs;
 pub mod notify;
-pub mod policy_store;
-pub mod procinfo;
 pub mod qos;
-pub mod registry;
-pub mod reporter;
-pub mod server;
+pub mod serve;
 pub mod settings;
-pub mod spawn;
-pub mod vmm;
 
 /// The agent's version, as reported to the scheduler.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use colo_config::AgentConfig;
-use colo_config::agent::CgroupVersion as ConfigCgroupVersion;
 
-use crate::cgroup::{CgroupSettings, CgroupVersion};
-use crate::job::{Budget, ManagerConfig};
+use crate::host::cgroup::{CgroupSettings, CgroupVersion};
+use crate::jobs::{Budget, ManagerConfig};
+pub use crate::serve::server::TcpSettings;
 
 /// Errors loading the settings.
 #[derive(Debug, thiserror::Error)]
@@ -16,23 +16,6 @@ pub enum SettingsError {
     /// agent.yaml is missing, unreadable or invalid (each error names file:line:col).
     #[error("{0}")]
     Config(#[from] colo_config::ConfigErrors),
-}
-
-/// The TLS listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpSettings {
-    /// Address and port.
-    pub listen: SocketAddr,
-    /// Server certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Server private key (PEM).
-    pub key: PathBuf,
-    /// CA for client certificates (None only with `insecure_any_client`).
-    pub client_ca: Option<PathBuf>,
-    /// Clients without certificates accepted, with full access (an explicit opt-in).
-    pub insecure_any_client: bool,
-    /// Certificate identities with full access; others may only read.
-    pub full_access: Vec<String>,
 }
 
 /// Everything the daemon needs.
@@ -102,13 +85,8 @@ impl AgentSettings {
 
     /// Resolves a configuration against the host.
     pub fn from_config(config: AgentConfig, host: HostFacts) -> Self {
-        let version = match config.cgroup.version {
-            ConfigCgroupVersion::Auto => None,
-            ConfigCgroupVersion::V1 => Some(CgroupVersion::V1),
-            ConfigCgroupVersion::V2 => Some(CgroupVersion::V2),
-        };
         let cgroup = CgroupSettings {
-            version,
+            version: config.cgroup.version,
             root: Some(PathBuf::from(&config.cgroup.root)),
             ..Default::default()
         };
@@ -119,7 +97,7 @@ impl AgentSettings {
             }),
             memory_bytes: o.budget.memory.map_or(u64::MAX, |m| m.bytes()),
         };
-        let vmm_binary = crate::vmm::find_binary(o.vmm.as_deref())
+        let vmm_binary = crate::jobs::runtime::microvm::find_binary(o.vmm.as_deref())
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/colo-vmm"));
         // The workload guest is embedded in colo-vmm's library: when offline.workload is not
         // installed, the agent writes out its own copy.
@@ -142,11 +120,11 @@ impl AgentSettings {
         manager.limits.default_vcpus = o.vcpus.max(1);
         manager.limits.max_vcpus = o.max_vcpus.unwrap_or(host.cpus.max(o.vcpus));
         manager.limits.default_memory_mib = (o.memory.bytes() >> 20).max(1);
-        let root = |r: &colo_config::agent::PathRoot| crate::job::paths::Root {
+        let root = |r: &colo_config::agent::PathRoot| crate::jobs::paths::Root {
             dir: r.path.clone(),
             devices: r.devices,
         };
-        manager.limits.paths = crate::job::paths::PathRoots {
+        manager.limits.paths = crate::jobs::paths::PathRoots {
             images: o.image_roots.iter().map(root).collect(),
             volumes: o.volume_roots.iter().map(root).collect(),
             operator_files: vec![o.kernel.clone(), o.workload.clone()],
@@ -198,7 +176,7 @@ impl AgentSettings {
             return Ok(PathBuf::from(text.trim_start_matches('/')));
         }
         match version {
-            CgroupVersion::V1 => Ok(PathBuf::from(text.as_ref())),
+            CgroupVersion::V1 | CgroupVersion::Auto => Ok(PathBuf::from(text.as_ref())),
             CgroupVersion::V2 => {
                 let own = own_v2.ok_or("cannot read the agent's own cgroup")?;
                 // Under `DelegateSubgroup=agent` systemd starts the agent in <unit>/agent
@@ -256,7 +234,7 @@ mod tests {
         assert_eq!(s.manager.stop_grace, Duration::from_secs(2));
         assert_eq!(s.manager.log_limit, 1 << 20);
         assert_eq!(s.metrics_listen, None);
-        assert_eq!(s.cgroup.version, Some(CgroupVersion::V1));
+        assert_eq!(s.cgroup.version, CgroupVersion::V1);
         std::fs::write(&p, "offline:\n  memory: lots\n").unwrap();
         let e = AgentSettings::load(&p, host()).unwrap_err().to_string();
         assert!(e.contains("agent.yaml:2"), "{e}");

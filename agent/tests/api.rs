@@ -3,31 +3,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use colo_proto::agent as pb;
-use common::{Options, TestAgent, workload};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn guard(test: &str) -> Option<colo_testkit::HostLock> {
-    if !colo_testkit::root_or_skip(test) {
-        return None;
-    }
-    Some(colo_testkit::host_lock())
-}
+use common::{Options, TestAgent, root_guard, rt, workload};
 
 #[test]
 fn malformed_requests_name_the_field_and_the_rule() {
-    let Some(_lock) = guard("malformed_requests_name_the_field_and_the_rule") else {
+    let Some(_lock) = root_guard("malformed_requests_name_the_field_and_the_rule") else {
         return;
     };
     let agent = TestAgent::start(Options::default());
@@ -154,7 +138,7 @@ fn malformed_requests_name_the_field_and_the_rule() {
 
 #[test]
 fn a_job_larger_than_the_budget_is_rejected_with_the_reason() {
-    let Some(_lock) = guard("a_job_larger_than_the_budget_is_rejected_with_the_reason") else {
+    let Some(_lock) = root_guard("a_job_larger_than_the_budget_is_rejected_with_the_reason") else {
         return;
     };
     let agent = TestAgent::start(Options {
@@ -209,7 +193,7 @@ fn a_job_larger_than_the_budget_is_rejected_with_the_reason() {
 
 #[test]
 fn idempotency_keys_return_the_same_job() {
-    let Some(_lock) = guard("idempotency_keys_return_the_same_job") else {
+    let Some(_lock) = root_guard("idempotency_keys_return_the_same_job") else {
         return;
     };
     let agent = TestAgent::start(Options::default());
@@ -257,7 +241,8 @@ fn idempotency_keys_return_the_same_job() {
 
 #[test]
 fn policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one() {
-    let Some(_lock) = guard("policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one") else {
+    let Some(_lock) = root_guard("policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one")
+    else {
         return;
     };
     // Starts in enforce mode (no jobs run here), so that the reload to observe changes it.
@@ -344,7 +329,7 @@ fn policy_reload_refuses_an_invalid_policy_and_keeps_the_old_one() {
 #[test]
 fn notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval() {
     let Some(_lock) =
-        guard("notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval")
+        root_guard("notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval")
     else {
         return;
     };
@@ -403,187 +388,6 @@ fn notify_protocol_ready_after_serving_then_watchdog_at_half_the_interval() {
     assert!(stopping, "no STOPPING=1: {got:?}");
 }
 
-#[test]
-fn socket_permissions_metrics_and_tls() {
-    let Some(_lock) = guard("socket_permissions_metrics_and_tls") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let st = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl (apt package openssl)");
-        assert!(st.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=colo test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "agent.key",
-        "-out",
-        "agent.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "agent.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "agent.crt",
-        "-days",
-        "1",
-        "-extfile",
-        "ext",
-    ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut agent = TestAgent::start(Options {
-        metrics: true,
-        ..Default::default()
-    });
-    // Restart with a TCP listener and a socket group.
-    let yaml = std::fs::read_to_string(&agent.config).unwrap().replace(
-        "api:\n",
-        &format!(
-            "api:\n  socket_group: root\n  tcp:\n    listen: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n    insecure_any_client: true\n",
-            d.join("agent.crt").display(),
-            d.join("agent.key").display()
-        ),
-    );
-    std::fs::write(&agent.config, yaml).unwrap();
-    agent.terminate();
-    agent.spawn();
-    agent.wait_serving();
-
-    let mode = std::fs::metadata(&agent.socket)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o660, "socket mode with socket_group");
-
-    // coloctl over TCP+TLS, verifying the agent's certificate against the test CA.
-    let out = std::process::Command::new(colo_testkit::workspace_binary("coloctl"))
-        .args([
-            "--endpoint",
-            &format!("https://localhost:{port}"),
-            "--tls-ca",
-        ])
-        .arg(d.join("ca.crt"))
-        .args(["node", "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["node_name"], "test-node");
-    // Without the CA the handshake fails.
-    let out = std::process::Command::new(colo_testkit::workspace_binary("coloctl"))
-        .args(["--endpoint", &format!("https://localhost:{port}"), "node"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the agent"));
-
-    // /metrics over plain HTTP: every family has HELP, none takes node_exporter's own names,
-    // latencies are histograms.
-    let addr = agent.metrics_addr.unwrap();
-    let scrape = || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-        body
-    };
-    // The QoS loop's first ticks come right after the start; wait for its histogram.
-    let t0 = Instant::now();
-    let mut body = scrape();
-    while !body.contains("# TYPE colo_qos_tick_seconds histogram") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no colo_qos_tick_seconds histogram in\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        body = scrape();
-    }
-    for m in [
-        "colo_jobs{state=\"running\"} 0",
-        "colo_offline_budget_millicores 64000",
-        "# TYPE colo_node_pressure_cpu_waiting_seconds_total counter",
-        "colo_node_pressure_io_stalled_seconds_total ",
-        "colo_agent_resident_bytes ",
-        "colo_qos_tick_seconds_bucket{le=\"0.001\"} ",
-        "colo_qos_tick_seconds_count ",
-        concat!(
-            "colo_build_info{version=\"",
-            env!("CARGO_PKG_VERSION"),
-            "\"} 1"
-        ),
-    ] {
-        assert!(body.contains(m), "missing {m:?} in\n{body}");
-    }
-    let families: Vec<&str> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .map(|l| l.split_whitespace().next().unwrap())
-        .collect();
-    assert!(families.len() >= 10, "{body}");
-    for f in &families {
-        assert!(
-            body.lines()
-                .any(|l| l.starts_with(&format!("# HELP {f} ")) && l.len() > f.len() + 8),
-            "{f} has no HELP text in\n{body}"
-        );
-        assert!(!f.starts_with("node_"), "{f} takes node_exporter's name");
-    }
-    assert!(
-        !body.lines().any(|l| l.starts_with("node_")),
-        "node_exporter's names in\n{body}"
-    );
-    assert!(!body.contains(" summary\n"), "a summary in\n{body}");
-}
-
 /// Waits (at most 20 s) for the agent process to exit on its own.
 fn wait_exit(agent: &mut TestAgent) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -599,7 +403,7 @@ fn wait_exit(agent: &mut TestAgent) -> std::process::ExitStatus {
 
 #[test]
 fn a_start_that_fails_after_binding_the_socket_removes_it() {
-    let Some(_lock) = guard("a_start_that_fails_after_binding_the_socket_removes_it") else {
+    let Some(_lock) = root_guard("a_start_that_fails_after_binding_the_socket_removes_it") else {
         return;
     };
     let mut agent = TestAgent::start(Options::default());

@@ -7,20 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use colo_agent::job::model::{
+use colo_agent::jobs::model::{
     Guest, JobRecord, JobSpec, JobState as MState, QosClass, WorkloadGuest,
 };
-use colo_agent::procinfo::ProcessIdentity;
-use colo_agent::registry::Registry;
+use colo_agent::jobs::procinfo::ProcessIdentity;
+use colo_agent::jobs::registry::Registry;
 use colo_proto::agent as pb;
-use common::{Options, TestAgent, reason, state, submit, wait_end, wait_for, workload};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{Options, TestAgent, reason, rt, state, submit, wait_end, wait_for, workload};
 
 fn assert_clean(agent: &TestAgent) {
     let left = agent.offline_leftovers();
@@ -289,7 +282,7 @@ fn every_exit_path_cleans_up() {
     assert_eq!(e.state, MState::Preempted, "{e:?}");
     assert_eq!(
         e.end_reason,
-        Some(colo_agent::job::EndReason::AgentShutdown)
+        Some(colo_agent::jobs::EndReason::AgentShutdown)
     );
     for r in &records {
         assert!(r.state.is_terminal(), "{r:?}");
@@ -362,7 +355,7 @@ fn kill_9_the_agent_and_it_re_adopts_every_job() {
             labels: Default::default(),
             deadline_seconds: 0,
         },
-        colo_agent::job::model::now_ms(),
+        colo_agent::jobs::model::now_ms(),
     );
     fake.state = MState::Running;
     fake.started_unix_ms = fake.created_unix_ms;

@@ -7,10 +7,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use colo_agent::cgroup::{CgroupSettings, CgroupTree, CpuQuota, ThreadGroup};
-use colo_agent::job::model::{Guest, JobSpec, QosClass, WorkloadGuest};
-use colo_agent::job::{Budget, EndReason, JobManager, JobState, ManagerConfig, ThrottleState};
-use colo_agent::registry::Registry;
+use colo_agent::host::cgroup::{CgroupSettings, CgroupTree, CpuQuota, ThreadGroup};
+use colo_agent::jobs::model::{Guest, JobSpec, QosClass, WorkloadGuest};
+use colo_agent::jobs::registry::Registry;
+use colo_agent::jobs::{Budget, EndReason, JobManager, JobState, ManagerConfig, ThrottleState};
 
 async fn wait_state(m: &JobManager, id: &str, want: JobState) {
     let deadline = Instant::now() + Duration::from_secs(30);

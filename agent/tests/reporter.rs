@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use colo_agent::reporter::{NodeInputs, Reporter, ReporterConfig, node_report};
+use colo_agent::qos::report::{NodeInputs, node_report};
+use colo_agent::serve::reporter::{Reporter, ReporterConfig};
 use colo_policy::scoring::{Admission, InterferenceSignals, Resources, ScoringParams};
 use colo_scheduler::{Running, SchedulerConfig};
 use tokio::net::TcpListener;
@@ -280,7 +281,7 @@ async fn a_restarted_scheduler_learns_the_node_without_waiting_for_the_next_repo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_go_over_mutual_tls_for_the_certificates_node_only() {
-    use colo_agent::reporter::ReporterTls;
+    use colo_agent::serve::reporter::ReporterTls;
     use colo_scheduler::{Listener, Port, ServerTls, TlsFiles};
 
     let _lock = colo_testkit::host_lock();

@@ -2,358 +2,17 @@
 //!
 //! * paths are capabilities: disks, kernels and images only beneath the operator's roots,
 //!   resolved without `..` or symlinks, opened by the agent and handed to the VMM;
-//! * TCP means mutual TLS (or an explicit, warned opt-in); a read-only identity cannot submit;
-//!   certificates reload on SIGHUP; every change and refusal is audited;
+//! * TCP means mutual TLS (`security_tls.rs`);
 //! * inputs are bounded: SLI reports (unknown services refused, values capped), names counted in
 //!   characters with bidi and invisible characters refused, echoed input cut short.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use colo_proto::agent as pb;
-use common::{Options, TestAgent};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn root_guard(test: &str) -> Option<colo_testkit::HostLock> {
-    if !colo_testkit::root_or_skip(test) {
-        return None;
-    }
-    Some(colo_testkit::host_lock())
-}
-
-/// A test certificate authority and the certificates it signs, made with the openssl CLI.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let p = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        p.ca("ca");
-        p.ca("other-ca");
-        p
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let st = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl (apt package openssl)");
-        assert!(st.success(), "openssl {args:?}");
-    }
-
-    fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-    }
-
-    /// `name.crt` / `name.key` for `subject`, signed by `ca`.
-    fn cert(&self, name: &str, subject: &str, ca: &str) {
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            subject,
-        ]);
-        std::fs::write(
-            self.path("ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-        ]);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// coloctl over TCP with `client` (a `name.crt`/`name.key` pair of `pki`) or no certificate.
-fn coloctl_tcp(pki: &Pki, port: u16, client: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(colo_testkit::workspace_binary("coloctl"));
-    cmd.args([
-        "--endpoint",
-        &format!("https://localhost:{port}"),
-        "--tls-ca",
-    ])
-    .arg(pki.path("ca.crt"));
-    if let Some(c) = client {
-        cmd.arg("--tls-cert")
-            .arg(pki.path(&format!("{c}.crt")))
-            .arg("--tls-key")
-            .arg(pki.path(&format!("{c}.key")));
-    }
-    cmd.args(args).output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Rewrites the agent's `api:` section with a TCP listener (`tcp_extra`: the lines after `key:`).
-fn with_tcp(agent: &TestAgent, pki: &Pki, port: u16, tcp_extra: &str) {
-    let yaml = std::fs::read_to_string(&agent.config).unwrap();
-    let base = match yaml.find("  tcp:\n") {
-        Some(i) => {
-            let end = yaml[i..].find("metrics:").map_or(yaml.len(), |j| i + j);
-            format!("{}{}", &yaml[..i], &yaml[end..])
-        }
-        None => yaml,
-    };
-    let yaml = base.replacen(
-        "metrics:\n",
-        &format!(
-            "  tcp:\n    listen: 127.0.0.1:{port}\n    cert: {}\n    key: {}\n{tcp_extra}metrics:\n",
-            pki.path("agent.crt").display(),
-            pki.path("agent.key").display()
-        ),
-        1,
-    );
-    std::fs::write(&agent.config, yaml).unwrap();
-}
-
-/// The agent's audit lines (target `colo::audit`, message `audit`).
-fn audit_lines(agent: &TestAgent) -> Vec<String> {
-    agent
-        .log_text()
-        .lines()
-        .filter(|l| l.contains(" audit op="))
-        .map(str::to_string)
-        .collect()
-}
-
-#[test]
-fn tcp_is_mutual_tls_with_read_only_and_full_identities() {
-    let test = "tcp_is_mutual_tls_with_read_only_and_full_identities";
-    let Some(_lock) = root_guard(test) else {
-        return;
-    };
-    let pki = Pki::new();
-    pki.cert("agent", "/CN=localhost", "ca");
-    pki.cert("launcher", "/CN=launcher", "ca");
-    pki.cert("reader", "/CN=reader", "ca");
-    pki.cert("stranger", "/CN=launcher", "other-ca");
-    let port = free_port();
-    let mut agent = TestAgent::start(Options::default());
-
-    // 1. A TCP listener without client_ca: the agent refuses to start, naming the key and the
-    //    opt-in.
-    with_tcp(&agent, &pki, port, "");
-    agent.terminate();
-    agent.spawn();
-    let mut child = agent.child.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent started without client_ca"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(st.code(), Some(78), "{}", agent.log_text());
-    let log = agent.log_text();
-    assert!(log.contains("api.tcp.client_ca"), "{log}");
-    assert!(log.contains("insecure_any_client: true"), "{log}");
-
-    // 2. With the explicit opt-in it starts, warns, and a client without a certificate works.
-    with_tcp(&agent, &pki, port, "    insecure_any_client: true\n");
-    agent.spawn();
-    agent.wait_serving();
-    assert!(
-        agent
-            .log_text()
-            .contains("api.tcp.insecure_any_client is set"),
-        "{}",
-        agent.log_text()
-    );
-    let o = coloctl_tcp(&pki, port, None, &["node", "-o", "json"]);
-    assert!(o.status.success(), "{}", text(&o));
-
-    // 3. Mutual TLS: launcher may change things, reader may only read.
-    with_tcp(
-        &agent,
-        &pki,
-        port,
-        &format!(
-            "    client_ca: {}\n    full_access: [launcher]\n",
-            pki.path("ca.crt").display()
-        ),
-    );
-    agent.terminate();
-    agent.spawn();
-    agent.wait_serving();
-    let o = coloctl_tcp(&pki, port, None, &["node"]);
-    // TLS 1.3: the client's side of the handshake completes; the server's refusal of the
-    // missing or foreign certificate arrives with the first request.
-    let refused = |o: &Output| {
-        let t = text(o);
-        // The client sees the connection cut ("transport error", "operation was canceled")
-        // or the handshake fail ("cannot reach the agent"); never an answer.
-        o.status.code() == Some(3) && o.stdout.is_empty() && t.contains("coloctl")
-    };
-    assert!(refused(&o), "no certificate: {}", text(&o));
-    let o = coloctl_tcp(&pki, port, Some("stranger"), &["node"]);
-    assert!(refused(&o), "another CA: {}", text(&o));
-    let o = coloctl_tcp(&pki, port, Some("reader"), &["node", "-o", "json"]);
-    assert!(o.status.success(), "reader may read: {}", text(&o));
-    let submit = [
-        "submit",
-        "--name",
-        "tcp-job",
-        "--memory-mib",
-        "16",
-        "--cpu-units",
-        "1",
-        "--output",
-        "json",
-    ];
-    let o = coloctl_tcp(&pki, port, Some("reader"), &submit);
-    assert_eq!(o.status.code(), Some(3), "reader submitted: {}", text(&o));
-    assert!(
-        text(&o).contains("submit needs full access; cert:reader may only read"),
-        "{}",
-        text(&o)
-    );
-    let o = coloctl_tcp(&pki, port, Some("reader"), &["policy", "reload"]);
-    assert_eq!(o.status.code(), Some(3), "reader reloaded: {}", text(&o));
-    let o = coloctl_tcp(&pki, port, Some("launcher"), &submit);
-    assert!(o.status.success(), "launcher may submit: {}", text(&o));
-
-    // 4. The audit trail names the caller of every change and refusal.
-    let audit = audit_lines(&agent);
-    assert!(
-        audit
-            .iter()
-            .any(|l| l.contains("submit") && l.contains("cert:launcher") && l.contains("ok")),
-        "{audit:#?}"
-    );
-    assert!(
-        audit
-            .iter()
-            .any(|l| l.contains("submit") && l.contains("cert:reader") && l.contains("refused")),
-        "{audit:#?}"
-    );
-    assert!(
-        audit
-            .iter()
-            .any(|l| l.contains("reload_policy") && l.contains("cert:reader")),
-        "{audit:#?}"
-    );
-
-    // 5. Certificates reload on SIGHUP: new connections see the new server certificate.
-    // `timeout`: s_client may wait on a connection the server keeps open after the handshake.
-    let subject = |pki: &Pki| {
-        let o = Command::new("timeout")
-            .args([
-                "10",
-                "openssl",
-                "s_client",
-                "-connect",
-                &format!("127.0.0.1:{port}"),
-                "-servername",
-                "localhost",
-                "-cert",
-            ])
-            .arg(pki.path("launcher.crt"))
-            .arg("-key")
-            .arg(pki.path("launcher.key"))
-            .arg("-CAfile")
-            .arg(pki.path("ca.crt"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find(|l| l.starts_with("subject="))
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert!(!subject(&pki).contains("rotated"), "{}", subject(&pki));
-    pki.cert("agent", "/O=rotated/CN=localhost", "ca");
-    // SAFETY: kill(2) on the agent this test started.
-    unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !subject(&pki).contains("rotated") {
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served after SIGHUP:\n{}",
-            agent.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let o = coloctl_tcp(&pki, port, Some("launcher"), &["node"]);
-    assert!(o.status.success(), "after the reload: {}", text(&o));
-    eprintln!(
-        "{test}: refused without client_ca (78), opt-in warned, mTLS identities enforced, SIGHUP reloaded the certificate"
-    );
-}
+use common::{Options, TestAgent, audit_lines, root_guard, rt};
 
 /// Submits `spec` and returns the refusal's code and message.
 fn refusal(agent: &TestAgent, spec: pb::JobSpec) -> (tonic::Code, String) {
@@ -496,7 +155,7 @@ fn reports_names_and_echoes_are_bounded() {
         ..Options::default()
     });
     let pid = agent.pid();
-    let values = vec![1_000u64; colo_agent::api::MAX_SLI_VALUES_PER_REPORT];
+    let values = vec![1_000u64; colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT];
     let start_rss = rss_kib(pid);
     let (unknown, known, after_unknown, after_known) = rt().block_on(async {
         let mut c = agent.client().await;
@@ -517,7 +176,7 @@ fn reports_names_and_echoes_are_bounded() {
         let e = c
             .report_sli(pb::ReportSliRequest {
                 service: "web".into(),
-                latency_us: vec![1; colo_agent::api::MAX_SLI_VALUES_PER_REPORT + 1],
+                latency_us: vec![1; colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT + 1],
             })
             .await
             .unwrap_err();
@@ -545,7 +204,7 @@ fn reports_names_and_echoes_are_bounded() {
     );
     assert_eq!(
         known,
-        300 * colo_agent::api::MAX_SLI_VALUES_PER_REPORT as u64
+        300 * colo_agent::serve::api::MAX_SLI_VALUES_PER_REPORT as u64
     );
     eprintln!(
         "{test}: agent RSS {start_rss} KiB at start, {after_unknown} KiB after 300 x {} values for unknown services, {after_known} KiB after 300 x {} for a known one",

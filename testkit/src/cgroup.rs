@@ -31,30 +31,22 @@ pub enum CgroupError {
     },
 }
 
-/// The cgroup version the machine runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    /// Separate hierarchies per controller under `/sys/fs/cgroup/<controller>`.
-    V1,
-    /// One unified hierarchy at `/sys/fs/cgroup`.
-    V2,
-}
+pub use colo_config::agent::CgroupVersion;
 
-impl CgroupVersion {
-    /// Detects the version: v2 when `/sys/fs/cgroup/cgroup.controllers` lists `memory`,
-    /// v1 when `/sys/fs/cgroup/memory` is a v1 hierarchy.
-    pub fn detect() -> Result<Self, CgroupError> {
-        let root = Path::new(CGROUP_ROOT);
-        if let Ok(list) = fs::read_to_string(root.join("cgroup.controllers"))
-            && list.split_whitespace().any(|c| c == "memory")
-        {
-            return Ok(Self::V2);
-        }
-        if root.join("memory/memory.limit_in_bytes").exists() {
-            return Ok(Self::V1);
-        }
-        Err(CgroupError::NoHierarchy)
+/// Detects the cgroup version the machine runs: v2 when `/sys/fs/cgroup/cgroup.controllers`
+/// lists `memory`, v1 when `/sys/fs/cgroup/memory` is a v1 hierarchy (never
+/// [`CgroupVersion::Auto`]).
+pub fn cgroup_version() -> Result<CgroupVersion, CgroupError> {
+    let root = Path::new(CGROUP_ROOT);
+    if let Ok(list) = fs::read_to_string(root.join("cgroup.controllers"))
+        && list.split_whitespace().any(|c| c == "memory")
+    {
+        return Ok(CgroupVersion::V2);
     }
+    if root.join("memory/memory.limit_in_bytes").exists() {
+        return Ok(CgroupVersion::V1);
+    }
+    Err(CgroupError::NoHierarchy)
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -75,7 +67,7 @@ impl TestCgroup {
     /// `pids`, `cpuset`, `freezer`; on v2 the same names map to `cpu`, `io`, `pids`, `cpuset`)
     /// with `memory.limit_in_bytes` / `memory.max` set to `memory_limit` bytes.
     pub fn new(controllers: &[&str], memory_limit: u64) -> Result<Self, CgroupError> {
-        let version = CgroupVersion::detect()?;
+        let version = cgroup_version()?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("colo-test-{}-{n}", std::process::id());
         let mut wanted: Vec<String> = vec!["memory".into()];
@@ -89,44 +81,41 @@ impl TestCgroup {
             name,
             controllers: wanted,
         };
-        match version {
-            CgroupVersion::V1 => {
-                for c in &cg.controllers {
-                    let base = Path::new(CGROUP_ROOT).join(c);
-                    if !base.join("cgroup.procs").exists() {
-                        return Err(CgroupError::MissingController(c.clone()));
-                    }
-                    mkdir(&base.join(&cg.name))?;
-                    if c == "cpuset" {
-                        for f in ["cpuset.cpus", "cpuset.mems"] {
-                            let parent = read(&base.join(f))?;
-                            write(&base.join(&cg.name).join(f), parent.trim())?;
-                        }
+        if version == CgroupVersion::V1 {
+            for c in &cg.controllers {
+                let base = Path::new(CGROUP_ROOT).join(c);
+                if !base.join("cgroup.procs").exists() {
+                    return Err(CgroupError::MissingController(c.clone()));
+                }
+                mkdir(&base.join(&cg.name))?;
+                if c == "cpuset" {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let parent = read(&base.join(f))?;
+                        write(&base.join(&cg.name).join(f), parent.trim())?;
                     }
                 }
-                cg.write("memory", "memory.limit_in_bytes", &memory_limit.to_string())?;
             }
-            CgroupVersion::V2 => {
-                let dir = Path::new(CGROUP_ROOT).join(&cg.name);
-                mkdir(&dir)?;
-                cg.write("memory", "memory.max", &memory_limit.to_string())?;
-                let available = read(&dir.join("cgroup.controllers"))?;
-                let enable: Vec<String> = cg
-                    .controllers
-                    .iter()
-                    .map(|c| v2_name(c).to_string())
-                    .filter(|c| available.split_whitespace().any(|a| a == c))
-                    .map(|c| format!("+{c}"))
-                    .collect();
-                if !enable.is_empty() {
-                    write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
-                }
+            cg.write("memory", "memory.limit_in_bytes", &memory_limit.to_string())?;
+        } else {
+            let dir = Path::new(CGROUP_ROOT).join(&cg.name);
+            mkdir(&dir)?;
+            cg.write("memory", "memory.max", &memory_limit.to_string())?;
+            let available = read(&dir.join("cgroup.controllers"))?;
+            let enable: Vec<String> = cg
+                .controllers
+                .iter()
+                .map(|c| v2_name(c).to_string())
+                .filter(|c| available.split_whitespace().any(|a| a == c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !enable.is_empty() {
+                write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
             }
         }
         Ok(cg)
     }
 
-    /// The cgroup version in use.
+    /// The cgroup version in use (V1 or V2).
     pub fn version(&self) -> CgroupVersion {
         self.version
     }
@@ -138,9 +127,10 @@ impl TestCgroup {
 
     /// The directory of this subtree in `controller`'s hierarchy (v2: the one directory).
     pub fn dir(&self, controller: &str) -> PathBuf {
-        match self.version {
-            CgroupVersion::V1 => Path::new(CGROUP_ROOT).join(controller).join(&self.name),
-            CgroupVersion::V2 => Path::new(CGROUP_ROOT).join(&self.name),
+        if self.version == CgroupVersion::V1 {
+            Path::new(CGROUP_ROOT).join(controller).join(&self.name)
+        } else {
+            Path::new(CGROUP_ROOT).join(&self.name)
         }
     }
 
@@ -182,9 +172,10 @@ impl TestCgroup {
 
     /// Every directory of the subtree (one per v1 hierarchy, or the single v2 one).
     fn dirs(&self) -> Vec<PathBuf> {
-        match self.version {
-            CgroupVersion::V1 => self.controllers.iter().map(|c| self.dir(c)).collect(),
-            CgroupVersion::V2 => vec![self.dir("memory")],
+        if self.version == CgroupVersion::V1 {
+            self.controllers.iter().map(|c| self.dir(c)).collect()
+        } else {
+            vec![self.dir("memory")]
         }
     }
 }
@@ -287,7 +278,7 @@ mod tests {
         );
         let limit_file = match cg.version() {
             CgroupVersion::V1 => "memory.limit_in_bytes",
-            CgroupVersion::V2 => "memory.max",
+            CgroupVersion::V2 | CgroupVersion::Auto => "memory.max",
         };
         assert_eq!(
             cg.read("memory", limit_file).unwrap().trim(),

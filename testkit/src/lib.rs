@@ -20,7 +20,7 @@ mod lock;
 mod pki;
 
 pub use binaries::workspace_binary;
-pub use cgroup::{CgroupError, CgroupVersion, TestCgroup};
+pub use cgroup::{CgroupError, CgroupVersion, TestCgroup, cgroup_version};
 pub use kvm::{kvm_or_skip, root_or_skip};
 pub use lock::{HostLock, host_lock};
 pub use pki::{CertFiles, TestCa};

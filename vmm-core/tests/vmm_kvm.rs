@@ -191,7 +191,7 @@ fn vcpu_thread_in_a_quarter_cpu_cgroup_runs_at_a_quarter() {
             cg.write("cpu", "cpu.cfs_quota_us", "25000").unwrap();
             cg.write("cpu", "tasks", &tid).unwrap();
         }
-        CgroupVersion::V2 => {
+        CgroupVersion::V2 | CgroupVersion::Auto => {
             cg.add_pid(vm.pid).unwrap();
             let child = cg.mkdir_child("vcpu").unwrap();
             let dir = std::path::Path::new("/sys/fs/cgroup").join(child);
@@ -236,7 +236,7 @@ fn vcpu_thread_in_a_quarter_cpu_cgroup_runs_at_a_quarter() {
 fn memory_usage(cg: &TestCgroup) -> u64 {
     let file = match cg.version() {
         CgroupVersion::V1 => "memory.usage_in_bytes",
-        CgroupVersion::V2 => "memory.current",
+        CgroupVersion::V2 | CgroupVersion::Auto => "memory.current",
     };
     cg.read("memory", file).unwrap().trim().parse().unwrap()
 }

@@ -1,13 +1,18 @@
 //! The QoS loop: every `loop.period` (50 ms by default), and at once when a PSI trigger fires,
-//! read the signals ([`crate::monitor`]), let the policy engine decide ([`colo_policy::Engine`])
-//! and apply its actions ([`crate::enforce`]).
+//! read the signals ([`monitor`]), let the policy engine decide ([`colo_policy::Engine`])
+//! and apply its actions ([`enforce`]).
 //!
 //! Cost: one tick reads a few kernel files with kept descriptors, runs the engine (no
 //! allocation once its buffers have grown) and writes only what changes. Job listings, thread
 //! listings and per-VM counters are refreshed at slower cadences.
 
+pub mod enforce;
+pub mod monitor;
+pub mod policy_store;
+pub mod report;
 mod snapshot;
 mod summary;
+pub mod view;
 mod vms;
 mod wait;
 
@@ -23,15 +28,14 @@ use colo_policy::{Engine, NodeSample, OnlineSample, VmRunState};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::{QosView, SliInbox};
-use crate::cgroup::DeviceNumber;
-use crate::enforce::Enforcer;
-use crate::job::JobManager;
-use crate::monitor::sli::{ProbeTarget, SliWindow, run_probe};
-use crate::monitor::{
-    Collector, CollectorSettings, Hierarchies, Readings, ServiceSpec, psi_trigger,
-};
-use crate::policy_store::PolicyStore;
+use crate::host::cgroup::{CgroupTree, DeviceNumber};
+use crate::jobs::JobManager;
+use enforce::Enforcer;
+use monitor::sli::{ProbeTarget, SliWindow, run_probe};
+use monitor::{Collector, CollectorSettings, Readings, ServiceSpec, psi_trigger};
+use policy_store::PolicyStore;
+use report::ReportSink;
+use view::{QosView, SliInbox};
 
 pub use snapshot::{LatestSnapshot, NodeSnapshot};
 pub use summary::Summary;
@@ -50,12 +54,9 @@ const VIEW_EVERY: Duration = Duration::from_secs(1);
 /// Errors that stop the loop from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum QosError {
-    /// The cgroup mounts could not be read.
-    #[error("cannot read the cgroup mounts: {0}")]
-    Mounts(std::io::Error),
     /// The monitors could not start.
     #[error(transparent)]
-    Monitor(#[from] crate::monitor::MonitorError),
+    Monitor(#[from] monitor::MonitorError),
 }
 
 /// What the loop shares with the rest of the agent.
@@ -70,9 +71,21 @@ pub struct QosShared {
     /// The node's latest report and usage, always published (NodeStatus, Koordinator view).
     pub latest: LatestSnapshot,
     /// Where node reports go (colo-scheduler), if configured.
-    pub reporter: Option<crate::reporter::ReporterHandle>,
+    pub reporter: Option<Arc<dyn ReportSink>>,
     /// The node's name in reports.
     pub node_name: String,
+}
+
+/// What the collector reads: the hierarchies the cgroup tree was opened on (so the loop
+/// follows `cgroup.version` and `cgroup.mount` as the job side does) and the disk of the state
+/// directory as the offline side's default disk.
+fn collector_settings(tree: &CgroupTree, state_disk: Option<(u32, u32)>) -> CollectorSettings {
+    let offline = tree.root().join("offline");
+    let mut cs = CollectorSettings::new(tree.hierarchies().clone(), offline);
+    if state_disk.is_some() {
+        cs.default_disk = state_disk;
+    }
+    cs
 }
 
 /// Starts the loop on the current runtime; it ends when `stop` turns true.
@@ -83,17 +96,8 @@ pub fn spawn(
     shared: QosShared,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, QosError> {
-    let h = Hierarchies::detect(
-        Path::new("/proc/self/mountinfo"),
-        Path::new("/sys/fs/cgroup"),
-    )
-    .map_err(QosError::Mounts)?;
-    let offline = jobs.cgroups().root().join("offline");
-    let mut cs = CollectorSettings::new(h, offline);
-    let state_disk = crate::monitor::node::disk_of(&config.offline.state_dir);
-    if state_disk.is_some() {
-        cs.default_disk = state_disk;
-    }
+    let state_disk = monitor::node::disk_of(&config.offline.state_dir);
+    let cs = collector_settings(jobs.cgroups(), state_disk);
     let mut collector = Collector::new(cs)?;
     let mut services = Vec::new();
     let mut probes = Vec::new();
@@ -199,7 +203,7 @@ fn arm_triggers(config: &AgentConfig, collector: &Collector, wake: &Arc<Notify>)
     let l = &config.qos_loop;
     let mut files = Vec::new();
     if collector.has_system_psi() {
-        for r in crate::monitor::psi::RESOURCES {
+        for r in monitor::psi::RESOURCES {
             files.push(Path::new("/proc/pressure").join(r));
         }
     }
@@ -219,11 +223,11 @@ fn arm_triggers(config: &AgentConfig, collector: &Collector, wake: &Arc<Notify>)
 struct LoopState {
     collector: Collector,
     enforcer: Enforcer,
-    engine: Option<(Engine, Arc<crate::policy_store::LoadedPolicy>)>,
+    engine: Option<(Engine, Arc<policy_store::LoadedPolicy>)>,
     jobs: JobManager,
     policy: PolicyStore,
     shared: QosShared,
-    pushed: Vec<(String, crate::monitor::sli::SharedWindow)>,
+    pushed: Vec<(String, monitor::sli::SharedWindow)>,
     budget: Option<f64>,
     period: Duration,
     vms: VmTable,
@@ -374,7 +378,7 @@ impl LoopState {
             v.offline_cpu_quota_millicores = quota.map_or(0, millicores);
         }
         let offline_memory: u64 = self.sample.vms.iter().map(|v| v.memory_usage).sum();
-        let inputs = crate::reporter::NodeInputs {
+        let inputs = report::NodeInputs {
             node_name: self.shared.node_name.clone(),
             capacity: Resources::new(millicores(sum.capacity), sum.memory_total),
             online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
@@ -388,7 +392,7 @@ impl LoopState {
                 .map(|(s, n)| (s.name().to_string(), n))
                 .collect(),
         };
-        let (report, admission) = crate::reporter::node_report(&inputs, &params, self.admission);
+        let (report, admission) = report::node_report(&inputs, &params, self.admission);
         self.admission = admission;
         if let Some(reporter) = &self.shared.reporter {
             reporter.publish(report.clone());
@@ -447,5 +451,41 @@ fn fill_sample(
             io_utilisation: o.io_utilisation,
             sli_ratio: o.sli_ratio,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::host::cgroup::{CgroupSettings, CgroupVersion, Hierarchies};
+
+    /// The loop reads the hierarchies the job side writes: with `cgroup.version: v2` and a
+    /// cgroup2 mount that auto-detection at `/sys/fs/cgroup` would not pick (this host is v1
+    /// or hybrid, or the mount is elsewhere), the collector still reads v2 at that mount.
+    #[test]
+    fn the_collector_follows_the_configured_cgroup_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mount = tmp.path().join("fake-cgroup2");
+        let svc = mount.join("svc");
+        std::fs::create_dir_all(&svc).unwrap();
+        std::fs::write(svc.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(svc.join("cgroup.subtree_control"), "").unwrap();
+        let offline = svc.join("offline");
+        std::fs::create_dir_all(&offline).unwrap();
+        std::fs::write(offline.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(offline.join("cgroup.subtree_control"), "").unwrap();
+        let settings = CgroupSettings {
+            version: CgroupVersion::V2,
+            mount: mount.clone(),
+            root: Some(PathBuf::from("svc")),
+            move_self: Some(false),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).unwrap();
+        let cs = collector_settings(&tree, None);
+        assert_eq!(cs.hierarchies, Hierarchies::V2 { mount });
+        assert_eq!(cs.offline, PathBuf::from("svc/offline"));
     }
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use colo_config::policy::QosClassName;
 use colo_policy::{VmId, VmLimits, VmRunState, VmSample};
 
-use crate::cgroup::ThreadGroup;
-use crate::enforce::{VmLookup, VmTarget};
-use crate::job::JobManager;
-use crate::job::model::{JobState, QosClass, now_ms};
-use crate::monitor::VmSpec;
+use crate::host::cgroup::ThreadGroup;
+use crate::jobs::JobManager;
+use crate::jobs::model::{JobState, QosClass, now_ms};
+use crate::qos::enforce::{VmLookup, VmTarget};
+use crate::qos::monitor::VmSpec;
 
 /// One live VM.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl VmLookup for VmTable {
 }
 
 /// The limits in force on a VM's cgroups (read once, when the loop first sees it).
-fn applied_limits(cg: &crate::cgroup::JobCgroup) -> VmLimits {
+fn applied_limits(cg: &crate::host::cgroup::JobCgroup) -> VmLimits {
     let vcpu = cg.threads(ThreadGroup::Vcpu);
     let vcpu_quota = vcpu
         .cpu_quota()

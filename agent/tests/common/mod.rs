@@ -52,6 +52,22 @@ pub fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
     Some(colo_testkit::host_lock())
 }
 
+/// Root and the host lock, or a loud skip.
+pub fn root_guard(test: &str) -> Option<colo_testkit::HostLock> {
+    if !colo_testkit::root_or_skip(test) {
+        return None;
+    }
+    Some(colo_testkit::host_lock())
+}
+
+/// A current-thread tokio runtime for a test's gRPC calls.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The policy of a test agent that names none: the defaults in `observe` mode, so that a test not
 /// about the QoS loop is never disturbed by it (a loaded host must not squeeze, pause or evict its
 /// jobs). Tests about the loop give their own policy and control their own load.
@@ -129,7 +145,8 @@ pub struct TestAgent {
     opts: Options,
 }
 
-fn free_port() -> u16 {
+/// A TCP port nobody listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -359,6 +376,16 @@ pub fn coloctl(agent: &TestAgent, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("coloctl runs")
+}
+
+/// The agent's audit lines (target `colo::audit`, message `audit`).
+pub fn audit_lines(agent: &TestAgent) -> Vec<String> {
+    agent
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(" audit op="))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A command's stdout and stderr, one after the other.

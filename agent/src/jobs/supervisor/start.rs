@@ -1,0 +1,329 @@
+//! Starting a job (Pending → Starting → Running) and taking one back after an agent restart.
+
+use std::time::{Duration, Instant};
+
+use super::{Supervisor, state_dir_full};
+use crate::host::cgroup::{JobLimits, ThreadGroup};
+use crate::jobs::launch::{self, LaunchSpec};
+use crate::jobs::model::{EndReason, JobState, now_ms};
+use crate::jobs::outcome::{self, Outcome};
+use crate::jobs::paths::open_job_files;
+use crate::jobs::procinfo::{self, ProcessIdentity};
+
+impl Supervisor {
+    /// Pending → Starting → Running. Returns the outcome if the job ended on the way.
+    pub(super) async fn start(&mut self) -> Option<Outcome> {
+        while let Ok(cmd) = self.rx.try_recv() {
+            // Without a VMM yet, a stop ends the job at once; pause and resume are refused.
+            if let Some(o) = self.handle(cmd).await {
+                return Some(o);
+            }
+        }
+        if self
+            .inner
+            .cgroups
+            .open_job(&self.rec.id)
+            .is_some_and(|c| !c.procs().is_empty())
+        {
+            // Its VMM already runs (the Starting record was lost): never start a second one.
+            tracing::warn!(job = %self.rec.id, "a Pending job's cgroup holds a process; adopting it");
+            self.rec.state = JobState::Starting;
+            return self.adopt().await;
+        }
+        self.commit(|r| r.state = JobState::Starting).await;
+        if self.unsaved.is_some() {
+            // Nothing is launched for a job the agent could not find again after a restart.
+            return self.end_unsaved().await;
+        }
+        let spec = &self.rec.spec;
+        let limits = JobLimits {
+            memory_bytes: Some((spec.memory_mib + self.inner.cfg.memory_overhead_mib) << 20),
+            pids: Some(self.inner.cfg.pids_per_job),
+            io: vec![],
+        };
+        for f in [&self.paths.control, &self.paths.exit_record] {
+            let _ = std::fs::remove_file(f);
+        }
+        let tree = self.inner.cgroups.clone();
+        let id = self.rec.id.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            if let Some(old) = tree.open_job(&id) {
+                // A cgroup from an earlier attempt that never got a VMM (crash before the
+                // first save of Starting): only an empty one is reused.
+                if !old.procs().is_empty() {
+                    return Err(format!(
+                        "its cgroup already holds processes {:?}",
+                        old.procs()
+                    ));
+                }
+                old.remove(Duration::from_millis(200))
+                    .map_err(|e| e.to_string())?;
+            }
+            tree.create_job(&id, &limits).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let cgroup = match made {
+            Ok(c) => c,
+            Err(e) => {
+                return self.fail(
+                    EndReason::VmmFailed,
+                    format!("cannot create the job's cgroups: {e}"),
+                );
+            }
+        };
+        self.cgroup = Some(cgroup.clone());
+        self.inner.set_cgroup(&self.rec.id, Some(cgroup.clone()));
+
+        // The files the job names are opened here, beneath the operator's roots, and handed
+        // to the VMM as descriptors: it never resolves a client's path itself.
+        let roots = self.inner.cfg.limits.paths.clone();
+        let spec = self.rec.spec.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            open_job_files(&spec, &roots, launch::FIRST_INHERITED_FD)
+        })
+        .await;
+        let (launch_spec, files) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                return self.fail(EndReason::VmmFailed, format!("cannot open its files: {e}"));
+            }
+            Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
+        };
+        let (program, args) = self.sandbox.command(&launch_spec, &self.paths);
+        let output = self.paths.output.clone();
+        let placement = cgroup.placement();
+        let launched = tokio::task::spawn_blocking(move || {
+            launch::launch(&LaunchSpec {
+                program: &program,
+                args: &args,
+                output: &output,
+                placement: &placement,
+                inherit: &files,
+            })
+        })
+        .await;
+        let launched = match launched {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return self.fail(EndReason::VmmFailed, e.to_string()),
+            Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
+        };
+        tracing::debug!(job = %self.rec.id, pid = launched.pid, method = ?launched.method, "VMM launched");
+        let identity = match ProcessIdentity::of(launched.pid) {
+            Ok(i) => i,
+            Err(e) => {
+                // Cannot identify it later: do not leave an untracked VMM running.
+                let _ = launch::pidfd_signal(&launched.pidfd, libc::SIGKILL);
+                return self.fail(
+                    EndReason::VmmFailed,
+                    format!("cannot read the VMM's start time: {e}"),
+                );
+            }
+        };
+        self.pidfd = Some(launched.pidfd);
+        self.launched_here = true;
+        self.launched_unix_ms = Some(now_ms());
+        // Not fsynced: after a crash the job's cgroup still names its VMM.
+        self.commit_relaxed(|r| r.vmm = Some(identity)).await;
+        self.await_started().await
+    }
+
+    /// Waits for the VMM's `started` line, moves its threads into the job's thread cgroups and
+    /// marks the job Running. Returns the outcome if it ended meanwhile.
+    pub(super) async fn await_started(&mut self) -> Option<Outcome> {
+        let waiting = Instant::now();
+        let deadline = waiting + self.inner.cfg.start_timeout;
+        let mut pause = Duration::from_millis(1);
+        let mut polls = 0u32;
+        let started = loop {
+            let out = std::fs::read_to_string(&self.paths.output).unwrap_or_default();
+            if let Some(line) = self.sandbox.started(&out) {
+                break line;
+            }
+            if self.pidfd.as_ref().is_some_and(launch::has_exited) {
+                return self.ended().await;
+            }
+            if self.unsaved.is_some() {
+                return self.end_unsaved().await;
+            }
+            // The `started` line goes to a file in the state directory: when that is full, the
+            // line never comes, and waiting for it would only hide the cause. (A VMM starts in
+            // ~10 ms; a second is a wide margin.)
+            let full =
+                waiting.elapsed() >= Duration::from_secs(1) && state_dir_full(&self.paths.dir);
+            if full || Instant::now() >= deadline {
+                self.kill();
+                let _ = self.wait_exit().await;
+                let why = if full {
+                    format!(
+                        "the state directory {} is full (No space left on device): the VMM \
+                         cannot write its `started` line to {}; free space there or move \
+                         offline.state_dir",
+                        self.inner.registry.state_dir().display(),
+                        self.paths.output.display()
+                    )
+                } else {
+                    format!(
+                        "the VMM did not report `started` within {:?}; see {}",
+                        self.inner.cfg.start_timeout,
+                        self.paths.output.display()
+                    )
+                };
+                return self.fail(EndReason::VmmFailed, why);
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                if let Some(o) = self.handle(cmd).await {
+                    return Some(o);
+                }
+            }
+            if self.kill_at.is_some() {
+                // A stop arrived: wait for the end instead of the start.
+                return self.follow().await;
+            }
+            tokio::time::sleep(pause).await;
+            polls += 1;
+            // A VMM starts in ~10 ms: poll every millisecond for a while, then back off.
+            if polls > 100 {
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        };
+        if let Some(cg) = &self.cgroup {
+            let pid = self.rec.vmm.as_ref().map_or(0, |v| v.pid);
+            let names = procinfo::threads(pid).unwrap_or_default();
+            let named = |tid: &u32, prefix: &str| {
+                names.iter().any(|(t, n)| t == tid && n.starts_with(prefix))
+            };
+            if !started
+                .vcpu_tids
+                .iter()
+                .all(|t| named(t, self.sandbox.vcpu_thread_prefix()))
+            {
+                tracing::warn!(job = %self.rec.id, tids = ?started.vcpu_tids, "vCPU threads not named colo-vcpu-N");
+            }
+            let cg = cg.clone();
+            let placed = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                cg.place_threads(ThreadGroup::Vcpu, &started.vcpu_tids)
+                    .map_err(|e| e.to_string())?;
+                if let Some(io) = started.io_tid {
+                    cg.place_threads(ThreadGroup::Io, &[io])
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = placed {
+                if self.pidfd.as_ref().is_some_and(launch::has_exited) {
+                    return self.ended().await;
+                }
+                tracing::warn!(job = %self.rec.id, error = %e, "cannot place the VMM's threads");
+            }
+        }
+        let now = now_ms();
+        if self.launched_here {
+            let latency = (now - self.rec.created_unix_ms) as f64 / 1000.0;
+            self.inner
+                .start_latency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(latency);
+            metrics::histogram!("colo_vm_start_seconds").record(latency);
+        }
+        // Not fsynced: after a crash, a Starting job whose VMM runs is found Running again.
+        self.commit_relaxed(|r| {
+            r.state = JobState::Running;
+            r.started_unix_ms = now;
+        })
+        .await;
+        self.follow().await
+    }
+
+    /// Takes back a job after an agent restart.
+    pub(super) async fn adopt(&mut self) -> Option<Outcome> {
+        self.cgroup = self.inner.cgroups.open_job(&self.rec.id);
+        self.inner.set_cgroup(&self.rec.id, self.cgroup.clone());
+        if self.rec.vmm.is_none() {
+            // The agent stopped between starting the VMM and saving its pid: the job's cgroup
+            // knows.
+            let found = self
+                .cgroup
+                .as_ref()
+                .map(|c| c.procs())
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| procinfo::comm(*p).is_ok_and(|c| self.sandbox.is_own_process(&c)));
+            match found.map(ProcessIdentity::of) {
+                Some(Ok(identity)) => {
+                    tracing::info!(job = %self.rec.id, pid = identity.pid, "found the VMM in the job's cgroup");
+                    self.commit(|r| r.vmm = Some(identity)).await;
+                }
+                _ => {
+                    if let Some(record) = self.sandbox.exit_record(&self.paths) {
+                        return Some(outcome::decide(Some(&record), None, self.rec.stop.as_ref()));
+                    }
+                    return self.fail(
+                        EndReason::VmmFailed,
+                        "the agent stopped while starting this job and no VMM was found; \
+                         submit it again"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let identity = self.rec.vmm.clone()?;
+        let pidfd = if identity.is_alive() {
+            // Open, then check again: if the pid was reused in between, the second check
+            // sees the new start time.
+            launch::pidfd_open(identity.pid)
+                .ok()
+                .filter(|_| identity.is_alive())
+        } else {
+            None
+        };
+        let Some(pidfd) = pidfd else {
+            return match self.sandbox.exit_record(&self.paths) {
+                Some(record) => {
+                    tracing::info!(job = %self.rec.id, "the VMM ended while the agent was away");
+                    Some(outcome::decide(Some(&record), None, self.rec.stop.as_ref()))
+                }
+                None => self.fail(
+                    EndReason::NodeLost,
+                    format!(
+                        "VMM pid {} (start tick {}, boot {}) is gone and left no exit record \
+                         (node reboot or VMM killed while the agent was away)",
+                        identity.pid, identity.start_ticks, identity.boot_id
+                    ),
+                ),
+            };
+        };
+        self.pidfd = Some(pidfd);
+        tracing::info!(job = %self.rec.id, pid = identity.pid, "re-adopted running VMM");
+        if self.rec.state == JobState::Starting {
+            return self.await_started().await;
+        }
+        match self.sandbox.status(&self.paths).await {
+            Ok(st) => {
+                let state = if st.paused {
+                    JobState::Paused
+                } else {
+                    JobState::Running
+                };
+                if state != self.rec.state || st.progress != self.rec.progress {
+                    self.commit_relaxed(|r| {
+                        r.state = state;
+                        r.progress = st.progress;
+                    })
+                    .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.rec.id, error = %e, "re-adopted VMM does not answer on its control socket")
+            }
+        }
+        if let Some(stop) = self.rec.stop.clone() {
+            // A stop was in progress when the agent went away: carry it out.
+            self.begin_stop(stop).await;
+        }
+        self.follow().await
+    }
+}

@@ -1,0 +1,342 @@
+//! CPU knobs: the offline group's CFS quota, each VM's vCPU quota, and SCHED_IDLE.
+//!
+//! cgroup v1 refuses (EINVAL) a child quota above its parent's and a parent quota below a
+//! child's, so a VM's vCPU quota in force is `min(its own, the group's)`: when the group shrinks
+//! the VMs above it are lowered first; when it grows they are raised after it. Writes happen only
+//! when a value changes, and the period is written only when it changes (one write otherwise).
+//!
+//! SCHED_IDLE is applied twice: `cpu.idle = 1` on `<job>/vcpu`, and the SCHED_IDLE policy on
+//! each vCPU thread. The second is the one that protects online tasks in other cgroups: the
+//! kernel preempts a SCHED_IDLE *task* for any waking normal task, whereas a `cpu.idle` cgroup
+//! only yields to its siblings under the same parent.
+
+use std::time::Duration;
+
+use crate::host::cgroup::{CgroupNode, CpuQuota};
+
+fn quota_for(cores: f64, period: Duration) -> CpuQuota {
+    let period_us = u64::try_from(period.as_micros())
+        .unwrap_or(CpuQuota::MAX_PERIOD_US)
+        .clamp(CpuQuota::MIN_PERIOD_US, CpuQuota::MAX_PERIOD_US);
+    let millicores = (cores.max(0.0) * 1000.0).round() as u64;
+    CpuQuota::from_millicores(millicores, period_us)
+}
+
+/// Writes `q` to `node`, the period only when it differs from `period_in_force`.
+fn write_quota(
+    node: &CgroupNode,
+    q: CpuQuota,
+    period_in_force: &mut Option<u64>,
+) -> Result<(), String> {
+    let r = if *period_in_force == Some(q.period_us) {
+        node.set_cpu_quota_only(q)
+    } else {
+        node.set_cpu_quota(q)
+    };
+    r.map_err(|e| e.to_string())?;
+    *period_in_force = Some(q.period_us);
+    Ok(())
+}
+
+/// CPUs this node can run tasks on (the ceiling of any quota that can bind).
+fn online_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(f64::INFINITY, |n| n.get() as f64)
+}
+
+/// The offline group's quota.
+#[derive(Debug)]
+pub(super) struct GroupCpu {
+    node: CgroupNode,
+    period_us: Option<u64>,
+    applied: Option<CpuQuota>,
+    /// A quota of this many cores or more cannot bind and is written as unlimited.
+    cpus: f64,
+}
+
+impl GroupCpu {
+    pub(super) fn new(node: CgroupNode) -> Self {
+        Self::with_cpus(node, online_cpus())
+    }
+
+    /// As [`GroupCpu::new`] for a node with `cpus` CPUs.
+    pub(super) fn with_cpus(node: CgroupNode, cpus: f64) -> Self {
+        let applied = node.cpu_quota().ok();
+        Self {
+            period_us: applied.map(|q| q.period_us),
+            node,
+            applied,
+            cpus,
+        }
+    }
+
+    /// The quota in force, cores (`None`: unlimited).
+    pub(super) fn applied_cores(&self) -> Option<f64> {
+        self.applied
+            .and_then(|q| q.quota_us.map(|u| u as f64 / q.period_us.max(1) as f64))
+    }
+
+    /// The cap it puts on a child's quota, cores.
+    pub(super) fn cap_cores(&self) -> Option<f64> {
+        self.applied_cores()
+    }
+
+    /// Sets the group to `cores`, keeping the VMs' quotas at or below it.
+    pub(super) fn set(
+        &mut self,
+        cores: f64,
+        period: Duration,
+        vms: Vec<&mut VmCpu>,
+    ) -> Result<(), String> {
+        // A quota at or above every CPU the node has cannot bind: it is written as unlimited,
+        // so that no CFS bandwidth timer runs and no slice accounting throttles the VMs for
+        // nothing (the policy's "no squeeze" quota is the whole node when no budget is set).
+        let unbinding = cores >= self.cpus - 1e-6;
+        let q = if unbinding {
+            CpuQuota::unlimited(quota_for(1.0, period).period_us)
+        } else {
+            quota_for(cores, period)
+        };
+        if self.applied == Some(q) {
+            return Ok(());
+        }
+        let cap = (!unbinding).then_some(cores);
+        let lower = match (self.applied_cores(), q.quota_us) {
+            (Some(old), Some(_)) => cores < old,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let mut vms = vms;
+        if lower {
+            for v in vms.iter_mut() {
+                v.reapply(cap)?;
+            }
+        }
+        write_quota(&self.node, q, &mut self.period_us)?;
+        self.applied = Some(q);
+        if !lower {
+            for v in vms.iter_mut() {
+                v.reapply(cap)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One VM's vCPU cgroup (`<job>/vcpu`).
+#[derive(Debug)]
+pub(super) struct VmCpu {
+    node: CgroupNode,
+    period_us: Option<u64>,
+    /// What the engine wants (cores, period); `None` cores: unlimited.
+    intended: Option<(Option<f64>, Duration)>,
+    applied: Option<CpuQuota>,
+    idle: Option<bool>,
+}
+
+impl VmCpu {
+    pub(super) fn new(node: CgroupNode) -> Self {
+        let applied = node.cpu_quota().ok();
+        Self {
+            period_us: applied.map(|q| q.period_us),
+            node,
+            intended: None,
+            applied,
+            idle: None,
+        }
+    }
+
+    /// Sets the VM's quota to `cores` (capped at the group's `cap`).
+    pub(super) fn set(
+        &mut self,
+        cores: Option<f64>,
+        period: Duration,
+        cap: Option<f64>,
+    ) -> Result<(), String> {
+        self.intended = Some((cores, period));
+        self.reapply(cap)
+    }
+
+    /// Writes `min(intended, cap)` if it differs from what is in force.
+    pub(super) fn reapply(&mut self, cap: Option<f64>) -> Result<(), String> {
+        let Some((cores, period)) = self.intended else {
+            // Never set by the engine: only lower an unlimited child when the kernel needs it
+            // (v1 accepts an unlimited child under any parent).
+            return Ok(());
+        };
+        let eff = match (cores, cap) {
+            (Some(c), Some(g)) => Some(c.min(g)),
+            (Some(c), None) => Some(c),
+            (None, _) => None,
+        };
+        let q = match eff {
+            Some(c) => quota_for(c, period),
+            None => CpuQuota::unlimited(quota_for(1.0, period).period_us),
+        };
+        if self.applied == Some(q) {
+            return Ok(());
+        }
+        write_quota(&self.node, q, &mut self.period_us)?;
+        self.applied = Some(q);
+        Ok(())
+    }
+
+    /// `cpu.idle` on the vCPU cgroup and SCHED_IDLE on each vCPU thread; fails when no vCPU
+    /// thread took the policy.
+    pub(super) fn set_idle(&mut self, idle: bool) -> Result<(), String> {
+        // Kernels before 5.15 have no cpu.idle; the thread policy is the layer that matters.
+        let cg = self.node.set_cpu_idle(idle).err();
+        let tids = self.node.thread_ids();
+        let (ok, failed) = apply_sched_idle_threads(&tids, idle);
+        self.idle = Some(idle);
+        if ok == 0 {
+            let cg = cg.map(|e| format!("; cpu.idle: {e}")).unwrap_or_default();
+            return Err(format!(
+                "no vCPU thread took SCHED_IDLE={idle} ({} listed, {failed} refused{cg})",
+                tids.len()
+            ));
+        }
+        if let Some(e) = cg {
+            tracing::debug!(target: "colo::qos", error = %e, "cpu.idle not set; SCHED_IDLE threads are");
+        }
+        Ok(())
+    }
+}
+
+/// Sets (or clears, back to SCHED_OTHER) the SCHED_IDLE policy of one thread.
+pub fn set_thread_sched_idle(tid: u32, idle: bool) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let tid = libc::pid_t::try_from(tid)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: sched_setscheduler reads the param struct we own; it affects only thread `tid`.
+    let rc = unsafe { libc::sched_setscheduler(tid, policy, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Applies SCHED_IDLE (or SCHED_OTHER) to each of `tids`; returns (done, failed). Threads that
+/// exited meanwhile count as failed.
+pub fn apply_sched_idle_threads(tids: &[u32], idle: bool) -> (usize, usize) {
+    let mut ok = 0;
+    let mut failed = 0;
+    for &t in tids {
+        match set_thread_sched_idle(t, idle) {
+            Ok(()) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_round_to_the_kernel_minimum() {
+        let q = quota_for(0.05, Duration::from_millis(10));
+        assert_eq!(
+            q,
+            CpuQuota {
+                quota_us: Some(1_000),
+                period_us: 10_000
+            }
+        );
+        let q = quota_for(1.5, Duration::from_millis(10));
+        assert_eq!(q.quota_us, Some(15_000));
+        let q = quota_for(1.0, Duration::from_micros(10));
+        assert_eq!(q.period_us, CpuQuota::MIN_PERIOD_US);
+    }
+
+    /// On v1 the kernel refuses a child quota above its parent's: the group and a VM move in
+    /// the order that keeps every write valid, and the VM's quota in force is min(own, group).
+    #[test]
+    fn group_and_vm_quotas_keep_the_parent_above_the_child() {
+        use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
+        if !colo_testkit::root_or_skip("group_and_vm_quotas_keep_the_parent_above_the_child") {
+            return;
+        }
+        let _lock = colo_testkit::host_lock();
+        let test = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
+            .expect("test cgroup");
+        let settings = CgroupSettings {
+            root: Some(std::path::PathBuf::from(test.name())),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).expect("open tree");
+        let job = tree.create_job("j1", &JobLimits::default()).expect("job");
+        let p = Duration::from_millis(10);
+        // As on an 8-CPU node, so that 2 cores is a quota that can bind.
+        let mut group = GroupCpu::with_cpus(tree.offline(), 8.0);
+        let mut vm = VmCpu::new(job.threads(ThreadGroup::Vcpu).clone());
+        let q = |n: &CgroupNode| n.cpu_quota().unwrap();
+        vm.set(Some(1.5), p, group.cap_cores()).unwrap();
+        assert_eq!(
+            q(job.threads(ThreadGroup::Vcpu)),
+            CpuQuota {
+                quota_us: Some(15_000),
+                period_us: 10_000
+            }
+        );
+        // Lowering the group below the VM lowers the VM first (v1 would refuse the group write).
+        group.set(1.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, Some(10_000));
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(10_000));
+        assert_eq!(group.applied_cores(), Some(1.0));
+        // Raising the group gives the VM its own quota back.
+        group.set(2.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, Some(20_000));
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(15_000));
+        // A VM asking for more than the group gets the group's.
+        vm.set(Some(3.0), p, group.cap_cores()).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(20_000));
+        vm.set(None, p, group.cap_cores()).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, None);
+        // A group quota of every CPU the node has cannot bind: it is written as unlimited, and
+        // a VM capped by the group before gets its own quota back.
+        vm.set(Some(1.5), p, group.cap_cores()).unwrap();
+        group.set(1.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(10_000));
+        group.set(8.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(q(&tree.offline()).quota_us, None);
+        assert_eq!(group.applied_cores(), None);
+        assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(15_000));
+        job.remove(Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn a_thread_of_ours_goes_idle_and_back() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = u32::try_from(rx.recv().unwrap()).unwrap();
+        let policy = |tid: u32| {
+            let t = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            // Field 41 (policy), counted after the comm's closing parenthesis.
+            let rest = &t[t.rfind(')').unwrap() + 2..];
+            rest.split_whitespace()
+                .nth(38)
+                .unwrap()
+                .parse::<i32>()
+                .unwrap()
+        };
+        set_thread_sched_idle(tid, true).unwrap();
+        assert_eq!(policy(tid), libc::SCHED_IDLE);
+        set_thread_sched_idle(tid, false).unwrap();
+        assert_eq!(policy(tid), libc::SCHED_OTHER);
+        assert_eq!(apply_sched_idle_threads(&[tid, u32::MAX - 1], true), (1, 1));
+        set_thread_sched_idle(tid, false).unwrap();
+        done_tx.send(()).unwrap();
+        h.join().unwrap();
+    }
+}
