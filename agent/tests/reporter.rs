@@ -115,7 +115,7 @@ async fn a_thousand_agents_lose_no_report() {
         assert!(stats.produced >= 8, "{name}: {stats:?}");
         assert_eq!(
             stats.acked, stats.produced,
-            "{name}: every report acknowledged"
+            "{name}: every report acknowledged: {stats:?}"
         );
         let (seq, missed) = s.table.sequence(&name).expect("node known");
         assert_eq!(

@@ -283,16 +283,14 @@ impl Task {
         }
     }
 
-    /// Waits up to `limit` for the buffer to drain (connecting once more if needed).
+    /// Waits up to `limit` for the buffer to drain, reconnecting (with the usual backoff) as
+    /// often as the time allows: a scheduler slow to answer while the node shuts down must not
+    /// cost the reports it has not acknowledged yet.
     async fn flush(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        let mut retried = false;
+        let mut backoff = self.config.backoff_initial;
         while !self.buffer.is_empty() {
             if self.conn.is_none() {
-                if retried {
-                    return;
-                }
-                retried = true;
                 self.connect();
             }
             match tokio::time::timeout_at(deadline, next_event(self.conn.as_mut())).await {
@@ -302,8 +300,20 @@ impl Task {
                     }
                     self.opened();
                 }
-                Ok(ConnEvent::Ack(seq)) => self.acknowledge(seq),
-                Ok(ConnEvent::Broken(_)) => self.disconnect(),
+                Ok(ConnEvent::Ack(seq)) => {
+                    self.acknowledge(seq);
+                    backoff = self.config.backoff_initial;
+                }
+                Ok(ConnEvent::Broken(e)) => {
+                    tracing::info!(endpoint = %self.config.endpoint, "report stream to colo-scheduler while flushing: {e}");
+                    self.disconnect();
+                    let retry_at = Instant::now() + self.jitter.spread(backoff);
+                    backoff = (backoff * 2).min(self.config.backoff_max);
+                    if retry_at >= deadline {
+                        return;
+                    }
+                    tokio::time::sleep_until(retry_at).await;
+                }
                 Err(_) => return,
             }
         }
