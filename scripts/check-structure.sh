@@ -15,8 +15,9 @@ if [[ ! -x $TOOLS/bin/cargo-machete ]] || ! "$TOOLS/bin/cargo-machete" --version
     cargo-machete --version "=$MACHETE_VERSION"
   rm -rf "$TOOLS/build"
 fi
-# --with-metadata asks cargo for each crate's real dependency names (renamed crates, features).
-if "$TOOLS/bin/cargo-machete" --with-metadata; then
+# Its default mode reads every .rs file of each crate, build.rs included (--with-metadata does not
+# read build scripts, and so reports their build-dependencies as unused).
+if "$TOOLS/bin/cargo-machete"; then
   echo "check-structure: cargo-machete found no unused dependency"
 else
   echo "check-structure: cargo-machete found unused dependencies (above): use them or remove them"

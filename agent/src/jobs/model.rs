@@ -259,16 +259,9 @@ mod tests {
         }
     }
 
+    // The workload guest's command line is tested beside it, in colo-config's job model.
     #[test]
-    fn workload_cmdline_and_outcomes() {
-        let g = WorkloadGuest {
-            cpu_units: 100,
-            hold_seconds: 2,
-            exit_code: 3,
-            ..Default::default()
-        };
-        assert_eq!(g.cmdline(), "cpu=100 hold=2 exit=3");
-        assert_eq!(WorkloadGuest::default().cmdline(), "exit=0");
+    fn stop_outcomes() {
         assert_eq!(
             StopKind::Evict.outcome(),
             (JobState::Preempted, EndReason::Evicted)
