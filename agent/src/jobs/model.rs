@@ -271,19 +271,10 @@ mod tests {
 
     #[test]
     fn record_round_trips_as_json() {
-        use std::collections::BTreeMap;
-
         let spec = JobSpec {
-            idempotency_key: "k".into(),
-            name: String::new(),
-            guest: Guest::Workload(WorkloadGuest::default()),
             vcpus: 1,
             memory_mib: 32,
-            disks: vec![],
-            qos_class: QosClass::Batch,
-            priority: 0,
-            labels: BTreeMap::new(),
-            deadline_seconds: 0,
+            ..JobSpec::new("k", Guest::Workload(WorkloadGuest::default()))
         };
         let r = JobRecord::new("j".into(), spec, 5);
         let text = serde_json::to_string(&r).unwrap();

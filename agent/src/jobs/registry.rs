@@ -284,22 +284,18 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::model::{Guest, JobSpec, JobState, QosClass, WorkloadGuest};
+    use crate::jobs::model::{Guest, JobSpec, JobState, WorkloadGuest};
 
     fn record(id: &str, t: i64) -> JobRecord {
         JobRecord::new(
             id.into(),
             JobSpec {
-                idempotency_key: format!("key-{id}"),
-                name: String::new(),
-                guest: Guest::Workload(WorkloadGuest::default()),
                 vcpus: 1,
                 memory_mib: 32,
-                disks: vec![],
-                qos_class: QosClass::Batch,
-                priority: 0,
-                labels: Default::default(),
-                deadline_seconds: 0,
+                ..JobSpec::new(
+                    format!("key-{id}"),
+                    Guest::Workload(WorkloadGuest::default()),
+                )
             },
             t,
         )
