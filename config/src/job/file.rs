@@ -7,6 +7,9 @@
 //! memory_mib: 256
 //! workload: {cpu_units: 5000, mem_mib: 64, hold_seconds: 0, exit_code: 0, io: "", cpu_forever: false}
 //! # or: linux: {kernel: /var/lib/colo/vmlinux, rootfs: /var/lib/colo/root.img, cmdline: "console=ttyS0"}
+//! # or: container: {image: /var/lib/colo/images/busybox, command: sort, args: [-o, /out/s, /in/f],
+//! #                 env: {LC_ALL: C}, workdir: /, user: {uid: 1000, gid: 1000},
+//! #                 volumes: [{source: /data/in, target: /in, read_only: true}, {source: /data/out, target: /out}]}
 //! disks: [{path: /var/lib/colo/scratch.img, read_only: false, bandwidth_bps: 0, iops: 0}]
 //! qos_class: batch             # or mid
 //! priority: 0
@@ -14,15 +17,17 @@
 //! deadline: 2h                 # or deadline_seconds: 7200
 //! ```
 //!
-//! Its guest sections and disks are the model's own types ([`WorkloadGuest`], [`LinuxGuest`],
-//! [`DiskSpec`]); only the top level is spelled for people: `key`, the guest named by its
-//! section, the deadline as a duration, everything optional.
+//! Its sandbox sections and disks are the model's own types ([`WorkloadGuest`], [`LinuxGuest`],
+//! [`Program`], [`DiskSpec`]); only the top level is spelled for people: `key`, the sandbox named
+//! by its section, the deadline as a duration, everything optional.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, UnknownQosClass, WorkloadGuest};
+use super::{
+    DiskSpec, Guest, JobSpec, LinuxGuest, Program, QosClass, UnknownQosClass, WorkloadGuest,
+};
 
 /// What is wrong with a job file.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +35,8 @@ pub enum JobFileError {
     /// Not YAML, or not the job file's fields (`{name}: {message}`, with line and column).
     #[error("{0}")]
     Parse(String),
-    /// Both guest sections given.
-    #[error("give either workload or linux, not both")]
+    /// More than one sandbox section given.
+    #[error("give one sandbox section (workload, linux or container), not several")]
     TwoGuests,
     /// `qos_class` is neither `batch` nor `mid`.
     #[error(transparent)]
@@ -57,6 +62,8 @@ pub struct JobFile {
     pub workload: Option<WorkloadGuest>,
     /// A Linux guest.
     pub linux: Option<LinuxGuest>,
+    /// A container.
+    pub container: Option<Program>,
     /// Disks.
     pub disks: Vec<DiskSpec>,
     /// `batch` or `mid`.
@@ -82,11 +89,12 @@ impl JobFile {
     /// 0 (the node's defaults), an absent key is empty, and a file that names no guest runs
     /// colo's workload guest with its defaults.
     pub fn to_spec(&self) -> Result<JobSpec, JobFileError> {
-        let guest = match (&self.workload, &self.linux) {
-            (Some(_), Some(_)) => return Err(JobFileError::TwoGuests),
-            (Some(w), None) => Guest::Workload(w.clone()),
-            (None, Some(l)) => Guest::Linux(l.clone()),
-            (None, None) => Guest::Workload(WorkloadGuest::default()),
+        let guest = match (&self.workload, &self.linux, &self.container) {
+            (Some(w), None, None) => Guest::Workload(w.clone()),
+            (None, Some(l), None) => Guest::Linux(l.clone()),
+            (None, None, Some(c)) => Guest::Container(c.clone()),
+            (None, None, None) => Guest::Workload(WorkloadGuest::default()),
+            _ => return Err(JobFileError::TwoGuests),
         };
         let deadline_seconds = match (&self.deadline, self.deadline_seconds) {
             (Some(d), _) => crate::units::parse_duration(d)
@@ -152,6 +160,25 @@ mod tests {
             .unwrap()
             .to_spec()
             .unwrap_err();
-        assert_eq!(e.to_string(), "give either workload or linux, not both");
+        assert_eq!(
+            e.to_string(),
+            "give one sandbox section (workload, linux or container), not several"
+        );
+    }
+
+    #[test]
+    fn a_container_section_reads_the_documented_fields() {
+        let text = "container: {image: /img/bb, command: sort, args: [-o, /out/s, /in/f], env: {LC_ALL: C}, workdir: /w, user: {uid: 7, gid: 8}, volumes: [{source: /d/in, target: /in, read_only: true}, {source: /d/out, target: /out}]}\n";
+        let spec = JobFile::parse("j", text).unwrap().to_spec().unwrap();
+        let Guest::Container(p) = spec.guest else {
+            panic!("{:?}", spec.guest)
+        };
+        assert_eq!(p.command, "sort");
+        assert_eq!(p.args, ["-o", "/out/s", "/in/f"]);
+        assert_eq!(p.env["LC_ALL"], "C");
+        assert_eq!(p.user, Some(super::super::User { uid: 7, gid: 8 }));
+        assert!(p.volumes[0].read_only && !p.volumes[1].read_only);
+        let e = JobFile::parse("j", "container: {image: /i, comand: x}\n").unwrap_err();
+        assert!(e.to_string().contains("comand"), "{e}");
     }
 }

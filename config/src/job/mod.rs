@@ -23,14 +23,127 @@ use serde::{Deserialize, Serialize};
 pub use file::{JobFile, JobFileError};
 pub use validate::{ECHO_LIMIT, FieldError, PathAccess, PathKind, SpecLimits, truncate};
 
-/// The guest a job runs.
+/// The sandbox a job runs in, with its settings: the job's `sandbox` (a job file names it by its
+/// section, the wire by its `sandbox` case, coloctl by `--sandbox`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Guest {
-    /// colo's workload guest (CPU, memory and IO hog with a progress counter).
+    /// colo's workload guest in a MicroVM (CPU, memory and IO hog with a progress counter).
     Workload(WorkloadGuest),
-    /// A Linux kernel with a root filesystem.
+    /// A Linux kernel with a root filesystem, in a MicroVM.
     Linux(LinuxGuest),
+    /// A user program in an OCI container (run by runc or crun) on the node's kernel.
+    Container(Program),
+}
+
+impl Guest {
+    /// The kind of sandbox.
+    pub fn kind(&self) -> SandboxKind {
+        match self {
+            Self::Workload(_) => SandboxKind::Workload,
+            Self::Linux(_) => SandboxKind::Linux,
+            Self::Container(_) => SandboxKind::Container,
+        }
+    }
+}
+
+/// The kinds of sandbox a job can ask for, and a node can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxKind {
+    /// colo's workload guest in a MicroVM.
+    Workload,
+    /// A Linux guest in a MicroVM.
+    Linux,
+    /// An OCI container.
+    Container,
+}
+
+impl SandboxKind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::Workload, Self::Linux, Self::Container];
+
+    /// The name a job file, coloctl and the node report use (`container`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Workload => "workload",
+            Self::Linux => "linux",
+            Self::Container => "container",
+        }
+    }
+
+    /// Parses a name of [`Self::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// A user program and what it sees: the settings every real sandbox shares (a container today,
+/// a Linux guest's in-guest agent as well).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Program {
+    /// The root filesystem: a directory, an OCI image layout or a `docker save` tarball,
+    /// beneath the node's `offline.image_roots` (empty until given: validation requires it).
+    pub image: PathBuf,
+    /// The program to run (a path inside the image, or a name looked up on `PATH`).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables besides a default `PATH`.
+    pub env: BTreeMap<String, String>,
+    /// The working directory inside the image (empty: `/`).
+    pub workdir: String,
+    /// The numeric user and group it runs as (none: 0:0, without the capabilities a host root
+    /// has).
+    pub user: Option<User>,
+    /// Host directories it sees.
+    pub volumes: Vec<Volume>,
+}
+
+/// A numeric user and group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// A host directory mounted into the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Volume {
+    /// The host directory, beneath the node's `offline.volume_roots`.
+    pub source: PathBuf,
+    /// Where it appears inside (an absolute path).
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// Parses coloctl's `SRC:DST[:ro|:rw]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(':');
+        let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+            return Err(format!("`{s}` is not SRC:DST[:ro]"));
+        };
+        let read_only = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(other) => return Err(format!("`{other}` in `{s}` is neither ro nor rw")),
+        };
+        if parts.next().is_some() || src.is_empty() || dst.is_empty() {
+            return Err(format!("`{s}` is not SRC:DST[:ro]"));
+        }
+        Ok(Self {
+            source: src.into(),
+            target: dst.into(),
+            read_only,
+        })
+    }
 }
 
 /// colo's workload guest; the fields become its command line keys.
