@@ -125,6 +125,27 @@ impl OciRuntime {
         Ok(rt)
     }
 
+    /// The runtime at `binary` with its state under `root`, taken as it is (no `--version` run):
+    /// for a process that was handed both by a caller who detected them.
+    pub fn at(binary: &Path, root: &Path) -> Self {
+        Self {
+            binary: binary.to_path_buf(),
+            root: root.to_path_buf(),
+            version: String::new(),
+        }
+    }
+
+    /// Name and version when detected, else the binary's file name (`runc`).
+    pub fn version_or_name(&self) -> String {
+        if self.version.is_empty() {
+            self.binary
+                .file_name()
+                .map_or_else(|| self.binary.display().to_string(), |n| n.to_string_lossy().into_owned())
+        } else {
+            self.version.clone()
+        }
+    }
+
     /// The binary.
     pub fn binary(&self) -> &Path {
         &self.binary

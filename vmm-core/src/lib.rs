@@ -19,7 +19,7 @@ pub use guest_image::{
     GuestImageError, WORKLOAD_GUEST_ELF, WORKLOAD_GUEST_ENV, WORKLOAD_GUEST_PATH,
     workload_guest_path,
 };
-pub use vmm::capped_output::{MIN_LOG_LIMIT, older_half, parse_log_limit};
+pub use vmm::capped_output::{CappedFile, MIN_LOG_LIMIT, older_half, parse_log_limit};
 pub use vmm::devices::SerialTarget;
 /// The virtio-blk device without a guest, for `benches/io_path.rs`; not part of the library's
 /// API (only with the `bench-harness` feature).

@@ -140,6 +140,51 @@ pub struct OfflineConfig {
     /// output is dropped beyond it, and the dropped bytes are counted (a guest decides how much
     /// it prints; without a bound it could fill the state directory).
     pub log_limit: ByteSize,
+    /// The container sandbox (an OCI runtime running user programs on the node's kernel).
+    pub container: ContainerConfig,
+}
+
+/// `offline.container`: how container jobs run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerConfig {
+    /// Offer the container sandbox when an OCI runtime is found.
+    pub enabled: bool,
+    /// The OCI runtime binary; `null`: `runc`, then `crun`, on `PATH`.
+    pub runtime: Option<PathBuf>,
+    /// Where the runtime keeps its containers' state (its `--root`): under the agent's runtime
+    /// directory, which the systemd unit makes writable.
+    pub runtime_root: PathBuf,
+    /// The per-job monitor binary; `null`: `colo-monitor` next to `colo-agent`, then on `PATH`.
+    pub monitor: Option<PathBuf>,
+    /// The container ecosystem's seccomp profile (containers-common's `seccomp.json`) applied to
+    /// every container; `null`: no seccomp filter.
+    pub seccomp_profile: Option<PathBuf>,
+    /// Containers share the host's network namespace; `false`: each gets an empty one (loopback
+    /// only).
+    pub host_network: bool,
+    /// Size of each container's writable `/tmp` (a tmpfs, charged to the job's memory limit).
+    pub scratch: ByteSize,
+    /// Most bytes of unpacked images (OCI layouts, `docker save` tarballs) kept in the state
+    /// directory; unused images are removed, least recently used first.
+    pub image_store: ByteSize,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            runtime: None,
+            runtime_root: PathBuf::from("/run/colo/runc"),
+            monitor: None,
+            seccomp_profile: Some(PathBuf::from(
+                "/usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json",
+            )),
+            host_network: false,
+            scratch: ByteSize::mib(64),
+            image_store: ByteSize::mib(8 * 1024),
+        }
+    }
 }
 
 /// A directory beneath which API clients may name files. Paths are resolved beneath it without
@@ -173,6 +218,7 @@ impl Default for OfflineConfig {
             image_roots: Vec::new(),
             volume_roots: Vec::new(),
             log_limit: ByteSize::mib(16),
+            container: ContainerConfig::default(),
         }
     }
 }
