@@ -135,6 +135,10 @@ impl AgentSettings {
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
         manager.log_limit = o.log_limit.bytes();
+        manager.containers = crate::jobs::runtime::container::detect(&o.container);
+        if let Err(why) = &manager.containers {
+            tracing::info!(%why, "no container sandbox");
+        }
         // Lower case, as the kubelet names its node after the host.
         let node_name = config.node.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -291,7 +291,12 @@ mod tests {
             .find(|m| m["destination"] == "/tmp")
             .unwrap();
         assert_eq!(tmp["type"], "tmpfs");
-        assert!(tmp["options"].as_array().unwrap().contains(&"size=1024k".into()));
+        assert!(
+            tmp["options"]
+                .as_array()
+                .unwrap()
+                .contains(&"size=1024k".into())
+        );
         assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
     }
 

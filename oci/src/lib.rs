@@ -12,3 +12,6 @@ pub mod bundle;
 pub mod image;
 pub mod runtime;
 pub mod seccomp;
+
+/// The OCI runtime and image spec types, in the one version colo builds against.
+pub use oci_spec;

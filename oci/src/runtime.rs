@@ -20,7 +20,9 @@ pub const KNOWN_RUNTIMES: &[&str] = &["runc", "crun"];
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// No runtime binary was found.
-    #[error("no OCI runtime found (looked for {looked}); install runc or crun (Debian: apt-get install runc), or set offline.container.runtime")]
+    #[error(
+        "no OCI runtime found (looked for {looked}); install runc or crun (Debian: apt-get install runc), or set offline.container.runtime"
+    )]
     NotFound {
         /// Where it looked.
         looked: String,
@@ -138,9 +140,10 @@ impl OciRuntime {
     /// Name and version when detected, else the binary's file name (`runc`).
     pub fn version_or_name(&self) -> String {
         if self.version.is_empty() {
-            self.binary
-                .file_name()
-                .map_or_else(|| self.binary.display().to_string(), |n| n.to_string_lossy().into_owned())
+            self.binary.file_name().map_or_else(
+                || self.binary.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         } else {
             self.version.clone()
         }
@@ -323,7 +326,14 @@ fn run_bounded(binary: &Path, args: &[OsString], what: &str) -> Result<String, R
 pub fn find_on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
         if !dirs.iter().any(|x| x == Path::new(d)) {
             dirs.push(d.into());
         }
@@ -343,7 +353,10 @@ mod tests {
         let e = OciRuntime::detect(Some(Path::new("/nonexistent/runc")), Path::new("/tmp"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("/nonexistent/runc") && e.contains("install runc"), "{e}");
+        assert!(
+            e.contains("/nonexistent/runc") && e.contains("install runc"),
+            "{e}"
+        );
     }
 
     #[test]

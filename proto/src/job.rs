@@ -35,6 +35,7 @@ impl From<&JobSpec> for pb::JobSpec {
                     rootfs_path: l.rootfs.as_deref().map(path_text).unwrap_or_default(),
                     cmdline: l.cmdline.clone(),
                 }),
+                Guest::Container(_) => pb::job_spec::Guest::Linux(pb::LinuxGuest::default()),
             }),
             vcpus: s.vcpus,
             memory_mib: s.memory_mib,

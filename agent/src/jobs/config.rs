@@ -43,8 +43,10 @@ pub struct ManagerConfig {
     /// ...or when more than this many finished jobs are kept.
     pub max_finished: usize,
     /// Most bytes a job's serial console, VMM log and VMM output may each hold
-    /// (`colo-vmm --log-limit`).
+    /// (`colo-vmm --log-limit`); also a container's console.
     pub log_limit: u64,
+    /// The container sandbox, or why the node has none.
+    pub containers: super::runtime::container::Availability,
 }
 
 impl ManagerConfig {
@@ -64,6 +66,7 @@ impl ManagerConfig {
             finished_retention: Duration::from_secs(24 * 3600),
             max_finished: 1000,
             log_limit: 16 << 20,
+            containers: Err("not configured (offline.container)".into()),
         }
     }
 }

@@ -151,7 +151,7 @@ impl JobManager {
         }
         if terminal {
             // Leftovers of a crash between the final save and the cleanup.
-            supervisor::cleanup_files(&self.inner, &id);
+            supervisor::cleanup_files(&self.inner, &id, &rec.spec);
             return;
         }
         let inner = self.inner.clone();

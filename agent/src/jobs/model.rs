@@ -101,6 +101,8 @@ pub enum EndReason {
     NodeLost,
     /// The agent shut down with drain-on-exit and stopped the job.
     AgentShutdown,
+    /// A process of the job was killed for exceeding its memory limit.
+    OomKilled,
 }
 
 /// Why the agent asked a VM to stop; decides the end state when it then ends.

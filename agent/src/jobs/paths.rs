@@ -38,6 +38,28 @@ impl RootKind {
     }
 }
 
+/// What a resolved path may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// A directory (a container's volume).
+    Dir,
+    /// A directory or a regular file (a container's image: a root filesystem directory, or an
+    /// image tarball).
+    DirOrFile,
+}
+
+/// A path resolved beneath its root: an `O_PATH` descriptor of what it names, and the path it
+/// was found at (free of symlinks and `..` when resolved).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The descriptor (`O_PATH`: it opens nothing, it pins the inode).
+    pub fd: OwnedFd,
+    /// The host path.
+    pub path: PathBuf,
+    /// It is a directory.
+    pub is_dir: bool,
+}
+
 /// One directory a client may name files beneath.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
@@ -137,9 +159,13 @@ impl PathRoots {
         }
     }
 
-    /// Opens `path` for reading (and writing when `write`) if it lies beneath a root of `kind`;
-    /// returns the descriptor to hand to the sandbox.
-    pub fn open(&self, kind: RootKind, path: &str, write: bool) -> Result<OwnedFd, PathError> {
+    /// The root of `kind` that `path` lies beneath (the deepest one), and the path relative to
+    /// it; refuses a malformed path or one beneath no root.
+    fn beneath<'a, 'p>(
+        &'a self,
+        kind: RootKind,
+        path: &'p str,
+    ) -> Result<(&'a Root, &'p Path), PathError> {
         let p = Path::new(path);
         let roots = self.roots(kind);
         if !p.is_absolute()
@@ -152,16 +178,6 @@ impl PathRoots {
                 roots: RootList(roots).to_string(),
             });
         }
-        if kind == RootKind::Image && !write && self.operator_files.iter().any(|f| f == p) {
-            return File::open(p)
-                .map(OwnedFd::from)
-                .map_err(|source| PathError::Open {
-                    path: path.to_string(),
-                    root: "the operator's configuration".into(),
-                    source,
-                    hint: "",
-                });
-        }
         let Some(root) = roots
             .iter()
             .filter(|r| p.starts_with(&r.dir) && p != r.dir)
@@ -173,20 +189,35 @@ impl PathRoots {
                 roots: RootList(roots).to_string(),
             });
         };
-        let rel = p.strip_prefix(&root.dir).unwrap_or(p);
-        let open_err = |source: std::io::Error| {
-            let hint = match source.raw_os_error() {
-                Some(libc::ELOOP) => " (symlinks are not followed beneath a root)",
-                Some(libc::EXDEV) => " (the path leaves its root)",
-                Some(libc::ENOSYS) => " (openat2 needs Linux >= 5.6)",
-                _ => "",
-            };
-            PathError::Open {
-                path: path.to_string(),
-                root: root.dir.display().to_string(),
-                source,
-                hint,
-            }
+        Ok((root, p.strip_prefix(&root.dir).unwrap_or(p)))
+    }
+
+    /// Opens `path` for reading (and writing when `write`) if it lies beneath a root of `kind`;
+    /// returns the descriptor to hand to the sandbox.
+    pub fn open(&self, kind: RootKind, path: &str, write: bool) -> Result<OwnedFd, PathError> {
+        let p = Path::new(path);
+        if kind == RootKind::Image
+            && !write
+            && self.operator_files.iter().any(|f| f == p)
+            && p.is_absolute()
+            && !path.contains('\0')
+            && !p.components().any(|c| c == Component::ParentDir)
+        {
+            return File::open(p)
+                .map(OwnedFd::from)
+                .map_err(|source| PathError::Open {
+                    path: path.to_string(),
+                    root: "the operator's configuration".into(),
+                    source,
+                    hint: "",
+                });
+        }
+        let (root, rel) = self.beneath(kind, path)?;
+        let open_err = |source: std::io::Error| PathError::Open {
+            path: path.to_string(),
+            root: root.dir.display().to_string(),
+            hint: hint(&source),
+            source,
         };
         let dir = File::options()
             .read(true)
@@ -232,6 +263,75 @@ impl PathRoots {
             return Err(PathError::Raced(path.to_string()));
         }
         Ok(OwnedFd::from(f))
+    }
+}
+
+impl PathRoots {
+    /// Resolves `path` beneath a root of `kind` (no symlink, no `..`) to a directory, or to a
+    /// directory or regular file as `accept` says, for a sandbox that mounts it by path. With
+    /// `write`, the directory must be writable by the agent.
+    pub fn resolve(
+        &self,
+        kind: RootKind,
+        path: &str,
+        write: bool,
+        accept: Accept,
+    ) -> Result<Resolved, PathError> {
+        let (root, rel) = self.beneath(kind, path)?;
+        let open_err = |source: std::io::Error| PathError::Open {
+            path: path.to_string(),
+            root: root.dir.display().to_string(),
+            hint: hint(&source),
+            source,
+        };
+        let dir = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&root.dir)
+            .map_err(open_err)?;
+        let fd = openat2(&dir, rel, libc::O_PATH).map_err(open_err)?;
+        let f = File::from(fd);
+        let ft = f.metadata().map_err(open_err)?.file_type();
+        let ok = ft.is_dir() || (accept == Accept::DirOrFile && ft.is_file());
+        if !ok {
+            return Err(PathError::WrongType {
+                path: path.to_string(),
+                kind: if ft.is_file() {
+                    "regular file"
+                } else {
+                    "special file"
+                },
+                rule: match accept {
+                    Accept::Dir => "a volume must be a directory",
+                    Accept::DirOrFile => {
+                        "an image must be a directory or an image file (OCI layout or docker save tarball)"
+                    }
+                },
+            });
+        }
+        let full = root.dir.join(rel);
+        if write && ft.is_dir() {
+            let c = CString::new(full.as_os_str().as_bytes())
+                .map_err(|_| open_err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+            // SAFETY: access(2) with a NUL-terminated path; it only reads.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                return Err(open_err(std::io::Error::last_os_error()));
+            }
+        }
+        Ok(Resolved {
+            fd: OwnedFd::from(f),
+            path: full,
+            is_dir: ft.is_dir(),
+        })
+    }
+}
+
+fn hint(source: &std::io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::ELOOP) => " (symlinks are not followed beneath a root)",
+        Some(libc::EXDEV) => " (the path leaves its root)",
+        Some(libc::ENOSYS) => " (openat2 needs Linux >= 5.6)",
+        _ => "",
     }
 }
 

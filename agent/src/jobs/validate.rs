@@ -14,7 +14,7 @@ use colo_config::job::validate::{MAX_GUEST_EXIT_CODE, MIN_MEMORY_MIB};
 use colo_config::job::{PathAccess, PathKind, truncate};
 
 use super::model::JobSpec;
-use super::paths::{PathRoots, RootKind};
+use super::paths::{Accept, PathRoots, RootKind};
 
 /// The node's limits and defaults for job sizes, and the roots clients may name files beneath.
 pub type SpecLimits = colo_config::job::SpecLimits<PathRoots>;
@@ -31,6 +31,17 @@ impl PathAccess for PathRoots {
             PathKind::Volume => RootKind::Volume,
         };
         self.open(kind, &path.to_string_lossy(), write)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Resolves the directory (or image file) as the container launch will.
+    fn check_dir(&self, kind: PathKind, path: &Path, write: bool) -> Result<(), String> {
+        let (kind, accept) = match kind {
+            PathKind::Image => (RootKind::Image, Accept::DirOrFile),
+            PathKind::Volume => (RootKind::Volume, Accept::Dir),
+        };
+        self.resolve(kind, &path.to_string_lossy(), write, accept)
             .map(drop)
             .map_err(|e| e.to_string())
     }

@@ -78,6 +78,13 @@ pub trait PathAccess {
     /// `Ok` when the client may name `path` beneath the roots of `kind` (for writing when
     /// `write`); otherwise the reason, said to the client after the field's name.
     fn check(&self, kind: PathKind, path: &Path, write: bool) -> Result<(), String>;
+
+    /// As [`check`](Self::check) for a directory a sandbox mounts: a volume must be a
+    /// directory, an image a directory or an image file (an OCI layout or `docker save`
+    /// tarball). By default the same rule as `check`.
+    fn check_dir(&self, kind: PathKind, path: &Path, write: bool) -> Result<(), String> {
+        self.check(kind, path, write)
+    }
 }
 
 /// The node's limits and defaults for job sizes, and `P`, what decides which host files a
@@ -183,6 +190,24 @@ fn check_file(
     write: bool,
     what: &str,
 ) -> Result<(), FieldError> {
+    check_len(field, p, what)?;
+    access.check(kind, p, write).map_err(|e| bad(field, e))
+}
+
+/// Checks that the client may name the directory (or image) `p` beneath a root of `kind`.
+fn check_dir(
+    access: &impl PathAccess,
+    kind: PathKind,
+    field: &str,
+    p: &Path,
+    write: bool,
+    what: &str,
+) -> Result<(), FieldError> {
+    check_len(field, p, what)?;
+    access.check_dir(kind, p, write).map_err(|e| bad(field, e))
+}
+
+fn check_len(field: &str, p: &Path, what: &str) -> Result<(), FieldError> {
     let len = p.as_os_str().len();
     if len == 0 {
         return Err(bad(field, format!("is required ({what})")));
@@ -190,7 +215,7 @@ fn check_file(
     if len > 4096 {
         return Err(bad(field, format!("must be at most 4096 bytes, got {len}")));
     }
-    access.check(kind, p, write).map_err(|e| bad(field, e))
+    Ok(())
 }
 
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
@@ -345,7 +370,7 @@ fn check_program(
     p: &super::Program,
     access: &impl PathAccess,
 ) -> Result<(), FieldError> {
-    check_file(
+    check_dir(
         access,
         PathKind::Image,
         &format!("{prefix}.image"),
@@ -414,7 +439,7 @@ fn check_program(
     }
     for (i, v) in p.volumes.iter().enumerate() {
         let field = format!("{prefix}.volumes[{i}]");
-        check_file(
+        check_dir(
             access,
             PathKind::Volume,
             &format!("{field}.source"),

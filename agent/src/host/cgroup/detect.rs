@@ -163,6 +163,19 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Every cgroup mount of the node (v1 hierarchies, named ones and any cgroup2 mount), as an OCI
+/// runtime sees them: it makes a container's cgroup in each.
+pub fn every_cgroup_mount() -> Vec<PathBuf> {
+    let text = read_mountinfo().unwrap_or_default();
+    let mut out: Vec<PathBuf> = parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .map(|m| m.mount)
+        .collect();
+    out.dedup();
+    out
+}
+
 fn read_mountinfo() -> Result<String, CgroupError> {
     std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
         CgroupError::Detect(format!("cannot read /proc/self/mountinfo: {source}"))

@@ -361,6 +361,28 @@ impl CgroupTree {
     }
 }
 
+/// Removes the empty cgroup `dir` and its empty children, deepest first.
+fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            rmdir_tree(&e.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CgroupError::File(CgroupFileError::Io {
+            op: "rmdir",
+            path: dir.into(),
+            value: String::new(),
+            source,
+        })),
+    }
+}
+
 /// Enables `wanted ∩ available` in `dir/cgroup.subtree_control`; fails when one of `required`
 /// is not available.
 fn enable_v2(
@@ -530,6 +552,37 @@ impl JobCgroup {
             s.cpu_nr_throttled += c.cpu_nr_throttled;
         }
         s
+    }
+
+    /// The cgroup of a thread group as an OCI runtime's `cgroupsPath` names it: absolute from the
+    /// root of each hierarchy (`/colo/offline/<job>/vcpu`). A container's processes live there.
+    pub fn runtime_path(&self, group: ThreadGroup) -> String {
+        let rel = self.job.tree().root.join(self.threads(group).rel());
+        format!("/{}", rel.display())
+    }
+
+    /// The file whose `oom_kill N` line counts the OOM kills under the job's memory limit (v1
+    /// `memory.oom_control`, v2 `memory.events`), if the memory controller is there.
+    pub fn oom_counter(&self) -> Option<PathBuf> {
+        let inner = self.job.tree();
+        let dir = inner.dir_for("memory", self.job.rel())?;
+        Some(match inner.layout {
+            Layout::V1(_) => dir.join("memory.oom_control"),
+            Layout::V2 { .. } => dir.join("memory.events"),
+        })
+    }
+
+    /// Removes the job's cgroups in every hierarchy of the node, also those the agent does not
+    /// manage (an OCI runtime makes a container's cgroup in each it knows, and leaves the
+    /// parents it made behind). Only empty cgroups are removed there (`rmdir`, deepest first);
+    /// nothing is written.
+    pub fn remove_everywhere(&self, patience: Duration) -> Result<(), CgroupError> {
+        self.remove(patience)?;
+        let rel = self.job.tree().root.join(self.job.rel());
+        for mount in detect::every_cgroup_mount() {
+            rmdir_tree(&mount.join(&rel))?;
+        }
+        Ok(())
     }
 
     /// Removes the job's cgroups (children first). Fails with [`CgroupFileError::Busy`] when

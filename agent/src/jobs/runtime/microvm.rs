@@ -103,6 +103,8 @@ pub fn run_args(
                 push("--disk", rootfs.clone().into());
             }
         }
+        // Never launched in a MicroVM (`Sandbox::for_job` picks the container sandbox).
+        Guest::Container(_) => {}
     }
     push("--vcpus", spec.vcpus.to_string().into());
     push("--memory-mib", spec.memory_mib.to_string().into());

@@ -2,19 +2,27 @@
 //! launches, recognises, queries, pauses and stops a job's process only through [`Sandbox`];
 //! the cgroups, the registry, the budget and the outcome rules are the same for every kind.
 //!
-//! A MicroVM (`colo-vmm`, [`microvm`]) is the only kind today. A container or a Linux guest
-//! is a new variant of [`Sandbox`] with its own file here, and a match arm in each method.
+//! Two kinds today: a MicroVM (`colo-vmm`, [`microvm`]) for the workload and Linux guests, and
+//! an OCI container ([`container`], under its per-job monitor). A new kind is a new variant of
+//! [`Sandbox`] with its own module here, and a match arm in each method.
 
+pub mod container;
 pub mod microvm;
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+pub use container::Container;
 pub use microvm::MicroVm;
 
 use super::config::ManagerConfig;
-use super::model::JobSpec;
+use super::launch::{self, WaitStatus};
+use super::model::{Guest, JobSpec, StopIntent};
+use super::outcome::{self, Outcome};
+use super::paths::{PathRoots, open_job_files};
 use super::registry::JobPaths;
+use crate::host::cgroup::JobCgroup;
 
 /// Errors of talking to a running sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +30,23 @@ pub enum SandboxError {
     /// The VMM's control socket failed.
     #[error(transparent)]
     MicroVm(#[from] microvm::ControlClientError),
+    /// The container runtime failed.
+    #[error(transparent)]
+    Container(#[from] container::ContainerError),
+}
+
+/// A sandbox process ready to launch: its program and arguments, the descriptors it inherits
+/// (fd 3, 4, ...), and those the agent holds open until it runs (pinning what it mounts).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Inherited descriptors.
+    pub inherit: Vec<OwnedFd>,
+    /// Descriptors held by the agent until the sandbox reports `started`.
+    pub hold: Vec<OwnedFd>,
 }
 
 /// The threads a sandbox announced once it runs (its `started` line), to be placed in the
@@ -50,18 +75,50 @@ pub struct SandboxStatus {
 pub enum Sandbox {
     /// colo's MicroVM (`colo-vmm`).
     MicroVm(MicroVm),
+    /// An OCI container under its monitor.
+    Container(Container),
 }
 
 impl Sandbox {
-    /// The sandbox for `spec` on this agent (every job runs in a MicroVM today).
-    pub fn for_job(_spec: &JobSpec, cfg: &ManagerConfig) -> Self {
-        Self::MicroVm(MicroVm::new(cfg))
+    /// The sandbox for `spec` on this agent.
+    pub fn for_job(spec: &JobSpec, cfg: &ManagerConfig) -> Self {
+        match spec.guest {
+            Guest::Container(_) => {
+                Self::Container(Container::new(cfg.containers.clone(), cfg.log_limit))
+            }
+            Guest::Workload(_) | Guest::Linux(_) => Self::MicroVm(MicroVm::new(cfg)),
+        }
     }
 
-    /// The program and arguments that start the job's sandbox process.
-    pub fn command(&self, spec: &JobSpec, paths: &JobPaths) -> (PathBuf, Vec<OsString>) {
-        match self {
-            Self::MicroVm(vm) => vm.command(spec, paths),
+    /// Opens what the job names beneath `roots` and builds the sandbox process's launch
+    /// (blocking: it may read and write files).
+    pub fn prepare(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        paths: &JobPaths,
+        roots: &PathRoots,
+        cgroup: &JobCgroup,
+    ) -> Result<Prepared, String> {
+        match (self, &spec.guest) {
+            (Self::Container(c), Guest::Container(p)) => {
+                let host = c.host().map_err(|e| e.to_string())?;
+                container::prepare(host, id, p, paths, roots, cgroup, c.log_limit())
+            }
+            (Self::MicroVm(vm), _) => {
+                // The files the job names are opened here, beneath the operator's roots, and
+                // handed to the VMM as descriptors: it never resolves a client's path itself.
+                let (spec, inherit) = open_job_files(spec, roots, launch::FIRST_INHERITED_FD)
+                    .map_err(|e| format!("cannot open its files: {e}"))?;
+                let (program, args) = vm.command(&spec, paths);
+                Ok(Prepared {
+                    program,
+                    args,
+                    inherit,
+                    hold: Vec::new(),
+                })
+            }
+            (Self::Container(_), _) => Err("a container sandbox for a MicroVM guest".into()),
         }
     }
 
@@ -69,20 +126,57 @@ impl Sandbox {
     pub fn started(&self, output: &str) -> Option<StartedLine> {
         match self {
             Self::MicroVm(_) => microvm::parse_started(output),
+            // The container's processes are born in its cgroup: no threads to place.
+            Self::Container(_) => {
+                container::monitor::parse_started(output).map(|(pid, _)| StartedLine {
+                    pid,
+                    vcpu_tids: Vec::new(),
+                    io_tid: None,
+                })
+            }
         }
     }
 
     /// The name prefix of the sandbox's vCPU threads.
     pub fn vcpu_thread_prefix(&self) -> &'static str {
         match self {
-            Self::MicroVm(_) => microvm::VCPU_THREAD,
+            Self::MicroVm(_) | Self::Container(_) => microvm::VCPU_THREAD,
         }
     }
 
-    /// The exit record the sandbox process left when it ended, if it left one.
-    pub fn exit_record(&self, paths: &JobPaths) -> Option<microvm::ExitRecord> {
+    /// The outcome the sandbox process recorded when it ended, if it left a record.
+    pub fn recorded_outcome(
+        &self,
+        paths: &JobPaths,
+        intent: Option<&StopIntent>,
+    ) -> Option<Outcome> {
         match self {
-            Self::MicroVm(_) => microvm::ExitRecord::read(&paths.exit_record).ok(),
+            Self::MicroVm(_) => microvm::ExitRecord::read(&paths.exit_record)
+                .ok()
+                .map(|r| outcome::decide(Some(&r), None, intent)),
+            Self::Container(_) => container::ContainerExit::read(&paths.exit_record)
+                .ok()
+                .map(|r| container::decide(Some(&r), None, intent)),
+        }
+    }
+
+    /// How the job ended, once its sandbox process has: from its record (if any), the wait
+    /// status (when the agent is its parent) and the stop the agent asked for.
+    pub fn decide(
+        &self,
+        paths: &JobPaths,
+        wait: Option<WaitStatus>,
+        intent: Option<&StopIntent>,
+    ) -> Outcome {
+        match self {
+            Self::MicroVm(_) => {
+                let r = microvm::ExitRecord::read(&paths.exit_record).ok();
+                outcome::decide(r.as_ref(), wait, intent)
+            }
+            Self::Container(_) => {
+                let r = container::ContainerExit::read(&paths.exit_record).ok();
+                container::decide(r.as_ref(), wait, intent)
+            }
         }
     }
 
@@ -91,27 +185,62 @@ impl Sandbox {
     pub fn is_own_process(&self, comm: &str) -> bool {
         match self {
             Self::MicroVm(vm) => vm.is_own_process(comm),
+            Self::Container(c) => c.is_own_process(comm),
         }
     }
 
     /// The sandbox's state and progress.
-    pub async fn status(&self, paths: &JobPaths) -> Result<SandboxStatus, SandboxError> {
+    pub async fn status(&self, id: &str, paths: &JobPaths) -> Result<SandboxStatus, SandboxError> {
         match self {
             Self::MicroVm(vm) => Ok(vm.status(paths).await?),
+            Self::Container(c) => Ok(c.status(id).await?),
         }
     }
 
     /// Pauses (`pause`) or resumes the workload.
-    pub async fn set_paused(&self, paths: &JobPaths, pause: bool) -> Result<(), SandboxError> {
+    pub async fn set_paused(
+        &self,
+        id: &str,
+        paths: &JobPaths,
+        pause: bool,
+    ) -> Result<(), SandboxError> {
         match self {
             Self::MicroVm(vm) => Ok(vm.set_paused(paths, pause).await?),
+            Self::Container(c) => Ok(c.set_paused(id, pause).await?),
         }
     }
 
-    /// Asks the workload to shut down (the supervisor kills the process after the grace).
-    pub async fn shutdown(&self, paths: &JobPaths) -> Result<(), SandboxError> {
+    /// Asks the workload to shut down (the supervisor kills it after the grace).
+    pub async fn shutdown(&self, id: &str, paths: &JobPaths) -> Result<(), SandboxError> {
         match self {
             Self::MicroVm(vm) => Ok(vm.shutdown(paths).await?),
+            Self::Container(c) => Ok(c.signal(id, paths, libc::SIGTERM).await?),
+        }
+    }
+
+    /// Kills the workload: the VMM process, or the container's init (its monitor stays to
+    /// record the end). Falls back to killing the sandbox process itself.
+    pub async fn kill(&self, id: &str, paths: &JobPaths, process: Option<&OwnedFd>) {
+        let direct = match self {
+            Self::MicroVm(_) => None,
+            Self::Container(c) => Some(c.signal(id, paths, libc::SIGKILL).await),
+        };
+        if matches!(direct, Some(Ok(()))) {
+            return;
+        }
+        if let Some(fd) = process
+            && let Err(e) = launch::pidfd_signal(fd, libc::SIGKILL)
+            && e.raw_os_error() != Some(libc::ESRCH)
+        {
+            tracing::error!(job = %id, error = %e, "cannot kill the sandbox process");
+        }
+    }
+
+    /// Removes what the sandbox leaves beyond the job's cgroups and files.
+    pub fn cleanup(&self, id: &str, paths: &JobPaths) {
+        match self {
+            Self::MicroVm(_) => {}
+            Self::Container(c) => c.cleanup(id, paths),
         }
     }
 }

@@ -47,6 +47,8 @@ struct Supervisor {
     launched_unix_ms: Option<i64>,
     /// Why a change of the record could not be saved; the job ends at the next check.
     unsaved: Option<String>,
+    /// Descriptors pinning what the sandbox mounts, held until it reports `started`.
+    held: Vec<OwnedFd>,
 }
 
 /// Runs a job's supervisor to the end of the job (or until the agent shuts down).
@@ -70,6 +72,7 @@ pub(crate) async fn run(
         launched_here: false,
         launched_unix_ms: None,
         unsaved: None,
+        held: Vec::new(),
     };
     let id = s.rec.id.clone();
     let end = match s.rec.state {
@@ -84,11 +87,19 @@ pub(crate) async fn run(
     tracing::debug!(job = %id, "supervisor done");
 }
 
-/// Removes what an ended job leaves behind: its cgroups, control socket and exit record.
-pub(crate) fn cleanup_files(inner: &JobStore, id: &str) {
+/// Removes what an ended job leaves behind: its sandbox's leftovers (a container's runtime
+/// state and bundle), its cgroups (a container's in every hierarchy), control socket and exit
+/// record.
+pub(crate) fn cleanup_files(inner: &JobStore, id: &str, spec: &crate::jobs::model::JobSpec) {
     let paths = inner.paths(id);
+    let sandbox = Sandbox::for_job(spec, &inner.cfg);
+    sandbox.cleanup(id, &paths);
     let cg = inner.cgroups.job_handle(id);
-    if let Err(e) = cg.remove(Duration::from_secs(2)) {
+    let removed = match sandbox {
+        Sandbox::Container(_) => cg.remove_everywhere(Duration::from_secs(2)),
+        Sandbox::MicroVm(_) => cg.remove(Duration::from_secs(2)),
+    };
+    if let Err(e) = removed {
         tracing::error!(job = %id, error = %e, "cannot remove the job's cgroups");
     }
     for f in [&paths.control, &paths.exit_record] {
@@ -158,7 +169,7 @@ impl Supervisor {
     async fn end_unsaved(&mut self) -> Option<Outcome> {
         let why = self.unsaved.take()?;
         if self.pidfd.is_some() {
-            self.kill();
+            self.kill().await;
             let _ = self.wait_exit().await;
         }
         self.fail(
@@ -220,7 +231,7 @@ impl Supervisor {
                 }
                 _ = tokio::time::sleep_until(self.kill_at.unwrap_or(far)), if self.kill_at.is_some() => {
                     tracing::warn!(job = %self.rec.id, grace = ?self.inner.cfg.stop_grace, "VMM still running after the stop grace; killing it");
-                    self.kill();
+                    self.kill().await;
                     self.kill_at = None;
                 }
             }

@@ -6,9 +6,9 @@ use super::{Supervisor, state_dir_full};
 use crate::host::cgroup::{JobLimits, ThreadGroup};
 use crate::jobs::launch::{self, LaunchSpec};
 use crate::jobs::model::{EndReason, JobState, now_ms};
-use crate::jobs::outcome::{self, Outcome};
-use crate::jobs::paths::open_job_files;
+use crate::jobs::outcome::Outcome;
 use crate::jobs::procinfo::{self, ProcessIdentity};
+use crate::jobs::runtime::Prepared;
 
 impl Supervisor {
     /// Pending → Starting → Running. Returns the outcome if the job ended on the way.
@@ -75,22 +75,27 @@ impl Supervisor {
         self.cgroup = Some(cgroup.clone());
         self.inner.set_cgroup(&self.rec.id, Some(cgroup.clone()));
 
-        // The files the job names are opened here, beneath the operator's roots, and handed
-        // to the VMM as descriptors: it never resolves a client's path itself.
+        // What the job names is opened here, beneath the operator's roots (see
+        // `Sandbox::prepare`): the sandbox never resolves a client's path with its own rights.
         let roots = self.inner.cfg.limits.paths.clone();
         let spec = self.rec.spec.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            open_job_files(&spec, &roots, launch::FIRST_INHERITED_FD)
-        })
-        .await;
-        let (launch_spec, files) = match opened {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                return self.fail(EndReason::VmmFailed, format!("cannot open its files: {e}"));
-            }
+        let sandbox = self.sandbox.clone();
+        let (id, paths, cg) = (self.rec.id.clone(), self.paths.clone(), cgroup.clone());
+        let prepared =
+            tokio::task::spawn_blocking(move || sandbox.prepare(&id, &spec, &paths, &roots, &cg))
+                .await;
+        let prepared = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return self.fail(EndReason::VmmFailed, e),
             Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
         };
-        let (program, args) = self.sandbox.command(&launch_spec, &self.paths);
+        let Prepared {
+            program,
+            args,
+            inherit,
+            hold,
+        } = prepared;
+        self.held = hold;
         let output = self.paths.output.clone();
         let placement = cgroup.placement();
         let launched = tokio::task::spawn_blocking(move || {
@@ -99,7 +104,7 @@ impl Supervisor {
                 args: &args,
                 output: &output,
                 placement: &placement,
-                inherit: &files,
+                inherit: &inherit,
             })
         })
         .await;
@@ -152,7 +157,7 @@ impl Supervisor {
             let full =
                 waiting.elapsed() >= Duration::from_secs(1) && state_dir_full(&self.paths.dir);
             if full || Instant::now() >= deadline {
-                self.kill();
+                self.kill().await;
                 let _ = self.wait_exit().await;
                 let why = if full {
                     format!(
@@ -187,6 +192,8 @@ impl Supervisor {
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
         };
+        // What the sandbox mounts is in place once it runs.
+        self.held.clear();
         if let Some(cg) = &self.cgroup {
             let pid = self.rec.vmm.as_ref().map_or(0, |v| v.pid);
             let names = procinfo::threads(pid).unwrap_or_default();
@@ -258,8 +265,11 @@ impl Supervisor {
                     self.commit(|r| r.vmm = Some(identity)).await;
                 }
                 _ => {
-                    if let Some(record) = self.sandbox.exit_record(&self.paths) {
-                        return Some(outcome::decide(Some(&record), None, self.rec.stop.as_ref()));
+                    if let Some(o) = self
+                        .sandbox
+                        .recorded_outcome(&self.paths, self.rec.stop.as_ref())
+                    {
+                        return Some(o);
                     }
                     return self.fail(
                         EndReason::VmmFailed,
@@ -281,10 +291,13 @@ impl Supervisor {
             None
         };
         let Some(pidfd) = pidfd else {
-            return match self.sandbox.exit_record(&self.paths) {
-                Some(record) => {
-                    tracing::info!(job = %self.rec.id, "the VMM ended while the agent was away");
-                    Some(outcome::decide(Some(&record), None, self.rec.stop.as_ref()))
+            return match self
+                .sandbox
+                .recorded_outcome(&self.paths, self.rec.stop.as_ref())
+            {
+                Some(o) => {
+                    tracing::info!(job = %self.rec.id, "the sandbox ended while the agent was away");
+                    Some(o)
                 }
                 None => self.fail(
                     EndReason::NodeLost,
@@ -301,7 +314,7 @@ impl Supervisor {
         if self.rec.state == JobState::Starting {
             return self.await_started().await;
         }
-        match self.sandbox.status(&self.paths).await {
+        match self.sandbox.status(&self.rec.id, &self.paths).await {
             Ok(st) => {
                 let state = if st.paused {
                     JobState::Paused

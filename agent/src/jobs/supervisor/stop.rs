@@ -6,7 +6,7 @@ use super::{Supervisor, cleanup_files};
 use crate::jobs::error::ManagerError;
 use crate::jobs::launch::{self, WaitStatus};
 use crate::jobs::model::{JobState, StopIntent, now_ms};
-use crate::jobs::outcome::{self, Outcome};
+use crate::jobs::outcome::Outcome;
 use crate::jobs::store::Command;
 
 impl Supervisor {
@@ -34,7 +34,11 @@ impl Supervisor {
                 ),
             });
         }
-        match self.sandbox.set_paused(&self.paths, pause).await {
+        match self
+            .sandbox
+            .set_paused(&self.rec.id, &self.paths, pause)
+            .await
+        {
             Ok(()) => {
                 let why = why.to_string();
                 self.commit_relaxed(|r| {
@@ -61,7 +65,7 @@ impl Supervisor {
             self.commit(|r| r.stop = Some(i)).await;
         }
         tracing::info!(job = %self.rec.id, kind = ?intent.kind, reason = %intent.reason, "stopping the VM");
-        if let Err(e) = self.sandbox.shutdown(&self.paths).await {
+        if let Err(e) = self.sandbox.shutdown(&self.rec.id, &self.paths).await {
             tracing::warn!(job = %self.rec.id, error = %e, "shutdown request failed; sending SIGTERM");
             if let Some(fd) = &self.pidfd {
                 let _ = launch::pidfd_signal(fd, libc::SIGTERM);
@@ -70,13 +74,10 @@ impl Supervisor {
         self.kill_at = Some(tokio::time::Instant::now() + self.inner.cfg.stop_grace);
     }
 
-    pub(super) fn kill(&self) {
-        if let Some(fd) = &self.pidfd
-            && let Err(e) = launch::pidfd_signal(fd, libc::SIGKILL)
-            && e.raw_os_error() != Some(libc::ESRCH)
-        {
-            tracing::error!(job = %self.rec.id, error = %e, "cannot kill the VMM");
-        }
+    pub(super) async fn kill(&self) {
+        self.sandbox
+            .kill(&self.rec.id, &self.paths, self.pidfd.as_ref())
+            .await;
     }
 
     pub(super) async fn wait_exit(&self) -> Option<WaitStatus> {
@@ -88,12 +89,10 @@ impl Supervisor {
     /// The VMM has exited: reap it if it is our child and read its exit record.
     pub(super) async fn ended(&mut self) -> Option<Outcome> {
         let wait = self.wait_exit().await;
-        let record = self.sandbox.exit_record(&self.paths);
-        Some(outcome::decide(
-            record.as_ref(),
-            wait,
-            self.rec.stop.as_ref(),
-        ))
+        Some(
+            self.sandbox
+                .decide(&self.paths, wait, self.rec.stop.as_ref()),
+        )
     }
 
     /// Answers the pauses and resumes that arrived while the job was ending: it has ended. (Once
@@ -140,8 +139,9 @@ impl Supervisor {
             .await;
         let inner = self.inner.clone();
         let id = self.rec.id.clone();
+        let spec = self.rec.spec.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            cleanup_files(&inner, &id);
+            cleanup_files(&inner, &id, &spec);
             if !saved {
                 // The record on disk still says the job is live: an agent restart would start or
                 // adopt it again. Better forgotten after a restart than run twice.

@@ -48,6 +48,7 @@ pub fn reason(r: Option<EndReason>) -> pb::EndReason {
         Some(EndReason::DeadlineExceeded) => pb::EndReason::DeadlineExceeded,
         Some(EndReason::NodeLost) => pb::EndReason::NodeLost,
         Some(EndReason::AgentShutdown) => pb::EndReason::AgentShutdown,
+        Some(EndReason::OomKilled) => pb::EndReason::GuestExitNonzero,
     }
 }
 

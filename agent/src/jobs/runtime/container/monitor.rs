@@ -236,10 +236,7 @@ pub fn run(args: &MonitorArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             let _ = rt.delete(&args.id);
-            return record(failed(format!(
-                "{e}{}",
-                runtime_said(&runtime_log)
-            )));
+            return record(failed(format!("{e}{}", runtime_said(&runtime_log))));
         }
     };
     INIT_PID.store(init, Ordering::SeqCst);
@@ -497,7 +494,11 @@ mod tests {
         std::fs::write(&v1, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
         assert_eq!(oom_kills(Some(&v1)), 3);
         let v2 = d.path().join("memory.events");
-        std::fs::write(&v2, "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n").unwrap();
+        std::fs::write(
+            &v2,
+            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
         assert_eq!(oom_kills(Some(&v2)), 2);
         assert_eq!(oom_kills(Some(&d.path().join("absent"))), 0);
         assert_eq!(oom_kills(None), 0);
