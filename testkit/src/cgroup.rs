@@ -187,7 +187,28 @@ impl Drop for TestCgroup {
                 eprintln!("colo-testkit: could not remove {}: {e}", dir.display());
             }
         }
+        // An OCI runtime makes a container's cgroup in every hierarchy of the node, beneath the
+        // same path: the subtree's name is this test's in the others too.
+        for mount in cgroup_mounts() {
+            let dir = mount.join(&self.name);
+            if let Err(e) = remove_tree(&dir) {
+                eprintln!("colo-testkit: could not remove {}: {e}", dir.display());
+            }
+        }
     }
+}
+
+/// Every cgroup (v1 or v2) mount of the node.
+fn cgroup_mounts() -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mount = pre.split_whitespace().nth(4)?;
+            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .collect()
 }
 
 /// Maps a v1 controller name onto its v2 counterpart.

@@ -10,6 +10,7 @@
 //!   (or fails the test when `COLO_REQUIRE_KVM=1`).
 //! * [`TestCa`] makes a throwaway CA and issues certificates from it with the `openssl`
 //!   command, for TLS tests.
+//! * [`busybox_rootfs`] builds a busybox root filesystem for container tests.
 //! * [`workspace_binary`] finds another package's binary (colo-agent, coloctl) in the target
 //!   directory, for tests that run both.
 
@@ -18,9 +19,11 @@ mod cgroup;
 mod kvm;
 mod lock;
 mod pki;
+mod rootfs;
 
 pub use binaries::workspace_binary;
 pub use cgroup::{CgroupError, CgroupVersion, TestCgroup, cgroup_version};
 pub use kvm::{kvm_or_skip, root_or_skip};
 pub use lock::{HostLock, host_lock};
 pub use pki::{CertFiles, TestCa};
+pub use rootfs::{BUSYBOX, busybox_or_skip, busybox_rootfs};

@@ -48,6 +48,14 @@ pub enum ManagerError {
     /// The registry could not be written.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The node does not offer the job's sandbox.
+    #[error("this node cannot run {sandbox} jobs: {why}; submit it to a node that offers them (coloctl node lists a node's sandboxes)")]
+    SandboxUnavailable {
+        /// The sandbox kind.
+        sandbox: &'static str,
+        /// Why the node lacks it, and the fix.
+        why: String,
+    },
     /// The agent is shutting down.
     #[error("the agent is shutting down; retry on another node or after it restarts")]
     ShuttingDown,

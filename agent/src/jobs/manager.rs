@@ -198,6 +198,14 @@ impl JobManager {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(ManagerError::ShuttingDown);
         }
+        if let (colo_config::job::Guest::Container(_), Err(why)) =
+            (&spec.guest, &self.inner.cfg.containers)
+        {
+            return Err(ManagerError::SandboxUnavailable {
+                sandbox: spec.guest.kind().name(),
+                why: why.clone(),
+            });
+        }
         let _one_at_a_time = self.inner.submit_lock.lock().await;
         {
             let t = self.inner.table();

@@ -85,6 +85,9 @@ pub struct Options {
     pub metrics: bool,
     /// Mount a tmpfs of this size (`size=` option, e.g. `1m`) as the state directory.
     pub state_tmpfs: Option<&'static str>,
+    /// Lines under `offline.container` (indented four spaces) besides its `runtime_root`, which
+    /// is the test's own directory.
+    pub container: String,
 }
 
 impl Default for Options {
@@ -98,6 +101,7 @@ impl Default for Options {
             env: vec![],
             metrics: false,
             state_tmpfs: None,
+            container: String::new(),
         }
     }
 }
@@ -183,13 +187,15 @@ impl TestAgent {
             .map(|p| format!("  workload: {}\n", p.display()))
             .unwrap_or_default();
         let yaml = format!(
-            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
+            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n  container:\n    runtime_root: {runc}\n{container}{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
             cg = cgroup.name(),
             state = dir.path().join("state").display(),
             images = dir.path().join("images").display(),
             volumes = dir.path().join("volumes").display(),
             cpu = opts.budget_cpu,
             mem = opts.budget_memory,
+            runc = dir.path().join("runc").display(),
+            container = opts.container,
             extra_offline = opts.extra_offline,
             sock = socket.display(),
             metrics = metrics_addr.map_or("null".to_string(), |a| a.to_string()),

@@ -93,7 +93,9 @@ pub fn status(e: ManagerError) -> tonic::Status {
         ManagerError::NotFound(_) => tonic::Status::not_found(msg),
         ManagerError::OverBudget(_) => tonic::Status::resource_exhausted(msg),
         ManagerError::KeyConflict { .. } => tonic::Status::already_exists(msg),
-        ManagerError::WrongState { .. } => tonic::Status::failed_precondition(msg),
+        ManagerError::WrongState { .. } | ManagerError::SandboxUnavailable { .. } => {
+            tonic::Status::failed_precondition(msg)
+        }
         ManagerError::Control { .. } | ManagerError::ShuttingDown => {
             tonic::Status::unavailable(msg)
         }
