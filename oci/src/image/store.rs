@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -289,6 +289,7 @@ impl ImageStore {
         let rootfs = tmp.join("rootfs");
         create_private_dir(&tmp)?;
         fs::create_dir(&rootfs).map_err(io_err(&rootfs))?;
+        fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)).map_err(io_err(&rootfs))?;
         let built = self
             .build(source, plan, &rootfs, &mut make_room)
             .and_then(|()| {

@@ -191,7 +191,10 @@ impl<'a, F: FnMut(u64) -> Result<(), ImageError>> Unpacker<'a, F> {
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    // A directory the layer does not list gets 0755, whatever the umask.
                     fs::create_dir(&next).map_err(io_err(&next))?;
+                    fs::set_permissions(&next, fs::Permissions::from_mode(0o755))
+                        .map_err(io_err(&next))?;
                     current = next;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
