@@ -135,7 +135,7 @@ impl AgentSettings {
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
         manager.log_limit = o.log_limit.bytes();
-        manager.containers = crate::jobs::runtime::container::detect(&o.container);
+        manager.containers = crate::jobs::runtime::container::detect(&o.container, &o.state_dir);
         if let Err(why) = &manager.containers {
             tracing::info!(%why, "no container sandbox");
         }

@@ -16,7 +16,10 @@ fn container_guard(test: &str) -> Option<(colo_testkit::HostLock, PathBuf)> {
     let busybox = colo_testkit::busybox_or_skip(test)?;
     if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_none() {
         let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
-        assert!(!required, "{test}: no runc or crun; run scripts/install-deps.sh");
+        assert!(
+            !required,
+            "{test}: no runc or crun; run scripts/install-deps.sh"
+        );
         eprintln!("\n*** SKIPPED {test}: no OCI runtime (apt-get install runc) ***\n");
         return None;
     }
@@ -58,8 +61,16 @@ fn reason(j: &pb::Job) -> pb::EndReason {
 /// hierarchy of the node, and its runtime state.
 fn leftovers(agent: &TestAgent, id: &str) -> Vec<PathBuf> {
     let mut out = agent.offline_leftovers();
-    for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let d = entry.path().join(agent.cgroup.name()).join("offline").join(id);
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let d = entry
+            .path()
+            .join(agent.cgroup.name())
+            .join("offline")
+            .join(id);
         if d.exists() {
             out.push(d);
         }
@@ -116,7 +127,11 @@ fn a_container_job_ends_with_its_exit_code_and_coloctl_shows_its_output() {
     });
     assert_eq!(
         (state(&j), reason(&j), j.exit_code),
-        (pb::JobState::Failed, pb::EndReason::GuestExitNonzero, Some(7)),
+        (
+            pb::JobState::Failed,
+            pb::EndReason::GuestExitNonzero,
+            Some(7)
+        ),
         "{j:?}"
     );
     let logs = coloctl(&agent, &["logs", &id]);
@@ -194,7 +209,10 @@ fn a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
     assert!(expected.status.success());
     let got = std::fs::read(output.join("sorted.txt")).unwrap();
     assert_eq!(got.len(), expected.stdout.len());
-    assert!(got == expected.stdout, "the container's sort differs from the host's");
+    assert!(
+        got == expected.stdout,
+        "the container's sort differs from the host's"
+    );
     // The read-only volume stayed read-only.
     let j2 = rt.block_on(async {
         let mut c = agent.client().await;
@@ -352,9 +370,9 @@ fn cancel_and_deadline_stop_a_container() {
 
 #[test]
 fn bad_container_requests_are_refused_naming_the_cause_and_leave_nothing() {
-    let Some((_lock, busybox)) = container_guard(
-        "bad_container_requests_are_refused_naming_the_cause_and_leave_nothing",
-    ) else {
+    let Some((_lock, busybox)) =
+        container_guard("bad_container_requests_are_refused_naming_the_cause_and_leave_nothing")
+    else {
         return;
     };
     let agent = start_agent();

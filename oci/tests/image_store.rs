@@ -233,10 +233,7 @@ fn an_image_over_the_cap_is_refused_mid_unpack() {
         ),
         "{text}"
     );
-    assert!(
-        text.contains("offline.container.image_store_bytes"),
-        "{text}"
-    );
+    assert!(text.contains("offline.container.image_store"), "{text}");
     assert!(tree(&dir.path().join("store/sha256")).is_empty());
     assert!(
         tree(&dir.path().join("store/tmp")).is_empty(),

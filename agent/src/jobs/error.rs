@@ -49,7 +49,9 @@ pub enum ManagerError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The node does not offer the job's sandbox.
-    #[error("this node cannot run {sandbox} jobs: {why}; submit it to a node that offers them (coloctl node lists a node's sandboxes)")]
+    #[error(
+        "this node cannot run {sandbox} jobs: {why}; submit it to a node that offers them (coloctl node lists a node's sandboxes)"
+    )]
     SandboxUnavailable {
         /// The sandbox kind.
         sandbox: &'static str,

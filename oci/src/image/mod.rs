@@ -78,8 +78,8 @@ pub enum ImageError {
     /// The unpacked image would not fit in the store.
     #[error(
         "image {image}: unpacked it needs more than {bytes} bytes, but the image store holds at \
-         most {cap} bytes (offline.container.image_store_bytes) and {in_use} of them belong to \
-         images in use; raise offline.container.image_store_bytes or use a smaller image"
+         most {cap} bytes (offline.container.image_store) and {in_use} of them belong to \
+         images in use; raise offline.container.image_store or use a smaller image"
     )]
     TooLarge {
         /// The job's image path.

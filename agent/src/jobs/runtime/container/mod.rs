@@ -21,8 +21,8 @@ mod prepare;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
+use colo_oci::image::ImageStore;
 use colo_oci::oci_spec::runtime::LinuxSeccomp;
 use colo_oci::runtime::{OciRuntime, RuntimeError, Status};
 
@@ -76,6 +76,8 @@ pub struct ContainerHost {
     pub host_network: bool,
     /// Size of each container's `/tmp`.
     pub scratch_bytes: u64,
+    /// Unpacked images.
+    pub images: Arc<ImageStore>,
 }
 
 /// Whether the node offers the container sandbox: the host, or why not.
@@ -278,9 +280,9 @@ pub fn find_monitor(configured: Option<&Path>) -> Option<PathBuf> {
     colo_oci::runtime::find_on_path(&[PROCESS_NAME])
 }
 
-/// Finds what the node needs for containers (see [`ContainerHost`]); the error says what is
-/// missing and how to fix it.
-pub fn detect(cfg: &colo_config::agent::ContainerConfig) -> Availability {
+/// Finds what the node needs for containers (see [`ContainerHost`]), its image store under
+/// `state_dir/images`; the error says what is missing and how to fix it.
+pub fn detect(cfg: &colo_config::agent::ContainerConfig, state_dir: &Path) -> Availability {
     if !cfg.enabled {
         return Err("disabled (offline.container.enabled: false)".into());
     }
@@ -295,35 +297,29 @@ pub fn detect(cfg: &colo_config::agent::ContainerConfig) -> Availability {
         None => None,
         Some(p) => Some(load_seccomp(p)?),
     };
+    let store = state_dir.join("images");
+    let images = ImageStore::open(&store, cfg.image_store.bytes())
+        .map_err(|e| format!("the image store {}: {e}", store.display()))?;
     Ok(Arc::new(ContainerHost {
         runtime,
         monitor,
         seccomp,
         host_network: cfg.host_network,
         scratch_bytes: cfg.scratch.bytes(),
+        images: Arc::new(images),
     }))
 }
 
 /// Reads and converts the containers-common seccomp profile at `path` for the default
 /// capability set.
 fn load_seccomp(path: &Path) -> Result<LinuxSeccomp, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the seccomp profile {}: {e}; install golang-github-containers-common-dev \
-             or set offline.container.seccomp_profile (null: no filter)",
-            path.display()
-        )
-    })?;
-    colo_oci::seccomp::from_containers_profile(
-        &text,
+    colo_oci::seccomp::load_containers_profile(
+        path,
         colo_oci::bundle::DEFAULT_CAPABILITIES,
         colo_oci::seccomp::running_kernel(),
     )
-    .map_err(|e| format!("{}: {e}", path.display()))
+    .map_err(|e| e.to_string())
 }
-
-/// How long a container may take to report `started` (the runtime's create and start).
-pub const START_TIMEOUT_FLOOR: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {

@@ -19,8 +19,20 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// The open-files limit of a container's processes.
 const OPEN_FILES: u64 = 1024;
 
-/// The directories a root filesystem must hold for the default mounts.
-const MOUNT_POINTS: &[&str] = &["/proc", "/dev", "/sys"];
+/// The file in a live job's bundle naming the stored image it runs (so that the store never
+/// removes it to make room).
+const DIGEST_FILE: &str = "image.digest";
+
+/// The digests of the stored images that live container jobs run.
+fn live_digests(jobs_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(jobs_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("bundle").join(DIGEST_FILE)).ok())
+        .map(|d| d.trim().to_string())
+        .collect()
+}
 
 /// Resolves `p`'s image and volumes, writes the bundle and returns the monitor's launch.
 pub fn prepare(
@@ -40,20 +52,21 @@ pub fn prepare(
             Accept::DirOrFile,
         )
         .map_err(|e| format!("spec.container.image: {e}"))?;
-    if !image.is_dir {
-        return Err(format!(
-            "spec.container.image: {} is an image file; unpacking OCI layouts and docker save \
-             tarballs needs the node's image store",
-            image.path.display()
-        ));
+    // A directory is used in place; an OCI layout or a docker save tarball is unpacked once
+    // into the store (the images of live jobs are never removed to make room).
+    let jobs_dir = paths.dir.parent().unwrap_or(&paths.dir);
+    let in_use = live_digests(jobs_dir);
+    let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
+    let root = host
+        .images
+        .resolve(&image.path, &in_use)
+        .map_err(|e| format!("spec.container.image: {e}"))?;
+    if root.digest.is_none() {
+        let targets: Vec<&str> = p.volumes.iter().map(|v| v.target.as_str()).collect();
+        colo_oci::image::check_mount_points(&root.path, &targets)
+            .map_err(|e| format!("spec.container.image: {e}"))?;
     }
-    let rootfs = image.path.clone();
-    let mut wanted: Vec<&str> = MOUNT_POINTS.to_vec();
-    if host.scratch_bytes > 0 {
-        wanted.push("/tmp");
-    }
-    wanted.extend(p.volumes.iter().map(|v| v.target.as_str()));
-    check_mount_points(&rootfs, &wanted)?;
+    let rootfs = root.path.clone();
     let mut mounts = Vec::with_capacity(p.volumes.len());
     let mut hold = vec![image.fd];
     for (i, v) in p.volumes.iter().enumerate() {
@@ -105,6 +118,10 @@ pub fn prepare(
     };
     let dir = bundle_dir(paths);
     bundle::write(&dir, &spec).map_err(|e| e.to_string())?;
+    if let Some(d) = &root.digest {
+        std::fs::write(dir.join(DIGEST_FILE), d)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(DIGEST_FILE).display()))?;
+    }
     let monitor = MonitorArgs {
         runtime: host.runtime.binary().to_path_buf(),
         root: host.runtime.root().to_path_buf(),
@@ -124,42 +141,21 @@ pub fn prepare(
     })
 }
 
-/// Refuses a root filesystem that lacks a directory a mount needs: a directory image is used
-/// in place, read-only, and the runtime must not create mount points in it.
-fn check_mount_points(rootfs: &Path, targets: &[&str]) -> Result<(), String> {
-    for t in targets {
-        let dir = rootfs.join(t.trim_start_matches('/'));
-        if !dir.is_dir() {
-            return Err(format!(
-                "the image {} has no directory {t}, where the container mounts {}; create it in \
-                 the image (a directory image is used read-only, as it is)",
-                rootfs.display(),
-                match *t {
-                    "/proc" | "/dev" | "/sys" => "a kernel file system",
-                    "/tmp" => "its scratch space",
-                    _ => "a volume",
-                }
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_mount_point_is_named_with_its_fix() {
+    fn live_jobs_name_their_stored_images() {
         let d = tempfile::tempdir().unwrap();
-        for m in ["proc", "dev", "sys"] {
-            std::fs::create_dir(d.path().join(m)).unwrap();
+        for (job, digest) in [("j-1", Some("sha256:aa\n")), ("j-2", None)] {
+            let b = d.path().join(job).join("bundle");
+            std::fs::create_dir_all(&b).unwrap();
+            if let Some(x) = digest {
+                std::fs::write(b.join(DIGEST_FILE), x).unwrap();
+            }
         }
-        assert!(check_mount_points(d.path(), &["/proc", "/dev", "/sys"]).is_ok());
-        let e = check_mount_points(d.path(), &["/proc", "/in"]).unwrap_err();
-        assert!(
-            e.contains("no directory /in") && e.contains("a volume"),
-            "{e}"
-        );
+        assert_eq!(live_digests(d.path()), vec!["sha256:aa".to_string()]);
+        assert!(live_digests(&d.path().join("none")).is_empty());
     }
 }
