@@ -12,6 +12,7 @@
 mod busy;
 #[path = "../common/mod.rs"]
 mod common;
+mod containers;
 mod observe;
 mod run_delay;
 mod sli;
@@ -205,6 +206,47 @@ pub(crate) fn burn(agent: &TestAgent, n: usize) -> Vec<String> {
     });
     eprintln!("{n} VMs running after {:.1} s", t.elapsed().as_secs_f64());
     ids
+}
+
+/// Submits `n` one-core container jobs (a busybox shell loop) that burn until cancelled; waits
+/// until they run. `None` (with a loud skip) without busybox-static or an OCI runtime.
+pub(crate) fn burn_containers(agent: &TestAgent, n: usize, test: &str) -> Option<Vec<String>> {
+    let busybox = colo_testkit::busybox_or_skip(test)?;
+    if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_none() {
+        let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
+        assert!(!required, "{test}: no runc or crun; run scripts/install-deps.sh");
+        eprintln!("\n*** SKIPPED {test}: no OCI runtime (apt-get install runc) ***\n");
+        return None;
+    }
+    let image = agent.images_dir().join("busybox");
+    colo_testkit::busybox_rootfs(&busybox, &image, &[]).expect("busybox rootfs");
+    let ids = rt().block_on(async {
+        let mut c = agent.client().await;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let spec = pb::JobSpec {
+                idempotency_key: format!("burn-container-{i}"),
+                sandbox: Some(pb::job_spec::Sandbox::Container(pb::ContainerJob {
+                    image: image.display().to_string(),
+                    command: "sh".into(),
+                    args: vec!["-c".into(), "while :; do :; done".into()],
+                    ..Default::default()
+                })),
+                vcpus: 1,
+                memory_mib: 32,
+                ..Default::default()
+            };
+            ids.push(common::submit(&mut c, spec).await.id);
+        }
+        for id in &ids {
+            common::wait_for(&mut c, id, Duration::from_secs(30), |j| {
+                common::state(j) == pb::JobState::Running
+            })
+            .await;
+        }
+        ids
+    });
+    Some(ids)
 }
 
 pub(crate) fn cancel(agent: &TestAgent, ids: &[String]) {

@@ -430,6 +430,9 @@ pub struct JobLimits {
     pub pids: Option<u64>,
     /// IO limits on block devices.
     pub io: Vec<IoLimit>,
+    /// A CPU bandwidth limit on the whole job (a container's cores; a VM is bounded by its vCPU
+    /// threads instead).
+    pub cpu: Option<CpuQuota>,
 }
 
 /// One job's cgroups: `<root>/offline/<job>` and its `vcpu` and `io` children.
@@ -505,6 +508,9 @@ impl JobCgroup {
         }
         for l in &limits.io {
             self.job.set_io_limit(l)?;
+        }
+        if let Some(q) = limits.cpu {
+            self.job.set_cpu_quota(q)?;
         }
         Ok(())
     }

@@ -1,0 +1,221 @@
+//! The QoS loop acts on container jobs as on VMs: the vCPU quota lands on the container's
+//! cgroup, pause freezes it, evict ends it Preempted, and observe mode leaves it alone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use colo_proto::agent as pb;
+
+use crate::common::{self, TestAgent, rt};
+use crate::{Online, agent, burn, burn_containers, cancel, offline_dir, quota, ready};
+
+/// Pids in a cgroup directory (`cgroup.procs`).
+fn procs(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The freezer state of a container job's cgroup (v1 `freezer.state`), if there is one.
+fn freezer(agent: &TestAgent, id: &str) -> Option<String> {
+    let dir = PathBuf::from("/sys/fs/cgroup/freezer")
+        .join(agent.cgroup.name())
+        .join("offline")
+        .join(id)
+        .join("vcpu");
+    std::fs::read_to_string(dir.join("freezer.state"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn job(agent: &TestAgent, id: &str) -> pb::Job {
+    rt().block_on(async {
+        agent
+            .client()
+            .await
+            .get_job(pb::GetJobRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
+#[test]
+fn a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup() {
+    let test = "a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup";
+    let Some(_lock) = ready(test) else {
+        return;
+    };
+    let online = Online::start();
+    let policy = "qos_classes:\n  batch:\n    sched_idle: never\ncpu:\n  suppress:\n    min_offline_quota: 0.25\n  vcpu_throttle:\n    min_per_vm: 0.1\ntiming:\n  release_after: 1s\n  release_cooldown: 200ms\n  pause_after: null\n  evict_after: null";
+    let agent = agent(&online, policy);
+    let Some(ids) = burn_containers(&agent, 2, test) else {
+        return;
+    };
+    let off = offline_dir(&agent);
+    let vcpu: Vec<PathBuf> = ids.iter().map(|id| off.join(id).join("vcpu")).collect();
+    // The container's processes live in the cgroup the loop throttles.
+    for d in &vcpu {
+        assert!(!procs(d).is_empty(), "no process in {}", d.display());
+    }
+    let t0 = Instant::now();
+    let mut squeezed = None;
+    let mut throttled = None;
+    let mut lowest_vm = f64::INFINITY;
+    while t0.elapsed() < Duration::from_secs(40) {
+        if squeezed.is_none() && quota(&off).is_some_and(|q| q <= 0.25 + 1e-6) {
+            squeezed = Some(t0.elapsed());
+        }
+        for d in &vcpu {
+            if let Some(q) = quota(d) {
+                lowest_vm = lowest_vm.min(q);
+                throttled.get_or_insert(t0.elapsed());
+            }
+        }
+        if squeezed.is_some() && throttled.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        squeezed.is_some() && throttled.is_some(),
+        "the loop did not squeeze the containers (group quota {:?}, a container's vcpu quota seen: {})\n{}",
+        quota(&off),
+        throttled.is_some(),
+        agent.log_text()
+    );
+    assert!(lowest_vm >= 0.1 - 1e-6, "a container's quota {lowest_vm} went below 0.1");
+    eprintln!(
+        "containers: group quota at the minimum after {:.0} ms, a container's own quota after {:.0} ms (lowest {lowest_vm:.2})",
+        squeezed.unwrap().as_secs_f64() * 1e3,
+        throttled.unwrap().as_secs_f64() * 1e3
+    );
+    cancel(&agent, &ids);
+}
+
+#[test]
+fn a_vm_and_a_container_are_paused_while_online_suffers_and_resumed_after() {
+    let test = "a_vm_and_a_container_are_paused_while_online_suffers_and_resumed_after";
+    let Some(_lock) = ready(test) else {
+        return;
+    };
+    let mut online = Online::start();
+    let policy = "qos_classes:\n  batch:\n    sched_idle: never\ntiming:\n  release_after: 1s\n  release_cooldown: 200ms\n  pause_after: 1s\n  evict_after: null";
+    let agent = agent(&online, policy);
+    let Some(mut ids) = burn_containers(&agent, 1, test) else {
+        return;
+    };
+    let container = ids[0].clone();
+    ids.extend(burn(&agent, 1));
+    let t0 = Instant::now();
+    let mut frozen = false;
+    while t0.elapsed() < Duration::from_secs(40) {
+        let paused = ids
+            .iter()
+            .all(|id| common::state(&job(&agent, id)) == pb::JobState::Paused);
+        if paused && freezer(&agent, &container).as_deref() == Some("FROZEN") {
+            frozen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        frozen,
+        "not both paused (states {:?}, freezer {:?}):\n{}",
+        ids.iter()
+            .map(|id| common::state(&job(&agent, id)))
+            .collect::<Vec<_>>(),
+        freezer(&agent, &container),
+        agent.log_text()
+    );
+    eprintln!("a VM and a container paused {:.1} s after they ran", t0.elapsed().as_secs_f64());
+    online.stop();
+    let t1 = Instant::now();
+    let mut resumed = false;
+    while t1.elapsed() < Duration::from_secs(40) {
+        let running = ids
+            .iter()
+            .all(|id| common::state(&job(&agent, id)) == pb::JobState::Running);
+        if running && freezer(&agent, &container).as_deref() == Some("THAWED") {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(resumed, "not resumed after the online load ended:\n{}", agent.log_text());
+    eprintln!("resumed {:.1} s after the online load ended", t1.elapsed().as_secs_f64());
+    cancel(&agent, &ids);
+}
+
+#[test]
+fn a_vm_and_a_container_are_evicted_when_online_keeps_suffering() {
+    let test = "a_vm_and_a_container_are_evicted_when_online_keeps_suffering";
+    let Some(_lock) = ready(test) else {
+        return;
+    };
+    let online = Online::start();
+    let policy = "qos_classes:\n  batch:\n    sched_idle: never\ntiming:\n  pause_after: null\n  evict_after: 2s";
+    let agent = agent(&online, policy);
+    let Some(mut ids) = burn_containers(&agent, 1, test) else {
+        return;
+    };
+    ids.extend(burn(&agent, 1));
+    let ends: Vec<pb::Job> = rt().block_on(async {
+        let mut c = agent.client().await;
+        let mut ends = Vec::new();
+        for id in &ids {
+            ends.push(common::wait_end(&mut c, id, Duration::from_secs(60)).await);
+        }
+        ends
+    });
+    for j in &ends {
+        assert_eq!(common::state(j), pb::JobState::Preempted, "{j:?}");
+        assert!(j.message.contains("evict"), "{j:?}");
+    }
+    for id in &ids {
+        assert!(
+            !offline_dir(&agent).join(id).exists(),
+            "the evicted job's cgroup is left"
+        );
+    }
+}
+
+#[test]
+fn observe_mode_leaves_a_container_alone() {
+    let test = "observe_mode_leaves_a_container_alone";
+    let Some(_lock) = ready(test) else {
+        return;
+    };
+    let online = Online::start();
+    let agent = agent(
+        &online,
+        "mode: observe\ntiming:\n  pause_after: 1s\n  evict_after: 2s",
+    );
+    let Some(ids) = burn_containers(&agent, 2, test) else {
+        return;
+    };
+    let vcpu: Vec<PathBuf> = ids
+        .iter()
+        .map(|id| offline_dir(&agent).join(id).join("vcpu"))
+        .collect();
+    let t0 = Instant::now();
+    let mut would = false;
+    while t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        let log = agent.log_text();
+        if log.contains("observe: would apply") && t0.elapsed() > Duration::from_secs(4) {
+            would = true;
+            break;
+        }
+    }
+    assert!(would, "observe mode logs what it would do:\n{}", agent.log_text());
+    assert_eq!(quota(&offline_dir(&agent)), None, "observe mode set the group quota");
+    for (d, id) in vcpu.iter().zip(&ids) {
+        assert_eq!(quota(d), None, "observe mode throttled {}", d.display());
+        assert_eq!(freezer(&agent, id).as_deref(), Some("THAWED"));
+        assert_eq!(common::state(&job(&agent, id)), pb::JobState::Running);
+    }
+    cancel(&agent, &ids);
+}
