@@ -22,6 +22,9 @@ PKGS=(
   stress-ng       # the control row of the headline benchmark (plain-process hogs)
   util-linux      # chrt (SCHED_IDLE for the control row's hogs)
   python3-venv    # the venv of scripts/validate-deploy.sh's pinned tools (below)
+  runc            # the OCI runtime of container jobs (agent tests, benchmarks)
+  busybox-static  # the root filesystem of the container tests
+  golang-github-containers-common-dev # containers-common's default seccomp profile (seccomp.json)
 )
 missing=()
 for p in "${PKGS[@]}"; do
