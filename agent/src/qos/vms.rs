@@ -93,6 +93,7 @@ impl VmTable {
                     job: j.record.id.clone(),
                     cgroup,
                     disks: spec.disks.len(),
+                    cgroup_io: matches!(spec.guest, colo_config::job::Guest::Container(_)),
                 },
                 sample,
             });

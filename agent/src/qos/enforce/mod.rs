@@ -42,6 +42,9 @@ pub struct VmTarget {
     pub cgroup: JobCgroup,
     /// Its disks (indexes 0..disks for `set_io_limit`).
     pub disks: usize,
+    /// Its IO limit is a cgroup throttle on the devices of the offline group's IO limit (a
+    /// container's processes do their own IO), not the VMM's token buckets.
+    pub cgroup_io: bool,
 }
 
 /// Looks up a VM of the engine by id.
@@ -186,8 +189,17 @@ impl Enforcer {
                 let group_cap = self.group.cap_cores();
                 let reason = *a.reason();
                 let jobs = self.jobs.clone();
+                let devices = self.io_devices.clone();
                 let st = self.vm_state(vm, t);
-                let r = apply_vm(a, t, st, group_cap);
+                let mut r = apply_vm(a, t, st, group_cap);
+                if let (Action::SetVmIoLimit { limit, .. }, true) = (a, t.cgroup_io) {
+                    let node = t.cgroup.threads(crate::host::cgroup::ThreadGroup::Vcpu);
+                    for d in &devices {
+                        if let Err(e) = node.set_io_limit(&cgroup_io(*d, limit)) {
+                            r = Err(e.to_string());
+                        }
+                    }
+                }
                 st.throttle.reason = reason_text(&reason);
                 st.throttle.changed_unix_ms = now_ms();
                 let _ = jobs.set_throttle(&st.job, st.throttle.clone());
@@ -200,7 +212,7 @@ impl Enforcer {
                         job: t.job.clone(),
                         reason: reason_text(&reason),
                     }),
-                    Action::SetVmIoLimit { limit, .. } => Some(VmOp::IoLimit {
+                    Action::SetVmIoLimit { limit, .. } if !t.cgroup_io => Some(VmOp::IoLimit {
                         job: t.job.clone(),
                         disks: t.disks,
                         bw: limit.bandwidth.unwrap_or(0),
