@@ -8,6 +8,7 @@
 
 pub mod container;
 pub mod microvm;
+mod offers;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 pub use container::Container;
 pub use microvm::MicroVm;
+pub use offers::{Offer, offers};
 
 use super::config::ManagerConfig;
 use super::launch::{self, WaitStatus};
