@@ -10,76 +10,15 @@
 //! binary next to this example) in its own cgroup subtree and state directory, and prints a
 //! markdown table.
 
+mod bench_common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench_common::{connect, env_or, percentile, thread_cpu_ns, wait_state};
 use colo_agent::jobs::procinfo;
 use colo_proto::agent as pb;
-use colo_proto::agent::agent_client::AgentClient;
-use tonic::transport::Channel;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-async fn connect(socket: &Path) -> AgentClient<Channel> {
-    let path = socket.to_path_buf();
-    let ch = tonic::transport::Endpoint::from_static("http://agent.bench")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
-        .await
-        .expect("connect");
-    AgentClient::new(ch)
-}
-
-async fn wait_state(
-    c: &mut AgentClient<Channel>,
-    id: &str,
-    done: impl Fn(pb::JobState) -> bool,
-) -> pb::Job {
-    let mut s = c
-        .watch_job(pb::WatchJobRequest {
-            id: id.into(),
-            serial: false,
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    while let Some(ev) = s.message().await.expect("stream") {
-        if let Some(pb::job_event::Event::State(j)) = ev.event
-            && done(pb::JobState::try_from(j.state).unwrap_or_default())
-        {
-            return j;
-        }
-    }
-    panic!("watch of {id} ended early");
-}
-
-/// CPU time of all live threads of `pid`, ns (first field of each thread's schedstat).
-fn thread_cpu_ns(pid: u32) -> u64 {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    dir.flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
 
 fn main() {
     let jobs = env_or("BENCH_JOBS", 50) as usize;

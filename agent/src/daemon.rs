@@ -115,7 +115,18 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         tracing::warn!(path = %settings.manager.vmm_binary.display(), "colo-vmm not found; jobs will fail to start until it is installed (offline.vmm_binary)");
     }
     let registry = Registry::open(&settings.state_dir).map_err(setup("registry"))?;
-    let jobs = JobManager::open(settings.manager.clone(), cgroups, registry)
+    let mut manager = settings.manager.clone();
+    manager.containers = crate::jobs::runtime::container::detect(
+        &settings.config.offline.container,
+        &settings.state_dir,
+    );
+    match &manager.containers {
+        Ok(h) => {
+            tracing::info!(runtime = %h.runtime.version_or_name(), "container sandbox available")
+        }
+        Err(why) => tracing::info!(%why, "no container sandbox"),
+    }
+    let jobs = JobManager::open(manager, cgroups, registry)
         .await
         .map_err(setup("job manager"))?;
     let metrics = match Metrics::install() {

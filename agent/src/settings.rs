@@ -135,10 +135,9 @@ impl AgentSettings {
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
         manager.log_limit = o.log_limit.bytes();
-        manager.containers = crate::jobs::runtime::container::detect(&o.container, &o.state_dir);
-        if let Err(why) = &manager.containers {
-            tracing::info!(%why, "no container sandbox");
-        }
+        // The container sandbox is detected when the agent starts (it runs the runtime and
+        // opens the image store), not when a configuration is only read or checked.
+        manager.containers = Err("not detected yet".into());
         // Lower case, as the kubelet names its node after the host.
         let node_name = config.node.name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -86,7 +86,10 @@ fn a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup() {
         throttled.is_some(),
         agent.log_text()
     );
-    assert!(lowest_vm >= 0.1 - 1e-6, "a container's quota {lowest_vm} went below 0.1");
+    assert!(
+        lowest_vm >= 0.1 - 1e-6,
+        "a container's quota {lowest_vm} went below 0.1"
+    );
     eprintln!(
         "containers: group quota at the minimum after {:.0} ms, a container's own quota after {:.0} ms (lowest {lowest_vm:.2})",
         squeezed.unwrap().as_secs_f64() * 1e3,
@@ -130,7 +133,10 @@ fn a_vm_and_a_container_are_paused_while_online_suffers_and_resumed_after() {
         freezer(&agent, &container),
         agent.log_text()
     );
-    eprintln!("a VM and a container paused {:.1} s after they ran", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "a VM and a container paused {:.1} s after they ran",
+        t0.elapsed().as_secs_f64()
+    );
     online.stop();
     let t1 = Instant::now();
     let mut resumed = false;
@@ -144,8 +150,15 @@ fn a_vm_and_a_container_are_paused_while_online_suffers_and_resumed_after() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(resumed, "not resumed after the online load ended:\n{}", agent.log_text());
-    eprintln!("resumed {:.1} s after the online load ended", t1.elapsed().as_secs_f64());
+    assert!(
+        resumed,
+        "not resumed after the online load ended:\n{}",
+        agent.log_text()
+    );
+    eprintln!(
+        "resumed {:.1} s after the online load ended",
+        t1.elapsed().as_secs_f64()
+    );
     cancel(&agent, &ids);
 }
 
@@ -211,7 +224,11 @@ fn observe_mode_leaves_a_container_alone() {
             break;
         }
     }
-    assert!(would, "observe mode logs what it would do:\n{}", agent.log_text());
+    assert!(
+        would,
+        "observe mode logs what it would do:\n{}",
+        agent.log_text()
+    );
     assert_eq!(
         quota(&offline_dir(&agent)),
         group_before,
