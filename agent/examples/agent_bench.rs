@@ -84,7 +84,7 @@ fn main() {
         for i in 0..jobs {
             let spec = pb::JobSpec {
                 idempotency_key: format!("bench-{i}"),
-                guest: Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                sandbox: Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                     hold_seconds: 3600,
                     ..Default::default()
                 })),

@@ -57,7 +57,7 @@ fn malformed_requests_name_the_field_and_the_rule() {
             .unwrap_err();
         invalid(e, "spec.vcpus", "max_vcpus");
         s.vcpus = 1;
-        s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+        s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
             exit_code: 200,
             ..Default::default()
         }));
@@ -68,14 +68,14 @@ fn malformed_requests_name_the_field_and_the_rule() {
             .await
             .unwrap_err();
         invalid(e, "spec.workload.exit_code", "0..=63");
-        s.guest = None;
+        s.sandbox = None;
         let e = c
             .submit_job(pb::SubmitJobRequest {
                 spec: Some(s.clone()),
             })
             .await
             .unwrap_err();
-        invalid(e, "spec.guest", "workload");
+        invalid(e, "spec.sandbox", "workload");
         let e = c
             .get_job(pb::GetJobRequest {
                 id: "../../etc".into(),

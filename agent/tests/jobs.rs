@@ -252,7 +252,7 @@ fn every_exit_path_cleans_up() {
         // The VMM refuses to start.
         let spec = pb::JobSpec {
             idempotency_key: "bad-kernel".into(),
-            guest: Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+            sandbox: Some(pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
                 kernel_path: not_elf.display().to_string(),
                 ..Default::default()
             })),

@@ -91,7 +91,7 @@ fn clients_name_files_only_beneath_the_operator_roots() {
     }
     // A kernel must lie beneath the image roots.
     let mut linux = common::workload("kernel", 0, 0, 0);
-    linux.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+    linux.sandbox = Some(pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
         kernel_path: "/etc/shadow".into(),
         ..Default::default()
     }));
@@ -111,7 +111,7 @@ fn clients_name_files_only_beneath_the_operator_roots() {
     let disk = volumes.join("scratch.img");
     std::fs::write(&disk, vec![0u8; 4 << 20]).unwrap();
     let mut spec = with_disk("inside", &disk, false);
-    if let Some(pb::job_spec::Guest::Workload(w)) = &mut spec.guest {
+    if let Some(pb::job_spec::Sandbox::Workload(w)) = &mut spec.sandbox {
         w.io = "write:1".into();
     }
     let job = rt().block_on(async {

@@ -55,6 +55,7 @@ pub fn row(j: &pb::Job) -> Vec<String> {
         } else {
             spec.name.clone()
         },
+        super::sandbox::kind_name(&spec).to_string(),
         state_name(j.state),
         match reason_name(j.end_reason) {
             r if r.is_empty() => "-".into(),
@@ -70,7 +71,7 @@ pub fn row(j: &pb::Job) -> Vec<String> {
 
 /// The list header.
 pub const HEADER: &[&str] = &[
-    "ID", "NAME", "STATE", "REASON", "EXIT", "VCPUS", "MEMORY", "AGE", "RAN",
+    "ID", "NAME", "SANDBOX", "STATE", "REASON", "EXIT", "VCPUS", "MEMORY", "AGE", "RAN",
 ];
 
 /// Runs `coloctl list`.
@@ -102,29 +103,6 @@ pub async fn list(conn: &ConnectArgs, output: Output, args: &ListArgs) -> Result
 /// Prints one job in detail.
 pub fn print_job(j: &pb::Job) -> Result<(), CliError> {
     let spec = j.spec.clone().unwrap_or_default();
-    let guest = match &spec.guest {
-        Some(pb::job_spec::Guest::Workload(w)) => format!(
-            "workload cpu_units={} mem_mib={} hold_seconds={} exit_code={}{}",
-            if w.cpu_forever {
-                "forever".to_string()
-            } else {
-                w.cpu_units.to_string()
-            },
-            w.mem_mib,
-            w.hold_seconds,
-            w.exit_code,
-            if w.io.is_empty() {
-                String::new()
-            } else {
-                format!(" io={}", w.io)
-            }
-        ),
-        Some(pb::job_spec::Guest::Linux(l)) => format!(
-            "linux kernel={} rootfs={} cmdline={:?}",
-            l.kernel_path, l.rootfs_path, l.cmdline
-        ),
-        None => "-".into(),
-    };
     let mut lines = vec![
         ("id", j.id.clone()),
         ("name", spec.name.clone()),
@@ -136,7 +114,7 @@ pub fn print_job(j: &pb::Job) -> Result<(), CliError> {
             j.exit_code.map_or(String::new(), |c| c.to_string()),
         ),
         ("message", j.message.clone()),
-        ("guest", guest),
+        ("sandbox", super::sandbox::summary(&spec)),
         ("vcpus", spec.vcpus.to_string()),
         ("memory", bytes(spec.memory_mib << 20)),
         (
@@ -151,6 +129,7 @@ pub fn print_job(j: &pb::Job) -> Result<(), CliError> {
         ("progress", j.progress.to_string()),
         ("age", age(now_ms() - j.created_unix_ms)),
     ];
+    lines.extend(super::sandbox::details(&spec));
     for d in &spec.disks {
         lines.push((
             "disk",
@@ -238,12 +217,21 @@ mod tests {
         };
         let r = row(&j);
         assert_eq!(
-            &r[2..5],
+            &r[2..6],
             &[
-                "failed".to_string(),
+                "-".to_string(),
+                "failed".into(),
                 "guest_exit_nonzero".into(),
                 "3".into()
             ]
         );
+        let j = pb::Job {
+            spec: Some(pb::JobSpec {
+                sandbox: Some(pb::job_spec::Sandbox::Container(Default::default())),
+                ..Default::default()
+            }),
+            ..j
+        };
+        assert_eq!(row(&j)[2], "container");
     }
 }

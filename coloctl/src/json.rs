@@ -28,8 +28,9 @@ pub fn reason_name(v: i32) -> String {
 }
 
 /// A job spec: colo's job model as it serializes (the agent's `job.json` spells it the same).
-/// A Linux guest without a root filesystem shows `"rootfs": ""`, as the wire carries it; a spec
-/// the model cannot hold (no guest, an unknown QoS class: never sent by an agent) is `null`.
+/// The sandbox is under `guest`, by its kind (`{"container": {"image": ...}}`). A Linux guest
+/// without a root filesystem shows `"rootfs": ""`, as the wire carries it; a spec the model
+/// cannot hold (no sandbox, an unknown QoS class: never sent by an agent) is `null`.
 pub fn spec(s: &pb::JobSpec) -> Value {
     let Some(mut v) = JobSpec::try_from(s)
         .ok()
@@ -106,6 +107,11 @@ pub fn node(n: &pb::NodeStatusResponse) -> Value {
         "interference_score": n.interference_score,
         "jobs_by_state": n.jobs_by_state,
         "uptime_seconds": n.uptime_seconds,
+        "sandboxes": n.sandboxes.iter().map(|o| json!({
+            "kind": o.kind,
+            "available": o.available,
+            "detail": o.detail,
+        })).collect::<Vec<_>>(),
         "vms": n.vms.iter().map(|v| json!({
             "job_id": v.job_id,
             "state": state_name(v.state),
@@ -123,7 +129,7 @@ mod tests {
         let mut s = pb::JobSpec {
             idempotency_key: "k".into(),
             name: "n".into(),
-            guest: Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+            sandbox: Some(pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
                 kernel_path: "/i/vmlinux".into(),
                 ..Default::default()
             })),
@@ -151,7 +157,7 @@ mod tests {
                 "deadline_seconds": 9,
             })
         );
-        s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+        s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
             cpu_units: 5,
             io: "read:1".into(),
             ..Default::default()
@@ -160,6 +166,24 @@ mod tests {
             spec(&s)["guest"],
             json!({"workload": {"cpu_units": 5, "mem_mib": 0, "hold_seconds": 0, "exit_code": 0,
                 "io": "read:1", "cpu_forever": false}})
+        );
+        s.sandbox = Some(pb::job_spec::Sandbox::Container(pb::ContainerJob {
+            image: "/img/bb".into(),
+            command: "sort".into(),
+            args: vec!["/in/f".into()],
+            volumes: vec![pb::VolumeMount {
+                source: "/d/in".into(),
+                target: "/in".into(),
+                read_only: true,
+            }],
+            ..Default::default()
+        }));
+        s.disks.clear();
+        assert_eq!(
+            spec(&s)["guest"],
+            json!({"container": {"image": "/img/bb", "command": "sort", "args": ["/in/f"],
+                "env": {}, "workdir": "", "user": null,
+                "volumes": [{"source": "/d/in", "target": "/in", "read_only": true}]}})
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod node;
 pub mod policy;
 pub mod policy_reload;
+pub mod sandbox;
 pub mod sli;
 pub mod submit;
 pub mod table;

@@ -1,4 +1,5 @@
-//! `coloctl node`: the node, its offline budget, and the throttle state of each VM and why.
+//! `coloctl node`: the node, the sandboxes it offers, its offline budget, and the throttle
+//! state of each VM and why.
 
 use colo_proto::agent as pb;
 
@@ -44,6 +45,29 @@ pub fn memory_cap(b: u64) -> String {
     }
 }
 
+/// `coloctl node`'s lines for the sandboxes the node offers, one a kind:
+/// `sandbox:      container  yes  runc 1.1.5 (/usr/sbin/runc)` (none from an agent that does
+/// not report them).
+pub fn sandbox_lines(offers: &[pb::SandboxOffer]) -> Vec<String> {
+    let width = offers
+        .iter()
+        .map(|o| o.kind.chars().count())
+        .max()
+        .unwrap_or(0);
+    offers
+        .iter()
+        .map(|o| {
+            let line = format!(
+                "sandbox:      {:<width$}  {}  {}",
+                o.kind,
+                if o.available { "yes" } else { "no " },
+                o.detail
+            );
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
 /// Runs `coloctl node`.
 pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
     let mut client = connect(conn).await?;
@@ -72,6 +96,9 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
         bytes(n.memory_bytes),
         n.cgroup_version
     )?;
+    for line in sandbox_lines(&n.sandboxes) {
+        outln!("{line}")?;
+    }
     outln!("policy:       {} (hash {})", n.policy_mode, n.policy_hash)?;
     outln!(
         "budget:       {}m / {} reserved of {}m / {} by {} jobs",
@@ -124,4 +151,36 @@ pub async fn run(conn: &ConnectArgs, output: Output) -> Result<Done, CliError> {
         ))?;
     }
     Ok(Done::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandboxes_line_up_and_say_why_one_is_missing() {
+        let offer = |kind: &str, available: bool, detail: &str| pb::SandboxOffer {
+            kind: kind.into(),
+            available,
+            detail: detail.into(),
+        };
+        let lines = sandbox_lines(&[
+            offer("workload", true, "colo-vmm on KVM"),
+            offer(
+                "linux",
+                false,
+                "KVM-PVM: a Linux guest's user space cannot run",
+            ),
+            offer("container", true, "runc 1.1.5 (/usr/sbin/runc)"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "sandbox:      workload   yes  colo-vmm on KVM",
+                "sandbox:      linux      no   KVM-PVM: a Linux guest's user space cannot run",
+                "sandbox:      container  yes  runc 1.1.5 (/usr/sbin/runc)",
+            ]
+        );
+        assert!(sandbox_lines(&[]).is_empty());
+    }
 }

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use colo_config::job::{DiskSpec, Guest, JobFile, LinuxGuest, QosClass, WorkloadGuest};
+use colo_config::job::{DiskSpec, Guest, JobFile, QosClass};
 use colo_proto::agent as pb;
 
 use super::connect::{ConnectArgs, connect};
+use super::sandbox::SandboxArgs;
 use super::{CliError, Done, Output, outln, print_json};
 
 /// `coloctl submit` flags (they override the job file's fields).
@@ -26,33 +27,9 @@ pub struct SubmitArgs {
     /// Guest memory in MiB.
     #[arg(long)]
     pub memory_mib: Option<u64>,
-    /// Workload guest: CPU work units.
-    #[arg(long)]
-    pub cpu_units: Option<u64>,
-    /// Workload guest: MiB of memory to touch.
-    #[arg(long)]
-    pub mem_mib: Option<u64>,
-    /// Workload guest: seconds to idle after the work.
-    #[arg(long)]
-    pub hold_seconds: Option<u64>,
-    /// Workload guest: exit code (0..=63).
-    #[arg(long)]
-    pub exit_code: Option<i32>,
-    /// Workload guest: disk IO, `read:MiB` or `write:MiB` (`:forever` repeats it until stopped).
-    #[arg(long)]
-    pub io: Option<String>,
-    /// Workload guest: burn CPU on every vCPU until the job is stopped.
-    #[arg(long)]
-    pub cpu_forever: bool,
-    /// Linux guest: kernel (uncompressed vmlinux with a PVH entry).
-    #[arg(long, conflicts_with_all = ["cpu_units", "mem_mib", "hold_seconds", "exit_code", "io", "cpu_forever"])]
-    pub kernel: Option<String>,
-    /// Linux guest: root filesystem image.
-    #[arg(long, requires = "kernel")]
-    pub rootfs: Option<String>,
-    /// Linux guest: kernel command line.
-    #[arg(long, requires = "kernel")]
-    pub cmdline: Option<String>,
+    /// The sandbox and its settings.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// A disk: `PATH[,ro][,bw=RATE][,iops=N]` (repeatable); RATE as `64MiB/s` or bytes per
     /// second.
     #[arg(long)]
@@ -150,43 +127,13 @@ pub fn spec(args: &SubmitArgs) -> Result<pb::JobSpec, CliError> {
     if let Some(m) = args.memory_mib {
         spec.memory_mib = m;
     }
-    let workload_flags = args.cpu_units.is_some()
-        || args.mem_mib.is_some()
-        || args.hold_seconds.is_some()
-        || args.exit_code.is_some()
-        || args.io.is_some()
-        || args.cpu_forever;
-    if let Some(kernel) = &args.kernel {
-        spec.guest = Guest::Linux(LinuxGuest {
-            kernel: kernel.into(),
-            rootfs: args.rootfs.as_ref().map(Into::into),
-            cmdline: args.cmdline.clone().unwrap_or_default(),
-        });
-    } else if workload_flags {
-        // Workload flags apply to the file's workload guest, or replace its Linux guest.
-        let mut w = match &spec.guest {
-            Guest::Workload(w) => w.clone(),
-            Guest::Linux(_) => WorkloadGuest::default(),
-        };
-        if let Some(v) = args.cpu_units {
-            w.cpu_units = v;
-        }
-        if let Some(v) = args.mem_mib {
-            w.mem_mib = v;
-        }
-        if let Some(v) = args.hold_seconds {
-            w.hold_seconds = v;
-        }
-        if let Some(v) = args.exit_code {
-            w.exit_code = v;
-        }
-        if let Some(v) = &args.io {
-            w.io = v.clone();
-        }
-        if args.cpu_forever {
-            w.cpu_forever = true;
-        }
-        spec.guest = Guest::Workload(w);
+    spec.guest = args.sandbox.apply(spec.guest)?;
+    if !args.disk.is_empty() && matches!(spec.guest, Guest::Container(_)) {
+        return Err(CliError::Local(
+            "--disk does not go with the container sandbox: a container takes host directories \
+             as --volume SRC:DST[:ro]"
+                .into(),
+        ));
     }
     for d in &args.disk {
         spec.disks.push(parse_disk(d)?);
@@ -309,8 +256,8 @@ mod tests {
         assert_eq!(s.disks[1].bandwidth_bps, 3 << 19);
         assert_eq!(s.deadline_seconds, 90);
         assert_eq!(s.priority, -3);
-        match s.guest {
-            Some(pb::job_spec::Guest::Workload(w)) => {
+        match s.sandbox {
+            Some(pb::job_spec::Sandbox::Workload(w)) => {
                 assert_eq!((w.cpu_units, w.exit_code), (9, 4))
             }
             other => panic!("{other:?}"),
@@ -318,5 +265,59 @@ mod tests {
         let t = T::parse_from(["x"]);
         assert!(spec(&t.s).unwrap().idempotency_key.starts_with("coloctl-"));
         assert!(parse_disk("/d,zz").is_err());
+    }
+
+    #[test]
+    fn flags_complete_a_job_files_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.yaml");
+        std::fs::write(
+            &file,
+            "key: sort-1\ncontainer: {image: /img/bb, command: sort, volumes: [{source: /d/in, target: /in, read_only: true}]}\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let t = T::parse_from([
+            "x",
+            "-f",
+            f,
+            "--volume",
+            "/d/out:/out",
+            "--",
+            "sort",
+            "-o",
+            "/out/s",
+            "/in/f",
+        ]);
+        let s = spec(&t.s).unwrap();
+        assert_eq!(s.idempotency_key, "sort-1");
+        let Some(pb::job_spec::Sandbox::Container(c)) = s.sandbox else {
+            panic!("{s:?}")
+        };
+        assert_eq!(c.image, "/img/bb");
+        assert_eq!(c.args, ["-o", "/out/s", "/in/f"]);
+        assert_eq!(c.volumes.len(), 2);
+        assert!(c.volumes[0].read_only && !c.volumes[1].read_only);
+        // The file's container cannot take a disk, nor a workload flag.
+        let t = T::parse_from(["x", "-f", f, "--disk", "/d.img"]);
+        let e = spec(&t.s).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--disk does not go with the container sandbox"),
+            "{e}"
+        );
+        let t = T::parse_from(["x", "--disk", "/d.img", "--image", "/img/bb"]);
+        assert!(spec(&t.s).is_err());
+        let t = T::parse_from(["x", "--exit-code", "3", "--image", "/img/bb"]);
+        let e = spec(&t.s).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--exit-code and --image ask for different sandboxes"),
+            "{e}"
+        );
+        // A workload flag replaces the file's container, as it replaces a Linux guest.
+        let t = T::parse_from(["x", "-f", f, "--exit-code", "3"]);
+        assert!(matches!(
+            spec(&t.s).unwrap().sandbox,
+            Some(pb::job_spec::Sandbox::Workload(w)) if w.exit_code == 3
+        ));
     }
 }

@@ -1,5 +1,5 @@
-//! `coloctl watch`: a job's state changes (and serial lines) live, with a spinner on a
-//! terminal while it runs.
+//! `coloctl watch`: what a job runs (its sandbox, once), then its state changes (and serial
+//! lines) live, with a spinner on a terminal while it runs.
 
 use std::time::Duration;
 
@@ -73,7 +73,13 @@ pub async fn follow(
                         outln!("{}", serde_json::json!({"state": super::json::job(&j)}))?
                     }
                     Output::Table => {
-                        let line = describe(&j);
+                        let mut line = describe(&j);
+                        if last.is_none()
+                            && let Some(spec) = &j.spec
+                        {
+                            // The first state says what runs, once.
+                            line = format!("{} {}\n{line}", j.id, super::sandbox::summary(spec));
+                        }
                         if let Some(b) = &bar {
                             b.println(&line);
                             b.set_message(format!("{} {}", j.id, state_name(j.state)));

@@ -3,12 +3,16 @@
 //! flags, the agent turns what arrives back into the model (then validates it) and reports
 //! stored specs on the wire again.
 //!
-//! Wire → model refuses only what the model cannot hold (no guest, an unknown QoS class); an
-//! unspecified class is `batch`, and an empty `rootfs_path` is no root filesystem.
+//! Wire → model refuses only what the model cannot hold (no sandbox, an unknown QoS class); an
+//! unspecified class is `batch`, an empty `rootfs_path` is no root filesystem, and a container
+//! without `user` runs as 0:0. The wire's `sandbox` case is the model's [`Guest`].
 
 use std::path::PathBuf;
 
-use colo_config::job::{DiskSpec, FieldError, Guest, JobSpec, LinuxGuest, QosClass, WorkloadGuest};
+use colo_config::job::{
+    DiskSpec, FieldError, Guest, JobSpec, LinuxGuest, Program, QosClass, User, Volume,
+    WorkloadGuest,
+};
 
 use crate::agent as pb;
 
@@ -21,8 +25,8 @@ impl From<&JobSpec> for pb::JobSpec {
         Self {
             idempotency_key: s.idempotency_key.clone(),
             name: s.name.clone(),
-            guest: Some(match &s.guest {
-                Guest::Workload(w) => pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+            sandbox: Some(match &s.guest {
+                Guest::Workload(w) => pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                     cpu_units: w.cpu_units,
                     mem_mib: w.mem_mib,
                     hold_seconds: w.hold_seconds,
@@ -30,12 +34,12 @@ impl From<&JobSpec> for pb::JobSpec {
                     io: w.io.clone(),
                     cpu_forever: w.cpu_forever,
                 }),
-                Guest::Linux(l) => pb::job_spec::Guest::Linux(pb::LinuxGuest {
+                Guest::Linux(l) => pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
                     kernel_path: path_text(&l.kernel),
                     rootfs_path: l.rootfs.as_deref().map(path_text).unwrap_or_default(),
                     cmdline: l.cmdline.clone(),
                 }),
-                Guest::Container(_) => pb::job_spec::Guest::Linux(pb::LinuxGuest::default()),
+                Guest::Container(p) => pb::job_spec::Sandbox::Container(p.into()),
             }),
             vcpus: s.vcpus,
             memory_mib: s.memory_mib,
@@ -57,6 +61,56 @@ impl From<&JobSpec> for pb::JobSpec {
     }
 }
 
+impl From<&Program> for pb::ContainerJob {
+    fn from(p: &Program) -> Self {
+        Self {
+            image: path_text(&p.image),
+            command: p.command.clone(),
+            args: p.args.clone(),
+            env: p.env.clone().into_iter().collect(),
+            workdir: p.workdir.clone(),
+            user: p.user.map(|u| pb::ContainerUser {
+                uid: u.uid,
+                gid: u.gid,
+            }),
+            volumes: p
+                .volumes
+                .iter()
+                .map(|v| pb::VolumeMount {
+                    source: path_text(&v.source),
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&pb::ContainerJob> for Program {
+    fn from(c: &pb::ContainerJob) -> Self {
+        Self {
+            image: PathBuf::from(&c.image),
+            command: c.command.clone(),
+            args: c.args.clone(),
+            env: c.env.clone().into_iter().collect(),
+            workdir: c.workdir.clone(),
+            user: c.user.map(|u| User {
+                uid: u.uid,
+                gid: u.gid,
+            }),
+            volumes: c
+                .volumes
+                .iter()
+                .map(|v| Volume {
+                    source: PathBuf::from(&v.source),
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl From<QosClass> for pb::QosClass {
     fn from(q: QosClass) -> Self {
         match q {
@@ -70,14 +124,14 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
     type Error = FieldError;
 
     fn try_from(s: &pb::JobSpec) -> Result<Self, FieldError> {
-        let guest = match &s.guest {
+        let guest = match &s.sandbox {
             None => {
                 return Err(FieldError::new(
-                    "spec.guest",
-                    "is required: set `workload` (colo's workload guest) or `linux`",
+                    "spec.sandbox",
+                    "is required: set workload (colo's workload guest), linux or container",
                 ));
             }
-            Some(pb::job_spec::Guest::Workload(w)) => Guest::Workload(WorkloadGuest {
+            Some(pb::job_spec::Sandbox::Workload(w)) => Guest::Workload(WorkloadGuest {
                 cpu_units: w.cpu_units,
                 mem_mib: w.mem_mib,
                 hold_seconds: w.hold_seconds,
@@ -85,11 +139,12 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 io: w.io.clone(),
                 cpu_forever: w.cpu_forever,
             }),
-            Some(pb::job_spec::Guest::Linux(l)) => Guest::Linux(LinuxGuest {
+            Some(pb::job_spec::Sandbox::Linux(l)) => Guest::Linux(LinuxGuest {
                 kernel: PathBuf::from(&l.kernel_path),
                 rootfs: (!l.rootfs_path.is_empty()).then(|| PathBuf::from(&l.rootfs_path)),
                 cmdline: l.cmdline.clone(),
             }),
+            Some(pb::job_spec::Sandbox::Container(c)) => Guest::Container(c.into()),
         };
         let qos_class = match pb::QosClass::try_from(s.qos_class) {
             Ok(pb::QosClass::Unspecified | pb::QosClass::Batch) => QosClass::Batch,
@@ -163,11 +218,68 @@ mod tests {
     }
 
     #[test]
+    fn a_container_survives_the_wire() {
+        let program = Program {
+            image: "/img/bb".into(),
+            command: "sort".into(),
+            args: vec!["-o".into(), "/out/s".into(), "/in/f".into()],
+            env: [("LC_ALL".to_string(), "C".to_string())].into(),
+            workdir: "/w".into(),
+            user: Some(User { uid: 7, gid: 8 }),
+            volumes: vec![
+                Volume::parse("/d/in:/in:ro").unwrap(),
+                Volume::parse("/d/out:/out").unwrap(),
+            ],
+        };
+        let mut spec = JobSpec::new("k", Guest::Container(program.clone()));
+        let wire = pb::JobSpec::from(&spec);
+        let Some(pb::job_spec::Sandbox::Container(c)) = &wire.sandbox else {
+            panic!("{wire:?}")
+        };
+        assert_eq!((c.image.as_str(), c.command.as_str()), ("/img/bb", "sort"));
+        assert_eq!(c.user, Some(pb::ContainerUser { uid: 7, gid: 8 }));
+        assert!(c.volumes[0].read_only && !c.volumes[1].read_only);
+        assert_eq!(JobSpec::try_from(&wire).unwrap(), spec);
+        // An absent user stays absent (the agent runs the program as 0:0).
+        spec.guest = Guest::Container(Program {
+            user: None,
+            ..program
+        });
+        assert_eq!(JobSpec::try_from(&pb::JobSpec::from(&spec)).unwrap(), spec);
+    }
+
+    #[test]
+    fn the_sandbox_cases_keep_the_field_numbers_of_the_guest_cases() {
+        use prost::Message;
+        // Field 3 and 4 were `guest`'s workload and linux: a client built before the rename
+        // sends the same bytes.
+        let bytes = |sandbox| {
+            pb::JobSpec {
+                sandbox: Some(sandbox),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let workload = pb::job_spec::Sandbox::Workload(Default::default());
+        assert_eq!(bytes(workload), [3 << 3 | 2, 0]);
+        assert_eq!(
+            bytes(pb::job_spec::Sandbox::Linux(Default::default())),
+            [4 << 3 | 2, 0]
+        );
+        let container = pb::job_spec::Sandbox::Container(Default::default());
+        assert_eq!(bytes(container), [12 << 3 | 2, 0]);
+    }
+
+    #[test]
     fn what_the_model_cannot_hold_is_refused() {
         let e = JobSpec::try_from(&pb::JobSpec::default()).unwrap_err();
-        assert_eq!(e.field, "spec.guest");
+        assert_eq!(e.field, "spec.sandbox");
+        assert_eq!(
+            e.rule,
+            "is required: set workload (colo's workload guest), linux or container"
+        );
         let wire = pb::JobSpec {
-            guest: Some(pb::job_spec::Guest::Workload(Default::default())),
+            sandbox: Some(pb::job_spec::Sandbox::Workload(Default::default())),
             qos_class: 9,
             ..Default::default()
         };
@@ -175,7 +287,7 @@ mod tests {
         assert_eq!(e.field, "spec.qos_class");
         let wire = pb::JobSpec {
             qos_class: 0,
-            guest: Some(pb::job_spec::Guest::Linux(Default::default())),
+            sandbox: Some(pb::job_spec::Sandbox::Linux(Default::default())),
             ..wire
         };
         let spec = JobSpec::try_from(&wire).unwrap();

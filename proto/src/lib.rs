@@ -56,6 +56,7 @@ mod tests {
         let r = super::report::NodeReport {
             node_name: "n1".into(),
             seq: 42,
+            sandboxes: vec!["workload".into(), "container".into()],
             ..Default::default()
         };
         let bytes = r.encode_to_vec();

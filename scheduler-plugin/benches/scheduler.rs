@@ -67,6 +67,7 @@ fn report(i: usize, seq: u64) -> NodeReport {
         jobs_by_state: [("running".to_owned(), 2), ("paused".to_owned(), 0)].into(),
         agent_start_unix_ms: 1,
         refuses_batch: score > 70.0,
+        sandboxes: vec!["workload".into(), "container".into()],
     }
 }
 

@@ -82,7 +82,7 @@ mod tests {
     fn good() -> pb::JobSpec {
         pb::JobSpec {
             idempotency_key: "launcher-1:attempt-0".into(),
-            guest: Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+            sandbox: Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                 cpu_units: 10,
                 exit_code: 3,
                 ..Default::default()
@@ -127,10 +127,10 @@ mod tests {
             ),
             (Box::new(|s| s.vcpus = 99), "spec.vcpus", "1..=8"),
             (Box::new(|s| s.memory_mib = 1), "spec.memory_mib", "8..="),
-            (Box::new(|s| s.guest = None), "spec.guest", "required"),
+            (Box::new(|s| s.sandbox = None), "spec.sandbox", "required"),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                         exit_code: 64,
                         ..Default::default()
                     }))
@@ -140,7 +140,7 @@ mod tests {
             ),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                         io: "write:5".into(),
                         ..Default::default()
                     }))
@@ -150,7 +150,7 @@ mod tests {
             ),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                         io: "write:5:sometimes".into(),
                         ..Default::default()
                     }))
@@ -160,7 +160,7 @@ mod tests {
             ),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
                         io: "sideways".into(),
                         ..Default::default()
                     }))
@@ -170,7 +170,7 @@ mod tests {
             ),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
                         kernel_path: "vmlinux".into(),
                         ..Default::default()
                     }))
@@ -180,7 +180,7 @@ mod tests {
             ),
             (
                 Box::new(|s| {
-                    s.guest = Some(pb::job_spec::Guest::Linux(pb::LinuxGuest {
+                    s.sandbox = Some(pb::job_spec::Sandbox::Linux(pb::LinuxGuest {
                         kernel_path: "/no/such/vmlinux".into(),
                         ..Default::default()
                     }))
@@ -238,6 +238,116 @@ mod tests {
             assert_eq!(e.field, field, "{e}");
             assert!(e.rule.contains(rule), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn a_container_from_the_wire_is_checked() {
+        // An image root holding one image (a tarball: a regular file, as a root opens it).
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("bb.tar");
+        std::fs::write(&image, b"").unwrap();
+        let root = crate::jobs::paths::Root {
+            dir: dir.path().to_path_buf(),
+            devices: false,
+        };
+        // The same directory holds images and volumes (disks), so that a disk can be named.
+        let limits = SpecLimits {
+            paths: PathRoots {
+                images: vec![root.clone()],
+                volumes: vec![root.clone()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let container = |c: pb::ContainerJob| pb::JobSpec {
+            sandbox: Some(pb::job_spec::Sandbox::Container(c)),
+            ..good()
+        };
+        let sh = pb::ContainerJob {
+            image: image.display().to_string(),
+            command: "sh".into(),
+            args: vec!["-c".into(), "echo hi; exit 7".into()],
+            ..Default::default()
+        };
+        let s = job_spec(Some(&container(sh.clone())), &limits).unwrap();
+        assert!(
+            matches!(&s.guest, colo_config::job::Guest::Container(p) if p.args[1] == "echo hi; exit 7")
+        );
+        let cases: Vec<(pb::ContainerJob, &str, &str)> = vec![
+            (
+                pb::ContainerJob {
+                    command: String::new(),
+                    ..sh.clone()
+                },
+                "spec.container.command",
+                "is required",
+            ),
+            (
+                pb::ContainerJob {
+                    image: String::new(),
+                    ..sh.clone()
+                },
+                "spec.container.image",
+                "is required",
+            ),
+            (
+                pb::ContainerJob {
+                    image: "/elsewhere/bb.tar".into(),
+                    ..sh.clone()
+                },
+                "spec.container.image",
+                "not beneath offline.image_roots",
+            ),
+            (
+                pb::ContainerJob {
+                    args: vec!["a\0b".into()],
+                    ..sh.clone()
+                },
+                "spec.container.args[0]",
+                "NUL",
+            ),
+            (
+                pb::ContainerJob {
+                    env: [("A-B".to_string(), "v".to_string())].into(),
+                    ..sh.clone()
+                },
+                "spec.container.env[\"A-B\"]",
+                "[A-Za-z0-9_]",
+            ),
+            (
+                pb::ContainerJob {
+                    workdir: "work".into(),
+                    ..sh.clone()
+                },
+                "spec.container.workdir",
+                "absolute",
+            ),
+            (
+                pb::ContainerJob {
+                    volumes: vec![pb::VolumeMount {
+                        source: "/data/in".into(),
+                        target: "/in".into(),
+                        read_only: true,
+                    }],
+                    ..sh.clone()
+                },
+                "spec.container.volumes[0].source",
+                "not beneath offline.volume_roots",
+            ),
+        ];
+        for (c, field, rule) in cases {
+            let e = job_spec(Some(&container(c)), &limits).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.rule.contains(rule), "{field}: {e}");
+        }
+        let mut with_disk = container(sh);
+        with_disk.disks.push(pb::Disk {
+            path: image.display().to_string(),
+            read_only: true,
+            ..Default::default()
+        });
+        let e = job_spec(Some(&with_disk), &limits).unwrap_err();
+        assert_eq!(e.field, "spec.disks");
     }
 
     #[test]

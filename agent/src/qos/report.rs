@@ -74,6 +74,7 @@ pub fn node_report(
         jobs_by_state: inputs.jobs_by_state.clone(),
         agent_start_unix_ms: 0,
         refuses_batch: admission == Admission::Refusing,
+        sandboxes: Vec::new(),
     };
     (report, admission)
 }

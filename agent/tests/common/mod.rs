@@ -411,7 +411,7 @@ pub fn workload_guest() -> Option<PathBuf> {
 pub fn workload(key: &str, cpu_units: u64, hold_seconds: u64, exit_code: i32) -> pb::JobSpec {
     pb::JobSpec {
         idempotency_key: key.into(),
-        guest: Some(pb::job_spec::Guest::Workload(pb::WorkloadGuest {
+        sandbox: Some(pb::job_spec::Sandbox::Workload(pb::WorkloadGuest {
             cpu_units,
             hold_seconds,
             exit_code,

@@ -48,7 +48,7 @@ pub fn reason(r: Option<EndReason>) -> pb::EndReason {
         Some(EndReason::DeadlineExceeded) => pb::EndReason::DeadlineExceeded,
         Some(EndReason::NodeLost) => pb::EndReason::NodeLost,
         Some(EndReason::AgentShutdown) => pb::EndReason::AgentShutdown,
-        Some(EndReason::OomKilled) => pb::EndReason::GuestExitNonzero,
+        Some(EndReason::OomKilled) => pb::EndReason::OomKilled,
     }
 }
 
@@ -114,6 +114,14 @@ mod tests {
         }
         assert_eq!(state_from(0), None);
         assert_eq!(state_from(99), None);
+    }
+
+    #[test]
+    fn an_oom_kill_has_one_name_stored_and_on_the_wire() {
+        let wire = reason(Some(EndReason::OomKilled));
+        assert_eq!(wire.as_str_name(), "END_REASON_OOM_KILLED");
+        let stored = serde_json::to_string(&EndReason::OomKilled).unwrap();
+        assert_eq!(stored, r#""oom_killed""#);
     }
 
     #[test]

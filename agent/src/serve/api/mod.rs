@@ -265,6 +265,7 @@ impl pb::agent_server::Agent for AgentService {
             policy_hash: policy.hash.clone(),
             offline_reserved_jobs: u.jobs,
             node_report: self.latest.get().map(|s| s.report.clone()),
+            sandboxes: Vec::new(),
         }))
     }
 
