@@ -143,7 +143,7 @@ pub(super) fn check_program(
             return Err(bad(
                 &target,
                 format!(
-                    "must not be /, /tmp (the job's scratch directory) or lie under /proc, /sys or /dev, got {:?}",
+                    "must not be / nor lie at or under /tmp (the job's scratch directory), /proc, /sys or /dev, got {:?}",
                     truncate(&v.target)
                 ),
             ));
@@ -277,6 +277,15 @@ mod tests {
             let e = container(p).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+        let scratch = Program {
+            volumes: vec![Volume::parse("/d:/tmp/x").unwrap()],
+            ..sh()
+        };
+        let e = container(scratch).unwrap_err();
+        assert!(
+            e.rule.starts_with("must not be / nor lie at or under /tmp"),
+            "{e}"
+        );
         let mut s = JobSpec::new("k", Guest::Container(sh()));
         s.disks.push(DiskSpec {
             path: "/d.img".into(),
