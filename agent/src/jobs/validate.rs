@@ -242,15 +242,19 @@ mod tests {
 
     #[test]
     fn a_container_from_the_wire_is_checked() {
-        // An image root holding one image (a tarball: a regular file, as a root opens it).
+        // One directory is the image root and the volume root: it holds an image directory, a
+        // volume directory and a disk image.
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("bb.tar");
-        std::fs::write(&image, b"").unwrap();
+        let image = dir.path().join("busybox");
+        let input = dir.path().join("in");
+        let disk = dir.path().join("d.img");
+        std::fs::create_dir(&image).unwrap();
+        std::fs::create_dir(&input).unwrap();
+        std::fs::write(&disk, b"").unwrap();
         let root = crate::jobs::paths::Root {
             dir: dir.path().to_path_buf(),
             devices: false,
         };
-        // The same directory holds images and volumes (disks), so that a disk can be named.
         let limits = SpecLimits {
             paths: PathRoots {
                 images: vec![root.clone()],
@@ -267,11 +271,20 @@ mod tests {
             image: image.display().to_string(),
             command: "sh".into(),
             args: vec!["-c".into(), "echo hi; exit 7".into()],
+            volumes: vec![pb::VolumeMount {
+                source: input.display().to_string(),
+                target: "/in".into(),
+                read_only: true,
+            }],
             ..Default::default()
         };
         let s = job_spec(Some(&container(sh.clone())), &limits).unwrap();
-        assert!(
-            matches!(&s.guest, colo_config::job::Guest::Container(p) if p.args[1] == "echo hi; exit 7")
+        let colo_config::job::Guest::Container(p) = &s.guest else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            (p.args[1].as_str(), p.volumes[0].read_only),
+            ("echo hi; exit 7", true)
         );
         let cases: Vec<(pb::ContainerJob, &str, &str)> = vec![
             (
@@ -292,7 +305,7 @@ mod tests {
             ),
             (
                 pb::ContainerJob {
-                    image: "/elsewhere/bb.tar".into(),
+                    image: "/elsewhere/busybox".into(),
                     ..sh.clone()
                 },
                 "spec.container.image",
@@ -334,6 +347,30 @@ mod tests {
                 "spec.container.volumes[0].source",
                 "not beneath offline.volume_roots",
             ),
+            (
+                pb::ContainerJob {
+                    volumes: vec![pb::VolumeMount {
+                        source: disk.display().to_string(),
+                        target: "/in".into(),
+                        read_only: true,
+                    }],
+                    ..sh.clone()
+                },
+                "spec.container.volumes[0].source",
+                "a volume must be a directory",
+            ),
+            (
+                pb::ContainerJob {
+                    volumes: vec![pb::VolumeMount {
+                        source: input.display().to_string(),
+                        target: "/proc/x".into(),
+                        read_only: true,
+                    }],
+                    ..sh.clone()
+                },
+                "spec.container.volumes[0].target",
+                "/proc",
+            ),
         ];
         for (c, field, rule) in cases {
             let e = job_spec(Some(&container(c)), &limits).unwrap_err();
@@ -342,7 +379,7 @@ mod tests {
         }
         let mut with_disk = container(sh);
         with_disk.disks.push(pb::Disk {
-            path: image.display().to_string(),
+            path: disk.display().to_string(),
             read_only: true,
             ..Default::default()
         });
