@@ -177,9 +177,10 @@ pub fn config(b: &BundleSpec) -> Result<Spec, BundleError> {
         linux.set_cgroups_path(Some(PathBuf::from(&b.cgroups_path)));
         // The cgroup namespace is left out: on cgroup v1 runc would need every hierarchy mounted
         // inside, and the job's limits are the agent's, not the container's, to read.
-        let keep = |t: LinuxNamespaceType| {
-            !matches!(t, LinuxNamespaceType::Cgroup)
-                && !(b.host_network && matches!(t, LinuxNamespaceType::Network))
+        let keep = |t: LinuxNamespaceType| match t {
+            LinuxNamespaceType::Cgroup => false,
+            LinuxNamespaceType::Network => !b.host_network,
+            _ => true,
         };
         let namespaces = linux
             .namespaces()

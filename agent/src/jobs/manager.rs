@@ -63,6 +63,11 @@ pub struct JobManager {
 }
 
 impl JobManager {
+    /// The sandboxes this node offers (found when the manager opened).
+    pub fn sandbox_offers(&self) -> &[super::runtime::Offer] {
+        &self.inner.offers
+    }
+
     /// Loads the registry and takes every unfinished job back: Pending jobs are started,
     /// running VMMs re-adopted, VMMs that ended meanwhile settled from their exit records, and
     /// VMMs gone without a record reported as Failed/NodeLost.
@@ -72,7 +77,14 @@ impl JobManager {
         registry: Registry,
     ) -> Result<Self, ManagerError> {
         let seed = u64::from(std::process::id()) << 20 ^ (now_ms() as u64 & 0xfffff);
+        let offers = super::runtime::offers(&cfg, cgroups.version());
+        for o in &offers {
+            tracing::info!(sandbox = o.kind.name(), available = o.available, detail = %o.detail, "sandbox");
+            metrics::gauge!("colo_sandbox_available", "kind" => o.kind.name())
+                .set(if o.available { 1.0 } else { 0.0 });
+        }
         let inner = Arc::new(JobStore {
+            offers,
             cfg,
             cgroups,
             registry,

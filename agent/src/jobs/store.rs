@@ -52,6 +52,8 @@ pub(crate) struct JobStore {
     pub(crate) start_latency: Mutex<Vec<f64>>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) supervisors: Mutex<tokio::task::JoinSet<()>>,
+    /// The sandboxes this node offers, found when the manager opened.
+    pub(crate) offers: Vec<super::runtime::Offer>,
 }
 
 impl std::fmt::Debug for JobStore {

@@ -391,6 +391,13 @@ impl LoopState {
                 .filter(|(_, n)| *n > 0)
                 .map(|(s, n)| (s.name().to_string(), n))
                 .collect(),
+            sandboxes: self
+                .jobs
+                .sandbox_offers()
+                .iter()
+                .filter(|o| o.available)
+                .map(|o| o.kind.name().to_string())
+                .collect(),
         };
         let (report, admission) = report::node_report(&inputs, &params, self.admission);
         self.admission = admission;

@@ -33,6 +33,8 @@ pub struct NodeInputs {
     pub signals: InterferenceSignals,
     /// Offline jobs by state name (`running`, `paused`, ...).
     pub jobs_by_state: HashMap<String, u32>,
+    /// The sandbox kinds the node runs (`workload`, `container`, ...).
+    pub sandboxes: Vec<String>,
 }
 
 /// Builds the snapshot to publish from raw measurements with colo-policy's scoring: batch budget
@@ -74,7 +76,7 @@ pub fn node_report(
         jobs_by_state: inputs.jobs_by_state.clone(),
         agent_start_unix_ms: 0,
         refuses_batch: admission == Admission::Refusing,
-        sandboxes: Vec::new(),
+        sandboxes: inputs.sandboxes.clone(),
     };
     (report, admission)
 }
@@ -102,6 +104,7 @@ pub(crate) mod tests {
                 ..InterferenceSignals::default()
             },
             jobs_by_state: HashMap::from([("running".to_owned(), 2)]),
+            sandboxes: vec!["workload".into(), "container".into()],
         }
     }
 

@@ -18,6 +18,7 @@
 pub mod counters;
 pub mod detect;
 pub mod files;
+mod job;
 mod node;
 pub mod values;
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub use colo_config::agent::CgroupVersion;
 pub use detect::{Hierarchies, V1Hierarchy};
 pub use files::CgroupFileError;
+pub use job::{JobCgroup, JobLimits, Placement};
 pub use node::{CgroupNode, ThreadGroup};
 pub use values::{CgroupStats, CpuQuota, CpuWeight, DeviceNumber, IoLimit};
 
@@ -101,7 +103,7 @@ impl Default for CgroupSettings {
 /// The v2 controllers the agent enables for its children, in the kernel's order.
 const V2_CONTROLLERS: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
 /// The v2 controllers that work in threaded cgroups (enabled for `<job>/vcpu` and `<job>/io`).
-const V2_THREADED: &[&str] = &["cpuset", "cpu"];
+pub(crate) const V2_THREADED: &[&str] = &["cpuset", "cpu"];
 /// The v1 controllers whose hierarchies get `<job>/vcpu` and `<job>/io`.
 const V1_THREAD_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "blkio", "cpuset"];
 
@@ -361,31 +363,9 @@ impl CgroupTree {
     }
 }
 
-/// Removes the empty cgroup `dir` and its empty children, deepest first.
-fn rmdir_tree(dir: &Path) -> Result<(), CgroupError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            rmdir_tree(&e.path())?;
-        }
-    }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(CgroupError::File(CgroupFileError::Io {
-            op: "rmdir",
-            path: dir.into(),
-            value: String::new(),
-            source,
-        })),
-    }
-}
-
 /// Enables `wanted ∩ available` in `dir/cgroup.subtree_control`; fails when one of `required`
 /// is not available.
-fn enable_v2(
+pub(crate) fn enable_v2(
     scope: &Scope,
     dir: &Path,
     wanted: &[&str],
@@ -419,187 +399,6 @@ fn enable_v2(
         scope.write(&dir.join("cgroup.subtree_control"), &line)?;
     }
     Ok(enable)
-}
-
-/// Limits a job's cgroup carries from its creation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobLimits {
-    /// Memory limit in bytes (guest memory plus the VMM's own overhead).
-    pub memory_bytes: Option<u64>,
-    /// Maximum number of tasks (threads).
-    pub pids: Option<u64>,
-    /// IO limits on block devices.
-    pub io: Vec<IoLimit>,
-    /// A CPU bandwidth limit on the whole job (a container's cores; a VM is bounded by its vCPU
-    /// threads instead).
-    pub cpu: Option<CpuQuota>,
-}
-
-/// One job's cgroups: `<root>/offline/<job>` and its `vcpu` and `io` children.
-#[derive(Debug, Clone)]
-pub struct JobCgroup {
-    id: String,
-    job: CgroupNode,
-    vcpu: CgroupNode,
-    io: CgroupNode,
-}
-
-/// Where a new VMM process must be born: the cgroup directories it enters before `exec`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
-    /// v1: the `cgroup.procs` file of the job in every hierarchy; the child writes `0` into
-    /// each between `fork` and `exec`.
-    V1 {
-        /// The `cgroup.procs` files.
-        procs_files: Vec<PathBuf>,
-    },
-    /// v2: the job directory, opened and passed to `clone3(CLONE_INTO_CGROUP)`.
-    V2 {
-        /// The job's cgroup directory.
-        dir: PathBuf,
-    },
-}
-
-impl JobCgroup {
-    /// The job id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// `<root>/offline/<job>`: memory, IO and pids limits; the VMM process lives here.
-    pub fn job(&self) -> &CgroupNode {
-        &self.job
-    }
-
-    /// The CPU cgroup of a thread group (`vcpu` or `io`).
-    pub fn threads(&self, group: ThreadGroup) -> &CgroupNode {
-        match group {
-            ThreadGroup::Vcpu => &self.vcpu,
-            ThreadGroup::Io => &self.io,
-        }
-    }
-
-    fn exists(&self) -> bool {
-        self.job.dirs().iter().any(|d| d.exists())
-    }
-
-    fn create(&self, limits: &JobLimits) -> Result<(), CgroupError> {
-        let inner = self.job.tree();
-        inner.mkdir(self.job.rel(), false)?;
-        for child in [&self.vcpu, &self.io] {
-            inner.mkdir(child.rel(), true)?;
-        }
-        if let Layout::V2 { .. } = inner.layout {
-            for child in [&self.vcpu, &self.io] {
-                for dir in child.dirs() {
-                    inner.scope.write(&dir.join("cgroup.type"), "threaded")?;
-                }
-            }
-            let jobdir = &self.job.dirs()[0];
-            // Only threaded controllers may be enabled below a thread root; enable those the
-            // parent gave this job.
-            enable_v2(&inner.scope, jobdir, V2_THREADED, &[])?;
-        }
-        if limits.memory_bytes.is_some() {
-            self.job.set_memory_max(limits.memory_bytes)?;
-        }
-        if limits.pids.is_some() {
-            self.job.set_pids_max(limits.pids)?;
-        }
-        for l in &limits.io {
-            self.job.set_io_limit(l)?;
-        }
-        if let Some(q) = limits.cpu {
-            self.job.set_cpu_quota(q)?;
-        }
-        Ok(())
-    }
-
-    /// Where the VMM process must be placed at birth.
-    pub fn placement(&self) -> Placement {
-        let dirs = self.job.dirs();
-        match self.job.tree().layout {
-            Layout::V1(_) => Placement::V1 {
-                procs_files: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
-            },
-            Layout::V2 { .. } => Placement::V2 {
-                dir: dirs[0].clone(),
-            },
-        }
-    }
-
-    /// Moves the given threads (of the job's VMM) into the `vcpu` or `io` child.
-    pub fn place_threads(&self, group: ThreadGroup, tids: &[u32]) -> Result<(), CgroupError> {
-        self.threads(group).add_threads(tids)
-    }
-
-    /// Processes in the job's cgroup.
-    pub fn procs(&self) -> Vec<u32> {
-        self.job.procs()
-    }
-
-    /// The first of the job's cgroup directories (one per hierarchy on v1) that no longer holds
-    /// process `pid`: removed, or the process moved out of it behind the agent's back. `None`
-    /// while every limit still applies to it.
-    pub fn lost(&self, pid: u32) -> Option<PathBuf> {
-        self.job
-            .dirs()
-            .into_iter()
-            .find(|d| files::read_pids(&d.join("cgroup.procs")).map_or(true, |p| !p.contains(&pid)))
-    }
-
-    /// Usage of the job: CPU and memory of the whole VMM, IO of its block devices, throttled
-    /// time summed over the job and its `vcpu` and `io` children.
-    pub fn stats(&self) -> CgroupStats {
-        let mut s = self.job.stats();
-        for child in [&self.vcpu, &self.io] {
-            let c = child.stats();
-            s.cpu_throttled_ns += c.cpu_throttled_ns;
-            s.cpu_nr_throttled += c.cpu_nr_throttled;
-        }
-        s
-    }
-
-    /// The cgroup of a thread group as an OCI runtime's `cgroupsPath` names it: absolute from the
-    /// root of each hierarchy (`/colo/offline/<job>/vcpu`). A container's processes live there.
-    pub fn runtime_path(&self, group: ThreadGroup) -> String {
-        let rel = self.job.tree().root.join(self.threads(group).rel());
-        format!("/{}", rel.display())
-    }
-
-    /// The file whose `oom_kill N` line counts the OOM kills under the job's memory limit (v1
-    /// `memory.oom_control`, v2 `memory.events`), if the memory controller is there.
-    pub fn oom_counter(&self) -> Option<PathBuf> {
-        let inner = self.job.tree();
-        let dir = inner.dir_for("memory", self.job.rel())?;
-        Some(match inner.layout {
-            Layout::V1(_) => dir.join("memory.oom_control"),
-            Layout::V2 { .. } => dir.join("memory.events"),
-        })
-    }
-
-    /// Removes the job's cgroups in every hierarchy of the node, also those the agent does not
-    /// manage (an OCI runtime makes a container's cgroup in each it knows, and leaves the
-    /// parents it made behind). Only empty cgroups are removed there (`rmdir`, deepest first);
-    /// nothing is written.
-    pub fn remove_everywhere(&self, patience: Duration) -> Result<(), CgroupError> {
-        self.remove(patience)?;
-        let rel = self.job.tree().root.join(self.job.rel());
-        for mount in detect::every_cgroup_mount() {
-            rmdir_tree(&mount.join(&rel))?;
-        }
-        Ok(())
-    }
-
-    /// Removes the job's cgroups (children first). Fails with [`CgroupFileError::Busy`] when
-    /// processes are still inside after `patience`; it never kills them.
-    pub fn remove(&self, patience: Duration) -> Result<(), CgroupError> {
-        let inner = self.job.tree();
-        for dir in self.job.dirs() {
-            inner.scope.remove_tree(&dir, patience)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -265,7 +265,16 @@ impl pb::agent_server::Agent for AgentService {
             policy_hash: policy.hash.clone(),
             offline_reserved_jobs: u.jobs,
             node_report: self.latest.get().map(|s| s.report.clone()),
-            sandboxes: Vec::new(),
+            sandboxes: self
+                .jobs
+                .sandbox_offers()
+                .iter()
+                .map(|o| pb::SandboxOffer {
+                    kind: o.kind.name().into(),
+                    available: o.available,
+                    detail: o.detail.clone(),
+                })
+                .collect(),
         }))
     }
 
