@@ -10,10 +10,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 /// the test when `COLO_REQUIRE_KVM=1`, as CI installs busybox-static).
 pub fn busybox_or_skip(test: &str) -> Option<PathBuf> {
     let p = PathBuf::from(BUSYBOX);
-    let is_static = std::fs::read(&p)
-        .map(|b| !b.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"))
-        .unwrap_or(false);
-    if is_static {
+    if std::fs::read(&p).is_ok_and(|b| is_static_elf(&b)) {
         return Some(p);
     }
     let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
@@ -23,6 +20,35 @@ pub fn busybox_or_skip(test: &str) -> Option<PathBuf> {
     );
     eprintln!("\n*** SKIPPED {test}: no static {BUSYBOX} (apt-get install busybox-static) ***\n");
     None
+}
+
+/// Whether `elf` is a 64-bit ELF executable without an interpreter (`PT_INTERP`): it runs in a
+/// root filesystem that has no dynamic loader.
+fn is_static_elf(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+    };
+    if elf.get(..5) != Some(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return false;
+    };
+    (0..usize::from(phnum)).all(|i| {
+        // PT_INTERP is 3.
+        u32_at(phoff + i * usize::from(phentsize)).is_some_and(|t| t != 3)
+    })
 }
 
 /// Builds a root filesystem in `dir`: `bin/busybox` with a symlink per applet in `bin`, and
@@ -46,4 +72,20 @@ pub fn busybox_rootfs(busybox: &Path, dir: &Path, extra: &[&str]) -> std::io::Re
         std::fs::create_dir_all(dir.join(d.trim_start_matches('/')))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_executable_is_not_static() {
+        // This test binary is dynamically linked (it has a PT_INTERP header).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(!is_static_elf(&me));
+        assert!(!is_static_elf(b"not an elf"));
+        if let Ok(b) = std::fs::read(BUSYBOX) {
+            eprintln!("{BUSYBOX} static: {}", is_static_elf(&b));
+        }
+    }
 }

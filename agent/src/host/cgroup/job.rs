@@ -156,14 +156,19 @@ impl JobCgroup {
         format!("/{}", rel.display())
     }
 
-    /// The file whose `oom_kill N` line counts the OOM kills under the job's memory limit (v1
-    /// `memory.oom_control`, v2 `memory.events`), if the memory controller is there.
+    /// The file whose `oom_kill N` line counts the OOM kills of the job's container: v1 counts a
+    /// kill only in the victim's own memory cgroup, so `<job>/vcpu/memory.oom_control` (the
+    /// container's cgroup, made by its runtime); v2 counts a subtree's kills in
+    /// `<job>/memory.events`. `None` without the memory controller.
     pub fn oom_counter(&self) -> Option<PathBuf> {
         let inner = self.job.tree();
-        let dir = inner.dir_for("memory", self.job.rel())?;
         Some(match inner.layout {
-            Layout::V1(_) => dir.join("memory.oom_control"),
-            Layout::V2 { .. } => dir.join("memory.events"),
+            Layout::V1(_) => inner
+                .dir_for("memory", self.vcpu.rel())?
+                .join("memory.oom_control"),
+            Layout::V2 { .. } => inner
+                .dir_for("memory", self.job.rel())?
+                .join("memory.events"),
         })
     }
 
