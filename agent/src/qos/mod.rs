@@ -274,6 +274,7 @@ fn run(mut s: LoopState, signal: &wait::Signal) {
                 s.collector.set_vms(s.vms.specs());
                 let vms = &s.vms;
                 s.enforcer.retain(|id| vms.contains(id));
+                s.enforcer.bound_new(vms.targets());
             }
         }
         // Pushed values are taken at the first tick after they arrive.

@@ -94,6 +94,8 @@ impl VmTable {
                     cgroup,
                     disks: spec.disks.len(),
                     cgroup_io: matches!(spec.guest, colo_config::job::Guest::Container(_)),
+                    cores: matches!(spec.guest, colo_config::job::Guest::Container(_))
+                        .then_some(f64::from(spec.vcpus)),
                 },
                 sample,
             });
@@ -123,6 +125,11 @@ impl VmTable {
             })
             .collect();
         changed
+    }
+
+    /// Every live VM's engine id and target.
+    pub fn targets(&self) -> impl Iterator<Item = (VmId, &VmTarget)> {
+        self.entries.iter().map(|e| (e.sample.id, &e.target))
     }
 
     /// Whether `vm` is live.

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use colo_proto::agent as pb;
 
 use crate::common::{self, TestAgent, rt};
-use crate::{Online, agent, burn, burn_containers, cancel, offline_dir, quota, ready};
+use crate::{
+    Online, agent, burn, burn_containers, burn_containers_with, cancel, offline_dir, quota, ready,
+};
 
 /// Pids in a cgroup directory (`cgroup.procs`).
 fn procs(dir: &Path) -> Vec<u32> {
@@ -69,7 +71,8 @@ fn a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup() {
             squeezed = Some(t0.elapsed());
         }
         for d in &vcpu {
-            if let Some(q) = quota(d) {
+            // Below the job's own core: the squeeze reached the container's processes.
+            if let Some(q) = quota(d).filter(|q| *q < 1.0 - 1e-6) {
                 lowest_vm = lowest_vm.min(q);
                 throttled.get_or_insert(t0.elapsed());
             }
@@ -162,37 +165,42 @@ fn a_vm_and_a_container_are_paused_while_online_suffers_and_resumed_after() {
     cancel(&agent, &ids);
 }
 
+/// Eviction picks the lowest priority first: the container (priority -1) goes before the VM,
+/// and it ends Preempted with the rule in its message, its cgroups removed.
 #[test]
-fn a_vm_and_a_container_are_evicted_when_online_keeps_suffering() {
-    let test = "a_vm_and_a_container_are_evicted_when_online_keeps_suffering";
+fn a_container_is_evicted_before_a_vm_of_higher_priority_when_online_keeps_suffering() {
+    let test = "a_container_is_evicted_before_a_vm_of_higher_priority_when_online_keeps_suffering";
     let Some(_lock) = ready(test) else {
         return;
     };
     let online = Online::start();
     let policy = "qos_classes:\n  batch:\n    sched_idle: never\ntiming:\n  pause_after: null\n  evict_after: 2s";
     let agent = agent(&online, policy);
-    let Some(mut ids) = burn_containers(&agent, 1, test) else {
+    let vm = burn(&agent, 1);
+    let Some(ids) = burn_containers_with(&agent, 1, -1, test) else {
+        cancel(&agent, &vm);
         return;
     };
-    ids.extend(burn(&agent, 1));
-    let ends: Vec<pb::Job> = rt().block_on(async {
+    let container = rt().block_on(async {
         let mut c = agent.client().await;
-        let mut ends = Vec::new();
-        for id in &ids {
-            ends.push(common::wait_end(&mut c, id, Duration::from_secs(60)).await);
-        }
-        ends
+        common::wait_end(&mut c, &ids[0], Duration::from_secs(60)).await
     });
-    for j in &ends {
-        assert_eq!(common::state(j), pb::JobState::Preempted, "{j:?}");
-        assert!(j.message.contains("evict"), "{j:?}");
-    }
-    for id in &ids {
-        assert!(
-            !offline_dir(&agent).join(id).exists(),
-            "the evicted job's cgroup is left"
-        );
-    }
+    assert_eq!(
+        common::state(&container),
+        pb::JobState::Preempted,
+        "{container:?}"
+    );
+    assert!(container.message.contains("evict"), "{container:?}");
+    assert!(
+        !offline_dir(&agent).join(&ids[0]).exists(),
+        "the evicted container's cgroup is left"
+    );
+    let vm_state = common::state(&job(&agent, &vm[0]));
+    assert!(
+        matches!(vm_state, pb::JobState::Running | pb::JobState::Preempted),
+        "{vm_state:?}"
+    );
+    cancel(&agent, &vm);
 }
 
 #[test]
@@ -213,6 +221,15 @@ fn observe_mode_leaves_a_container_alone() {
         .iter()
         .map(|id| offline_dir(&agent).join(id).join("vcpu"))
         .collect();
+    // The job's own cores (1) bound its cgroup in observe mode too: that is its size, not a QoS
+    // action. Nothing else may move.
+    let bound = Instant::now();
+    while vcpu.iter().any(|d| quota(d).is_none()) && bound.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for d in &vcpu {
+        assert_eq!(quota(d), Some(1.0), "the job's cores bound {}", d.display());
+    }
     let group_before = quota(&offline_dir(&agent));
     let t0 = Instant::now();
     let mut would = false;
@@ -235,7 +252,12 @@ fn observe_mode_leaves_a_container_alone() {
         "observe mode changed the group quota"
     );
     for (d, id) in vcpu.iter().zip(&ids) {
-        assert_eq!(quota(d), None, "observe mode throttled {}", d.display());
+        assert_eq!(
+            quota(d),
+            Some(1.0),
+            "observe mode throttled {}",
+            d.display()
+        );
         assert_eq!(freezer(&agent, id).as_deref(), Some("THAWED"));
         assert_eq!(common::state(&job(&agent, id)), pb::JobState::Running);
     }

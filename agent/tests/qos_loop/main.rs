@@ -211,6 +211,16 @@ pub(crate) fn burn(agent: &TestAgent, n: usize) -> Vec<String> {
 /// Submits `n` one-core container jobs (a busybox shell loop) that burn until cancelled; waits
 /// until they run. `None` (with a loud skip) without busybox-static or an OCI runtime.
 pub(crate) fn burn_containers(agent: &TestAgent, n: usize, test: &str) -> Option<Vec<String>> {
+    burn_containers_with(agent, n, 0, test)
+}
+
+/// [`burn_containers`] at eviction `priority`.
+pub(crate) fn burn_containers_with(
+    agent: &TestAgent,
+    n: usize,
+    priority: i32,
+    test: &str,
+) -> Option<Vec<String>> {
     let busybox = colo_testkit::busybox_or_skip(test)?;
     if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_none() {
         let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
@@ -237,6 +247,7 @@ pub(crate) fn burn_containers(agent: &TestAgent, n: usize, test: &str) -> Option
                 })),
                 vcpus: 1,
                 memory_mib: 32,
+                priority,
                 ..Default::default()
             };
             ids.push(common::submit(&mut c, spec).await.id);

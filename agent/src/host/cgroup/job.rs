@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::files::{self, CgroupFileError};
 use super::node::{CgroupNode, ThreadGroup};
-use super::values::{CgroupStats, CpuQuota, IoLimit};
+use super::values::{CgroupStats, IoLimit};
 use super::{CgroupError, Layout, V2_THREADED, detect, enable_v2};
 
 /// Limits a job's cgroup carries from its creation.
@@ -19,9 +19,6 @@ pub struct JobLimits {
     pub pids: Option<u64>,
     /// IO limits on block devices.
     pub io: Vec<IoLimit>,
-    /// A CPU bandwidth limit on the whole job (a container's cores; a VM is bounded by its vCPU
-    /// threads instead).
-    pub cpu: Option<CpuQuota>,
 }
 
 /// One job's cgroups: `<root>/offline/<job>` and its `vcpu` and `io` children.
@@ -97,9 +94,6 @@ impl JobCgroup {
         }
         for l in &limits.io {
             self.job.set_io_limit(l)?;
-        }
-        if let Some(q) = limits.cpu {
-            self.job.set_cpu_quota(q)?;
         }
         Ok(())
     }

@@ -45,19 +45,12 @@ fn v1_job_lifecycle_on_real_hierarchies() {
     };
     let tree = CgroupTree::open(&settings).expect("open tree");
     assert_eq!(tree.version(), CgroupVersion::V1);
-    let cores = CpuQuota {
-        quota_us: Some(150_000),
-        period_us: 100_000,
-    };
     let limits = JobLimits {
         memory_bytes: Some(64 << 20),
         pids: Some(32),
         io: vec![],
-        cpu: Some(cores),
     };
     let job = tree.create_job("j1", &limits).expect("create job");
-    // A container's cores: the kernel's own reading of the job's CFS limit.
-    assert_eq!(job.job().cpu_quota().expect("cpu quota"), cores);
     assert!(matches!(
         tree.create_job("j1", &limits),
         Err(CgroupError::JobExists(_))
@@ -339,7 +332,6 @@ fn v2_limit_files_against_a_fake_cgroup2_tree() {
     // through the same path create_job takes after mkdir.
     let job = tree.job_handle("j3");
     job.create(&JobLimits {
-        cpu: None,
         memory_bytes: Some(300 << 20),
         pids: Some(64),
         io: vec![IoLimit {

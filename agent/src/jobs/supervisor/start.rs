@@ -40,14 +40,6 @@ impl Supervisor {
             memory_bytes: Some((spec.memory_mib + self.inner.cfg.memory_overhead_mib) << 20),
             pids: Some(self.inner.cfg.pids_per_job),
             io: vec![],
-            // A container may start as many threads as it likes: its cores are a CPU limit on
-            // the job (the QoS loop's vCPU quota acts on the container's cgroup beneath it).
-            cpu: matches!(self.sandbox, crate::jobs::runtime::Sandbox::Container(_)).then(|| {
-                crate::host::cgroup::CpuQuota {
-                    quota_us: Some(u64::from(spec.vcpus) * 100_000),
-                    period_us: 100_000,
-                }
-            }),
         };
         for f in [&self.paths.control, &self.paths.exit_record] {
             let _ = std::fs::remove_file(f);

@@ -22,6 +22,15 @@ fn quota_for(cores: f64, period: Duration) -> CpuQuota {
     CpuQuota::from_millicores(millicores, period_us)
 }
 
+/// The smaller of two limits in cores (`None`: unlimited).
+fn min_cores(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// Writes `q` to `node`, the period only when it differs from `period_in_force`.
 fn write_quota(
     node: &CgroupNode,
@@ -131,7 +140,13 @@ pub(super) struct VmCpu {
     intended: Option<(Option<f64>, Duration)>,
     applied: Option<CpuQuota>,
     idle: Option<bool>,
+    /// The job's own cores (a container's `vcpus`): no quota in force ever exceeds it, and
+    /// "unlimited" means this.
+    ceiling: Option<f64>,
 }
+
+/// The CFS period of a job's own cores limit.
+const CEILING_PERIOD: Duration = Duration::from_millis(100);
 
 impl VmCpu {
     pub(super) fn new(node: CgroupNode) -> Self {
@@ -142,7 +157,20 @@ impl VmCpu {
             intended: None,
             applied,
             idle: None,
+            ceiling: None,
         }
+    }
+
+    /// Bounds every later quota by the job's own `cores` (nothing is written now).
+    pub(super) fn bound_by(&mut self, cores: f64) {
+        self.ceiling = Some(cores);
+    }
+
+    /// Bounds the quota by the job's own `cores` from now on and writes it (capped at the
+    /// group's `cap`).
+    pub(super) fn set_ceiling(&mut self, cores: f64, cap: Option<f64>) -> Result<(), String> {
+        self.ceiling = Some(cores);
+        self.reapply(cap)
     }
 
     /// Sets the VM's quota to `cores` (capped at the group's `cap`).
@@ -158,16 +186,14 @@ impl VmCpu {
 
     /// Writes `min(intended, cap)` if it differs from what is in force.
     pub(super) fn reapply(&mut self, cap: Option<f64>) -> Result<(), String> {
-        let Some((cores, period)) = self.intended else {
+        let (cores, period) = match (self.intended, self.ceiling) {
+            (Some((c, p)), ceiling) => (min_cores(c, ceiling), p),
+            (None, Some(ceiling)) => (Some(ceiling), CEILING_PERIOD),
             // Never set by the engine: only lower an unlimited child when the kernel needs it
             // (v1 accepts an unlimited child under any parent).
-            return Ok(());
+            (None, None) => return Ok(()),
         };
-        let eff = match (cores, cap) {
-            (Some(c), Some(g)) => Some(c.min(g)),
-            (Some(c), None) => Some(c),
-            (None, _) => None,
-        };
+        let eff = min_cores(cores, cap);
         let q = match eff {
             Some(c) => quota_for(c, period),
             None => CpuQuota::unlimited(quota_for(1.0, period).period_us),
@@ -309,6 +335,45 @@ mod tests {
         assert_eq!(group.applied_cores(), None);
         assert_eq!(q(job.threads(ThreadGroup::Vcpu)).quota_us, Some(15_000));
         job.remove(Duration::from_secs(1)).unwrap();
+    }
+
+    /// A container's own cores bound its vCPU cgroup under the group: the cap wins when lower,
+    /// a release goes back to the cores (never unlimited), a squeeze goes below them.
+    #[test]
+    fn a_containers_cores_bound_its_quota_under_the_group() {
+        use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
+        if !colo_testkit::root_or_skip("a_containers_cores_bound_its_quota_under_the_group") {
+            return;
+        }
+        let _lock = colo_testkit::host_lock();
+        let test = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
+            .expect("test cgroup");
+        let settings = CgroupSettings {
+            root: Some(std::path::PathBuf::from(test.name())),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).expect("open tree");
+        let job = tree.create_job("c1", &JobLimits::default()).expect("job");
+        let node = job.threads(ThreadGroup::Vcpu).clone();
+        let cores = |n: &CgroupNode| {
+            let q = n.cpu_quota().unwrap();
+            q.quota_us.map(|u| u as f64 / q.period_us as f64)
+        };
+        let p = Duration::from_millis(100);
+        let mut group = GroupCpu::with_cpus(tree.offline(), 8.0);
+        let mut vm = VmCpu::new(node.clone());
+        group.set(0.5, p, vec![&mut vm]).unwrap();
+        vm.set_ceiling(1.0, group.cap_cores()).unwrap();
+        assert_eq!(cores(&node), Some(0.5), "the group's cap is lower");
+        group.set(2.0, p, vec![&mut vm]).unwrap();
+        assert_eq!(cores(&node), Some(1.0), "the job's own cores");
+        vm.set(Some(0.3), p, group.cap_cores()).unwrap();
+        assert_eq!(cores(&node), Some(0.3), "a squeeze goes below them");
+        vm.set(None, p, group.cap_cores()).unwrap();
+        assert_eq!(cores(&node), Some(1.0), "a release goes back to the cores");
+        // With the group lowered below the job's cores, both writes stay valid on v1.
+        group.set(0.25, p, vec![&mut vm]).unwrap();
+        assert_eq!(cores(&node), Some(0.25));
     }
 
     #[test]

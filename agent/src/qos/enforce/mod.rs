@@ -42,6 +42,9 @@ pub struct VmTarget {
     pub cgroup: JobCgroup,
     /// Its disks (indexes 0..disks for `set_io_limit`).
     pub disks: usize,
+    /// The job's own cores when its vCPU cgroup must bound them (a container, whose processes
+    /// may start any number of threads); `None` for a VM (its vCPU threads bound it).
+    pub cores: Option<f64>,
     /// Its IO limit is a cgroup throttle on the devices of the offline group's IO limit (a
     /// container's processes do their own IO), not the VMM's token buckets.
     pub cgroup_io: bool,
@@ -120,6 +123,23 @@ impl Enforcer {
         &self.cgroups
     }
 
+    /// Writes the own-cores limit of every job that has one and that the enforcer does not know
+    /// yet (a container that just started), under the group's quota. It is the job's size, not
+    /// a QoS action: it is written in observe mode too.
+    pub fn bound_new<'a>(&mut self, targets: impl Iterator<Item = (VmId, &'a VmTarget)>) {
+        let cap = self.group.cap_cores();
+        for (vm, t) in targets {
+            let Some(cores) = t.cores else { continue };
+            if self.vms.contains_key(&vm) {
+                continue;
+            }
+            let st = self.vm_state(vm, t);
+            if let Err(e) = st.cpu.set_ceiling(cores, cap) {
+                tracing::warn!(target: "colo::qos", job = %t.job, error = %e, "cannot bound the job's cores");
+            }
+        }
+    }
+
     /// Forgets VMs that are no longer live (their cgroups are gone).
     pub fn retain(&mut self, live: impl Fn(VmId) -> bool) {
         self.vms.retain(|id, _| live(*id));
@@ -153,14 +173,21 @@ impl Enforcer {
     }
 
     fn vm_state(&mut self, vm: VmId, t: &VmTarget) -> &mut VmState {
-        self.vms.entry(vm).or_insert_with(|| VmState {
-            job: t.job.clone(),
-            cpu: VmCpu::new(
+        self.vms.entry(vm).or_insert_with(|| {
+            let mut cpu = VmCpu::new(
                 t.cgroup
                     .threads(crate::host::cgroup::ThreadGroup::Vcpu)
                     .clone(),
-            ),
-            throttle: ThrottleState::default(),
+            );
+            if let Some(c) = t.cores {
+                // Not written here: the next write (`set`, `reapply`) honours it.
+                cpu.bound_by(c);
+            }
+            VmState {
+                job: t.job.clone(),
+                cpu,
+                throttle: ThrottleState::default(),
+            }
         })
     }
 
