@@ -193,7 +193,9 @@ impl VmCpu {
             // (v1 accepts an unlimited child under any parent).
             (None, None) => return Ok(()),
         };
-        let eff = min_cores(cores, cap);
+        // An unlimited child is accepted under any parent (v1 too): the cap bounds only a
+        // quota.
+        let eff = cores.map(|c| cap.map_or(c, |g| c.min(g)));
         let q = match eff {
             Some(c) => quota_for(c, period),
             None => CpuQuota::unlimited(quota_for(1.0, period).period_us),
