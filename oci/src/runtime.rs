@@ -272,6 +272,7 @@ fn run_bounded(binary: &Path, args: &[OsString], what: &str) -> Result<String, R
         })?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
+    let mut polls = 0u32;
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
@@ -284,8 +285,13 @@ fn run_bounded(binary: &Path, args: &[OsString], what: &str) -> Result<String, R
                 });
             }
             Ok(None) => {
+                // A runtime call takes 5-50 ms: poll every millisecond for a while (a doubling
+                // pause would oversleep the end by up to half the call), then back off.
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
+                polls += 1;
+                if polls > 200 {
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
             }
             Err(source) => {
                 return Err(RuntimeError::Spawn {

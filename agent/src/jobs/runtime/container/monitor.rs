@@ -343,7 +343,7 @@ fn create(
                 let _ = child.wait();
                 return Err(format!("`{} create` did not finish", rt.version_or_name()));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => return Err(e.to_string()),
         }
     }
