@@ -13,10 +13,9 @@
 mod bench_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bench_common::{connect, env_or, percentile, thread_cpu_ns, wait_state};
+use bench_common::{connect_when_up, env_or, percentile, spawn_agent, thread_cpu_ns, wait_state};
 use colo_agent::jobs::procinfo;
 use colo_proto::agent as pb;
 
@@ -57,28 +56,14 @@ fn main() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-    let mut agent = Command::new(&agent_bin)
-        .arg("--config")
-        .arg(&config)
-        .env("COLO_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start colo-agent");
+    let mut agent = spawn_agent(&agent_bin, &config, &dir.path().join("agent.log"));
     let pid = agent.id();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let result = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "agent did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let mut c = connect(&socket).await;
+        let mut c = connect_when_up(&socket).await;
         let mut lat = Vec::new();
         let mut ids = Vec::new();
         for i in 0..jobs {

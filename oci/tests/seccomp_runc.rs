@@ -9,19 +9,8 @@ use std::process::Command;
 
 use colo_oci::seccomp::{DEFAULT_PROFILE, load_containers_profile, running_kernel};
 
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+/// The container ecosystem's default capability set (what colo grants a container).
+const DEFAULT_CAPS: &[&str] = colo_oci::bundle::DEFAULT_CAPABILITIES;
 
 /// Removes `/sys/fs/cgroup/*/<top>` (and what runc made beneath it) when dropped.
 struct CgroupCleanup {

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use colo_proto::agent as pb;
 use colo_proto::agent::agent_client::AgentClient;
@@ -68,4 +70,28 @@ pub fn thread_cpu_ns(pid: u32) -> u64 {
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
+}
+
+/// Starts the release colo-agent `bin` with `config`, its output (warnings) in `log`.
+pub fn spawn_agent(bin: &Path, config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .env("COLO_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start colo-agent")
+}
+
+/// Waits until the agent's socket exists (20 s at most), then connects.
+pub async fn connect_when_up(socket: &Path) -> AgentClient<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "agent did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    connect(socket).await
 }
