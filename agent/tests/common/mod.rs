@@ -52,6 +52,21 @@ pub fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
     Some(colo_testkit::host_lock())
 }
 
+/// An OCI runtime (runc or crun) on `PATH`, or a loud skip (a failure under
+/// `COLO_REQUIRE_KVM=1`, as CI installs runc).
+pub fn oci_runtime_or_skip(test: &str) -> bool {
+    if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_some() {
+        return true;
+    }
+    let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{test}: no runc or crun; run scripts/install-deps.sh"
+    );
+    eprintln!("\n*** SKIPPED {test}: no OCI runtime (apt-get install runc) ***\n");
+    false
+}
+
 /// Root and the host lock, or a loud skip.
 pub fn root_guard(test: &str) -> Option<colo_testkit::HostLock> {
     if !colo_testkit::root_or_skip(test) {
