@@ -44,6 +44,7 @@ impl Supervisor {
         for f in [&self.paths.control, &self.paths.exit_record] {
             let _ = std::fs::remove_file(f);
         }
+        let t_cg = Instant::now();
         let tree = self.inner.cgroups.clone();
         let id = self.rec.id.clone();
         let made = tokio::task::spawn_blocking(move || {
@@ -77,6 +78,8 @@ impl Supervisor {
 
         // What the job names is opened here, beneath the operator's roots (see
         // `Sandbox::prepare`): the sandbox never resolves a client's path with its own rights.
+        let cg_took = t_cg.elapsed();
+        let t_prep = Instant::now();
         let roots = self.inner.cfg.limits.paths.clone();
         let spec = self.rec.spec.clone();
         let sandbox = self.sandbox.clone();
@@ -96,6 +99,8 @@ impl Supervisor {
             hold,
         } = prepared;
         self.held = hold;
+        let prep_took = t_prep.elapsed();
+        let t_launch = Instant::now();
         let output = self.paths.output.clone();
         let placement = cgroup.placement();
         let launched = tokio::task::spawn_blocking(move || {
@@ -113,7 +118,11 @@ impl Supervisor {
             Ok(Err(e)) => return self.fail(EndReason::VmmFailed, e.to_string()),
             Err(e) => return self.fail(EndReason::VmmFailed, e.to_string()),
         };
-        tracing::debug!(job = %self.rec.id, pid = launched.pid, method = ?launched.method, "VMM launched");
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+        // Where a start's time goes (the rest is the sandbox's own, up to its `started` line).
+        tracing::debug!(job = %self.rec.id, pid = launched.pid, method = ?launched.method,
+            cgroups_ms = %ms(cg_took), prepare_ms = %ms(prep_took),
+            launch_ms = %ms(t_launch.elapsed()), "sandbox process launched");
         let identity = match ProcessIdentity::of(launched.pid) {
             Ok(i) => i,
             Err(e) => {
