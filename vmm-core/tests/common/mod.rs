@@ -150,6 +150,41 @@ impl Vm {
     }
 
     /// Waits for serial output containing `text`.
+    /// Waits for `text` on the console while the guest makes progress: it fails when the
+    /// console stays unchanged for `stall`, or after `cap` in all. A loaded host slows a guest's
+    /// boot (on KVM-PVM its kernel code runs through the emulator), but a guest that still
+    /// prints is not hung; one that stopped printing is.
+    pub fn wait_serial_progressing(
+        &self,
+        text: &str,
+        stall: Duration,
+        cap: Duration,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let mut seen = 0usize;
+        let mut changed = Instant::now();
+        loop {
+            let serial = self.serial();
+            if serial.contains(text) {
+                return Ok(());
+            }
+            if serial.len() != seen {
+                seen = serial.len();
+                changed = Instant::now();
+            }
+            if changed.elapsed() >= stall {
+                return Err(format!(
+                    "the console did not change for {stall:?} ({seen} bytes after {:.0} s)",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            if start.elapsed() >= cap {
+                return Err(format!("not there after {cap:?} ({seen} bytes)"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn wait_serial(&self, text: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
