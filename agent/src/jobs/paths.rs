@@ -48,12 +48,10 @@ pub enum Accept {
     DirOrFile,
 }
 
-/// A path resolved beneath its root: an `O_PATH` descriptor of what it names, and the path it
-/// was found at (free of symlinks and `..` when resolved).
+/// A path resolved beneath its root: the path it was found at (free of symlinks and `..` when
+/// resolved) and what it is.
 #[derive(Debug)]
 pub struct Resolved {
-    /// The descriptor (`O_PATH`: it opens nothing, it pins the inode).
-    pub fd: OwnedFd,
     /// The host path.
     pub path: PathBuf,
     /// It is a directory.
@@ -319,7 +317,6 @@ impl PathRoots {
             }
         }
         Ok(Resolved {
-            fd: OwnedFd::from(f),
             path: full,
             is_dir: ft.is_dir(),
         })

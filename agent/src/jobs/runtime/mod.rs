@@ -37,8 +37,8 @@ pub enum SandboxError {
     Container(#[from] container::ContainerError),
 }
 
-/// A sandbox process ready to launch: its program and arguments, the descriptors it inherits
-/// (fd 3, 4, ...), and those the agent holds open until it runs (pinning what it mounts).
+/// A sandbox process ready to launch: its program and arguments, and the descriptors it
+/// inherits (fd 3, 4, ...).
 #[derive(Debug)]
 pub struct Prepared {
     /// The program.
@@ -47,8 +47,6 @@ pub struct Prepared {
     pub args: Vec<OsString>,
     /// Inherited descriptors.
     pub inherit: Vec<OwnedFd>,
-    /// Descriptors held by the agent until the sandbox reports `started`.
-    pub hold: Vec<OwnedFd>,
 }
 
 /// The threads a sandbox announced once it runs (its `started` line), to be placed in the
@@ -117,7 +115,6 @@ impl Sandbox {
                     program,
                     args,
                     inherit,
-                    hold: Vec::new(),
                 })
             }
             (Self::Container(_), _) => Err("a container sandbox for a MicroVM guest".into()),

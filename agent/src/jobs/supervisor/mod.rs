@@ -47,8 +47,6 @@ struct Supervisor {
     launched_unix_ms: Option<i64>,
     /// Why a change of the record could not be saved; the job ends at the next check.
     unsaved: Option<String>,
-    /// Descriptors pinning what the sandbox mounts, held until it reports `started`.
-    held: Vec<OwnedFd>,
 }
 
 /// Runs a job's supervisor to the end of the job (or until the agent shuts down).
@@ -72,7 +70,6 @@ pub(crate) async fn run(
         launched_here: false,
         launched_unix_ms: None,
         unsaved: None,
-        held: Vec::new(),
     };
     let id = s.rec.id.clone();
     let end = match s.rec.state {

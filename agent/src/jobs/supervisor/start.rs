@@ -96,9 +96,7 @@ impl Supervisor {
             program,
             args,
             inherit,
-            hold,
         } = prepared;
-        self.held = hold;
         let prep_took = t_prep.elapsed();
         let t_launch = Instant::now();
         let output = self.paths.output.clone();
@@ -201,8 +199,6 @@ impl Supervisor {
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
         };
-        // What the sandbox mounts is in place once it runs.
-        self.held.clear();
         if let Some(cg) = &self.cgroup {
             let pid = self.rec.vmm.as_ref().map_or(0, |v| v.pid);
             let names = procinfo::threads(pid).unwrap_or_default();

@@ -68,7 +68,6 @@ pub fn prepare(
     }
     let rootfs = root.path.clone();
     let mut mounts = Vec::with_capacity(p.volumes.len());
-    let mut hold = vec![image.fd];
     for (i, v) in p.volumes.iter().enumerate() {
         let r = roots
             .resolve(
@@ -83,7 +82,6 @@ pub fn prepare(
             target: v.target.clone(),
             read_only: v.read_only,
         });
-        hold.push(r.fd);
     }
     let mut env: Vec<String> = Vec::with_capacity(p.env.len() + 1);
     if !p.env.contains_key("PATH") {
@@ -137,7 +135,6 @@ pub fn prepare(
         program: host.monitor.clone(),
         args: monitor.to_args(),
         inherit: Vec::new(),
-        hold,
     })
 }
 
