@@ -190,6 +190,27 @@ impl PathRoots {
         Ok((root, p.strip_prefix(&root.dir).unwrap_or(p)))
     }
 
+    /// Finds `path` beneath its root and looks at what it names through an `O_PATH` descriptor:
+    /// that opens nothing (no device side effects, no FIFO wait), only names the inode, so its
+    /// type can be checked before any real open.
+    fn probe<'a, 'p>(&'a self, kind: RootKind, path: &'p str) -> Result<Probe<'a, 'p>, PathError> {
+        let (root, rel) = self.beneath(kind, path)?;
+        let open_err = |source| open_error(path, root, source);
+        let dir = File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&root.dir)
+            .map_err(open_err)?;
+        let target = openat2(&dir, rel, libc::O_PATH).map_err(open_err)?;
+        let meta = File::from(target).metadata().map_err(open_err)?;
+        Ok(Probe {
+            root,
+            rel,
+            dir,
+            meta,
+        })
+    }
+
     /// Opens `path` for reading (and writing when `write`) if it lies beneath a root of `kind`;
     /// returns the descriptor to hand to the sandbox.
     pub fn open(&self, kind: RootKind, path: &str, write: bool) -> Result<OwnedFd, PathError> {
@@ -210,22 +231,13 @@ impl PathRoots {
                     hint: "",
                 });
         }
-        let (root, rel) = self.beneath(kind, path)?;
-        let open_err = |source: std::io::Error| PathError::Open {
-            path: path.to_string(),
-            root: root.dir.display().to_string(),
-            hint: hint(&source),
-            source,
-        };
-        let dir = File::options()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&root.dir)
-            .map_err(open_err)?;
-        // First an O_PATH descriptor: it opens nothing (no device side effects, no FIFO wait),
-        // only names the inode, so its type can be checked before the real open.
-        let probe = openat2(&dir, rel, libc::O_PATH).map_err(open_err)?;
-        let meta = File::from(probe).metadata().map_err(open_err)?;
+        let Probe {
+            root,
+            rel,
+            dir,
+            meta,
+        } = self.probe(kind, path)?;
+        let open_err = |source| open_error(path, root, source);
         let ft = meta.file_type();
         let wrong = |kind: &'static str, rule: &'static str| PathError::WrongType {
             path: path.to_string(),
@@ -275,21 +287,11 @@ impl PathRoots {
         write: bool,
         accept: Accept,
     ) -> Result<Resolved, PathError> {
-        let (root, rel) = self.beneath(kind, path)?;
-        let open_err = |source: std::io::Error| PathError::Open {
-            path: path.to_string(),
-            root: root.dir.display().to_string(),
-            hint: hint(&source),
-            source,
-        };
-        let dir = File::options()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&root.dir)
-            .map_err(open_err)?;
-        let fd = openat2(&dir, rel, libc::O_PATH).map_err(open_err)?;
-        let f = File::from(fd);
-        let ft = f.metadata().map_err(open_err)?.file_type();
+        let Probe {
+            root, rel, meta, ..
+        } = self.probe(kind, path)?;
+        let open_err = |source| open_error(path, root, source);
+        let ft = meta.file_type();
         let ok = ft.is_dir() || (accept == Accept::DirOrFile && ft.is_file());
         if !ok {
             return Err(PathError::WrongType {
@@ -320,6 +322,26 @@ impl PathRoots {
             path: full,
             is_dir: ft.is_dir(),
         })
+    }
+}
+
+/// A path found beneath its root (see [`PathRoots::probe`]).
+struct Probe<'a, 'p> {
+    root: &'a Root,
+    rel: &'p Path,
+    /// The root's directory, to open `rel` from.
+    dir: File,
+    /// What `rel` names.
+    meta: std::fs::Metadata,
+}
+
+/// `source` opening `path` beneath `root`, with what the error means here.
+fn open_error(path: &str, root: &Root, source: std::io::Error) -> PathError {
+    PathError::Open {
+        path: path.to_string(),
+        root: root.dir.display().to_string(),
+        hint: hint(&source),
+        source,
     }
 }
 
