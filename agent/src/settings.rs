@@ -97,7 +97,7 @@ impl AgentSettings {
             }),
             memory_bytes: o.budget.memory.map_or(u64::MAX, |m| m.bytes()),
         };
-        let vmm_binary = crate::jobs::runtime::microvm::find_binary(o.vmm.as_deref())
+        let vmm_binary = crate::jobs::runtime::find_binary("colo-vmm", o.vmm.as_deref())
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/colo-vmm"));
         // The workload guest is embedded in colo-vmm's library: when offline.workload is not
         // installed, the agent writes out its own copy.

@@ -440,7 +440,8 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
     n
 }
 
-fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
+/// A pipe whose two ends close on exec: (read end, write end).
+pub(crate) fn pipe_cloexec() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into the array on success.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

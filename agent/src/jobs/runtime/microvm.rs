@@ -183,27 +183,6 @@ where
     }
 }
 
-/// Locates the `colo-vmm` binary: `configured` if set, else `colo-vmm` next to the running
-/// executable, else on `PATH`.
-pub fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = configured {
-        return Some(p.to_path_buf());
-    }
-    if let Ok(me) = std::env::current_exe()
-        && let Some(dir) = me.parent()
-    {
-        for cand in [dir.join("colo-vmm"), dir.join("../colo-vmm")] {
-            if cand.is_file() {
-                return Some(cand);
-            }
-        }
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("colo-vmm"))
-        .find(|p| p.is_file())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,25 @@ pub struct SandboxStatus {
     pub progress: u64,
 }
 
+/// Locates one of colo's own binaries (`colo-vmm`, `colo-monitor`): `configured` if set, else
+/// `name` next to the running executable (or in its parent directory, for test binaries), else
+/// on `PATH` or in the usual sbin and bin directories.
+pub fn find_binary(name: &str, configured: Option<&std::path::Path>) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return Some(p.to_path_buf());
+    }
+    if let Ok(me) = std::env::current_exe()
+        && let Some(dir) = me.parent()
+    {
+        for cand in [dir.join(name), dir.join("..").join(name)] {
+            if cand.is_file() {
+                return Some(cand);
+            }
+        }
+    }
+    colo_oci::runtime::find_on_path(&[name])
+}
+
 /// The sandbox a job runs in.
 #[derive(Debug, Clone)]
 pub enum Sandbox {

@@ -262,24 +262,6 @@ pub fn decide(
     o
 }
 
-/// Finds the monitor binary: `configured`, else `colo-monitor` next to the running executable
-/// (or its parent directory, for test binaries), else on `PATH`.
-pub fn find_monitor(configured: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = configured {
-        return Some(p.to_path_buf());
-    }
-    if let Ok(me) = std::env::current_exe()
-        && let Some(dir) = me.parent()
-    {
-        for cand in [dir.join(PROCESS_NAME), dir.join("..").join(PROCESS_NAME)] {
-            if cand.is_file() {
-                return Some(cand);
-            }
-        }
-    }
-    colo_oci::runtime::find_on_path(&[PROCESS_NAME])
-}
-
 /// Finds what the node needs for containers (see [`ContainerHost`]), its image store under
 /// `state_dir/images`; the error says what is missing and how to fix it.
 pub fn detect(cfg: &colo_config::agent::ContainerConfig, state_dir: &Path) -> Availability {
@@ -288,7 +270,7 @@ pub fn detect(cfg: &colo_config::agent::ContainerConfig, state_dir: &Path) -> Av
     }
     let runtime =
         OciRuntime::detect(cfg.runtime.as_deref(), &cfg.runtime_root).map_err(|e| e.to_string())?;
-    let monitor = find_monitor(cfg.monitor.as_deref()).ok_or_else(|| {
+    let monitor = super::find_binary(PROCESS_NAME, cfg.monitor.as_deref()).ok_or_else(|| {
         "colo-monitor not found next to colo-agent or on PATH; install it or set \
          offline.container.monitor"
             .to_string()

@@ -18,7 +18,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -28,6 +28,8 @@ use colo_oci::runtime::OciRuntime;
 use colo_vmm::CappedFile;
 
 use super::exit::ContainerExit;
+use crate::jobs::launch::pipe_cloexec;
+use crate::jobs::model::now_ms;
 
 /// The prefix of the line the monitor prints once the container runs.
 pub const STARTED: &str = "colo-monitor: started ";
@@ -182,13 +184,6 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Runs the monitor to the container's end; returns the monitor's exit status (0 once the exit
 /// record is written, whatever the container did).
 pub fn run(args: &MonitorArgs) -> i32 {
@@ -224,7 +219,7 @@ pub fn run(args: &MonitorArgs) -> i32 {
         unsafe { libc::signal(sig, forward as *const () as libc::sighandler_t) };
     }
     let rt = OciRuntime::at(&args.runtime, &args.root);
-    let (read_end, write_end) = match pipe() {
+    let (read_end, write_end) = match pipe_cloexec() {
         Ok(p) => p,
         Err(e) => return record(failed(format!("cannot make the output pipe: {e}"))),
     };
@@ -372,16 +367,6 @@ fn read_pid(f: &Path) -> Result<i32, String> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("{} holds no pid: {text:?}", f.display()))
-}
-
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are new and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Copies the container's output into the console file until end of file.
