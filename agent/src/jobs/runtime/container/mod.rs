@@ -63,8 +63,8 @@ pub enum ContainerError {
     Join(String),
 }
 
-/// What the node needs to run containers, found once at start.
-#[derive(Debug, Clone)]
+/// What the node needs to run containers, found once at start (shared behind an `Arc`).
+#[derive(Debug)]
 pub struct ContainerHost {
     /// The OCI runtime, with its state root.
     pub runtime: OciRuntime,
@@ -77,7 +77,7 @@ pub struct ContainerHost {
     /// Size of each container's `/tmp`.
     pub scratch_bytes: u64,
     /// Unpacked images.
-    pub images: Arc<ImageStore>,
+    pub images: ImageStore,
 }
 
 /// Whether the node offers the container sandbox: the host, or why not.
@@ -288,7 +288,7 @@ pub fn detect(cfg: &colo_config::agent::ContainerConfig, state_dir: &Path) -> Av
         seccomp,
         host_network: cfg.host_network,
         scratch_bytes: cfg.scratch.bytes(),
-        images: Arc::new(images),
+        images,
     }))
 }
 
