@@ -283,22 +283,40 @@ mod tests {
         assert_eq!(q.period_us, CpuQuota::MIN_PERIOD_US);
     }
 
+    /// A real cgroup tree in a test subtree of its own (with the host lock), or `None` when not
+    /// root (said loudly).
+    fn real_tree(
+        test: &str,
+    ) -> Option<(
+        colo_testkit::HostLock,
+        colo_testkit::TestCgroup,
+        crate::host::cgroup::CgroupTree,
+    )> {
+        use crate::host::cgroup::{CgroupSettings, CgroupTree};
+        if !colo_testkit::root_or_skip(test) {
+            return None;
+        }
+        let lock = colo_testkit::host_lock();
+        let cg = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
+            .expect("test cgroup");
+        let settings = CgroupSettings {
+            root: Some(std::path::PathBuf::from(cg.name())),
+            ..Default::default()
+        };
+        let tree = CgroupTree::open(&settings).expect("open tree");
+        Some((lock, cg, tree))
+    }
+
     /// On v1 the kernel refuses a child quota above its parent's: the group and a VM move in
     /// the order that keeps every write valid, and the VM's quota in force is min(own, group).
     #[test]
     fn group_and_vm_quotas_keep_the_parent_above_the_child() {
-        use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
-        if !colo_testkit::root_or_skip("group_and_vm_quotas_keep_the_parent_above_the_child") {
+        use crate::host::cgroup::{JobLimits, ThreadGroup};
+        let Some((_lock, _test, tree)) =
+            real_tree("group_and_vm_quotas_keep_the_parent_above_the_child")
+        else {
             return;
-        }
-        let _lock = colo_testkit::host_lock();
-        let test = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
-            .expect("test cgroup");
-        let settings = CgroupSettings {
-            root: Some(std::path::PathBuf::from(test.name())),
-            ..Default::default()
         };
-        let tree = CgroupTree::open(&settings).expect("open tree");
         let job = tree.create_job("j1", &JobLimits::default()).expect("job");
         let p = Duration::from_millis(10);
         // As on an 8-CPU node, so that 2 cores is a quota that can bind.
@@ -343,18 +361,12 @@ mod tests {
     /// a release goes back to the cores (never unlimited), a squeeze goes below them.
     #[test]
     fn a_containers_cores_bound_its_quota_under_the_group() {
-        use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, ThreadGroup};
-        if !colo_testkit::root_or_skip("a_containers_cores_bound_its_quota_under_the_group") {
+        use crate::host::cgroup::{JobLimits, ThreadGroup};
+        let Some((_lock, _test, tree)) =
+            real_tree("a_containers_cores_bound_its_quota_under_the_group")
+        else {
             return;
-        }
-        let _lock = colo_testkit::host_lock();
-        let test = colo_testkit::TestCgroup::new(&["pids", "cpu", "cpuacct", "blkio"], 256 << 20)
-            .expect("test cgroup");
-        let settings = CgroupSettings {
-            root: Some(std::path::PathBuf::from(test.name())),
-            ..Default::default()
         };
-        let tree = CgroupTree::open(&settings).expect("open tree");
         let job = tree.create_job("c1", &JobLimits::default()).expect("job");
         let node = job.threads(ThreadGroup::Vcpu).clone();
         let cores = |n: &CgroupNode| {
