@@ -135,6 +135,10 @@ impl AgentSettings {
         manager.drain_on_shutdown = o.drain_on_shutdown;
         manager.finished_retention = o.retention;
         manager.log_limit = o.log_limit.bytes();
+        manager.jail = o.jail.enabled.then_some(crate::jobs::config::JailRange {
+            base: o.jail.uid_base,
+            count: o.jail.uid_count,
+        });
         // The container sandbox is detected when the agent starts (it runs the runtime and
         // opens the image store), not when a configuration is only read or checked.
         manager.containers = Err("not detected yet".into());

@@ -109,8 +109,9 @@ fn twenty_jobs_run_to_completion_with_their_exit_codes() {
         assert_eq!(n.jobs_by_state.get("failed"), Some(&16));
         assert_eq!(n.offline_reserved_millicores, 0);
         for (id, _) in &ids {
-            let p = agent.state_dir().join("jobs").join(id);
-            assert!(p.join("job.json").exists() && p.join("serial.log").exists());
+            let dir = agent.state_dir().join("jobs").join(id);
+            let p = dir.join("sandbox");
+            assert!(dir.join("job.json").exists() && p.join("serial.log").exists());
             assert!(
                 !p.join("control.sock").exists() && !p.join("exit.json").exists(),
                 "{}",
@@ -286,7 +287,7 @@ fn every_exit_path_cleans_up() {
     );
     for r in &records {
         assert!(r.state.is_terminal(), "{r:?}");
-        let dir = agent.state_dir().join("jobs").join(&r.id);
+        let dir = agent.state_dir().join("jobs").join(&r.id).join("sandbox");
         assert!(!dir.join("control.sock").exists() && !dir.join("exit.json").exists());
     }
     assert_clean(&agent);
@@ -430,9 +431,14 @@ fn kill_9_the_agent_and_it_re_adopts_every_job() {
             .jobs;
         assert_eq!(all.len(), 7, "{all:?}");
         for (id, _) in &five {
-            let serial =
-                std::fs::read_to_string(agent.state_dir().join("jobs").join(id).join("serial.log"))
-                    .unwrap();
+            let serial = std::fs::read_to_string(
+                agent
+                    .state_dir()
+                    .join("jobs")
+                    .join(id)
+                    .join("sandbox/serial.log"),
+            )
+            .unwrap();
             assert_eq!(serial.matches("colo-guest: up").count(), 1, "{serial}");
         }
     });

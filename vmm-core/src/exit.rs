@@ -27,6 +27,40 @@ pub const EXIT_SIGNAL: i32 = 68;
 /// The VMM itself failed after start (KVM or host error).
 pub const EXIT_VMM_ERROR: i32 = 70;
 
+/// Most bytes of an exit record (a real one is a few hundred).
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// Opens a file a less trusted process could have replaced (a jailed VMM owns the directory):
+/// never through a symlink, never blocking on a FIFO, only a regular file.
+pub fn open_untrusted(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Reads all of a file opened with [`open_untrusted`], refusing one over `max` bytes.
+pub fn read_untrusted(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    open_untrusted(path)?.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "{} is over {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
 /// Why the VM ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,12 +184,14 @@ impl ExitRecord {
         Ok(())
     }
 
-    /// Reads the record at `path`.
+    /// Reads the record at `path`, which a jailed VMM wrote: a symlink, a FIFO or a file
+    /// over [`MAX_RECORD_BYTES`] is refused.
     pub fn read(path: &Path) -> Result<Self, ExitRecordError> {
-        let text = fs::read(path).map_err(|source| ExitRecordError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            read_untrusted(path, MAX_RECORD_BYTES).map_err(|source| ExitRecordError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         serde_json::from_slice(&text).map_err(|source| ExitRecordError::Parse {
             path: path.to_path_buf(),
             source,
@@ -166,6 +202,31 @@ impl ExitRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_through_symlinks_fifos_or_oversized_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, "{}").unwrap();
+        let link = dir.path().join("exit.json");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(read_untrusted(&link, 100).is_err());
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_untrusted(&fifo, 100).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b' '; 101]).unwrap();
+        assert!(
+            read_untrusted(&big, 100)
+                .unwrap_err()
+                .to_string()
+                .contains("over 100")
+        );
+        assert_eq!(read_untrusted(&secret, 100).unwrap(), b"{}");
+    }
 
     #[test]
     fn record_round_trips_through_the_documented_json() {

@@ -8,12 +8,14 @@
 pub mod control;
 pub mod exit;
 mod guest_image;
+pub mod jail;
 mod vmm;
 
 pub use control::{ControlClient, ControlClientError, ControlRequest, Stats};
 pub use exit::{
     DroppedBytes, EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL,
-    EXIT_VMM_ERROR, ExitReason, ExitRecord, ExitRecordError, GUEST_EXIT_CODE_MAX,
+    EXIT_VMM_ERROR, ExitReason, ExitRecord, ExitRecordError, GUEST_EXIT_CODE_MAX, MAX_RECORD_BYTES,
+    open_untrusted, read_untrusted,
 };
 pub use guest_image::{
     GuestImageError, WORKLOAD_GUEST_ELF, WORKLOAD_GUEST_ENV, WORKLOAD_GUEST_PATH,
@@ -26,4 +28,4 @@ pub use vmm::devices::SerialTarget;
 #[cfg(feature = "bench-harness")]
 #[doc(hidden)]
 pub use vmm::devices::virtio::block::bench_harness as device_bench;
-pub use vmm::{DiskConfig, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};
+pub use vmm::{DiskConfig, JailIds, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

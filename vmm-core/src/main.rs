@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use colo_vmm::{DiskConfig, EXIT_BAD_INPUT, SerialTarget, VmConfig};
+use colo_vmm::{DiskConfig, EXIT_BAD_INPUT, JailIds, SerialTarget, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +72,14 @@ struct RunArgs {
     /// repeatable. Opened with O_DIRECT; served by the colo-io thread.
     #[arg(long = "disk", value_parser = parse_disk)]
     disks: Vec<DiskConfig>,
+    /// Jail the VMM before the guest runs: its own mount namespace with an empty root holding
+    /// only the directories of its output files and control socket, uid UID with no
+    /// capabilities, lowered rlimits, per-thread seccomp filters (needs root; see docs/vmm.md).
+    #[arg(long, value_name = "UID", requires = "jail_gid")]
+    jail_uid: Option<u32>,
+    /// The gid of the jail (with --jail-uid).
+    #[arg(long, value_name = "GID", requires = "jail_uid")]
+    jail_gid: Option<u32>,
 }
 
 fn parse_disk(spec: &str) -> Result<DiskConfig, String> {
@@ -134,6 +142,10 @@ fn main() -> ExitCode {
                 hugepages: a.hugepages,
                 vcpu_sched_idle: a.vcpu_sched_idle,
                 disks: a.disks,
+                jail: a
+                    .jail_uid
+                    .zip(a.jail_gid)
+                    .map(|(uid, gid)| JailIds { uid, gid }),
             };
             exit_code(colo_vmm::run(&cfg))
         }

@@ -47,6 +47,17 @@ pub struct ManagerConfig {
     pub log_limit: u64,
     /// The container sandbox, or why the node has none.
     pub containers: super::runtime::container::Availability,
+    /// The ids jailed VMMs run as (`offline.jail`); `None`: VMMs keep the agent's rights.
+    pub jail: Option<JailRange>,
+}
+
+/// The uids (and gids) handed to jailed VMMs, one per unfinished job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JailRange {
+    /// The first id.
+    pub base: u32,
+    /// How many.
+    pub count: u32,
 }
 
 impl ManagerConfig {
@@ -67,6 +78,7 @@ impl ManagerConfig {
             max_finished: 1000,
             log_limit: 16 << 20,
             containers: Err("not configured (offline.container)".into()),
+            jail: None,
         }
     }
 }

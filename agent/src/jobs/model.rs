@@ -182,6 +182,9 @@ pub struct JobRecord {
     /// The guest's progress counter, last seen.
     #[serde(default)]
     pub progress: u64,
+    /// The uid (and gid) its jailed VMM runs as (`offline.jail`), once started.
+    #[serde(default)]
+    pub sandbox_uid: Option<u32>,
 }
 
 impl JobRecord {
@@ -205,6 +208,7 @@ impl JobRecord {
             stop: None,
             cpu_seconds: 0.0,
             progress: 0,
+            sandbox_uid: None,
         }
     }
 }

@@ -100,19 +100,22 @@ impl RegistryError {
 /// The files of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobPaths {
-    /// `<state_dir>/jobs/<id>`.
+    /// `<state_dir>/jobs/<id>`: the agent's (the record, the VMM's output).
     pub dir: PathBuf,
     /// `job.json`.
     pub record: PathBuf,
-    /// `serial.log`.
+    /// `sandbox/`: the sandbox's own directory, owned by a jailed VMM's uid (the only place
+    /// it can write).
+    pub sandbox: PathBuf,
+    /// `sandbox/serial.log`.
     pub serial: PathBuf,
-    /// `vmm.log`.
+    /// `sandbox/vmm.log`.
     pub log: PathBuf,
     /// `vmm.out`.
     pub output: PathBuf,
-    /// `control.sock`.
+    /// `sandbox/control.sock`.
     pub control: PathBuf,
-    /// `exit.json`.
+    /// `sandbox/exit.json`.
     pub exit_record: PathBuf,
 }
 
@@ -142,13 +145,21 @@ impl Registry {
     /// The files of job `id`.
     pub fn paths(&self, id: &str) -> JobPaths {
         let dir = self.jobs.join(id);
+        // A job an earlier agent version started keeps its files beside its record.
+        let sandbox = dir.join("sandbox");
+        let sandbox = if !sandbox.exists() && dir.join("serial.log").exists() {
+            dir.clone()
+        } else {
+            sandbox
+        };
         JobPaths {
             record: dir.join("job.json"),
-            serial: dir.join("serial.log"),
-            log: dir.join("vmm.log"),
+            serial: sandbox.join("serial.log"),
+            log: sandbox.join("vmm.log"),
             output: dir.join("vmm.out"),
-            control: dir.join("control.sock"),
-            exit_record: dir.join("exit.json"),
+            control: sandbox.join("control.sock"),
+            exit_record: sandbox.join("exit.json"),
+            sandbox,
             dir,
         }
     }

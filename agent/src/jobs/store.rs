@@ -83,6 +83,26 @@ impl JobStore {
         }
     }
 
+    /// A uid of `range` that no other unfinished job holds, recorded in job `id`'s snapshot in
+    /// the same step (so two starts never pick the same one); `None` when all are taken.
+    pub(crate) fn claim_sandbox_uid(
+        &self,
+        id: &str,
+        range: super::config::JailRange,
+    ) -> Option<u32> {
+        let mut t = self.table();
+        let taken: std::collections::HashSet<u32> = t
+            .by_id
+            .iter()
+            .filter(|(k, s)| k.as_str() != id && !s.record.state.is_terminal())
+            .filter_map(|(_, s)| s.record.sandbox_uid)
+            .collect();
+        let end = range.base.saturating_add(range.count);
+        let uid = (range.base..end).find(|u| !taken.contains(u))?;
+        t.by_id.get_mut(id)?.record.sandbox_uid = Some(uid);
+        Some(uid)
+    }
+
     pub(crate) fn set_cgroup(&self, id: &str, cgroup: Option<JobCgroup>) {
         if let Some(slot) = self.table().by_id.get_mut(id) {
             slot.cgroup = cgroup;

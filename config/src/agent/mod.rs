@@ -142,6 +142,33 @@ pub struct OfflineConfig {
     pub log_limit: ByteSize,
     /// The container sandbox (an OCI runtime running user programs on the node's kernel).
     pub container: ContainerConfig,
+    /// The MicroVM jail: each VMM runs as its own unprivileged uid.
+    pub jail: JailConfig,
+}
+
+/// `offline.jail`: each job's VMM runs in its own mount namespace with an empty root, as a uid
+/// and gid of its own from this range, with no capabilities and a seccomp filter per thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct JailConfig {
+    /// Jail every VMM; `false` runs them with the agent's rights (only for hosts where the
+    /// agent cannot create namespaces or change uid).
+    pub enabled: bool,
+    /// The first uid (and gid) handed to a job's VMM. The range must hold no users or groups
+    /// of the host.
+    pub uid_base: u32,
+    /// How many ids the range holds: at least the most jobs the node runs at once.
+    pub uid_count: u32,
+}
+
+impl Default for JailConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            uid_base: 4_000_000,
+            uid_count: 65_536,
+        }
+    }
 }
 
 /// `offline.container`: how container jobs run.
@@ -219,6 +246,7 @@ impl Default for OfflineConfig {
             volume_roots: Vec::new(),
             log_limit: ByteSize::mib(16),
             container: ContainerConfig::default(),
+            jail: JailConfig::default(),
         }
     }
 }

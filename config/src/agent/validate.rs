@@ -299,6 +299,16 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
         s(60),
         s(365 * 24 * 3600),
     );
+    let j = &o.jail;
+    if j.uid_base == 0 || j.uid_count == 0 || j.uid_base.checked_add(j.uid_count).is_none() {
+        invalid(
+            &mut out,
+            "offline.jail.uid_base".into(),
+            format!("{} (uid_count {})", j.uid_base, j.uid_count),
+            "the jail's ids must be a non-empty range above 0 (root) that fits 32 bits",
+            "uid_base >= 1, uid_count >= 1, uid_base + uid_count < 4294967296",
+        );
+    }
     if let Some(c) = o.budget.cpu
         && c.get() <= 0.0
     {
@@ -433,6 +443,25 @@ pub(crate) fn validate(a: &AgentConfig) -> Vec<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jail_range_of_root_or_past_32_bits_is_refused() {
+        let mut a = AgentConfig::default();
+        a.offline.jail.uid_base = 0;
+        assert!(
+            validate(&a)
+                .iter()
+                .any(|v| v.path == "offline.jail.uid_base")
+        );
+        a.offline.jail.uid_base = u32::MAX - 10;
+        assert!(
+            validate(&a)
+                .iter()
+                .any(|v| v.path == "offline.jail.uid_base")
+        );
+        a.offline.jail.uid_base = 4_000_000;
+        assert!(validate(&a).is_empty());
+    }
 
     #[test]
     fn the_default_agent_config_is_valid() {

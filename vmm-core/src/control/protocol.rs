@@ -116,7 +116,8 @@ pub struct VcpuStats {
     pub index: u32,
     /// Thread id (`/proc/<pid>/task/<tid>`), thread name `colo-vcpu-<index>`.
     pub tid: u32,
-    /// CPU time of the thread, nanoseconds (first field of its schedstat).
+    /// CPU time of the thread, nanoseconds (its CPU-time clock: the first field of its
+    /// schedstat).
     pub cpu_ns: u64,
 }
 

@@ -41,6 +41,10 @@ pub(super) fn build_microvm(
 ) -> Result<Vmm, StartError> {
     let trace = StartTrace::new();
     let memory_bytes = check_arguments(cfg)?;
+    let jail = cfg.jail();
+    if let Some(j) = &jail {
+        crate::jail::check(j)?;
+    }
     let disks = open_disks(cfg, logger)?;
     let control = bind_control_socket(cfg)?;
     trace.mark("arguments checked");
@@ -80,6 +84,11 @@ pub(super) fn build_microvm(
     let shared = Arc::new(
         VmShared::new(PortDevices::new(serial), mmio, mem.clone()).map_err(host_err("eventfd"))?,
     );
+    if let Some(j) = &jail {
+        // Everything is open: from here on the VMM needs no file it could not reach jailed.
+        crate::jail::enter(j)?;
+        trace.mark("jailed");
+    }
     let io_thread = start_io_thread(&disks, &mem)?;
     vcpu::install_kick_handler().map_err(host_err("signal handler"))?;
     let signals = TerminationSignals::install().map_err(host_err("signalfd"))?;

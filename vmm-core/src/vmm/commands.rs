@@ -121,7 +121,7 @@ impl Vmm {
                 .map(|v| VcpuStats {
                     index: v.index,
                     tid: v.tid,
-                    cpu_ns: thread_cpu_ns(v.tid),
+                    cpu_ns: v.cpu_ns(),
                 })
                 .collect(),
             io_tid: self.io_thread.as_ref().map(|t| t.tid),
@@ -153,12 +153,4 @@ impl Vmm {
         }
         total
     }
-}
-
-/// CPU time of thread `tid` of this process, from its schedstat (first field, ns).
-fn thread_cpu_ns(tid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|f| f.parse().ok()))
-        .unwrap_or(0)
 }

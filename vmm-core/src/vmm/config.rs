@@ -42,9 +42,43 @@ pub struct VmConfig {
     pub vcpu_sched_idle: bool,
     /// virtio-blk disks, served by the `colo-io` thread.
     pub disks: Vec<DiskConfig>,
+    /// Run jailed as this uid and gid (see [`crate::jail`]); `None`: with the rights it was
+    /// started with.
+    pub jail: Option<JailIds>,
+}
+
+/// The unprivileged ids a jailed VMM runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JailIds {
+    /// Its uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
 }
 
 impl VmConfig {
+    /// The jail this configuration asks for: its ids, and the directories the VMM writes to
+    /// after the start (its output files', its exit record's and its control socket's).
+    pub fn jail(&self) -> Option<crate::jail::Jail> {
+        let ids = self.jail?;
+        let mut writable = Vec::new();
+        if let SerialTarget::File(p) = &self.serial {
+            writable.push(crate::jail::parent_dir(p));
+        }
+        for p in [&self.log, &self.control_socket, &self.exit_record]
+            .into_iter()
+            .flatten()
+        {
+            writable.push(crate::jail::parent_dir(p));
+        }
+        Some(crate::jail::Jail {
+            uid: ids.uid,
+            gid: ids.gid,
+            writable,
+            max_threads: u64::from(self.vcpus) + crate::jail::SPARE_THREADS,
+        })
+    }
+
     /// Defaults for everything but the kernel: 1 vCPU, 128 MiB, serial on stdout.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
@@ -62,6 +96,7 @@ impl VmConfig {
             hugepages: false,
             vcpu_sched_idle: false,
             disks: Vec::new(),
+            jail: None,
         }
     }
 }

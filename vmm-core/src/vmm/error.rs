@@ -49,6 +49,9 @@ pub enum StartError {
     /// A disk cannot be used.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The jail could not be built.
+    #[error("jail: {0}")]
+    Jail(#[from] crate::jail::JailError),
     /// A host resource (thread, eventfd, signal) could not be set up.
     #[error("{what}: {source}")]
     Host {
@@ -71,7 +74,10 @@ impl StartError {
             | Self::Disk(_)
             | Self::NoKvm(_) => EXIT_BAD_INPUT,
             Self::Memory(MemoryError::Prefault { .. }) => EXIT_BAD_INPUT,
-            Self::Kvm { .. } | Self::Memory(_) | Self::Host { .. } => EXIT_VMM_ERROR,
+            Self::Jail(crate::jail::JailError::BadArgument(_)) => EXIT_BAD_INPUT,
+            Self::Kvm { .. } | Self::Memory(_) | Self::Jail(_) | Self::Host { .. } => {
+                EXIT_VMM_ERROR
+            }
         }
     }
 }

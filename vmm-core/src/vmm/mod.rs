@@ -39,7 +39,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::exit::ExitReason;
 use boot::EntryProtocol;
 use capped_output::DroppedCounters;
-pub use config::{MAX_VCPUS, MIN_MEMORY_MIB, VmConfig};
+pub use config::{JailIds, MAX_VCPUS, MIN_MEMORY_MIB, VmConfig};
 use control_server::ControlServer;
 pub use devices::virtio::block::DiskConfig;
 use devices::virtio::block::{Disk, IoThread};

@@ -129,6 +129,16 @@ pub fn run_args(
     a
 }
 
+/// The arguments that jail a VMM as `uid` (its gid is the same number).
+pub fn jail_args(uid: u32) -> [OsString; 4] {
+    [
+        "--jail-uid".into(),
+        uid.to_string().into(),
+        "--jail-gid".into(),
+        uid.to_string().into(),
+    ]
+}
+
 /// Finds and parses `colo-vmm: started pid=<pid> vcpu_tids=<t0>,<t1> io_tid=<tid or ->` in
 /// the VMM's output.
 pub fn parse_started(output: &str) -> Option<StartedLine> {

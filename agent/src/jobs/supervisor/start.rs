@@ -8,7 +8,19 @@ use crate::jobs::launch::{self, LaunchSpec};
 use crate::jobs::model::{EndReason, JobState, now_ms};
 use crate::jobs::outcome::Outcome;
 use crate::jobs::procinfo::{self, ProcessIdentity};
-use crate::jobs::runtime::Prepared;
+use crate::jobs::runtime::{Prepared, Sandbox};
+
+/// Makes the sandbox's own directory: owned by the jail's uid (mode 0700) when there is one, so
+/// a jailed VMM can write its files there and nowhere else.
+fn sandbox_dir(dir: &std::path::Path, uid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    if let Some(u) = uid {
+        std::os::unix::fs::chown(dir, Some(u), Some(u))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
 
 impl Supervisor {
     /// Pending → Starting → Running. Returns the outcome if the job ended on the way.
@@ -76,6 +88,20 @@ impl Supervisor {
         self.cgroup = Some(cgroup.clone());
         self.inner.set_cgroup(&self.rec.id, Some(cgroup.clone()));
 
+        let uid = match self.sandbox_uid() {
+            Ok(u) => u,
+            Err(why) => return self.fail(EndReason::VmmFailed, why),
+        };
+        if let Err(e) = sandbox_dir(&self.paths.sandbox, uid) {
+            return self.fail(
+                EndReason::VmmFailed,
+                format!(
+                    "cannot prepare the sandbox directory {}: {e}",
+                    self.paths.sandbox.display()
+                ),
+            );
+        }
+
         // What the job names is opened here, beneath the operator's roots (see
         // `Sandbox::prepare`): the sandbox never resolves a client's path with its own rights.
         let cg_took = t_cg.elapsed();
@@ -94,9 +120,12 @@ impl Supervisor {
         };
         let Prepared {
             program,
-            args,
+            mut args,
             inherit,
         } = prepared;
+        if let Some(uid) = uid {
+            args.extend(crate::jobs::runtime::microvm::jail_args(uid));
+        }
         let prep_took = t_prep.elapsed();
         let t_launch = Instant::now();
         let output = self.paths.output.clone();
@@ -138,6 +167,36 @@ impl Supervisor {
         // Not fsynced: after a crash the job's cgroup still names its VMM.
         self.commit_relaxed(|r| r.vmm = Some(identity)).await;
         self.await_started().await
+    }
+
+    /// The uid the job's VMM is jailed as: the one it had (a start the agent retries after a
+    /// restart) or a free one of `offline.jail`; `None` without a jail or for a container.
+    fn sandbox_uid(&mut self) -> Result<Option<u32>, String> {
+        let Some(range) = self.inner.cfg.jail else {
+            return Ok(None);
+        };
+        if !matches!(self.sandbox, Sandbox::MicroVm(_)) {
+            return Ok(None);
+        }
+        if self.paths.sandbox == self.paths.dir {
+            tracing::warn!(job = %self.rec.id, "a job of an earlier agent version keeps its files beside its record: its VMM runs unjailed");
+            return Ok(None);
+        }
+        let uid = match self.rec.sandbox_uid {
+            Some(u) => u,
+            None => self
+                .inner
+                .claim_sandbox_uid(&self.rec.id, range)
+                .ok_or_else(|| {
+                    format!(
+                        "no free uid in offline.jail (uid_base {}, uid_count {}): unfinished jobs \
+                         hold all of them; raise offline.jail.uid_count",
+                        range.base, range.count
+                    )
+                })?,
+        };
+        self.rec.sandbox_uid = Some(uid);
+        Ok(Some(uid))
     }
 
     /// Waits for the VMM's `started` line, moves its threads into the job's thread cgroups and

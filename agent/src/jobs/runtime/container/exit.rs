@@ -32,7 +32,7 @@ pub struct ContainerExit {
 impl ContainerExit {
     /// Reads a record.
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        let text = std::fs::read(path)?;
+        let text = colo_vmm::read_untrusted(path, colo_vmm::MAX_RECORD_BYTES)?;
         serde_json::from_slice(&text).map_err(std::io::Error::other)
     }
 
