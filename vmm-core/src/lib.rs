@@ -9,6 +9,7 @@ pub mod control;
 pub mod exit;
 mod guest_image;
 pub mod jail;
+pub mod seccomp;
 mod vmm;
 
 pub use control::{ControlClient, ControlClientError, ControlRequest, Stats};

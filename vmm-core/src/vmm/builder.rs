@@ -32,6 +32,7 @@ use super::vstate::memory::{self, MemoryError, MemoryOptions};
 use super::vstate::shared::VmShared;
 use super::vstate::vcpu::{self, VcpuThread};
 use super::{MAX_VCPUS, MIN_MEMORY_MIB, VmConfig, Vmm, layout};
+use crate::seccomp::{self, Filters, ThreadKind};
 
 /// Builds and starts the VM `cfg` describes; its vCPUs run when this returns.
 pub(super) fn build_microvm(
@@ -41,6 +42,7 @@ pub(super) fn build_microvm(
 ) -> Result<Vmm, StartError> {
     let trace = StartTrace::new();
     let memory_bytes = check_arguments(cfg)?;
+    let filters = Filters::compile()?;
     let jail = cfg.jail();
     if let Some(j) = &jail {
         crate::jail::check(j)?;
@@ -89,10 +91,13 @@ pub(super) fn build_microvm(
         crate::jail::enter(j)?;
         trace.mark("jailed");
     }
-    let io_thread = start_io_thread(&disks, &mem)?;
+    let io_thread = start_io_thread(&disks, &mem, &filters)?;
     vcpu::install_kick_handler().map_err(host_err("signal handler"))?;
     let signals = TerminationSignals::install().map_err(host_err("signalfd"))?;
-    let (vcpus, acks) = start_vcpus(&vm, cfg, &base_cpuid, &protocol, &shared, &trace)?;
+    let (vcpus, acks) = start_vcpus(&vm, cfg, &base_cpuid, &protocol, &shared, &filters, &trace)?;
+    // Last: threads started after this would inherit the main thread's filter.
+    seccomp::install(ThreadKind::Main, filters.get(ThreadKind::Main))?;
+    trace.mark("filters installed");
     log_started(logger, &vcpus, io_thread.as_ref());
     trace.mark("started line printed");
     Ok(Vmm {
@@ -320,12 +325,18 @@ fn attach_serial(vm: &VmFd, cfg: &VmConfig, with_irq: bool) -> Result<Serial, St
 fn start_io_thread(
     disks: &[Arc<Disk>],
     mem: &GuestMemoryMmap,
+    filters: &Filters,
 ) -> Result<Option<IoThread>, StartError> {
     if disks.is_empty() {
         return Ok(None);
     }
     Ok(Some(
-        IoThread::spawn(disks.to_vec(), mem.clone()).map_err(host_err("IO thread"))?,
+        IoThread::spawn(
+            disks.to_vec(),
+            mem.clone(),
+            Some(filters.get(ThreadKind::Io).clone()),
+        )
+        .map_err(host_err("IO thread"))?,
     ))
 }
 
@@ -337,6 +348,7 @@ fn start_vcpus(
     base_cpuid: &CpuId,
     protocol: &EntryProtocol,
     shared: &Arc<VmShared>,
+    filters: &Filters,
     trace: &StartTrace,
 ) -> Result<(Vec<VcpuThread>, crossbeam_channel::Receiver<u32>), StartError> {
     let (tid_tx, tid_rx) = crossbeam_channel::unbounded();
@@ -355,6 +367,7 @@ fn start_vcpus(
             index,
             shared.clone(),
             cfg.vcpu_sched_idle,
+            filters.get(ThreadKind::Vcpu).clone(),
             tid_tx.clone(),
             ack_tx.clone(),
         )
@@ -364,8 +377,10 @@ fn start_vcpus(
     trace.mark("vCPUs started");
     let mut tids = vec![0u32; cfg.vcpus as usize];
     for _ in 0..cfg.vcpus {
-        if let Ok((i, tid)) = tid_rx.recv_timeout(Duration::from_secs(10)) {
-            tids[i as usize] = tid;
+        match tid_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok((i, Ok(tid))) => tids[i as usize] = tid,
+            Ok((_, Err(e))) => return Err(e.into()),
+            Err(_) => {}
         }
     }
     let vcpus = pending

@@ -52,6 +52,9 @@ pub enum StartError {
     /// The jail could not be built.
     #[error("jail: {0}")]
     Jail(#[from] crate::jail::JailError),
+    /// The seccomp filters could not be built or installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A host resource (thread, eventfd, signal) could not be set up.
     #[error("{what}: {source}")]
     Host {
@@ -75,9 +78,11 @@ impl StartError {
             | Self::NoKvm(_) => EXIT_BAD_INPUT,
             Self::Memory(MemoryError::Prefault { .. }) => EXIT_BAD_INPUT,
             Self::Jail(crate::jail::JailError::BadArgument(_)) => EXIT_BAD_INPUT,
-            Self::Kvm { .. } | Self::Memory(_) | Self::Jail(_) | Self::Host { .. } => {
-                EXIT_VMM_ERROR
-            }
+            Self::Kvm { .. }
+            | Self::Memory(_)
+            | Self::Jail(_)
+            | Self::Seccomp(_)
+            | Self::Host { .. } => EXIT_VMM_ERROR,
         }
     }
 }

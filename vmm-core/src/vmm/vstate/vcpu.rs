@@ -11,8 +11,10 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use seccompiler::BpfProgram;
 
 use super::shared::VmShared;
+use crate::seccomp::{self, SeccompError, ThreadKind};
 use crate::vmm::outcome::Outcome;
 
 /// Stack of a vCPU thread: exits are handled in a few frames, so 256 KiB is plenty and keeps
@@ -90,14 +92,16 @@ pub struct VcpuThread {
 }
 
 impl VcpuThread {
-    /// Starts the thread of vCPU `index`; it reports its thread id on `tids` and acknowledges
-    /// pauses on `acks`.
+    /// Starts the thread of vCPU `index`; it installs `filter`, reports its thread id (or why
+    /// the filter could not be installed, and ends) on `tids` and acknowledges pauses on
+    /// `acks`.
     pub fn spawn(
         vcpu: VcpuFd,
         index: u32,
         shared: Arc<VmShared>,
         sched_idle: bool,
-        tids: Sender<(u32, u32)>,
+        filter: BpfProgram,
+        tids: Sender<(u32, Result<u32, SeccompError>)>,
         acks: Sender<u32>,
     ) -> std::io::Result<(Sender<VcpuCommand>, JoinHandle<()>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -110,7 +114,13 @@ impl VcpuThread {
                 if sched_idle {
                     set_sched_idle();
                 }
-                let _ = tids.send((index, tid));
+                // The filter goes on before the guest runs its first instruction; without it,
+                // the vCPU never runs.
+                if let Err(e) = seccomp::install(ThreadKind::Vcpu, &filter) {
+                    let _ = tids.send((index, Err(e)));
+                    return;
+                }
+                let _ = tids.send((index, Ok(tid)));
                 run_loop(vcpu, index, &shared, &rx, &acks);
             })?;
         Ok((tx, handle))

@@ -133,7 +133,7 @@ pub fn run(
                 .map_err(setup)?;
         }
     }
-    let io = IoThread::spawn(vec![disk.clone()], mem.clone()).map_err(setup)?;
+    let io = IoThread::spawn(vec![disk.clone()], mem.clone(), None).map_err(setup)?;
     let cpu = || {
         std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", io.tid))
             .ok()

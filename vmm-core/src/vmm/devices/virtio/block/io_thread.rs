@@ -27,8 +27,12 @@ pub struct IoThread {
 }
 
 impl IoThread {
-    /// Starts the thread serving `disks`.
-    pub fn spawn(disks: Vec<Arc<Disk>>, mem: GuestMemoryMmap) -> std::io::Result<Self> {
+    /// Starts the thread serving `disks`, under `filter` (installed before it serves anything).
+    pub fn spawn(
+        disks: Vec<Arc<Disk>>,
+        mem: GuestMemoryMmap,
+        filter: Option<seccompiler::BpfProgram>,
+    ) -> std::io::Result<Self> {
         let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
         let stop = Arc::new(AtomicBool::new(false));
         let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
@@ -37,13 +41,21 @@ impl IoThread {
             .name("colo-io".into())
             .stack_size(IO_STACK_SIZE)
             .spawn(move || {
+                // The filter goes on before the first look at a queue the guest wrote.
+                if let Some(f) = &filter
+                    && let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Io, f)
+                {
+                    let _ = tid_tx.send(Err(e.to_string()));
+                    return;
+                }
                 // SAFETY: gettid has no preconditions.
-                let _ = tid_tx.send(unsafe { libc::gettid() } as u32);
+                let _ = tid_tx.send(Ok(unsafe { libc::gettid() } as u32));
                 serve(&disks, &mem, &w, &s);
             })?;
         let tid = tid_rx
             .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| std::io::Error::other("the IO thread did not start"))?;
+            .map_err(|_| std::io::Error::other("the IO thread did not start"))?
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             tid,
             wake,
