@@ -62,6 +62,29 @@ fn the_systemd_unit_verifies_cleanly() {
             "{line} missing from the unit"
         );
     }
+    // What each VMM's jail needs of the unit: a mount namespace, pivot_root, dropping its
+    // bounding set and changing to the job's uid and gid.
+    let caps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap();
+    for cap in [
+        "CAP_SYS_ADMIN",
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_CHOWN",
+    ] {
+        assert!(
+            caps.split_whitespace().any(|c| c == cap),
+            "{cap} missing: {caps}"
+        );
+    }
+    let ns = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RestrictNamespaces="))
+        .unwrap();
+    assert!(ns.split_whitespace().any(|n| n == "mnt"), "{ns}");
     if !systemd_analyze_or_skip("the_systemd_unit_verifies_cleanly") {
         return;
     }

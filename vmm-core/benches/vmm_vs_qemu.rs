@@ -12,13 +12,32 @@
 //! figures. `COLO_VMM_BIN=PATH` measures that colo-vmm binary instead of the one cargo built;
 //! `COLO_BENCH_BASELINE=PATH` puts a second colo-vmm binary (e.g. one built from an older commit)
 //! in QEMU's place, so two builds are compared in one alternating run (QEMU is not needed then).
+//! `COLO_BENCH_JAIL_UID=UID` (root only) runs the colo-vmm under test jailed (`--jail-uid`),
+//! each VM as its own uid from UID up; with `COLO_BENCH_BASELINE` naming the same binary, the
+//! run measures what the jail costs.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const MEMORY_MIB: &str = "128";
 const IDLE_VMS: usize = 20;
+
+/// The next jail uid offset (`COLO_BENCH_JAIL_UID`): every VM its own uid, as the agent does.
+static NEXT_JAIL: AtomicU32 = AtomicU32::new(0);
+
+/// `--jail-uid U --jail-gid U` for the next VM, when `COLO_BENCH_JAIL_UID` is set.
+fn jail_args() -> Vec<String> {
+    let Some(base) = std::env::var("COLO_BENCH_JAIL_UID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return Vec::new();
+    };
+    let uid = (base + NEXT_JAIL.fetch_add(1, Ordering::Relaxed) % 1000).to_string();
+    vec!["--jail-uid".into(), uid.clone(), "--jail-gid".into(), uid]
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Vmm {
@@ -54,10 +73,14 @@ impl Vmm {
             c
         };
         match self {
-            Vmm::Colo => colo(
-                std::env::var("COLO_VMM_BIN")
-                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_colo-vmm").to_string()),
-            ),
+            Vmm::Colo => {
+                let mut c = colo(
+                    std::env::var("COLO_VMM_BIN")
+                        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_colo-vmm").to_string()),
+                );
+                c.args(jail_args());
+                c
+            }
             Vmm::Baseline => colo(std::env::var("COLO_BENCH_BASELINE").expect("baseline binary")),
             Vmm::Qemu => {
                 let mut c = Command::new("qemu-system-x86_64");
@@ -310,7 +333,12 @@ fn main() {
         ("20 VMs started at once → all exited (ms)", &concurrent, 0),
     ];
     println!(
-        "\nworkload guest `exit=0` / `hold=60`, 1 vCPU, 128 MiB; {pairs} alternating pairs, {rounds} rounds of 20 VMs (idle memory: 3 rounds); load before {load_before}, after {load_after}\n"
+        "\nworkload guest `exit=0` / `hold=60`, 1 vCPU, 128 MiB; {pairs} alternating pairs, {rounds} rounds of 20 VMs (idle memory: 3 rounds); colo-vmm under test jailed: {}; load before {load_before}, after {load_after}\n",
+        if jail_args().is_empty() {
+            "no"
+        } else {
+            "yes (one uid per VM)"
+        }
     );
     println!(
         "| metric | colo-vmm median (min–max) | {} median (min–max) | colo/{} |",
