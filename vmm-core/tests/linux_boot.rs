@@ -81,7 +81,20 @@ fn linux_mounts_its_ext4_root_from_a_virtio_disk() {
         serial.len()
     );
     if let Err(why) = mounted {
-        panic!("no ext4 mount on the console: {why}:\n{serial}");
+        // Whether the guest still runs: its exits and vCPU time over 5 s (a guest spinning in
+        // the kernel's KVM shows CPU time but no exit reaching the VMM; a blocked VMM neither).
+        let sample = || {
+            colo_vmm::ControlClient::connect(vm.path("ctl.sock"))
+                .and_then(|mut c| c.stats())
+                .map(|s| (s.exits, s.vcpus.iter().map(|v| v.cpu_ns).sum::<u64>()))
+        };
+        let before = sample();
+        std::thread::sleep(Duration::from_secs(5));
+        let after = sample();
+        panic!(
+            "no ext4 mount on the console: {why}\nVMM stats 5 s apart (exits, vCPU ns): \
+             {before:?} -> {after:?}\n{serial}"
+        );
     }
     assert!(serial.contains("virtio_blk virtio0: [vda]"), "{serial}");
     if let Ok(mut c) = colo_vmm::ControlClient::connect(vm.path("ctl.sock")) {
