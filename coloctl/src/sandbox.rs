@@ -274,10 +274,19 @@ pub fn summary(spec: &pb::JobSpec) -> String {
         ),
         Some(pb::job_spec::Sandbox::Container(c)) => {
             let words: Vec<String> = std::iter::once(&c.command)
+                .filter(|c| !c.is_empty())
                 .chain(&c.args)
                 .map(|w| quote(w))
                 .collect();
-            format!("container {}: {}", c.image, words.join(" "))
+            if c.command.is_empty() {
+                format!(
+                    "container {}: (the image's command) {}",
+                    c.image,
+                    words.join(" ")
+                )
+            } else {
+                format!("container {}: {}", c.image, words.join(" "))
+            }
         }
         None => "-".into(),
     }

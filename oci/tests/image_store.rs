@@ -95,6 +95,11 @@ fn a_docker_save_tarball_with_gzip_layers_applies_whiteouts_in_order() {
         assert!(root.join(d).is_dir(), "mount point {d} created");
     }
     colo_oci::image::check_mount_points(root, &[]).expect("mount points exist");
+    // The image configuration's defaults come with it, also when the store is reused.
+    assert_eq!(rootfs.defaults.cmd, ["/bin/sh"]);
+    let reopened = ImageStore::open(&dir.path().join("store"), 64 * MIB).expect("reopen");
+    let again = reopened.resolve(&tarball, &[]).expect("resolve again");
+    assert_eq!(again, rootfs);
     assert!(
         fs::read_dir(dir.path().join("store/tmp"))
             .expect("tmp")

@@ -86,16 +86,19 @@ pub struct Program {
     /// The root filesystem: a directory, an OCI image layout or a `docker save` tarball,
     /// beneath the node's `offline.image_roots` (empty until given: validation requires it).
     pub image: PathBuf,
-    /// The program to run (a path inside the image, or a name looked up on `PATH`).
+    /// The program to run (a path inside the image, or a name looked up on `PATH`); empty: the
+    /// image configuration's `Entrypoint` and `Cmd`.
     pub command: String,
-    /// Its arguments.
+    /// Its arguments (with an empty command: they replace the image's `Cmd` after its
+    /// `Entrypoint`).
     pub args: Vec<String>,
-    /// Environment variables besides a default `PATH`.
+    /// Environment variables, over the image configuration's `Env` (and a default `PATH` when
+    /// neither sets one).
     pub env: BTreeMap<String, String>,
-    /// The working directory inside the image (empty: `/`).
+    /// The working directory inside the image (empty: the image's `WorkingDir`, else `/`).
     pub workdir: String,
-    /// The numeric user and group it runs as (none: 0:0, without the capabilities a host root
-    /// has).
+    /// The numeric user and group it runs as (none: the image's `User`, else 0:0, without the
+    /// capabilities a host root has).
     pub user: Option<User>,
     /// Host directories it sees.
     pub volumes: Vec<Volume>,

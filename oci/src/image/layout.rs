@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::ImageError;
+use super::defaults::ImageDefaults;
 use super::source::Source;
 
 /// An image ready to unpack.
@@ -21,6 +22,8 @@ pub(crate) struct Plan {
     pub(crate) digest: String,
     /// The layers, lowest first.
     pub(crate) layers: Vec<Layer>,
+    /// What the image's configuration says its container runs by default.
+    pub(crate) defaults: ImageDefaults,
 }
 
 impl Plan {
@@ -188,7 +191,8 @@ fn oci_plan(source: &Source) -> Result<Plan, ImageError> {
         }
         let manifest = ImageManifest::from_reader(&bytes[..])
             .map_err(|e| bad(source, format!("manifest {hex}: {e}")))?;
-        read_blob(source, manifest.config())?;
+        let (_, config) = read_blob(source, manifest.config())?;
+        let defaults = ImageDefaults::from_config_json(&config).map_err(|e| bad(source, e))?;
         let layers = manifest
             .layers()
             .iter()
@@ -210,6 +214,7 @@ fn oci_plan(source: &Source) -> Result<Plan, ImageError> {
         return Ok(Plan {
             digest: hex,
             layers,
+            defaults,
         });
     }
     Err(bad(source, "index.json nests indexes more than 4 deep"))
@@ -287,7 +292,12 @@ fn docker_plan(source: &Source) -> Result<Plan, ImageError> {
             check: Check::Uncompressed(diff),
         });
     }
-    Ok(Plan { digest, layers })
+    let defaults = ImageDefaults::from_config_json(&config_bytes).map_err(|e| bad(source, e))?;
+    Ok(Plan {
+        digest,
+        layers,
+        defaults,
+    })
 }
 
 #[cfg(test)]

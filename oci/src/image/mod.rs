@@ -12,6 +12,7 @@
 //! appears under `sha256/` whole or not at all (it is built under `tmp/` and renamed); the unpacked
 //! images together stay under the store's byte cap, least-recently-used unused images giving way.
 
+mod defaults;
 mod layout;
 mod source;
 mod store;
@@ -20,6 +21,7 @@ mod unpack;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+pub use defaults::ImageDefaults;
 pub use store::{GcReport, ImageStore};
 
 /// A container's root filesystem.
@@ -30,6 +32,9 @@ pub struct RootFs {
     /// `sha256:<hex>` of the unpacked image in the store (what [`ImageStore::gc`] takes to keep
     /// it), or `None` for a directory image used in place.
     pub digest: Option<String>,
+    /// What the image's configuration says its container runs by default (none for a
+    /// directory image).
+    pub defaults: ImageDefaults,
 }
 
 /// Why an image could not become a root filesystem. Each names the image, the cause and the fix.

@@ -4,6 +4,7 @@
 //! STORE/sha256/<hex>/rootfs     the unpacked tree (a container's root.path)
 //! STORE/sha256/<hex>/size       its bytes (regular files, hard links counted once)
 //! STORE/sha256/<hex>/last-used  touched at each resolve: the LRU order
+//! STORE/sha256/<hex>/defaults.json  the image configuration's Env, Entrypoint, Cmd, WorkingDir, User
 //! STORE/sources/<key hash>      a tarball's (path, device, inode, size, mtime) → <hex>
 //! STORE/tmp/                    images being built or removed (cleared at open)
 //! ```
@@ -20,6 +21,7 @@ use std::time::SystemTime;
 
 use tracing::{debug, info};
 
+use super::defaults::ImageDefaults;
 use super::layout::{self, sha256_hex};
 use super::source::Source;
 use super::unpack::Unpacker;
@@ -27,6 +29,9 @@ use super::{ImageError, RootFs, io_err};
 
 /// Tells apart temporary directories made by this process.
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The file beside an unpacked image's `rootfs` holding its [`ImageDefaults`].
+const DEFAULTS: &str = "defaults.json";
 
 /// A store of unpacked images under one directory, holding at most `cap_bytes`.
 #[derive(Debug)]
@@ -109,6 +114,7 @@ impl ImageStore {
                 return Ok(RootFs {
                     path: image.to_path_buf(),
                     digest: None,
+                    defaults: ImageDefaults::default(),
                 });
             }
             Source::Dir(image.to_path_buf())
@@ -144,6 +150,7 @@ impl ImageStore {
         Ok(Some(RootFs {
             path: dir.join("rootfs"),
             digest: Some(format!("sha256:{hex}")),
+            defaults: ImageDefaults::load(&dir.join(DEFAULTS)),
         }))
     }
 
@@ -295,6 +302,11 @@ impl ImageStore {
             .and_then(|()| {
                 let bytes = tree_bytes(&rootfs)?;
                 fs::write(tmp.join("size"), bytes.to_string()).map_err(io_err(&tmp))?;
+                let defaults = serde_json::to_vec(&plan.defaults).map_err(io::Error::other);
+                let path = tmp.join(DEFAULTS);
+                defaults
+                    .and_then(|d| fs::write(&path, d))
+                    .map_err(io_err(&path))?;
                 touch(&tmp.join("last-used"))?;
                 Ok(bytes)
             });
@@ -318,6 +330,7 @@ impl ImageStore {
         Ok(RootFs {
             path: dest.join("rootfs"),
             digest: Some(format!("sha256:{}", plan.digest)),
+            defaults: plan.defaults.clone(),
         })
     }
 

@@ -64,13 +64,10 @@ pub(super) fn check_program(
         "a root filesystem directory, an OCI image layout or a docker save tarball",
     )?;
     let command = format!("{prefix}.command");
-    if p.command.is_empty() {
-        return Err(bad(
-            &command,
-            "is required (the program to run inside the image)",
-        ));
+    // An empty command takes the image's Entrypoint and Cmd (checked when the image is read).
+    if !p.command.is_empty() {
+        check_arg(&command, &p.command)?;
     }
-    check_arg(&command, &p.command)?;
     if p.args.len() > MAX_ARGS {
         return Err(bad(
             &format!("{prefix}.args"),
@@ -208,7 +205,7 @@ mod tests {
             ),
             (
                 Program {
-                    command: "".into(),
+                    command: "a\0b".into(),
                     ..sh()
                 },
                 "spec.container.command",
@@ -277,6 +274,12 @@ mod tests {
             let e = container(p).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+        // No command: the image configuration's Entrypoint and Cmd run (checked at start).
+        container(Program {
+            command: String::new(),
+            ..sh()
+        })
+        .unwrap();
         let scratch = Program {
             volumes: vec![Volume::parse("/d:/tmp/x").unwrap()],
             ..sh()
