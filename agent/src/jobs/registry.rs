@@ -340,7 +340,17 @@ mod tests {
         assert!(!reg.exists("a"));
         assert_eq!(
             reg.paths("b").control,
-            dir.path().join("jobs/b/control.sock")
+            dir.path().join("jobs/b/sandbox/control.sock")
+        );
+        // A job an earlier version started keeps its sandbox files beside its record.
+        fs::write(dir.path().join("jobs/b/serial.log"), b"old").unwrap();
+        let old = reg.paths("b");
+        assert_eq!(old.sandbox, dir.path().join("jobs/b"));
+        assert_eq!(old.control, dir.path().join("jobs/b/control.sock"));
+        fs::create_dir(dir.path().join("jobs/b/sandbox")).unwrap();
+        assert_eq!(
+            reg.paths("b").serial,
+            dir.path().join("jobs/b/sandbox/serial.log")
         );
     }
 
