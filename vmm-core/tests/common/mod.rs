@@ -149,11 +149,12 @@ impl Vm {
         }
     }
 
-    /// Waits for serial output containing `text`.
     /// Waits for `text` on the console while the guest makes progress: it fails when the
-    /// console stays unchanged for `stall`, or after `cap` in all. A loaded host slows a guest's
-    /// boot (on KVM-PVM its kernel code runs through the emulator), but a guest that still
-    /// prints is not hung; one that stopped printing is.
+    /// console stays unchanged while the vCPUs run for `stall` of CPU time, or after `cap` of
+    /// wall time in all. The window is the guest's own time, not the wall clock: a loaded host
+    /// gives the vCPUs less CPU (and on KVM-PVM a Linux guest's kernel code runs through KVM's
+    /// instruction emulator, with quiet stretches of ~17 s of CPU at boot), so a slow guest is
+    /// told from a guest that spins without printing.
     pub fn wait_serial_progressing(
         &self,
         text: &str,
@@ -161,25 +162,41 @@ impl Vm {
         cap: Duration,
     ) -> Result<(), String> {
         let start = Instant::now();
+        let vcpu_ns = || -> u64 {
+            self.vcpu_tids
+                .iter()
+                .map(|t| {
+                    std::fs::read_to_string(format!("/proc/{}/task/{t}/schedstat", self.pid))
+                        .ok()
+                        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
         let mut seen = 0usize;
-        let mut changed = Instant::now();
+        let mut cpu_at_change = vcpu_ns();
         loop {
             let serial = self.serial();
             if serial.contains(text) {
                 return Ok(());
             }
+            let cpu = vcpu_ns();
             if serial.len() != seen {
                 seen = serial.len();
-                changed = Instant::now();
+                cpu_at_change = cpu;
             }
-            if changed.elapsed() >= stall {
+            let quiet = Duration::from_nanos(cpu.saturating_sub(cpu_at_change));
+            if quiet >= stall {
                 return Err(format!(
-                    "the console did not change for {stall:?} ({seen} bytes after {:.0} s)",
+                    "the console did not change while the vCPUs ran for {quiet:?} ({seen} bytes after {:.0} s)",
                     start.elapsed().as_secs_f64()
                 ));
             }
             if start.elapsed() >= cap {
-                return Err(format!("not there after {cap:?} ({seen} bytes)"));
+                return Err(format!(
+                    "not there after {cap:?} ({seen} bytes; vCPU time {:?})",
+                    Duration::from_nanos(cpu)
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
