@@ -4,7 +4,7 @@
 # delegated. This machine may be cgroup v1; the agent detects v2 in the guest by itself.
 #
 # Built here (debug profile): colo-agent, colo-monitor and coloctl (the tests start them), the
-# agent's unit tests (filtered to the cgroup layer) and its `containers` and `qos_loop`
+# agent's unit tests (the cgroup layer and the QoS loop) and its `containers` and `qos_loop`
 # integration tests. There is no KVM inside TCG: the tests that need it skip loudly.
 #   TCG_SUITE_TIMEOUT  the guest's limit in seconds (default 600)
 set -euo pipefail
@@ -74,7 +74,7 @@ if [ "${TCG_SUITE_STRICT:-}" != 1 ]; then
   skip_qos=$(printf -- ' --skip %s' "${known_qos[@]}")
 fi
 guest="$guest
-run lib $lib host::cgroup
+run lib $lib host::cgroup qos::
 run containers $containers$skip_containers
 run qos_loop $qos$skip_qos
 exit \$rc"
