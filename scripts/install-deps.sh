@@ -24,6 +24,9 @@ PKGS=(
   python3-venv    # the venv of scripts/validate-deploy.sh's pinned tools (below)
   runc            # the OCI runtime of container jobs (agent tests, benchmarks)
   busybox-static  # the root filesystem of the container tests
+  qemu-system-x86 # the TCG test host (scripts/tcg-host.sh): a real cgroup v2 kernel, no KVM needed
+  cpio            # the TCG host's initramfs
+  file            # the TCG host tells ELF files (their libraries come along) from others
   golang-github-containers-common-dev # containers-common's default seccomp profile (seccomp.json)
 )
 missing=()

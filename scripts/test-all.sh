@@ -13,6 +13,9 @@ export COLO_GUEST_KERNEL
 rc=0
 cargo test --workspace --all-targets --locked --no-fail-fast || rc=$?
 cargo test --workspace --doc --locked --no-fail-fast || rc=$?
+# The cgroup v2 suite in a QEMU (TCG) guest, a real v2 kernel whatever this host runs: the
+# agent's cgroup and container tests there (scripts/tcg-v2-suite.sh, at most 10 minutes).
+TCG_SUITE_TIMEOUT=600 scripts/tcg-v2-suite.sh || rc=$?
 # deploy/kubernetes/ against Kubernetes' OpenAPI schemas (kubernetes-validate, pinned).
 scripts/validate-deploy.sh || rc=$?
 exit "$rc"

@@ -54,7 +54,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A cgroup subtree `colo-test-<pid>-<n>` owned by one test, removed on drop.
 ///
 /// On v1 it exists once per requested hierarchy (always including `memory`); on v2 it is one
-/// directory under the root with the requested controllers enabled for its children.
+/// directory under the root, which enables the requested controllers for its children when the
+/// first child is made with [`mkdir_child`](Self::mkdir_child).
 #[derive(Debug)]
 pub struct TestCgroup {
     version: CgroupVersion,
@@ -100,19 +101,27 @@ impl TestCgroup {
             let dir = Path::new(CGROUP_ROOT).join(&cg.name);
             mkdir(&dir)?;
             cg.write("memory", "memory.max", &memory_limit.to_string())?;
-            let available = read(&dir.join("cgroup.controllers"))?;
-            let enable: Vec<String> = cg
-                .controllers
-                .iter()
-                .map(|c| v2_name(c).to_string())
-                .filter(|c| available.split_whitespace().any(|a| a == c))
-                .map(|c| format!("+{c}"))
-                .collect();
-            if !enable.is_empty() {
-                write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
-            }
         }
         Ok(cg)
+    }
+
+    /// v2: enables the subtree's controllers for its children. Done when the first child is
+    /// made, not before: a v2 cgroup that enables controllers for its children may hold no
+    /// process, and a test may put one in the subtree itself ([`add_pid`](Self::add_pid)).
+    fn enable_for_children(&self) -> Result<(), CgroupError> {
+        let dir = self.dir("memory");
+        let available = read(&dir.join("cgroup.controllers"))?;
+        let enable: Vec<String> = self
+            .controllers
+            .iter()
+            .map(|c| v2_name(c).to_string())
+            .filter(|c| available.split_whitespace().any(|a| a == c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !enable.is_empty() {
+            write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
+        }
+        Ok(())
     }
 
     /// The cgroup version in use (V1 or V2).
@@ -147,6 +156,9 @@ impl TestCgroup {
     /// Creates `child` (a relative path) below the subtree in every hierarchy it spans, and
     /// returns its path relative to the hierarchy roots.
     pub fn mkdir_child(&self, child: &str) -> Result<String, CgroupError> {
+        if self.version == CgroupVersion::V2 {
+            self.enable_for_children()?;
+        }
         for dir in self.dirs() {
             let path = dir.join(child);
             mkdir(&path)?;

@@ -9,6 +9,7 @@ use colo_proto::agent as pb;
 use crate::common::{self, TestAgent, rt};
 use crate::{
     Online, agent, burn, burn_containers, burn_containers_with, cancel, offline_dir, quota, ready,
+    ready_without_kvm,
 };
 
 /// Pids in a cgroup directory (`cgroup.procs`).
@@ -20,13 +21,27 @@ fn procs(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The freezer state of a container job's cgroup (v1 `freezer.state`), if there is one.
+/// The freezer state of a container job's cgroup, `FROZEN` or `THAWED`, if there is one: v1
+/// `freezer.state`, v2 the `frozen` line of `cgroup.events`.
 fn freezer(agent: &TestAgent, id: &str) -> Option<String> {
+    let rel = Path::new("offline").join(id).join("vcpu");
+    if agent.cgroup.version() == colo_testkit::CgroupVersion::V2 {
+        let events =
+            std::fs::read_to_string(agent.cgroup.dir("cpu").join(rel).join("cgroup.events"))
+                .ok()?;
+        let frozen = events.lines().find_map(|l| l.strip_prefix("frozen "))?;
+        return Some(
+            if frozen.trim() == "1" {
+                "FROZEN"
+            } else {
+                "THAWED"
+            }
+            .to_string(),
+        );
+    }
     let dir = PathBuf::from("/sys/fs/cgroup/freezer")
         .join(agent.cgroup.name())
-        .join("offline")
-        .join(id)
-        .join("vcpu");
+        .join(rel);
     std::fs::read_to_string(dir.join("freezer.state"))
         .ok()
         .map(|s| s.trim().to_string())
@@ -47,7 +62,7 @@ fn job(agent: &TestAgent, id: &str) -> pb::Job {
 #[test]
 fn a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup() {
     let test = "a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup";
-    let Some(_lock) = ready(test) else {
+    let Some(_lock) = ready_without_kvm(test) else {
         return;
     };
     let online = Online::start();
@@ -206,7 +221,7 @@ fn a_container_is_evicted_before_a_vm_of_higher_priority_when_online_keeps_suffe
 #[test]
 fn observe_mode_leaves_a_container_alone() {
     let test = "observe_mode_leaves_a_container_alone";
-    let Some(_lock) = ready(test) else {
+    let Some(_lock) = ready_without_kvm(test) else {
         return;
     };
     let online = Online::start();

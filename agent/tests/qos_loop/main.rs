@@ -135,6 +135,15 @@ pub(crate) fn ready(test: &str) -> Option<colo_testkit::HostLock> {
     Some(lock)
 }
 
+/// Root and the host lock for a test of container jobs only (no VM): it runs without KVM, e.g.
+/// on the cgroup v2 TCG host of `scripts/tcg-v2-suite.sh`.
+pub(crate) fn ready_without_kvm(test: &str) -> Option<colo_testkit::HostLock> {
+    if !colo_testkit::root_or_skip(test) {
+        return None;
+    }
+    Some(colo_testkit::host_lock())
+}
+
 /// A test agent watching `online` with `policy` (run delay is the CPU signal: the system-wide
 /// PSI of a v1 host also counts the VMs' own waits, so it is switched off here).
 pub(crate) fn agent(online: &Online, policy: &str) -> TestAgent {
@@ -161,14 +170,12 @@ pub(crate) fn agent_with(
 /// A test agent watching `online` with exactly `policy` (a whole policy file).
 pub(crate) fn agent_with_policy(online: &Online, policy: &str, service: &str) -> TestAgent {
     // The common agent names the guest only when $COLO_WORKLOAD_GUEST is set.
+    // Without KVM (container-only tests) the workload guest may not exist: no VM needs it.
     let workload = match common::workload_guest() {
         Some(_) => String::new(),
-        None => format!(
-            "  workload: {}\n",
-            colo_vmm::workload_guest_path()
-                .expect("workload guest")
-                .display()
-        ),
+        None => colo_vmm::workload_guest_path()
+            .map(|p| format!("  workload: {}\n", p.display()))
+            .unwrap_or_default(),
     };
     TestAgent::start(Options {
         budget_cpu: 2.0,

@@ -147,7 +147,13 @@ impl Scope {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(source) => {
-                    let pids = read_pids(&path.join("cgroup.procs")).unwrap_or_default();
+                    // A v2 threaded cgroup refuses reads of cgroup.procs (EOPNOTSUPP): its
+                    // threads are what keep it busy.
+                    let pids = read_pids(&path.join("cgroup.procs"))
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                        .or_else(|| read_pids(&path.join("cgroup.threads")).ok())
+                        .unwrap_or_default();
                     if !pids.is_empty() {
                         return Err(CgroupFileError::Busy {
                             path: path.into(),

@@ -402,4 +402,6 @@ pub(crate) fn enable_v2(
 }
 
 #[cfg(test)]
+mod real_v2_tests;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -301,6 +301,9 @@ mod tests {
             .expect("test cgroup");
         let settings = CgroupSettings {
             root: Some(std::path::PathBuf::from(cg.name())),
+            // The test process stays put: moved into the test cgroup (v2's default for the
+            // agent), it would be killed with it when the test cgroup is removed.
+            move_self: Some(false),
             ..Default::default()
         };
         let tree = CgroupTree::open(&settings).expect("open tree");

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The cgroup v2 suite: colo-agent's tests that touch real cgroups, run as root in the TCG host
+# (scripts/tcg-host.sh), whose /sys/fs/cgroup is a real cgroup2 mount with every controller
+# delegated. This machine may be cgroup v1; the agent detects v2 in the guest by itself.
+#
+# Built here (debug profile): colo-agent, colo-monitor and coloctl (the tests start them), the
+# agent's unit tests (the cgroup layer and the QoS loop) and its `containers` and `qos_loop`
+# integration tests. There is no KVM inside TCG: the tests that need it skip loudly.
+#   TCG_SUITE_TIMEOUT  the guest's limit in seconds (default 600)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  # tcg-host.sh says SKIPPED (or fails under COLO_REQUIRE_KVM=1); no need to build first.
+  exec scripts/tcg-host.sh -- true
+fi
+
+cargo build -p colo-agent -p coloctl --bins --locked >&2
+json=$(cargo test -p colo-agent --no-run --locked --lib --test containers --test qos_loop \
+  --message-format=json 2>/dev/null)
+exe() {
+  echo "$json" | jq -r --arg kind "$1" --arg name "$2" \
+    'select(.reason == "compiler-artifact" and .profile.test and .executable != null
+       and .target.kind[0] == $kind and .target.name == $name) | .executable' | tail -1
+}
+lib=$(exe lib colo_agent)
+containers=$(exe test containers)
+qos=$(exe test qos_loop)
+for e in "$lib" "$containers" "$qos"; do
+  [ -x "$e" ] || { echo "tcg-v2-suite: a test binary was not built ($e)" >&2; exit 1; }
+done
+bin=$(dirname "$(dirname "$lib")")
+adds=()
+for b in colo-agent colo-monitor coloctl; do adds+=(--add "$bin/$b"); done
+for e in "$lib" "$containers" "$qos"; do adds+=(--add "$e"); done
+# The default seccomp profile of container jobs (containers-common's).
+adds+=(--add /usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json)
+
+# In the guest: each binary one test at a time (they share the host lock anyway; --nocapture
+# shows the loud skips of the tests that need KVM), its output
+# and a summary line with its time; the status is 1 if any binary failed.
+read -r -d '' guest <<'EOF' || true
+rc=0
+run() {
+  name=$1
+  shift
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  "$@" --test-threads=1 --nocapture >/tmp/out 2>&1 || rc=1
+  cat /tmp/out
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "TCG-SUITE $name: $(grep '^test result' /tmp/out | tail -1); $(grep -c 'SKIPPED' /tmp/out) skip lines; $(awk "BEGIN {print $t1 - $t0}") s"
+}
+EOF
+# Known to fail on real cgroup v2, skipped here (loudly) until fixed; TCG_SUITE_STRICT=1 runs
+# them. runc refuses a container whose cgroupsPath is the job's threaded `vcpu` cgroup (it reads
+# cgroup.procs there: EOPNOTSUPP), so no container job starts on v2 (docs/testing.md).
+known_containers=(
+  a_container_job_ends_with_its_exit_code_and_coloctl_shows_its_output
+  a_container_over_its_memory_limit_ends_oom_killed
+  a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
+  after_kill_9_of_the_agent_every_container_is_re_adopted_and_ends_with_its_own_code
+  cancel_and_deadline_stop_a_container
+)
+known_qos=(
+  a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup
+  observe_mode_leaves_a_container_alone
+)
+skip_containers="" skip_qos=""
+if [ "${TCG_SUITE_STRICT:-}" != 1 ]; then
+  for t in "${known_containers[@]}" "${known_qos[@]}"; do
+    echo "*** KNOWN FAILURE on cgroup v2, skipped: $t (container jobs in a threaded cgroup; TCG_SUITE_STRICT=1 runs it) ***" >&2
+  done
+  skip_containers=$(printf -- ' --skip %s' "${known_containers[@]}")
+  skip_qos=$(printf -- ' --skip %s' "${known_qos[@]}")
+fi
+guest="$guest
+run lib $lib host::cgroup qos::
+run containers $containers$skip_containers
+run qos_loop $qos$skip_qos
+exit \$rc"
+scripts/tcg-host.sh --timeout "${TCG_SUITE_TIMEOUT:-600}" "${adds[@]}" -- "$guest"
