@@ -16,6 +16,9 @@
 pub mod bench_harness;
 mod config;
 mod execute;
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub mod fuzz_harness;
 mod io_thread;
 mod rate_limiter;
 mod request;
