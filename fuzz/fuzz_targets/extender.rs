@@ -16,7 +16,10 @@ use libfuzzer_sys::fuzz_target;
 fn table(config: &SchedulerConfig) -> NodeTable {
     let table = NodeTable::new(config.scoring.admission);
     let now = Instant::now();
-    for (i, name) in ["n1", "n2", "node-a", "a<b&c", "née"].into_iter().enumerate() {
+    for (i, name) in ["n1", "n2", "node-a", "a<b&c", "née"]
+        .into_iter()
+        .enumerate()
+    {
         let i = i as u64;
         let report = NodeReport {
             node_name: name.into(),

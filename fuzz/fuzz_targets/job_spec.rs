@@ -19,7 +19,10 @@ impl PathAccess for UnderSrv {
         if path.starts_with("/srv") {
             Ok(())
         } else {
-            Err(format!("{kind:?} {} is not under /srv (write: {write})", path.display()))
+            Err(format!(
+                "{kind:?} {} is not under /srv (write: {write})",
+                path.display()
+            ))
         }
     }
 }
