@@ -54,3 +54,10 @@ if ! cmp -s "$PINS" "$TOOLS/pins.txt" 2>/dev/null; then
   $SUDO "$TOOLS/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$PINS"
   $SUDO cp "$PINS" "$TOOLS/pins.txt"
 fi
+
+# cargo-fuzz (libFuzzer) for scripts/fuzz.sh, CI's fuzz stage: it builds the targets of fuzz/ on
+# the stable toolchain (docs/fuzzing.md); installed once per version.
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  cargo install --locked --quiet cargo-fuzz --version "=$CARGO_FUZZ_VERSION"
+fi

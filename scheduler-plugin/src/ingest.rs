@@ -80,8 +80,13 @@ pub fn identity_refusal(identity: &PeerIdentity, node: &str) -> Option<String> {
     })
 }
 
-/// Checks one report against the rules and the connection's certificate, then stores it.
-fn admit(
+/// Checks one report against the rules and the connection's certificate (`identity`, on a
+/// mutual-TLS connection), then stores it: what `StreamReports` does with each message.
+///
+/// # Errors
+/// The status that ends the stream: `INVALID_ARGUMENT` (the report), `PERMISSION_DENIED` (the
+/// certificate), `RESOURCE_EXHAUSTED` (the table is full).
+pub fn admit(
     table: &NodeTable,
     config: &SchedulerConfig,
     identity: Option<&PeerIdentity>,

@@ -29,4 +29,9 @@ pub use vmm::devices::SerialTarget;
 #[cfg(feature = "bench-harness")]
 #[doc(hidden)]
 pub use vmm::devices::virtio::block::bench_harness as device_bench;
+/// The virtio-blk device against a fuzzer-written guest, for `fuzz/`; not part of the library's
+/// API (only with the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use vmm::devices::virtio::block::fuzz_harness as fuzzing;
 pub use vmm::{DiskConfig, JailIds, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

@@ -98,6 +98,71 @@ fn guest_writes_and_reads_64_mib_through_virtio_blk() {
     );
 }
 
+/// Runs the workload guest with `cmdline` on a 64 MiB disk in 256 MiB of memory to its end: its
+/// exit code, its serial output and the VMM's peak RSS (VmHWM, KiB) last read while it ran.
+fn run_for_peak_rss(cmdline: &str, img: &str) -> (Option<i32>, String, u64) {
+    let mut vm = Vm::start(VmArgs {
+        cmdline,
+        memory_mib: 256,
+        extra: vec!["--disk".into(), img.to_string()],
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut peak_kib = 0;
+    let status = loop {
+        let hwm = std::fs::read_to_string(format!("/proc/{}/status", vm.pid))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+        peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        if let Some(status) = vm.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{cmdline}: {}", vm.serial());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status.code(), vm.serial(), peak_kib)
+}
+
+/// A driver that breaks the rules cannot make the VMM allocate what it likes or follow tables
+/// it never offered: a 63 MiB data segment off a page boundary moves through the small bounce
+/// buffer (the VMM's peak RSS stays within 16 MiB of the same guest without IO; a bounce
+/// buffer the segment's size would add 63 MiB), and a chain with an indirect descriptor gets
+/// DEVICE_NEEDS_RESET instead of a completion.
+#[test]
+fn a_hostile_driver_gets_a_reset_and_no_large_bounce_buffer() {
+    if !can_run(
+        "a_hostile_driver_gets_a_reset_and_no_large_bounce_buffer",
+        false,
+    ) {
+        return;
+    }
+    let _lock = host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk(dir.path(), 64);
+    // Both guests first write 64 MiB of their memory, where the hostile segment then lies, so
+    // guest pages count the same in both.
+    let (code, serial, baseline) = run_for_peak_rss("mem=64 hold=1 exit=0", &img);
+    assert_eq!(code, Some(0), "{serial}");
+    let (code, serial, hostile) = run_for_peak_rss("mem=64 io=hostile hold=1 exit=0", &img);
+    assert_eq!(code, Some(0), "{serial}");
+    eprintln!("peak RSS: {baseline} KiB without IO, {hostile} KiB with the hostile driver");
+    assert!(
+        serial.contains("colo-guest: hostile unaligned write status=0x0000000000000000"),
+        "{serial}"
+    );
+    assert!(
+        serial.contains("colo-guest: hostile indirect chain: device needs reset"),
+        "{serial}"
+    );
+    assert!(
+        hostile < baseline + 16 * 1024,
+        "peak RSS {hostile} KiB with the hostile driver, {baseline} KiB without IO"
+    );
+}
+
 /// Guest IO throughput (progress bytes/s) over `window`, after the first `skip` bytes.
 fn measure_rate(vm: &Vm, skip: u64, window: Duration) -> f64 {
     let mut ctl = vm.control();

@@ -165,6 +165,21 @@ pub fn prioritize_answer(
         .and_then(|args| decide::prioritize(&args, table, config, start).map_err(|e| e.to_string()))
 }
 
+/// As [`filter_answer`], for `POST {prefix}/preempt`.
+///
+/// # Errors
+/// A message when the request cannot be served (the HTTP handler answers 400 with it).
+pub fn preempt_answer(
+    table: &NodeTable,
+    config: &SchedulerConfig,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let start = Instant::now();
+    serde_json::from_slice::<ExtenderPreemptionArgs>(body)
+        .map_err(|e| format!("cannot decode ExtenderPreemptionArgs: {e}"))
+        .and_then(|args| decide::preempt(args, table, config, start).map_err(|e| e.to_string()))
+}
+
 async fn filter(State(s): State<HttpState>, body: BoundedBody) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
@@ -207,11 +222,7 @@ async fn prioritize(State(s): State<HttpState>, body: BoundedBody) -> Response {
 async fn preempt(State(s): State<HttpState>, body: BoundedBody) -> Response {
     decide(body, move |body| {
         let start = Instant::now();
-        let result = serde_json::from_slice::<ExtenderPreemptionArgs>(body)
-            .map_err(|e| format!("cannot decode ExtenderPreemptionArgs: {e}"))
-            .and_then(|args| {
-                decide::preempt(args, &s.table, &s.config, start).map_err(|e| e.to_string())
-            });
+        let result = preempt_answer(&s.table, &s.config, body);
         record("preempt", result.is_ok(), start);
         match result {
             Ok(bytes) => json(StatusCode::OK, bytes),

@@ -30,12 +30,12 @@ impl Quantity {
     pub fn parse(s: &str) -> Result<Self, QuantityError> {
         let err = || QuantityError(s.to_owned());
         let t = s.trim();
-        let t = t.strip_prefix('+').unwrap_or(t);
-        if let Some(rest) = t.strip_prefix('-') {
-            // "-0" is a valid quantity of zero; anything else negative is refused.
-            let q = Self::parse(rest)?;
-            return if q.mantissa == 0 { Ok(q) } else { Err(err()) };
-        }
+        // One sign at most, as Kubernetes reads it. Not by recursion: a request body may hold a
+        // quantity of a million '-', which would overflow the stack of the thread deciding it.
+        let (negative, t) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
         let num_end = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
@@ -79,6 +79,10 @@ impl Quantity {
                 (exp.parse::<i32>().map_err(|_| err())?, 0)
             }
         };
+        // "-0" is a valid quantity of zero; anything else negative is refused.
+        if negative && mantissa != 0 {
+            return Err(err());
+        }
         Ok(Self {
             mantissa,
             exp10: exp10.checked_sub(frac_digits).ok_or_else(err)?,
@@ -189,7 +193,8 @@ mod tests {
     #[test]
     fn refuses_what_kubernetes_refuses() {
         for bad in [
-            "", "m", "1x", "1.2.3", "-1", "1Ki2", "1e", "1e+", "Gi", "1 Gi", "--1",
+            "", "m", "1x", "1.2.3", "-1", "1Ki2", "1e", "1e+", "Gi", "1 Gi", "--1", "--0", "+-0",
+            "- 0",
         ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should not parse");
         }
@@ -199,6 +204,20 @@ mod tests {
                 .to_string()
                 .contains("\"7q\"")
         );
+    }
+
+    /// Signs were once stripped by recursion, one stack frame each: a long run of them in a
+    /// pod's requests overflowed the deciding thread's stack and killed the scheduler.
+    #[test]
+    fn a_quantity_of_a_million_signs_is_refused_without_recursion() {
+        let signs = format!("{}0", "-".repeat(1 << 20));
+        let deciding_thread = std::thread::Builder::new().stack_size(256 << 10);
+        let parsed = deciding_thread
+            .spawn(move || Quantity::parse(&signs).is_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed, "more than one sign is not a quantity");
     }
 
     #[test]

@@ -2,7 +2,7 @@
  * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
  *
  * It reads its job from the command line
- * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever] hold=SECONDS exit=CODE`),
+ * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever]|hostile hold=SECONDS exit=CODE`),
  * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
  * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
  *
@@ -65,6 +65,8 @@
 #define IO_CHUNK        0x20000
 #define IO_CHUNK_SHIFT  17
 #define EXIT_IO_ERROR   61
+/* io=hostile: the data segment of its unaligned write request (63 MiB, from mem_start + 0x100). */
+#define HOSTILE_BYTES   0x3f00000
 #define PATTERN_MUL     0x9e3779b97f4a7c15
 
 /* hvm_start_info offsets */
@@ -509,9 +511,15 @@ parse_cmdline:
 51:
     leaq kw_io_write(%rip), %rdi
     call match_key
-    jnz 52f
+    jnz 515f
     call parse_io
     movq $2, job_io_mode(%rip)
+    jmp 1b
+515:
+    leaq kw_io_hostile(%rip), %rdi
+    call match_word
+    jnz 52f
+    movq $3, job_io_mode(%rip)
     jmp 1b
 52:
     leaq kw_exit(%rip), %rdi
@@ -799,6 +807,8 @@ io_run:
     movl $0xf, 0x070(%rbx)          /* DRIVER_OK */
     testl $0x40, 0x070(%rbx)        /* DEVICE_NEEDS_RESET */
     jnz io_fail
+    cmpq $3, job_io_mode(%rip)
+    je io_hostile
     /* capacity (sectors) >= MiB * 2048 */
     movl 0x104(%rbx), %eax
     shlq $32, %rax
@@ -925,6 +935,69 @@ io_run:
     movl $(msg_io_write_end - msg_io_write), %ecx
     call puts
     ret
+
+/* io=hostile, what a broken or malicious driver does (vmm-core/tests/io_kvm.rs): a write request
+ * whose 63 MiB data segment starts 0x100 bytes into a page (the device must move it through a
+ * small bounce buffer, not one of 63 MiB), then a chain whose head sets VIRTQ_DESC_F_INDIRECT,
+ * a feature the device does not offer (it must ask for a reset, not follow the table). RBX is
+ * the device. Prints the first request's status and the device's answer to the second. */
+io_hostile:
+    leaq vq_desc(%rip), %rdi
+    leaq io_hdrs(%rip), %rax
+    movq %rax, 0(%rdi)              /* desc 0: the header */
+    movl $16, 8(%rdi)
+    movw $1, 12(%rdi)               /* NEXT */
+    movw $1, 14(%rdi)
+    movq mem_start_sym(%rip), %rax
+    addq $0x100, %rax
+    movq %rax, 16(%rdi)             /* desc 1: the unaligned data, read by the device */
+    movl $HOSTILE_BYTES, 24(%rdi)
+    movw $1, 28(%rdi)               /* NEXT */
+    movw $2, 30(%rdi)
+    leaq io_hdrs + 2048(%rip), %rax
+    movq %rax, 32(%rdi)             /* desc 2: the status byte */
+    movl $1, 40(%rdi)
+    movw $2, 44(%rdi)               /* WRITE */
+    movw $0, 46(%rdi)
+    movl $1, io_hdrs(%rip)          /* VIRTIO_BLK_T_OUT at sector 0 */
+    movb $0xff, io_hdrs + 2048(%rip)
+    movw $0, vq_avail + 4(%rip)     /* ring[0] = head 0 */
+    movw $1, vq_avail + 2(%rip)
+    movl $0, 0x050(%rbx)            /* QueueNotify */
+1:
+    cmpw $1, vq_used + 2(%rip)
+    je 2f
+    pause
+    jmp 1b
+2:
+    leaq msg_hostile_unaligned(%rip), %rsi
+    movl $(msg_hostile_unaligned_end - msg_hostile_unaligned), %ecx
+    call puts
+    movzbl io_hdrs + 2048(%rip), %eax
+    call u_hex
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    call puts
+    /* desc 3: an indirect table holding the same three descriptors */
+    leaq vq_desc(%rip), %rax
+    movq %rax, vq_desc + 48(%rip)
+    movl $48, vq_desc + 56(%rip)
+    movw $4, vq_desc + 60(%rip)     /* VIRTQ_DESC_F_INDIRECT */
+    movw $0, vq_desc + 62(%rip)
+    movw $3, vq_avail + 6(%rip)     /* ring[1] = head 3 */
+    movw $2, vq_avail + 2(%rip)
+    movl $0, 0x050(%rbx)
+3:
+    testl $0x40, 0x070(%rbx)        /* DEVICE_NEEDS_RESET: the answer wanted */
+    jnz 4f
+    cmpw $2, vq_used + 2(%rip)      /* completed: the device followed the table */
+    je io_fail
+    pause
+    jmp 3b
+4:
+    leaq msg_hostile_reset(%rip), %rsi
+    movl $(msg_hostile_reset_end - msg_hostile_reset), %ecx
+    jmp puts
 
 /* Fills in and makes available the request of slot RDI for chunk io_next (then io_next++). */
 io_submit:
@@ -1088,6 +1161,7 @@ kw_hold:        .asciz "hold="
 kw_exit:        .asciz "exit="
 kw_io_read:     .asciz "io=read:"
 kw_io_write:    .asciz "io=write:"
+kw_io_hostile:  .asciz "io=hostile"
 msg_no_disk:    .ascii "colo-guest: io= needs a virtio-blk disk at 0xd0000000\n"
 msg_no_disk_end:
 msg_disk_small: .ascii "colo-guest: io= is larger than the disk\n"
@@ -1098,6 +1172,10 @@ msg_io_read:    .ascii "colo-guest: io read done checksum=0x"
 msg_io_read_end:
 msg_io_write:   .ascii "colo-guest: io write done\n"
 msg_io_write_end:
+msg_hostile_unaligned: .ascii "colo-guest: hostile unaligned write status=0x"
+msg_hostile_unaligned_end:
+msg_hostile_reset: .ascii "colo-guest: hostile indirect chain: device needs reset\n"
+msg_hostile_reset_end:
 
 /* ---- zero-filled memory (not in the file) ---------------------------------------------------- */
     .section .iobitmap, "aw", @nobits

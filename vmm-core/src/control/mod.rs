@@ -10,6 +10,6 @@ mod protocol;
 
 pub use client::{ControlClient, ControlClientError};
 pub use protocol::{
-    ControlRequest, DiskStats, ExitCounts, MemoryStats, RequestParseError, Stats, VcpuStats,
-    VmState, error_reply, ok_reply,
+    ControlRequest, DiskStats, ExitCounts, Lines, MAX_LINE, MemoryStats, RequestParseError, Stats,
+    VcpuStats, VmState, error_reply, ok_reply, take_lines,
 };

@@ -4,6 +4,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::DroppedBytes;
 
+/// Longest request line accepted; a client whose unfinished line grows past it is dropped.
+pub const MAX_LINE: usize = 4096;
+
+/// The complete lines taken from what a client has sent so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lines {
+    /// Each complete line, trimmed (invalid UTF-8 replaced), in order; empty lines included.
+    pub lines: Vec<String>,
+    /// The unfinished rest is over [`MAX_LINE`] bytes: the client is to be dropped.
+    pub overlong: bool,
+}
+
+/// Takes every complete (newline-ended) line out of `input`, leaving the unfinished rest. One
+/// pass over the input however many lines it holds.
+pub fn take_lines(input: &mut Vec<u8>) -> Lines {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while let Some(n) = input[start..].iter().position(|b| *b == b'\n') {
+        let line = &input[start..start + n];
+        lines.push(String::from_utf8_lossy(line).trim().to_string());
+        start += n + 1;
+    }
+    input.drain(..start);
+    Lines {
+        lines,
+        overlong: input.len() > MAX_LINE,
+    }
+}
+
 /// One control request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlRequest {
@@ -207,6 +236,22 @@ pub fn error_reply(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_taken_whole_and_the_rest_waits() {
+        let mut input = b"pause\n\n  stats \r\nshut".to_vec();
+        let got = take_lines(&mut input);
+        assert_eq!(got.lines, ["pause", "", "stats"]);
+        assert!(!got.overlong);
+        assert_eq!(input, b"shut");
+        input.extend_from_slice(b"down\n");
+        assert_eq!(take_lines(&mut input).lines, ["shutdown"]);
+        assert!(input.is_empty());
+        let mut long = vec![b'x'; MAX_LINE + 1];
+        assert!(take_lines(&mut long).overlong);
+        let mut bad = b"p\xffause\n".to_vec();
+        assert_eq!(take_lines(&mut bad).lines, ["p\u{fffd}ause"]);
+    }
 
     #[test]
     fn requests_round_trip() {

@@ -13,6 +13,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::control::{Lines, take_lines};
+
 /// Errors binding the control socket; both are bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlSocketError {
@@ -29,8 +31,6 @@ pub enum ControlSocketError {
     },
 }
 
-/// Longest request line accepted; longer input closes the connection.
-const MAX_LINE: usize = 4096;
 /// Mode of the socket file.
 pub const SOCKET_MODE: u32 = 0o600;
 
@@ -172,14 +172,8 @@ impl ControlServer {
                 }
             }
         }
-        let mut lines = Vec::new();
-        while let Some(pos) = client.input.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = client.input.drain(..=pos).collect();
-            lines.push(String::from_utf8_lossy(&line).trim().to_string());
-        }
-        if client.input.len() > MAX_LINE {
-            closed = true;
-        }
+        let Lines { lines, overlong } = take_lines(&mut client.input);
+        closed |= overlong;
         if closed && lines.is_empty() {
             self.clients.remove(i);
             return None;

@@ -3,6 +3,7 @@
 //! beside this file: [`block`] today; console, vsock and net go next to it.
 
 pub mod block;
+pub mod chain;
 pub mod mmio;
 
 use virtio_bindings::{virtio_config, virtio_mmio};

@@ -1,6 +1,7 @@
 //! Running a parsed virtio-blk [`Request`] against the raw backing file (opened with `O_DIRECT`
 //! by default): data moves straight between the file and guest memory when both are aligned,
-//! through an aligned bounce buffer otherwise.
+//! through an aligned bounce buffer otherwise, of at most [`BOUNCE_MAX`] bytes whatever the
+//! request's size (a larger unaligned segment moves in rounds).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -15,6 +16,9 @@ const ID_LEN: usize = virtio_blk::VIRTIO_BLK_ID_BYTES as usize;
 /// Alignment that `O_DIRECT` is given: buffers, offsets and lengths on 4 KiB boundaries go
 /// straight between the file and guest memory; others through an aligned bounce buffer.
 const DIRECT_ALIGN: u64 = 4096;
+/// Largest bounce buffer: an unaligned segment of any size moves through it in rounds. A
+/// multiple of [`DIRECT_ALIGN`] larger than it, so every round makes progress.
+pub(super) const BOUNCE_MAX: usize = 256 * 1024;
 
 /// A page-aligned heap buffer for `O_DIRECT` transfers that guest buffers cannot take directly.
 struct Bounce {
@@ -111,28 +115,46 @@ fn transfer_segment(
     if aligned {
         return transfer_all(file, write, host, len, offset);
     }
-    // Through an aligned buffer covering the enclosing aligned range of the file.
-    let start = offset - offset % DIRECT_ALIGN;
-    let end = (offset + len as u64).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-    let Some(mut bounce) = Bounce::new((end - start) as usize) else {
+    // Through an aligned buffer, at most BOUNCE_MAX bytes of the file's enclosing aligned range
+    // at a time: the guest's layout decides how many rounds, never how much the VMM allocates.
+    let Some(mut bounce) = Bounce::new(bounce_len(offset, len)) else {
         return false;
     };
-    let head = (offset - start) as usize;
     let buf = bounce.as_mut_slice();
-    if write {
-        // Read-modify-write of the partial blocks at either end.
-        if !transfer_all(file, false, buf.as_mut_ptr(), buf.len(), start) {
+    let mut done = 0usize;
+    while done < len {
+        let pos = offset + done as u64;
+        let start = pos - pos % DIRECT_ALIGN;
+        let head = (pos - start) as usize;
+        let take = (len - done).min(buf.len() - head);
+        let window = (head + take).next_multiple_of(DIRECT_ALIGN as usize);
+        let window = &mut buf[..window];
+        // A write reads first too: the partial blocks at either end are read-modify-write.
+        if !transfer_all(file, false, window.as_mut_ptr(), window.len(), start) {
             return false;
         }
-        slice.copy_to(&mut buf[head..head + len]);
-        transfer_all(file, true, buf.as_mut_ptr(), buf.len(), start)
-    } else {
-        if !transfer_all(file, false, buf.as_mut_ptr(), buf.len(), start) {
+        let Ok(part) = slice.subslice(done, take) else {
             return false;
+        };
+        if write {
+            part.copy_to(&mut window[head..head + take]);
+            if !transfer_all(file, true, window.as_mut_ptr(), window.len(), start) {
+                return false;
+            }
+        } else {
+            part.copy_from(&window[head..head + take]);
         }
-        slice.copy_from(&buf[head..head + len]);
-        true
+        done += take;
     }
+    true
+}
+
+/// Bytes of bounce buffer for an unaligned transfer of `len` bytes at disk byte `offset`: the
+/// enclosing aligned range, capped at [`BOUNCE_MAX`].
+fn bounce_len(offset: u64, len: usize) -> usize {
+    let start = offset - offset % DIRECT_ALIGN;
+    let end = (offset + len as u64).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    usize::try_from(end - start).map_or(BOUNCE_MAX, |n| n.min(BOUNCE_MAX))
 }
 
 /// The outcome of running a request: status byte and bytes written into guest buffers.
@@ -287,5 +309,50 @@ mod tests {
         header(&m, 0x40000, T_OUT, 0);
         let p = parse(&m, &[(0x40000, 16 + 512, 0), (0x30000, 1, F_WRITE)], 64);
         assert_eq!(p.request.unwrap().data, vec![(GuestAddress(0x40010), 512)]);
+    }
+
+    #[test]
+    fn the_bounce_buffer_stays_small_whatever_the_segment() {
+        assert_eq!(bounce_len(512, 512), 4096);
+        assert_eq!(bounce_len(4095, 2), 8192);
+        assert_eq!(bounce_len(0, u32::MAX as usize), BOUNCE_MAX);
+        assert_eq!(bounce_len(1 << 40, 3 << 30), BOUNCE_MAX);
+    }
+
+    #[test]
+    fn an_unaligned_segment_larger_than_the_bounce_buffer_moves_in_rounds() {
+        let m = mem();
+        let len = 2 * BOUNCE_MAX as u32 + 3 * 512;
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        m.write_slice(&data, GuestAddress(0x10_0100)).unwrap();
+        header(&m, 0x10000, T_OUT, 3);
+        let st = (0x30000, 1, F_WRITE);
+        let p = parse(&m, &[(0x10000, 16, 0), (0x10_0100, len, 0), st], 4096);
+        let (_d, f) = backing(4096);
+        assert_eq!(execute(&p.request.unwrap(), &f, &m, "id").status, S_OK);
+        let mut disk = vec![0u8; 4096 * 512];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut disk, 0).unwrap();
+        assert_eq!(&disk[3 * 512..3 * 512 + len as usize], &data[..]);
+        assert_eq!(
+            disk[3 * 512 - 1],
+            ((3 * 512 - 1) % 251) as u8,
+            "before untouched"
+        );
+        let after = 3 * 512 + len as usize;
+        assert_eq!(disk[after], (after % 251) as u8, "after untouched");
+        // And back, into another unaligned buffer.
+        header(&m, 0x11000, T_IN, 3);
+        let p = parse(&m, &[(0x11000, 16, 0), (0x20_0200, len, F_WRITE), st], 4096);
+        let c = execute(&p.request.unwrap(), &f, &m, "id");
+        assert_eq!(
+            c,
+            Completion {
+                status: S_OK,
+                used_len: len + 1
+            }
+        );
+        let mut back = vec![0u8; len as usize];
+        m.read_slice(&mut back, GuestAddress(0x20_0200)).unwrap();
+        assert_eq!(back, data);
     }
 }

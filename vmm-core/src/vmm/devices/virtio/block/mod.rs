@@ -16,6 +16,9 @@
 pub mod bench_harness;
 mod config;
 mod execute;
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub mod fuzz_harness;
 mod io_thread;
 mod rate_limiter;
 mod request;
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use virtio_bindings::{virtio_blk, virtio_ids};
 use virtio_queue::{QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 pub use config::{DiskConfig, parse_size};
@@ -41,6 +44,7 @@ use rate_limiter::RateLimiter;
 use request::{ParsedChain, RequestKind, S_OK, SECTOR, parse_chain};
 
 use super::INT_USED_RING;
+use super::chain::DescTable;
 use super::mmio::{MmioEffect, MmioTransport};
 use crate::control::DiskStats;
 use crate::vmm::devices::mmio_bus::MmioDevice;
@@ -216,7 +220,21 @@ impl Disk {
                         return QueueState::Idle;
                     }
                 };
-                let parsed = parse_chain(chain, mem, self.capacity, self.config.read_only);
+                let table = DescTable {
+                    addr: GuestAddress(t.queue.desc_table()),
+                    size: t.queue.size(),
+                };
+                let head = chain.head_index();
+                let parsed =
+                    match parse_chain(head, table, mem, self.capacity, self.config.read_only) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            // A protocol violation, not a bad request: stop until the reset.
+                            t.set_needs_reset();
+                            let _ = self.irq_event.write(1);
+                            return QueueState::Idle;
+                        }
+                    };
                 let now = Instant::now();
                 let mut limiter = self.limiter();
                 if !limiter.try_consume(parsed.cost(), now) {

@@ -7,8 +7,9 @@
 //! there is nowhere to write one); nothing reads or writes outside guest memory.
 
 use virtio_bindings::virtio_blk;
-use virtio_queue::DescriptorChain;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::vmm::devices::virtio::chain::{ChainError, Desc, DescTable, walk};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR: u64 = 512;
@@ -72,31 +73,20 @@ impl ParsedChain {
     }
 }
 
-/// One descriptor of a chain.
-#[derive(Debug, Clone, Copy)]
-struct Desc {
-    addr: GuestAddress,
-    len: u32,
-    writable: bool,
-}
-
-/// Parses the chain of a virtio-blk request for a disk of `capacity` sectors.
+/// Parses the chain at `head` of the descriptor table `table` for a disk of `capacity` sectors.
+///
+/// # Errors
+/// [`ChainError`] when the chain breaks the ring protocol (an indirect descriptor): the device
+/// then needs a reset, there is no request to complete.
 pub fn parse_chain(
-    chain: DescriptorChain<&GuestMemoryMmap>,
+    head: u16,
+    table: DescTable,
     mem: &GuestMemoryMmap,
     capacity: u64,
     read_only: bool,
-) -> ParsedChain {
-    let head = chain.head_index();
-    // The iterator stops at a broken link (index out of range, loop, indirect table problems).
-    let descs: Vec<Desc> = chain
-        .map(|d| Desc {
-            addr: d.addr(),
-            len: d.len(),
-            writable: d.is_write_only(),
-        })
-        .collect();
-    parse_descs(head, &descs, mem, capacity, read_only)
+) -> Result<ParsedChain, ChainError> {
+    let descs = walk(mem, table, head)?;
+    Ok(parse_descs(head, &descs, mem, capacity, read_only))
 }
 
 fn in_memory(mem: &GuestMemoryMmap, addr: GuestAddress, len: u64) -> bool {
@@ -231,7 +221,6 @@ fn parse_descs(
 mod tests {
     use super::*;
     use crate::vmm::devices::virtio::block::test_util::*;
-    use virtio_queue::QueueT;
     use vm_memory::Bytes;
 
     #[test]
@@ -286,8 +275,7 @@ mod tests {
         // Write to a read-only disk.
         header(&m, 0x14000, T_OUT, 0);
         let mut q = queue_with_chain(&m, &[(0x14000, 16, 0), (0x20000, 512, 0), st]);
-        let chain = q.pop_descriptor_chain(&m).unwrap();
-        assert_eq!(parse_chain(chain, &m, cap, true).request, Err(S_IOERR));
+        assert_eq!(pop_and_parse(&mut q, &m, cap, true).request, Err(S_IOERR));
     }
 
     #[test]
@@ -316,8 +304,7 @@ mod tests {
         );
         // Point descriptor 1's `next` at 99 (the table has 16 entries).
         m.write_obj(99u16, GuestAddress(DESC + 16 + 14)).unwrap();
-        let chain = q.pop_descriptor_chain(&m).unwrap();
-        let p = parse_chain(chain, &m, 64, false);
+        let p = pop_and_parse(&mut q, &m, 64, false);
         assert!(p.request.is_err(), "{p:?}");
     }
 }

@@ -7,6 +7,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::request::{ParsedChain, SECTOR, parse_chain};
+use crate::vmm::devices::virtio::chain::DescTable;
 
 pub const MIB: usize = 1 << 20;
 pub const DESC: u64 = 0x1000;
@@ -55,8 +56,21 @@ pub fn header(m: &GuestMemoryMmap, at: u64, kind: u32, sector: u64) {
 
 pub fn parse(m: &GuestMemoryMmap, descs: &[(u64, u32, u16)], capacity: u64) -> ParsedChain {
     let mut q = queue_with_chain(m, descs);
-    let chain = q.pop_descriptor_chain(m).expect("a chain");
-    parse_chain(chain, m, capacity, false)
+    pop_and_parse(&mut q, m, capacity, false)
+}
+
+/// Pops the next chain of `q` and parses it as the device does.
+pub fn pop_and_parse(q: &mut Queue, m: &GuestMemoryMmap, capacity: u64, ro: bool) -> ParsedChain {
+    let head = q.pop_descriptor_chain(m).expect("a chain").head_index();
+    parse_chain(head, table(q), m, capacity, ro).expect("no indirect descriptor")
+}
+
+/// The descriptor table of `q`.
+pub fn table(q: &Queue) -> DescTable {
+    DescTable {
+        addr: GuestAddress(q.desc_table()),
+        size: q.size(),
+    }
 }
 
 pub fn backing(sectors: u64) -> (tempfile::TempDir, File) {
