@@ -45,6 +45,18 @@ impl PathAccess for PathRoots {
             .map(drop)
             .map_err(|e| e.to_string())
     }
+
+    /// A directory without `oci-layout`: the container launch uses it in place, with no image
+    /// configuration.
+    fn is_plain_root(&self, path: &Path) -> bool {
+        self.resolve(
+            RootKind::Image,
+            &path.to_string_lossy(),
+            false,
+            Accept::DirOrFile,
+        )
+        .is_ok_and(|r| r.is_dir && !r.path.join("oci-layout").exists())
+    }
 }
 
 /// Checks a job id as the agent makes them (`[a-z0-9-]`, 1..=64).

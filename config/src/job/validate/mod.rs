@@ -89,6 +89,12 @@ pub trait PathAccess {
     fn check_dir(&self, kind: PathKind, path: &Path, write: bool) -> Result<(), String> {
         self.check(kind, path, write)
     }
+
+    /// Whether the image at `path` (already checked) is a plain root directory, which has no
+    /// image configuration to take a command from. By default unknown: `false`.
+    fn is_plain_root(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 /// The node's limits and defaults for job sizes, and `P`, what decides which host files a

@@ -64,8 +64,16 @@ pub(super) fn check_program(
         "a root filesystem directory, an OCI image layout or a docker save tarball",
     )?;
     let command = format!("{prefix}.command");
-    // An empty command takes the image's Entrypoint and Cmd (checked when the image is read).
-    if !p.command.is_empty() {
+    // An empty command takes the image's Entrypoint and Cmd (checked when the image is read);
+    // a plain directory has no configuration to take them from.
+    if p.command.is_empty() {
+        if access.is_plain_root(&p.image) {
+            return Err(bad(
+                &command,
+                "is required for a directory image (a plain root filesystem has no image configuration to take Entrypoint and Cmd from)",
+            ));
+        }
+    } else {
         check_arg(&command, &p.command)?;
     }
     if p.args.len() > MAX_ARGS {
