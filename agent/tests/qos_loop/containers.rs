@@ -191,19 +191,39 @@ fn a_container_is_evicted_before_a_vm_of_higher_priority_when_online_keeps_suffe
     let online = Online::start();
     let policy = "qos_classes:\n  batch:\n    sched_idle: never\ntiming:\n  pause_after: null\n  evict_after: 2s";
     let agent = agent(&online, policy);
-    let vm = burn(&agent, 1);
+    // The container first: a container starts slower than a VM, and a VM alone that makes
+    // online suffer would be evicted before the container ran at all.
     let Some(ids) = burn_containers_with(&agent, 1, -1, test) else {
-        cancel(&agent, &vm);
         return;
     };
-    let container = rt().block_on(async {
-        let mut c = agent.client().await;
-        common::wait_end(&mut c, &ids[0], Duration::from_secs(60)).await
-    });
+    let vm = burn(&agent, 1);
+    // Polled rather than watched, so that a slow eviction on a loaded host shows the agent's
+    // log (what the loop saw and did) instead of a bare timeout.
+    let t0 = Instant::now();
+    let container = loop {
+        let j = job(&agent, &ids[0]);
+        let ended = matches!(
+            common::state(&j),
+            pb::JobState::Succeeded
+                | pb::JobState::Failed
+                | pb::JobState::Cancelled
+                | pb::JobState::Preempted
+        );
+        if ended {
+            break j;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the container was not evicted within 120 s: {j:?}\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(
         common::state(&container),
         pb::JobState::Preempted,
-        "{container:?}"
+        "{container:?}\n{}",
+        agent.log_text()
     );
     assert!(container.message.contains("evict"), "{container:?}");
     assert!(
