@@ -60,11 +60,16 @@ known_containers=(
   a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
   after_kill_9_of_the_agent_every_container_is_re_adopted_and_ends_with_its_own_code
   cancel_and_deadline_stop_a_container
+  an_image_configuration_supplies_the_command_environment_workdir_and_user
 )
 known_qos=(
   a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup
   observe_mode_leaves_a_container_alone
 )
+# Timing tests that expect a real CPU: under TCG's emulation a 300 ms window may hold no time
+# slice of the burner they watch (it passes on some runs, fails on others).
+timing_skip="--skip qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup"
+echo "*** SKIPPED under TCG (timing on an emulated CPU): qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup ***" >&2
 skip_containers="" skip_qos=""
 if [ "${TCG_SUITE_STRICT:-}" != 1 ]; then
   for t in "${known_containers[@]}" "${known_qos[@]}"; do
@@ -74,7 +79,7 @@ if [ "${TCG_SUITE_STRICT:-}" != 1 ]; then
   skip_qos=$(printf -- ' --skip %s' "${known_qos[@]}")
 fi
 guest="$guest
-run lib $lib host::cgroup qos::
+run lib $lib host::cgroup qos:: $timing_skip
 run containers $containers$skip_containers
 run qos_loop $qos$skip_qos
 exit \$rc"
