@@ -279,9 +279,12 @@ impl Agent {
         )))
     }
 
-    /// The control socket of a job.
+    /// The control socket of a job (the agent's registry keeps it in the job's `sandbox/`).
     pub fn control_socket(&self, id: &str) -> PathBuf {
-        self.dir.join("state/jobs").join(id).join("control.sock")
+        self.dir
+            .join("state/jobs")
+            .join(id)
+            .join("sandbox/control.sock")
     }
 
     /// Sum of the VMs' progress counters.
