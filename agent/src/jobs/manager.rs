@@ -28,8 +28,6 @@ pub struct LiveJob {
     pub record: JobRecord,
     /// Its cgroups (None while Pending, or if they could not be found after a restart).
     pub cgroup: Option<JobCgroup>,
-    /// Its VMM's control socket.
-    pub control_socket: PathBuf,
     /// What the QoS loop last did to it.
     pub throttle: ThrottleState,
 }
@@ -389,7 +387,7 @@ impl JobManager {
         self.inner.table().by_id.get(id).map(|s| s.throttle.clone())
     }
 
-    /// Every unfinished job with its cgroups and control socket.
+    /// Every unfinished job with its cgroups.
     pub fn live_jobs(&self) -> Vec<LiveJob> {
         self.inner
             .table()
@@ -399,7 +397,6 @@ impl JobManager {
             .map(|s| LiveJob {
                 record: s.record.clone(),
                 cgroup: s.cgroup.clone(),
-                control_socket: self.inner.registry.paths(&s.record.id).control,
                 throttle: s.throttle.clone(),
             })
             .collect()
