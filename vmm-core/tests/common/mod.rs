@@ -165,12 +165,7 @@ impl Vm {
         let vcpu_ns = || -> u64 {
             self.vcpu_tids
                 .iter()
-                .map(|t| {
-                    std::fs::read_to_string(format!("/proc/{}/task/{t}/schedstat", self.pid))
-                        .ok()
-                        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-                        .unwrap_or(0)
-                })
+                .map(|t| try_thread_cpu_ns(self.pid, *t).unwrap_or(0))
                 .sum()
         };
         let mut seen = 0usize;
@@ -243,13 +238,17 @@ pub fn parse_started(line: &str, pid: u32) -> Vec<u32> {
 
 /// CPU time of a thread from `/proc/<pid>/task/<tid>/schedstat`, ns.
 pub fn thread_cpu_ns(pid: u32, tid: u32) -> u64 {
+    try_thread_cpu_ns(pid, tid).expect("the thread's schedstat")
+}
+
+/// As [`thread_cpu_ns`], `None` once the thread is gone.
+pub fn try_thread_cpu_ns(pid: u32, tid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
-        .unwrap()
+        .ok()?
         .split_whitespace()
-        .next()
-        .unwrap()
+        .next()?
         .parse()
-        .unwrap()
+        .ok()
 }
 
 /// Whether the test may run: KVM usable (and root for cgroups when asked).
