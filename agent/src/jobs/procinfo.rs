@@ -88,6 +88,39 @@ fn parse_start_ticks(stat: &str) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// The parent's pid: field 4 of `/proc/<pid>/stat`.
+pub fn parent(pid: u32) -> Result<u32, ProcError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
+    after_comm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ProcError::Parse {
+            path,
+            why: "field 4 (ppid) missing or not a number".into(),
+        })
+}
+
+/// Whether `pid` is exiting or gone: no `/proc/<pid>/stat`, a zombie (`Z`, `X`), or the
+/// kernel's PF_EXITING flag (field 9) set. An exiting process leaves its cgroups before its
+/// parent or a pidfd learns that it ended.
+pub fn is_exiting(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next().unwrap_or_default();
+    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
+}
+
 /// The kernel's boot id, unique per boot.
 pub fn boot_id() -> Result<String, ProcError> {
     let path = PathBuf::from("/proc/sys/kernel/random/boot_id");
@@ -190,6 +223,28 @@ mod tests {
         assert_eq!(parse_start_ticks(line), Some(78236));
         assert_eq!(parse_start_ticks("4242 (x) R 1"), None);
         assert_eq!(parse_start_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn a_child_names_its_parent_and_is_exiting_once_a_zombie() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(parent(pid).unwrap(), std::process::id());
+        assert!(!is_exiting(pid));
+        assert!(!is_exiting(std::process::id()));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, which has left its cgroups.
+        let t = std::time::Instant::now();
+        while !is_exiting(pid) && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(is_exiting(pid));
+        child.wait().unwrap();
+        assert!(is_exiting(pid), "a reaped process is gone");
+        assert!(parent(pid).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! One job's cgroups: `<root>/offline/<job>` with its `vcpu` and `io` children, the limits it
-//! is born with, where its sandbox process is placed, and its removal (a container's in every
-//! hierarchy of the node).
+//! One job's cgroups: `<root>/offline/<job>` with its `vcpu` and `io` children (and, for a
+//! container on cgroup v2, a `monitor` child), the limits it is born with, where its sandbox
+//! process is placed, and its removal (a container's in every hierarchy of the node).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::files::{self, CgroupFileError};
 use super::node::{CgroupNode, ThreadGroup};
 use super::values::{CgroupStats, IoLimit};
-use super::{CgroupError, Layout, V2_THREADED, detect, enable_v2};
+use super::{CgroupError, Layout, V2_CONTROLLERS, V2_THREADED, detect, enable_v2};
 
 /// Limits a job's cgroup carries from its creation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,13 +21,31 @@ pub struct JobLimits {
     pub io: Vec<IoLimit>,
 }
 
+/// What runs in a job's cgroup, which decides the shape of its subtree on cgroup v2 (on v1 both
+/// shapes are the same directories).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobShape {
+    /// A VMM: one process in `<job>`, its vCPU and IO threads moved into the `vcpu` and `io`
+    /// children (threaded cgroups on v2).
+    Vmm,
+    /// A container: its monitor process and the container's processes. On v2 a cgroup that
+    /// enables controllers for its children holds no process, and an OCI runtime places whole
+    /// processes: `<job>` enables the domain controllers, the monitor lives in `<job>/monitor`
+    /// and the container in `<job>/vcpu`, both domain cgroups. On v1 the monitor lives in
+    /// `<job>` and the container in `<job>/vcpu`.
+    Container,
+}
+
 /// One job's cgroups: `<root>/offline/<job>` and its `vcpu` and `io` children.
 #[derive(Debug, Clone)]
 pub struct JobCgroup {
     pub(super) id: String,
+    pub(super) shape: JobShape,
     pub(super) job: CgroupNode,
     pub(super) vcpu: CgroupNode,
     pub(super) io: CgroupNode,
+    /// `<job>/monitor`: where a container's monitor lives on v2 (unused otherwise).
+    pub(super) monitor: CgroupNode,
 }
 
 /// Where a new VMM process must be born: the cgroup directories it enters before `exec`.
@@ -57,6 +75,20 @@ impl JobCgroup {
         &self.job
     }
 
+    /// Whether a container's monitor lives in its own `monitor` child (cgroup v2).
+    fn has_monitor_child(&self) -> bool {
+        self.shape == JobShape::Container && matches!(self.job.tree().layout, Layout::V2 { .. })
+    }
+
+    /// The cgroup the sandbox's own process (the VMM, or a container's monitor) is born in.
+    pub fn home(&self) -> &CgroupNode {
+        if self.has_monitor_child() {
+            &self.monitor
+        } else {
+            &self.job
+        }
+    }
+
     /// The CPU cgroup of a thread group (`vcpu` or `io`).
     pub fn threads(&self, group: ThreadGroup) -> &CgroupNode {
         match group {
@@ -75,7 +107,11 @@ impl JobCgroup {
         for child in [&self.vcpu, &self.io] {
             inner.mkdir(child.rel(), true)?;
         }
-        if let Layout::V2 { .. } = inner.layout {
+        if self.has_monitor_child() {
+            inner.mkdir(self.monitor.rel(), false)?;
+            // Domain children: the container's cgroup gets every controller the job has.
+            enable_v2(&inner.scope, &self.job.dirs()[0], V2_CONTROLLERS, &[])?;
+        } else if let Layout::V2 { .. } = inner.layout {
             for child in [&self.vcpu, &self.io] {
                 for dir in child.dirs() {
                     inner.scope.write(&dir.join("cgroup.type"), "threaded")?;
@@ -98,9 +134,9 @@ impl JobCgroup {
         Ok(())
     }
 
-    /// Where the VMM process must be placed at birth.
+    /// Where the VMM process (or a container's monitor) must be placed at birth.
     pub fn placement(&self) -> Placement {
-        let dirs = self.job.dirs();
+        let dirs = self.home().dirs();
         match self.job.tree().layout {
             Layout::V1(_) => Placement::V1 {
                 procs_files: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
@@ -116,16 +152,25 @@ impl JobCgroup {
         self.threads(group).add_threads(tids)
     }
 
-    /// Processes in the job's cgroup.
+    /// Processes in the job's cgroup where the sandbox's process lives (and, for a container on
+    /// v2, in the container's cgroup beside it).
     pub fn procs(&self) -> Vec<u32> {
-        self.job.procs()
+        let mut procs = self.home().procs();
+        if self.has_monitor_child() {
+            for p in self.vcpu.procs() {
+                if !procs.contains(&p) {
+                    procs.push(p);
+                }
+            }
+        }
+        procs
     }
 
     /// The first of the job's cgroup directories (one per hierarchy on v1) that no longer holds
     /// process `pid`: removed, or the process moved out of it behind the agent's back. `None`
     /// while every limit still applies to it.
     pub fn lost(&self, pid: u32) -> Option<PathBuf> {
-        self.job
+        self.home()
             .dirs()
             .into_iter()
             .find(|d| files::read_pids(&d.join("cgroup.procs")).map_or(true, |p| !p.contains(&pid)))

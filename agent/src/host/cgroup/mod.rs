@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use colo_config::agent::CgroupVersion;
 pub use detect::{Hierarchies, V1Hierarchy};
 pub use files::CgroupFileError;
-pub use job::{JobCgroup, JobLimits, Placement};
+pub use job::{JobCgroup, JobLimits, JobShape, Placement};
 pub use node::{CgroupNode, ThreadGroup};
 pub use values::{CgroupStats, CpuQuota, CpuWeight, DeviceNumber, IoLimit};
 
@@ -101,7 +101,7 @@ impl Default for CgroupSettings {
 }
 
 /// The v2 controllers the agent enables for its children, in the kernel's order.
-const V2_CONTROLLERS: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
+pub(crate) const V2_CONTROLLERS: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
 /// The v2 controllers that work in threaded cgroups (enabled for `<job>/vcpu` and `<job>/io`).
 pub(crate) const V2_THREADED: &[&str] = &["cpuset", "cpu"];
 /// The v1 controllers whose hierarchies get `<job>/vcpu` and `<job>/io`.
@@ -327,10 +327,15 @@ impl CgroupTree {
         ids
     }
 
-    /// Creates `<root>/offline/<id>` with its `vcpu` and `io` children and applies `limits`.
-    /// On failure nothing is left behind.
-    pub fn create_job(&self, id: &str, limits: &JobLimits) -> Result<JobCgroup, CgroupError> {
-        let job = self.job_handle(id);
+    /// Creates `<root>/offline/<id>` with its `vcpu` and `io` children, shaped for what will run
+    /// there, and applies `limits`. On failure nothing is left behind.
+    pub fn create_job(
+        &self,
+        id: &str,
+        shape: JobShape,
+        limits: &JobLimits,
+    ) -> Result<JobCgroup, CgroupError> {
+        let job = self.shaped_handle(id, shape);
         if job.exists() {
             return Err(CgroupError::JobExists(id.into()));
         }
@@ -351,14 +356,27 @@ impl CgroupTree {
         job.exists().then_some(job)
     }
 
-    /// A handle on `<root>/offline/<id>` whether or not it exists (for cleanup).
+    /// A handle on `<root>/offline/<id>` whether or not it exists (for cleanup); its shape is
+    /// read from the directories (a `monitor` child: a container on v2).
     pub fn job_handle(&self, id: &str) -> JobCgroup {
+        let probe = self.shaped_handle(id, JobShape::Container);
+        let container = probe.monitor.dirs().iter().any(|d| d.is_dir());
+        if container {
+            probe
+        } else {
+            self.shaped_handle(id, JobShape::Vmm)
+        }
+    }
+
+    fn shaped_handle(&self, id: &str, shape: JobShape) -> JobCgroup {
         let rel = Path::new("offline").join(id);
         JobCgroup {
             id: id.to_string(),
+            shape,
             job: CgroupNode::new(self.inner.clone(), rel.clone(), false),
             vcpu: CgroupNode::new(self.inner.clone(), rel.join("vcpu"), true),
             io: CgroupNode::new(self.inner.clone(), rel.join("io"), true),
+            monitor: CgroupNode::new(self.inner.clone(), rel.join("monitor"), false),
         }
     }
 }

@@ -85,7 +85,9 @@ fn v2_job_lifecycle_limits_read_back_from_the_kernel() {
         pids: Some(32),
         io: io.clone(),
     };
-    let job = tree.create_job("j1", &limits).expect("create job");
+    let job = tree
+        .create_job("j1", JobShape::Vmm, &limits)
+        .expect("create job");
     assert_eq!(read("offline/j1/memory.max"), (64u64 << 20).to_string());
     assert_eq!(read("offline/j1/pids.max"), "32");
     if !io.is_empty() {
@@ -148,4 +150,90 @@ fn v2_job_lifecycle_limits_read_back_from_the_kernel() {
     job.remove(Duration::from_secs(2)).unwrap();
     assert!(tree.job_ids().is_empty());
     assert!(!base.join("offline/j1").exists());
+}
+
+#[test]
+fn v2_container_job_has_domain_children_and_its_monitor_beside_the_container() {
+    let test = "v2_container_job_has_domain_children_and_its_monitor_beside_the_container";
+    let Some((_lock, cg)) = v2_host(test) else {
+        return;
+    };
+    let settings = CgroupSettings {
+        root: Some(PathBuf::from(cg.name())),
+        move_self: Some(false),
+        ..Default::default()
+    };
+    let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
+    let base = cg.dir("memory");
+    let read = |rel: &str| {
+        fs::read_to_string(base.join(rel))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let limits = JobLimits {
+        memory_bytes: Some(64 << 20),
+        pids: Some(32),
+        io: vec![],
+    };
+    let job = tree
+        .create_job("c1", JobShape::Container, &limits)
+        .expect("create job");
+    // An OCI runtime moves whole processes: every child is a domain cgroup, and the job
+    // enables the domain controllers for them.
+    for child in ["vcpu", "io", "monitor"] {
+        assert_eq!(read(&format!("offline/c1/{child}/cgroup.type")), "domain");
+    }
+    let enabled = read("offline/c1/cgroup.subtree_control");
+    for c in ["cpu", "io", "memory", "pids"] {
+        assert!(enabled.split_whitespace().any(|x| x == c), "{c}: {enabled}");
+    }
+    assert_eq!(read("offline/c1/memory.max"), (64u64 << 20).to_string());
+    let Placement::V2 { dir } = job.placement() else {
+        panic!("v2 placement expected");
+    };
+    assert!(dir.ends_with("offline/c1/monitor"), "{}", dir.display());
+
+    // The monitor in its cgroup, the container's process in `vcpu`.
+    let mut monitor = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let mut container = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let (m, c) = (monitor.id(), container.id());
+    job.home().add_process(m).unwrap();
+    job.threads(ThreadGroup::Vcpu).add_process(c).unwrap();
+    assert!(
+        unified_line(m).ends_with("/offline/c1/monitor"),
+        "{}",
+        unified_line(m)
+    );
+    assert!(
+        unified_line(c).ends_with("/offline/c1/vcpu"),
+        "{}",
+        unified_line(c)
+    );
+    let mut procs = job.procs();
+    procs.sort();
+    let mut want = vec![m, c];
+    want.sort();
+    assert_eq!(procs, want);
+    assert_eq!(job.lost(m), None);
+    // Reopened after an agent restart, the handle finds the same shape.
+    let again = tree.open_job("c1").expect("reopen");
+    assert_eq!(again.placement(), job.placement());
+
+    let vcpu = job.threads(ThreadGroup::Vcpu);
+    vcpu.set_cpu_quota(CpuQuota::from_millicores(250, 100_000))
+        .unwrap();
+    assert_eq!(read("offline/c1/vcpu/cpu.max"), "25000 100000");
+    vcpu.set_cpu_idle(true).unwrap();
+    assert_eq!(read("offline/c1/vcpu/cpu.idle"), "1");
+    assert!(job.stats().pids >= 2, "{:?}", job.stats());
+
+    // A process that is not the monitor is not where the monitor lives.
+    assert!(job.lost(c).is_some());
+    for child in [&mut monitor, &mut container] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    job.remove(Duration::from_secs(2)).unwrap();
+    assert!(tree.job_ids().is_empty());
 }

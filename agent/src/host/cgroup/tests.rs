@@ -50,9 +50,11 @@ fn v1_job_lifecycle_on_real_hierarchies() {
         pids: Some(32),
         io: vec![],
     };
-    let job = tree.create_job("j1", &limits).expect("create job");
+    let job = tree
+        .create_job("j1", JobShape::Vmm, &limits)
+        .expect("create job");
     assert!(matches!(
-        tree.create_job("j1", &limits),
+        tree.create_job("j1", JobShape::Vmm, &limits),
         Err(CgroupError::JobExists(_))
     ));
     assert_eq!(tree.job_ids(), vec!["j1".to_string()]);
@@ -202,7 +204,7 @@ fn v2_structure_on_the_real_cgroup2_mount() {
     };
     let tree = CgroupTree::open(&dir.settings()).expect("open v2 tree");
     let job = tree
-        .create_job("j2", &JobLimits::default())
+        .create_job("j2", JobShape::Vmm, &JobLimits::default())
         .expect("create");
     let jobdir = dir.mount.join(&dir.name).join("offline/j2");
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::host::cgroup::tests::UnifiedTestDir;
-use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits};
+use crate::host::cgroup::{CgroupSettings, CgroupTree, JobLimits, JobShape};
 use std::time::{Duration, Instant};
 
 fn args(list: &[&str]) -> Vec<OsString> {
@@ -26,7 +26,9 @@ fn wait_exit(pidfd: &OwnedFd) -> WaitStatus {
 }
 
 fn check_launch(tree: &CgroupTree, expect: PlacementMethod, needle: &str) {
-    let job = tree.create_job("s1", &JobLimits::default()).unwrap();
+    let job = tree
+        .create_job("s1", JobShape::Vmm, &JobLimits::default())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.log");
     let a = args(&["-c", "echo started; exec sleep 30"]);

@@ -24,7 +24,7 @@ use super::model::{Guest, JobSpec, StopIntent};
 use super::outcome::{self, Outcome};
 use super::paths::{PathRoots, open_job_files};
 use super::registry::JobPaths;
-use crate::host::cgroup::JobCgroup;
+use crate::host::cgroup::{JobCgroup, JobShape};
 
 /// Errors of talking to a running sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +102,20 @@ impl Sandbox {
     /// The sandbox for `spec` on this agent.
     pub fn for_job(spec: &JobSpec, cfg: &ManagerConfig) -> Self {
         match spec.guest {
-            Guest::Container(_) => {
-                Self::Container(Container::new(cfg.containers.clone(), cfg.log_limit))
-            }
+            Guest::Container(_) => Self::Container(Container::new(
+                cfg.containers.clone(),
+                cfg.log_limit,
+                cfg.start_timeout,
+            )),
             Guest::Workload(_) | Guest::Linux(_) => Self::MicroVm(MicroVm::new(cfg)),
+        }
+    }
+
+    /// The shape of the job's cgroup for this sandbox.
+    pub fn cgroup_shape(&self) -> JobShape {
+        match self {
+            Self::Container(_) => JobShape::Container,
+            Self::MicroVm(_) => JobShape::Vmm,
         }
     }
 
@@ -121,8 +131,7 @@ impl Sandbox {
     ) -> Result<Prepared, String> {
         match (self, &spec.guest) {
             (Self::Container(c), Guest::Container(p)) => {
-                let host = c.host().map_err(|e| e.to_string())?;
-                container::prepare(host, id, p, paths, roots, cgroup, c.log_limit())
+                container::prepare(c, id, p, paths, roots, cgroup)
             }
             (Self::MicroVm(vm), _) => {
                 // The files the job names are opened here, beneath the operator's roots, and

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::launch;
 use super::model::{EndReason, JobRecord, JobState, StopIntent, StopKind, now_ms};
 use super::outcome::Outcome;
+use super::procinfo;
 use super::registry::JobPaths;
 use super::runtime::Sandbox;
 use super::store::{Command, JobStore};
@@ -239,7 +240,9 @@ impl Supervisor {
     fn cgroup_lost(&self) -> Option<StopIntent> {
         let pid = self.rec.vmm.as_ref()?.pid;
         let dir = match self.cgroup.as_ref() {
-            Some(cg) => cg.lost(pid)?,
+            // A process that is ending has left its cgroups already: its exit is not a loss
+            // (the pidfd reports it a moment later).
+            Some(cg) => cg.lost(pid).filter(|_| !procinfo::is_exiting(pid))?,
             // Re-adopted, but its cgroups were gone by then.
             None => self
                 .inner

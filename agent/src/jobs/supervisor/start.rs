@@ -59,6 +59,7 @@ impl Supervisor {
         let t_cg = Instant::now();
         let tree = self.inner.cgroups.clone();
         let id = self.rec.id.clone();
+        let shape = self.sandbox.cgroup_shape();
         let made = tokio::task::spawn_blocking(move || {
             if let Some(old) = tree.open_job(&id) {
                 // A cgroup from an earlier attempt that never got a VMM (crash before the
@@ -72,7 +73,8 @@ impl Supervisor {
                 old.remove(Duration::from_millis(200))
                     .map_err(|e| e.to_string())?;
             }
-            tree.create_job(&id, &limits).map_err(|e| e.to_string())
+            tree.create_job(&id, shape, &limits)
+                .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));

@@ -314,13 +314,15 @@ mod tests {
     /// the order that keeps every write valid, and the VM's quota in force is min(own, group).
     #[test]
     fn group_and_vm_quotas_keep_the_parent_above_the_child() {
-        use crate::host::cgroup::{JobLimits, ThreadGroup};
+        use crate::host::cgroup::{JobLimits, JobShape, ThreadGroup};
         let Some((_lock, _test, tree)) =
             real_tree("group_and_vm_quotas_keep_the_parent_above_the_child")
         else {
             return;
         };
-        let job = tree.create_job("j1", &JobLimits::default()).expect("job");
+        let job = tree
+            .create_job("j1", JobShape::Vmm, &JobLimits::default())
+            .expect("job");
         let p = Duration::from_millis(10);
         // As on an 8-CPU node, so that 2 cores is a quota that can bind.
         let mut group = GroupCpu::with_cpus(tree.offline(), 8.0);
@@ -364,13 +366,15 @@ mod tests {
     /// a release goes back to the cores (never unlimited), a squeeze goes below them.
     #[test]
     fn a_containers_cores_bound_its_quota_under_the_group() {
-        use crate::host::cgroup::{JobLimits, ThreadGroup};
+        use crate::host::cgroup::{JobLimits, JobShape, ThreadGroup};
         let Some((_lock, _test, tree)) =
             real_tree("a_containers_cores_bound_its_quota_under_the_group")
         else {
             return;
         };
-        let job = tree.create_job("c1", &JobLimits::default()).expect("job");
+        let job = tree
+            .create_job("c1", JobShape::Container, &JobLimits::default())
+            .expect("job");
         let node = job.threads(ThreadGroup::Vcpu).clone();
         let cores = |n: &CgroupNode| {
             let q = n.cpu_quota().unwrap();

@@ -353,7 +353,11 @@ mod tests {
             window.clone(),
             rx,
         ));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Until the three answers and a few failures are in (bounded for a slow host).
+        let t0 = Instant::now();
+        while window.lock().unwrap().len() < 5 && t0.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tx.send(true).unwrap();
         task.await.unwrap();
         let mut w = window.lock().unwrap();

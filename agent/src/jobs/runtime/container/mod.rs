@@ -21,6 +21,7 @@ mod prepare;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use colo_oci::image::ImageStore;
 use colo_oci::oci_spec::runtime::LinuxSeccomp;
@@ -88,6 +89,7 @@ pub type Availability = Result<Arc<ContainerHost>, String>;
 pub struct Container {
     host: Availability,
     log_limit: u64,
+    create_timeout: Duration,
 }
 
 /// The container id of a job (the runtime's name for it).
@@ -101,9 +103,20 @@ pub fn bundle_dir(paths: &JobPaths) -> PathBuf {
 }
 
 impl Container {
-    /// The container of a job on a node whose sandbox is `host`.
-    pub fn new(host: Availability, log_limit: u64) -> Self {
-        Self { host, log_limit }
+    /// The container of a job on a node whose sandbox is `host`, started within the agent's
+    /// `start_timeout`: its runtime gets three quarters of that to create it, so that the
+    /// monitor, not the agent, ends a creation that hangs (and cleans up after it).
+    pub fn new(host: Availability, log_limit: u64, start_timeout: Duration) -> Self {
+        Self {
+            host,
+            log_limit,
+            create_timeout: start_timeout.mul_f64(0.75),
+        }
+    }
+
+    /// How long the runtime may take to create the container.
+    pub fn create_timeout(&self) -> Duration {
+        self.create_timeout
     }
 
     pub(crate) fn host(&self) -> Result<&ContainerHost, ContainerError> {

@@ -30,6 +30,10 @@ use colo_vmm::CappedFile;
 use super::exit::ContainerExit;
 use crate::jobs::launch::pipe_cloexec;
 use crate::jobs::model::now_ms;
+use crate::jobs::procinfo;
+
+/// How long `<runtime> create` may take unless the agent says otherwise.
+const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The prefix of the line the monitor prints once the container runs.
 pub const STARTED: &str = "colo-monitor: started ";
@@ -55,6 +59,8 @@ pub struct MonitorArgs {
     pub oom_counter: Option<PathBuf>,
     /// Put the container's init under SCHED_IDLE before it starts.
     pub sched_idle: bool,
+    /// How long `<runtime> create` may take.
+    pub create_timeout: Duration,
 }
 
 impl MonitorArgs {
@@ -75,6 +81,10 @@ impl MonitorArgs {
         if let Some(c) = &self.oom_counter {
             kv("--oom-counter", c.clone().into());
         }
+        kv(
+            "--create-timeout-ms",
+            self.create_timeout.as_millis().to_string().into(),
+        );
         if self.sched_idle {
             a.push("--sched-idle".into());
         }
@@ -93,6 +103,7 @@ impl MonitorArgs {
             exit_record: PathBuf::new(),
             oom_counter: None,
             sched_idle: false,
+            create_timeout: DEFAULT_CREATE_TIMEOUT,
         };
         let mut it = args.into_iter();
         while let Some(k) = it.next() {
@@ -116,6 +127,12 @@ impl MonitorArgs {
                 }
                 "--exit-record" => m.exit_record = v.into(),
                 "--oom-counter" => m.oom_counter = Some(v.into()),
+                "--create-timeout-ms" => {
+                    let ms: u64 = v.to_string_lossy().parse().map_err(|_| {
+                        format!("--create-timeout-ms {v:?} is not a number of milliseconds")
+                    })?;
+                    m.create_timeout = Duration::from_millis(ms.clamp(1_000, 3_600_000));
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -231,6 +248,9 @@ pub fn run(args: &MonitorArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             let _ = rt.delete(&args.id);
+            // A runtime stopped half-way leaves its init process behind, unknown to its state
+            // (so `delete` cannot find it); as the subreaper, the monitor has inherited it.
+            kill_children();
             return record(failed(format!("{e}{}", runtime_said(&runtime_log))));
         }
     };
@@ -308,6 +328,29 @@ pub fn run(args: &MonitorArgs) -> i32 {
     code
 }
 
+/// Kills and reaps every remaining child of the monitor (after a failed create: the runtime's
+/// half-made init, which the monitor inherited as subreaper).
+fn kill_children() {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if procinfo::parent(pid).is_ok_and(|p| p == me) {
+            let pid = pid as i32;
+            // SAFETY: kill(2) on a child of this process (its parent is us, so the pid cannot
+            // have been reused by another process before we reap it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let mut status = 0;
+            // SAFETY: waitpid(2) on our own child with a status we own.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    }
+}
+
 /// Runs `<runtime> --log L create`, its stdout and stderr (passed on to the container) on `out`.
 fn create(
     rt: &OciRuntime,
@@ -328,7 +371,7 @@ fn create(
         .map_err(|e| format!("cannot run {}: {e}", rt.binary().display()))?;
     // The Command's copies of the pipe are closed once spawned; the container's init keeps its
     // own, so the monitor's reader sees end of file when the container has ended.
-    let deadline = Instant::now() + colo_oci::runtime::CALL_TIMEOUT * 3;
+    let deadline = Instant::now() + args.create_timeout;
     loop {
         match child.try_wait() {
             Ok(Some(st)) if st.success() => return Ok(()),
@@ -443,6 +486,7 @@ mod tests {
             exit_record: "/s/jobs/j1/exit.json".into(),
             oom_counter: Some("/sys/fs/cgroup/memory/colo/offline/j1/memory.oom_control".into()),
             sched_idle: true,
+            create_timeout: Duration::from_secs(120),
         }
     }
 
@@ -460,6 +504,8 @@ mod tests {
         assert!(e.contains("--bogus"), "{e}");
         let e = MonitorArgs::parse(vec!["--id".into()]).unwrap_err();
         assert!(e.contains("needs a value"), "{e}");
+        let e = MonitorArgs::parse(vec!["--create-timeout-ms".into(), "soon".into()]).unwrap_err();
+        assert!(e.contains("not a number of milliseconds"), "{e}");
     }
 
     #[test]

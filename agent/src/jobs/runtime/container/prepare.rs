@@ -7,7 +7,7 @@ use colo_config::job::Program;
 use colo_oci::bundle::{self, BindMount, BundleSpec};
 
 use super::monitor::MonitorArgs;
-use super::{ContainerHost, bundle_dir, container_id};
+use super::{Container, bundle_dir, container_id};
 use crate::host::cgroup::{JobCgroup, ThreadGroup};
 use crate::jobs::paths::{Accept, PathRoots, RootKind};
 use crate::jobs::registry::JobPaths;
@@ -92,14 +92,14 @@ fn process(p: &Program, root: &colo_oci::image::RootFs) -> Result<Process, Strin
 
 /// Resolves `p`'s image and volumes, writes the bundle and returns the monitor's launch.
 pub fn prepare(
-    host: &ContainerHost,
+    c: &Container,
     job: &str,
     p: &Program,
     paths: &JobPaths,
     roots: &PathRoots,
     cgroup: &JobCgroup,
-    log_limit: u64,
 ) -> Result<Prepared, String> {
+    let host = c.host().map_err(|e| e.to_string())?;
     let image = roots
         .resolve(
             RootKind::Image,
@@ -171,10 +171,11 @@ pub fn prepare(
         id: container_id(job),
         bundle: dir,
         console: paths.serial.clone(),
-        log_limit,
+        log_limit: c.log_limit(),
         exit_record: paths.exit_record.clone(),
         oom_counter: cgroup.oom_counter(),
         sched_idle: false,
+        create_timeout: c.create_timeout(),
     };
     Ok(Prepared {
         program: host.monitor.clone(),
