@@ -45,42 +45,30 @@ run() {
   name=$1
   shift
   t0=$(cut -d' ' -f1 /proc/uptime)
-  "$@" --test-threads=1 --nocapture >/tmp/out 2>&1 || rc=1
-  cat /tmp/out
+  # Streamed (a guest that runs out of time still shows how far it got), status kept.
+  { "$@" --test-threads=1 --nocapture; echo $? >/tmp/status; } 2>&1 | tee /tmp/out
+  [ "$(cat /tmp/status)" = 0 ] || rc=1
   t1=$(cut -d' ' -f1 /proc/uptime)
   echo "TCG-SUITE $name: $(grep '^test result' /tmp/out | tail -1); $(grep -c 'SKIPPED' /tmp/out) skip lines; $(awk "BEGIN {print $t1 - $t0}") s"
 }
 EOF
-# Known to fail on real cgroup v2, skipped here (loudly) until fixed; TCG_SUITE_STRICT=1 runs
-# them. runc refuses a container whose cgroupsPath is the job's threaded `vcpu` cgroup (it reads
-# cgroup.procs there: EOPNOTSUPP), so no container job starts on v2 (docs/testing.md).
-known_containers=(
-  a_container_job_ends_with_its_exit_code_and_coloctl_shows_its_output
-  a_container_over_its_memory_limit_ends_oom_killed
-  a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
-  after_kill_9_of_the_agent_every_container_is_re_adopted_and_ends_with_its_own_code
-  cancel_and_deadline_stop_a_container
-  an_image_configuration_supplies_the_command_environment_workdir_and_user
-)
-known_qos=(
-  a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup
-  observe_mode_leaves_a_container_alone
-)
 # Timing tests that expect a real CPU: under TCG's emulation a 300 ms window may hold no time
 # slice of the burner they watch (it passes on some runs, fails on others).
 timing_skip="--skip qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup"
 echo "*** SKIPPED under TCG (timing on an emulated CPU): qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup ***" >&2
-skip_containers="" skip_qos=""
-if [ "${TCG_SUITE_STRICT:-}" != 1 ]; then
-  for t in "${known_containers[@]}" "${known_qos[@]}"; do
-    echo "*** KNOWN FAILURE on cgroup v2, skipped: $t (container jobs in a threaded cgroup; TCG_SUITE_STRICT=1 runs it) ***" >&2
-  done
-  skip_containers=$(printf -- ' --skip %s' "${known_containers[@]}")
-  skip_qos=$(printf -- ' --skip %s' "${known_qos[@]}")
-fi
+# The loop squeezes the offline group to its floor (a quarter of an emulated core) as soon as
+# the online test service's run delay rises, which under TCG it does at once; the containers'
+# monitors and runc then crawl, and the containers do not start within the test's window. The
+# enforcement writes and reads themselves run in the unit tests above (qos::enforce on real v2).
+timing_skip_qos="--skip containers::a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup"
+echo "*** SKIPPED under TCG (timing on an emulated CPU): containers::a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup ***" >&2
+# Emulation is 10-50x slower than this machine, and the guest's files live in its RAM: sandboxes
+# get longer to start, and the batch-program test sorts 20 MB instead of 200.
+guest="$guest
+export COLO_TEST_START_TIMEOUT=120s COLO_TEST_SORT_MB=20"
 guest="$guest
 run lib $lib host::cgroup qos:: $timing_skip
-run containers $containers$skip_containers
-run qos_loop $qos$skip_qos
+run containers $containers
+run qos_loop $qos $timing_skip_qos
 exit \$rc"
 scripts/tcg-host.sh --timeout "${TCG_SUITE_TIMEOUT:-600}" "${adds[@]}" -- "$guest"

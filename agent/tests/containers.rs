@@ -145,9 +145,8 @@ fn a_container_job_ends_with_its_exit_code_and_coloctl_shows_its_output() {
 
 #[test]
 fn a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one() {
-    let Some((_lock, busybox)) = container_guard(
-        "a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one",
-    ) else {
+    let test = "a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one";
+    let Some((_lock, busybox)) = container_guard(test) else {
         return;
     };
     let agent = start_agent();
@@ -156,14 +155,20 @@ fn a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
     let output = agent.volumes_dir().join("out");
     std::fs::create_dir_all(&input).unwrap();
     std::fs::create_dir_all(&output).unwrap();
-    // 200 MB of pseudo-random lines.
+    // 200 MB of pseudo-random lines (COLO_TEST_SORT_MB scales it down on a slow, small host
+    // such as the TCG test host, whose whole file system lives in its 1 GiB of RAM).
+    let megabytes: u64 = std::env::var("COLO_TEST_SORT_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    eprintln!("{test}: sorting {megabytes} MB");
     let data = input.join("data.txt");
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut written = 0u64;
-        while written < 200_000_000 {
+        while written < megabytes * 1_000_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;

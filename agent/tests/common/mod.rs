@@ -208,8 +208,15 @@ impl TestAgent {
         let workload = workload_guest()
             .map(|p| format!("  workload: {}\n", p.display()))
             .unwrap_or_default();
+        // A slow host (the TCG test host emulates every instruction) gives sandboxes longer to
+        // start than the agent's default.
+        let start_timeout = std::env::var("COLO_TEST_START_TIMEOUT")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("  start_timeout: {s}\n"))
+            .unwrap_or_default();
         let yaml = format!(
-            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n  container:\n    runtime_root: {runc}\n{container}{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
+            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{start_timeout}{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n  container:\n    runtime_root: {runc}\n{container}{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
             cg = cgroup.name(),
             state = dir.path().join("state").display(),
             images = dir.path().join("images").display(),

@@ -260,7 +260,8 @@ pub(crate) fn burn_containers_with(
             ids.push(common::submit(&mut c, spec).await.id);
         }
         for id in &ids {
-            common::wait_for(&mut c, id, Duration::from_secs(30), |j| {
+            // An upper bound for slow hosts (TCG emulation); a normal host takes well under 1 s.
+            common::wait_for(&mut c, id, Duration::from_secs(150), |j| {
                 common::state(j) == pb::JobState::Running
             })
             .await;
