@@ -32,7 +32,7 @@ mod run;
 
 pub use actions::{Direction, LoggedAction, PhaseActions, parse_actions, parse_rfc3339_us};
 pub use offline::WorkUnit;
-pub use pgbench::{Phase, PhaseKind, parse_log, parse_log_line, schedule};
+pub use pgbench::{Phase, PhaseKind, log_files, parse_log, parse_log_line, schedule, start_phase};
 pub use report::{Summary, best_static, goals, summarize, table};
 
 /// An arm of the benchmark.
