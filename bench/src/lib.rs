@@ -1,6 +1,7 @@
 //! colo's QoS benchmarks: an open-loop HTTP load generator ([`loadgen`]), the headline benchmark
 //! ([`headline`]: nginx beside offline MicroVMs, alone / unlimited / static weight / colo), the
-//! reaction benchmark ([`reaction`]) and the agent's overhead ([`overhead`]), with medians and
+//! reaction benchmark ([`reaction`]), the thesis benchmark ([`thesis`]: PostgreSQL beside IO- and
+//! memory-heavy offline jobs in containers and MicroVMs) and the agent's overhead ([`overhead`]), with medians and
 //! bootstrap intervals ([`stats`]); a run counts only when the online service served its load
 //! ([`validity`]). The `colo-bench` binary drives them; see docs/qos.md.
 
@@ -11,4 +12,5 @@ pub mod overhead;
 pub mod reaction;
 pub mod services;
 pub mod stats;
+pub mod thesis;
 pub mod validity;

@@ -80,6 +80,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<(f64, f64), HostError> {
         return Err(e);
     }
     let setup = AgentSetup {
+        service: "nginx".into(),
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
         policy: bench_policy(crate::host::is_v2()),

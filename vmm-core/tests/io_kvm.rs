@@ -286,6 +286,45 @@ fn io_forever_streams_the_same_region_until_shutdown() {
 }
 
 #[test]
+fn a_guest_whose_io_the_bucket_holds_back_sleeps_instead_of_spinning() {
+    if !can_run(
+        "a_guest_whose_io_the_bucket_holds_back_sleeps_instead_of_spinning",
+        false,
+    ) {
+        return;
+    }
+    let _lock = host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk(dir.path(), 8);
+    let vm = Vm::start(VmArgs {
+        cmdline: "io=write:2:forever exit=0",
+        extra: vec!["--disk".into(), format!("{img},bw=4MiB")],
+        ..Default::default()
+    });
+    // The driver polls its used ring briefly, then halts until the disk's interrupt: at 4 MiB/s
+    // (32 requests a second) its vCPU idles nearly all the time. A polling driver kept it
+    // runnable all the time (93-100 % of a core on an idle host), so its CPU time plus its
+    // run-queue wait is the wall time on any host; a loaded host only moves time between them.
+    // A halting one wants ~1 % on an idle host; each of its wake-ups waits in the run queue of
+    // a loaded one (34 % at load 8 on 2 CPUs), hence the bound of 60 %.
+    let mut ctl = vm.control();
+    let s = ctl.stats().unwrap();
+    let (pid, tid) = (s.pid, s.vcpus[0].tid);
+    let w0 = common::thread_wanted_ns(pid, tid);
+    let t0 = Instant::now();
+    let rate = measure_rate(&vm, 0, Duration::from_secs(3));
+    let wanted = (common::thread_wanted_ns(pid, tid) - w0) as f64 / 1e9;
+    let share = wanted / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.25,
+        "vCPU wanted a CPU {:.0} % of the time",
+        share * 100.0
+    );
+    assert!(rate > 2.0 * MIB as f64, "IO still flows: {rate} B/s");
+    ctl.shutdown().unwrap();
+}
+
+#[test]
 fn bad_disks_are_refused_with_one_line() {
     if !can_run("bad_disks_are_refused_with_one_line", false) {
         return;

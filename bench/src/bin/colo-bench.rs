@@ -94,6 +94,64 @@ enum Cmd {
         #[arg(long, default_value = "bench-results/reaction")]
         out: PathBuf,
     },
+    /// PostgreSQL (pgbench, peak and trough phases) beside IO- and memory-heavy offline jobs:
+    /// alone, best-effort containers, containers with a blkio cap, MicroVMs with static IO
+    /// buckets and CPU quotas (a sweep), and MicroVMs under colo's loop.
+    Thesis {
+        /// About 3 minutes after the build: one repetition of one peak and one trough (10 s
+        /// each), one static setting (32 MiB/s, 0.5 cores), no unthrottled arm.
+        #[arg(long)]
+        quick: bool,
+        /// Repetitions (full mode default 5).
+        #[arg(long)]
+        repeats: Option<usize>,
+        /// Seconds per phase (full 20, quick 10).
+        #[arg(long)]
+        phase_secs: Option<u64>,
+        /// Peak + trough cycles per run (full 2, quick 1).
+        #[arg(long)]
+        cycles: Option<usize>,
+        /// Peak transactions per second.
+        #[arg(long, default_value_t = 300.0)]
+        peak_rate: f64,
+        /// Trough transactions per second.
+        #[arg(long, default_value_t = 30.0)]
+        trough_rate: f64,
+        /// Offline jobs per arm.
+        #[arg(long, default_value_t = 2)]
+        jobs: u32,
+        /// Work unit: MiB written.
+        #[arg(long, default_value_t = 64)]
+        unit_io_mib: u64,
+        /// Work unit: MiB of memory touched.
+        #[arg(long, default_value_t = 256)]
+        unit_mem_mib: u64,
+        /// Work unit: CPU units.
+        #[arg(long, default_value_t = 0)]
+        unit_cpu: u64,
+        /// Static sweep of (3): per-VM buckets, MiB/s (comma-separated; full 8,32,128,256).
+        #[arg(long, value_delimiter = ',')]
+        buckets: Option<Vec<u64>>,
+        /// Static sweep of (3): offline CPU quotas, cores (comma-separated; full 0.1,0.5,2).
+        #[arg(long, value_delimiter = ',')]
+        quotas: Option<Vec<f64>>,
+        /// The blkio cap of (2), MiB/s.
+        #[arg(long, default_value_t = 32)]
+        container_cap: u64,
+        /// The p99 SLO (ms) given to colo's loop for the pushed SLI.
+        #[arg(long, default_value_t = 4.0)]
+        slo_p99_ms: f64,
+        /// pgbench scale.
+        #[arg(long, default_value_t = 30)]
+        scale: u32,
+        /// Results directory (also the work directory: PostgreSQL's cluster and the jobs'
+        /// files live there, so it must be on the disk under test).
+        #[arg(long, default_value = "bench-results/thesis")]
+        out: PathBuf,
+        /// Policy file for (4) (default: the thesis policy).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
     /// The agent's CPU and RSS with many idle VMs and the loop running.
     Overhead {
         /// VMs.
@@ -213,6 +271,64 @@ fn main() {
                 ..Default::default()
             };
             colo_bench::reaction::run(&cfg, &bins)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        Cmd::Thesis {
+            quick,
+            repeats,
+            phase_secs,
+            cycles,
+            peak_rate,
+            trough_rate,
+            jobs,
+            unit_io_mib,
+            unit_mem_mib,
+            unit_cpu,
+            buckets,
+            quotas,
+            container_cap,
+            slo_p99_ms,
+            scale,
+            out,
+            policy,
+        } => {
+            use colo_bench::thesis;
+            let out = absolute(out);
+            let mut cfg = if quick {
+                thesis::Config::quick(out)
+            } else {
+                thesis::Config::full(out)
+            };
+            cfg.repeats = repeats.unwrap_or(cfg.repeats);
+            cfg.phase_secs = phase_secs.unwrap_or(cfg.phase_secs);
+            cfg.cycles = cycles.unwrap_or(cfg.cycles);
+            cfg.peak_rate = peak_rate;
+            cfg.trough_rate = trough_rate;
+            cfg.jobs = jobs;
+            cfg.unit = thesis::WorkUnit {
+                io_mib: unit_io_mib,
+                mem_mib: unit_mem_mib,
+                cpu_units: unit_cpu,
+            };
+            cfg.buckets_mib = buckets.unwrap_or(cfg.buckets_mib);
+            if let Some(q) = quotas {
+                cfg.quotas_milli = q
+                    .iter()
+                    .map(|c| (c * 1000.0).round().clamp(0.0, 1e6) as u32)
+                    .collect();
+            }
+            cfg.container_cap_mib = container_cap;
+            cfg.slo_p99_ms = slo_p99_ms;
+            cfg.scale = scale;
+            match policy.map(std::fs::read_to_string).transpose() {
+                Ok(p) => cfg.policy = p,
+                Err(e) => {
+                    eprintln!("colo-bench: --policy: {e}");
+                    std::process::exit(2);
+                }
+            }
+            thesis::run(&cfg, &bins)
                 .map(drop)
                 .map_err(|e| e.to_string())
         }

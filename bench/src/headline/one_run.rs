@@ -39,6 +39,8 @@ pub(super) fn one_run(
             )),
             _ => None,
         },
+        cpu_units: crate::services::BURN_UNITS,
+        disk_bw: None,
     };
     if vm.io.is_some() {
         for i in 0..cfg.vms {
@@ -52,6 +54,7 @@ pub(super) fn one_run(
         _ => cfg.policy.clone().unwrap_or_else(|| bench_policy(v2)),
     };
     let setup = AgentSetup {
+        service: "nginx".into(),
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
         policy,
@@ -270,19 +273,5 @@ fn disk_path(work: &Path, i: u32) -> PathBuf {
 
 /// Creates the VMs' disk file on the disk nginx uses (the bench's work directory).
 fn prepare_disk(path: &Path, mib: u64) -> Result<(), HostError> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|source| HostError::Io {
-            op: "create",
-            path: path.to_path_buf(),
-            source,
-        })?;
-    f.set_len((mib + 16) << 20).map_err(|source| HostError::Io {
-        op: "truncate",
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::services::sparse_disk(path, mib)
 }

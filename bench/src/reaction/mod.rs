@@ -213,6 +213,7 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
     let work = cfg.out_dir.join("work");
     let nginx = Nginx::start(&work.join("nginx"), cfg.port, 1024, &online)?;
     let setup = AgentSetup {
+        service: "nginx".into(),
         root: format!("/{ROOT}"),
         online_cgroup: format!("/{ONLINE}"),
         policy: cfg.policy.clone().unwrap_or_else(|| match cfg.trigger {
@@ -231,6 +232,8 @@ pub fn run(cfg: &Config, bins: &Bins) -> Result<Vec<Trial>, HostError> {
         memory_mib: 64,
         mem_touch_mib: 0,
         io: None,
+        cpu_units: crate::services::BURN_UNITS,
+        disk_bw: None,
     };
     for i in 0..cfg.vms {
         agent.submit(&format!("react-{i}"), &vm)?;

@@ -18,6 +18,28 @@ pub struct VmSpec {
     pub mem_touch_mib: u64,
     /// A disk file and `write:MiB` IO, if any.
     pub io: Option<(PathBuf, String)>,
+    /// CPU work units before the IO (`u64::MAX`-like values burn until cancelled).
+    pub cpu_units: u64,
+    /// The disk's token bucket (`--disk PATH,bw=RATE`), e.g. `64MiB/s`; `None`: unlimited.
+    pub disk_bw: Option<String>,
+}
+
+/// The CPU units of a VM that burns until it is cancelled (the headline's and the reaction's).
+pub const BURN_UNITS: u64 = 1_000_000_000;
+
+/// A container job to submit: a shell script run by busybox in `image`, with one volume.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// The root filesystem (a directory beneath the agent's image root).
+    pub image: PathBuf,
+    /// A host directory beneath the volume root, mounted at `/data`.
+    pub volume: PathBuf,
+    /// The script (`sh -c`).
+    pub script: String,
+    /// Memory limit, MiB.
+    pub memory_mib: u64,
+    /// CPU limit, cores.
+    pub vcpus: u32,
 }
 
 /// colo-agent in its own state directory, with the bench's cgroup root.
@@ -38,6 +60,8 @@ pub struct AgentSetup {
     pub root: String,
     /// The online service's cgroup path.
     pub online_cgroup: String,
+    /// The online service's name (agent.yaml, ReportSli).
+    pub service: String,
     /// The policy YAML.
     pub policy: String,
     /// Guest memory per VM, MiB (sets `offline.memory`).
@@ -76,7 +100,7 @@ impl Agent {
         })?;
         let socket = dir.join("agent.sock");
         let yaml = format!(
-            "node:\n  name: bench\ncgroup:\n  root: {root}\nservices:\n  - name: nginx\n    selector:\n      cgroups: [{online}]\n{service_extra}\
+            "node:\n  name: bench\ncgroup:\n  root: {root}\nservices:\n  - name: {service}\n    selector:\n      cgroups: [{online}]\n{service_extra}\
              offline:\n  workload: {guest}\n  vmm: {vmm}\n  state_dir: {state}\n  volume_roots: [{{path: {volumes}}}]\n  memory: {mem}MiB\n  memory_overhead: 64MiB\n  stop_grace: 2s\n  drain_on_shutdown: true\n{extra_offline}\
              api:\n  socket: {socket}\nmetrics:\n  listen: null\nloop:\n  period: 50ms\npolicy:\n  paths: [{policy}]\n",
             root = setup.root,
@@ -91,6 +115,7 @@ impl Agent {
             policy = policy.display(),
             extra_offline = extra_offline,
             service_extra = setup.service_extra,
+            service = setup.service,
         );
         let cfg = dir.join("agent.yaml");
         std::fs::write(&cfg, yaml).map_err(|source| HostError::Io {
@@ -186,6 +211,7 @@ impl Agent {
         let vcpus = vm.vcpus.to_string();
         let mem = vm.memory_mib.to_string();
         let touch = vm.mem_touch_mib.to_string();
+        let units = vm.cpu_units.to_string();
         let mut args = vec![
             "submit",
             "--name",
@@ -195,7 +221,7 @@ impl Agent {
             "--memory-mib",
             &mem,
             "--cpu-units",
-            "1000000000",
+            &units,
             "--output",
             "json",
         ];
@@ -204,10 +230,46 @@ impl Agent {
         }
         let disk;
         if let Some((path, io)) = &vm.io {
-            disk = path.display().to_string();
+            disk = match &vm.disk_bw {
+                Some(bw) => format!("{},bw={bw}", path.display()),
+                None => path.display().to_string(),
+            };
             args.extend(["--disk", &disk, "--io", io]);
         }
-        let out = self.ctl(&args)?;
+        self.submit_args(&args)
+    }
+
+    /// Submits one container job.
+    pub fn submit_container(&mut self, name: &str, c: &ContainerSpec) -> Result<String, HostError> {
+        let vcpus = c.vcpus.to_string();
+        let mem = c.memory_mib.to_string();
+        let image = c.image.display().to_string();
+        let volume = format!("{}:/data", c.volume.display());
+        self.submit_args(&[
+            "submit",
+            "--name",
+            name,
+            "--sandbox",
+            "container",
+            "--vcpus",
+            &vcpus,
+            "--memory-mib",
+            &mem,
+            "--image",
+            &image,
+            "--volume",
+            &volume,
+            "--output",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            &c.script,
+        ])
+    }
+
+    fn submit_args(&mut self, args: &[&str]) -> Result<String, HostError> {
+        let out = self.ctl(args)?;
         let id = serde_json::from_str::<serde_json::Value>(&out)
             .ok()
             .and_then(|v| {
@@ -294,6 +356,17 @@ impl Agent {
             .filter_map(|id| colo_vmm::ControlClient::connect(self.control_socket(id)).ok())
             .filter_map(|mut c| c.stats().ok())
             .map(|s| s.progress)
+            .sum()
+    }
+
+    /// Bytes the VMs' disks moved (read + written), summed over the jobs.
+    pub fn disk_bytes(&self) -> u64 {
+        self.jobs
+            .iter()
+            .filter_map(|id| colo_vmm::ControlClient::connect(self.control_socket(id)).ok())
+            .filter_map(|mut c| c.stats().ok())
+            .flat_map(|s| s.disks)
+            .map(|d| d.read_bytes + d.write_bytes)
             .sum()
     }
 

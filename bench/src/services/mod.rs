@@ -1,4 +1,4 @@
-//! The processes a benchmark run drives: nginx (the online service), colo-agent with its VMs,
+//! The processes a benchmark run drives: nginx and PostgreSQL (online services), colo-agent with its VMs,
 //! stress-ng (the control row), and the load generator.
 //!
 //! | file | process |
@@ -6,10 +6,12 @@
 //! | `nginx.rs` | nginx, the online service |
 //! | `agent.rs` | colo-agent and the VMs submitted to it |
 //! | `stress.rs` | stress-ng, the control row |
+//! | `postgres.rs` | PostgreSQL, the thesis benchmark's online service |
 //! | `mod.rs` | the binaries' directory, colo-loadgen, small helpers |
 
 mod agent;
 mod nginx;
+mod postgres;
 mod stress;
 
 use std::io::Write;
@@ -20,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use crate::host::{BenchCgroup, HostError, spawn_in};
 
-pub use agent::{Agent, AgentSetup, VmSpec};
+pub use agent::{Agent, AgentSetup, BURN_UNITS, ContainerSpec, VmSpec};
 pub use nginx::Nginx;
+pub use postgres::{PG_BIN, Postgres};
 pub use stress::StressNg;
 
 /// Where the binaries are (`colo-agent`, `coloctl`, `colo-vmm`, `colo-loadgen`).
@@ -133,4 +136,23 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), HostError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Creates a sparse file of `mib` MiB (+16 MiB) for a VM's disk, keeping one that exists.
+pub fn sparse_disk(path: &Path, mib: u64) -> Result<(), HostError> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| HostError::Io {
+            op: "create",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    f.set_len((mib + 16) << 20).map_err(|source| HostError::Io {
+        op: "truncate",
+        path: path.to_path_buf(),
+        source,
+    })
 }

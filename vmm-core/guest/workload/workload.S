@@ -12,6 +12,9 @@
  * fixed address (no loops in ring 0); all work, parsing and port I/O happen in ring 3 (port I/O
  * through the TSS I/O permission bitmap). Ring 3 calls into ring 0 (for `hlt`) with `ud2` at the
  * one address `sys_trap`, since `syscall` and `int` do not reach ring 0 on those hosts.
+ * The disk driver polls its used ring for a moment, then waits for the disk's interrupt in `hlt`
+ * (SYS_WAIT_IO), so a guest whose IO is held back by the VMM's token bucket idles, as a real
+ * guest would, instead of burning its vCPU.
  *
  * Entry points:
  *  - `pvh_start32` (PVH note): 32-bit protected mode, paging off, EBX = hvm_start_info. Used by
@@ -35,6 +38,7 @@
 #define MAX_CPUS        32
 #define IDT_VECTORS     64
 #define TIMER_VECTOR    0x30
+#define DISK_VECTOR     0x31
 #define SPURIOUS_VECTOR 0x3f
 
 #define KCODE           0x08
@@ -47,9 +51,11 @@
 #define DEBUG_EXIT      0xf4
 #define I8042_CMD       0x64
 #define LAPIC           0xfee00000
+#define IOAPIC          0xfec00000
 
 #define SYS_HOLD        1
 #define SYS_PARK        2
+#define SYS_WAIT_IO     3
 
 /* Exit codes of the guest itself (colo-vmm passes 0..=63 through). */
 #define EXIT_BAD_ARG    63
@@ -65,6 +71,10 @@
 #define IO_CHUNK        0x20000
 #define IO_CHUNK_SHIFT  17
 #define EXIT_IO_ERROR   61
+/* colo-vmm's first virtio-mmio device raises IOAPIC pin 5 (layout::VIRTIO_IRQ_BASE). */
+#define DISK_IRQ        5
+/* Polls of the used ring (each a `pause`, ~30-140 cycles) before the driver sleeps. */
+#define IO_SPIN         2000
 /* io=hostile: the data segment of its unaligned write request (63 MiB, from mem_start + 0x100). */
 #define HOSTILE_BYTES   0x3f00000
 #define PATTERN_MUL     0x9e3779b97f4a7c15
@@ -219,7 +229,7 @@ entry64:
     ltr %ax
     lidt idt_ptr(%rip)
     /* Mask LINT0: KVM wires the boot CPU's LINT0 to the 8259 PIC (ExtINT), whose vectors would
-     * land on exception gates. Disk interrupts are not wanted either: the driver polls. */
+     * land on exception gates. The disk's interrupt comes through the IOAPIC (io_run). */
     movabsq $LAPIC, %rax
     movl $0x10000, 0x350(%rax)
     testq %rdi, %rdi
@@ -248,6 +258,8 @@ isr_common:
     movq 40(%rsp), %rax
     cmpq $TIMER_VECTOR, %rax
     je isr_timer
+    cmpq $DISK_VECTOR, %rax
+    je isr_timer
     cmpq $SPURIOUS_VECTOR, %rax
     je isr_return
     cmpq $6, %rax
@@ -262,6 +274,8 @@ isr_common:
     je sys_hold
     cmpq $SYS_PARK, %rax
     je park_forever
+    cmpq $SYS_WAIT_IO, %rax
+    je sys_wait_io
     jmp isr_return
 isr_timer:
     movabsq $LAPIC, %rcx
@@ -304,6 +318,21 @@ sys_hold:
 5:
     movl $0x10000, 0x320(%rcx)      /* mask the timer again */
     jmp isr_return
+
+/* Halts until the used ring's index differs from DI (the entries the driver consumed). The
+ * index is checked with interrupts off and `sti; hlt` sleeps atomically, so a completion that
+ * lands between the check and the halt still wakes it (its interrupt stays pending). */
+sys_wait_io:
+    movabsq $LAPIC, %rcx
+    movl $(0x100 | SPURIOUS_VECTOR), 0xf0(%rcx)
+1:
+    movzwl vq_used + 2(%rip), %eax
+    cmpw %ax, %di
+    jne isr_return
+    sti
+    hlt
+    cli
+    jmp 1b
 
 park_forever:
     cli
@@ -766,7 +795,7 @@ check_mem:
     movl $EXIT_BAD_ARG, %eax
     jmp guest_exit
 
-/* ---- virtio-blk driver (ring 3, polling) ----------------------------------------------------- */
+/* ---- virtio-blk driver (ring 3; polls, then sleeps until the disk's interrupt) ---------------- */
 
 /* Streams job_io_mib MiB to or from the first disk in 128 KiB requests, IO_SLOTS in flight,
  * counting bytes in the progress block; reads are checksummed, writes carry a pattern:
@@ -802,7 +831,13 @@ io_run:
     movl %eax, 0x0a0(%rbx)
     shrq $32, %rax
     movl %eax, 0x0a4(%rbx)
-    movw $1, vq_avail(%rip)         /* VRING_AVAIL_F_NO_INTERRUPT: this driver polls */
+    movw $1, vq_avail(%rip)         /* VRING_AVAIL_F_NO_INTERRUPT while it polls */
+    /* IOAPIC pin DISK_IRQ -> DISK_VECTOR on LAPIC 0 (vCPU 0 runs the driver), edge, fixed. */
+    movabsq $IOAPIC, %rax
+    movl $(0x10 + 2 * DISK_IRQ + 1), (%rax)
+    movl $0, 0x10(%rax)
+    movl $(0x10 + 2 * DISK_IRQ), (%rax)
+    movl $DISK_VECTOR, 0x10(%rax)
     movl $1, 0x044(%rbx)            /* QueueReady */
     movl $0xf, 0x070(%rbx)          /* DRIVER_OK */
     testl $0x40, 0x070(%rbx)        /* DEVICE_NEEDS_RESET */
@@ -886,10 +921,15 @@ io_run:
     cmpq io_total(%rip), %rax
     jae 9f
 6:
+    movl $IO_SPIN, %r15d
+61:
     movzwl vq_used + 2(%rip), %eax
     cmpw %ax, io_used(%rip)
     jne 7f
     pause
+    decl %r15d
+    jnz 61b
+    call io_wait
     jmp 6b
 7:
     movzwl io_used(%rip), %eax
@@ -998,6 +1038,24 @@ io_hostile:
     leaq msg_hostile_reset(%rip), %rsi
     movl $(msg_hostile_reset_end - msg_hostile_reset), %ecx
     jmp puts
+
+/* Sleeps until the used ring moves: interrupts on (avail flags 0), the index checked again (a
+ * completion before the flag change sent none), then SYS_WAIT_IO; the disk's interrupt status
+ * acknowledged and interrupts off again for the next poll. RBX is the device. */
+io_wait:
+    movw $0, vq_avail(%rip)
+    mfence
+    movzwl vq_used + 2(%rip), %eax
+    cmpw %ax, io_used(%rip)
+    jne 1f
+    movzwl io_used(%rip), %edi
+    movl $SYS_WAIT_IO, %eax
+    call sys_call
+1:
+    movw $1, vq_avail(%rip)
+    movl 0x060(%rbx), %eax          /* InterruptStatus */
+    movl %eax, 0x064(%rbx)          /* InterruptACK */
+    ret
 
 /* Fills in and makes available the request of slot RDI for chunk io_next (then io_next++). */
 io_submit:

@@ -251,6 +251,17 @@ pub fn try_thread_cpu_ns(pid: u32, tid: u32) -> Option<u64> {
         .ok()
 }
 
+/// CPU time plus run-queue wait of a thread (the first two fields of its schedstat), ns: the
+/// time it wanted a CPU, whatever the host's load gave it.
+pub fn thread_wanted_ns(pid: u32, tid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+        .expect("the thread's schedstat");
+    text.split_whitespace()
+        .take(2)
+        .map(|v| v.parse::<u64>().expect("a schedstat number"))
+        .sum()
+}
+
 /// Whether the test may run: KVM usable (and root for cgroups when asked).
 pub fn can_run(test: &str, needs_root: bool) -> bool {
     colo_testkit::kvm_or_skip(test) && (!needs_root || colo_testkit::root_or_skip(test))
