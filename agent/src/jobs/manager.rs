@@ -535,6 +535,13 @@ impl JobManager {
             set.abort_all();
             while set.join_next().await.is_some() {}
         }
+        // With no job left, the unit's cgroup goes back to how systemd made it, so that a
+        // restart can place the next agent there whatever systemd's version.
+        match self.inner.cgroups.release_if_idle() {
+            Ok(true) => tracing::info!("no job left: released the cgroup subtree's controllers"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot release the cgroup subtree"),
+        }
     }
 
     /// True once [`shutdown`](Self::shutdown) began.

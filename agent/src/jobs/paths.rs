@@ -349,7 +349,9 @@ fn hint(source: &std::io::Error) -> &'static str {
     match source.raw_os_error() {
         Some(libc::ELOOP) => " (symlinks are not followed beneath a root)",
         Some(libc::EXDEV) => " (the path leaves its root)",
-        Some(libc::ENOSYS) => " (openat2 needs Linux >= 5.6)",
+        Some(libc::ENOSYS) => {
+            " (openat2 needs Linux >= 5.6, and no seccomp filter that refuses it: systemd's RestrictSUIDSGID=yes does)"
+        }
         _ => "",
     }
 }

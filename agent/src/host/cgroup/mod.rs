@@ -307,6 +307,46 @@ impl CgroupTree {
         CgroupNode::new(self.inner.clone(), PathBuf::from("offline"), false)
     }
 
+    /// Hands a v2 subtree with no job left back as its owner made it: removes `<root>/offline`
+    /// and disables the controllers `<root>` enabled for its children, so that systemd can
+    /// start the next agent's processes in the unit's cgroup (before `DelegateSubgroup=`,
+    /// systemd 254, it starts them there, and a cgroup that enables controllers for its
+    /// children takes no process: the restart fails with `status=219/CGROUP`). Does nothing on
+    /// v1, while a job's cgroup exists, or while `<root>` has children other than the agent's.
+    pub fn release_if_idle(&self) -> Result<bool, CgroupError> {
+        let Layout::V2 { .. } = self.inner.layout else {
+            return Ok(false);
+        };
+        if !self.job_ids().is_empty() {
+            return Ok(false);
+        }
+        let rootdir = self.inner.dirs(Path::new(""), false).remove(0);
+        let others = std::fs::read_dir(&rootdir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .any(|e| e.file_name() != "agent" && e.file_name() != "offline")
+            })
+            .unwrap_or(true);
+        if others {
+            return Ok(false);
+        }
+        self.inner
+            .scope
+            .remove_tree(&rootdir.join("offline"), Duration::from_millis(200))?;
+        let enabled = files::read(&rootdir.join("cgroup.subtree_control"))?;
+        let off: Vec<String> = enabled
+            .split_whitespace()
+            .map(|c| format!("-{c}"))
+            .collect();
+        if !off.is_empty() {
+            self.inner
+                .scope
+                .write(&rootdir.join("cgroup.subtree_control"), &off.join(" "))?;
+        }
+        Ok(true)
+    }
+
     /// Ids of the jobs that have a cgroup under `<root>/offline`.
     pub fn job_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();

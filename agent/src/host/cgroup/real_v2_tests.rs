@@ -35,18 +35,23 @@ fn v2_host(test: &str) -> Option<(colo_testkit::HostLock, colo_testkit::TestCgro
     Some((lock, cg))
 }
 
+/// The agent's tree in the test cgroup; the test process stays where it is (the agent moves
+/// itself on a real node).
+fn settings(cg: &colo_testkit::TestCgroup) -> CgroupSettings {
+    CgroupSettings {
+        root: Some(PathBuf::from(cg.name())),
+        move_self: Some(false),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn v2_job_lifecycle_limits_read_back_from_the_kernel() {
     let test = "v2_job_lifecycle_limits_read_back_from_the_kernel";
     let Some((_lock, cg)) = v2_host(test) else {
         return;
     };
-    let settings = CgroupSettings {
-        root: Some(PathBuf::from(cg.name())),
-        // The test process stays where it is; the agent moves itself on a real node.
-        move_self: Some(false),
-        ..Default::default()
-    };
+    let settings = settings(&cg);
     let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
     assert_eq!(tree.version(), CgroupVersion::V2);
     let base = cg.dir("memory");
@@ -158,11 +163,7 @@ fn v2_container_job_has_domain_children_and_its_monitor_beside_the_container() {
     let Some((_lock, cg)) = v2_host(test) else {
         return;
     };
-    let settings = CgroupSettings {
-        root: Some(PathBuf::from(cg.name())),
-        move_self: Some(false),
-        ..Default::default()
-    };
+    let settings = settings(&cg);
     let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
     let base = cg.dir("memory");
     let read = |rel: &str| {
@@ -236,4 +237,35 @@ fn v2_container_job_has_domain_children_and_its_monitor_beside_the_container() {
     }
     job.remove(Duration::from_secs(2)).unwrap();
     assert!(tree.job_ids().is_empty());
+}
+
+#[test]
+fn v2_an_idle_subtree_hands_its_controllers_back() {
+    let test = "v2_an_idle_subtree_hands_its_controllers_back";
+    let Some((_lock, cg)) = v2_host(test) else {
+        return;
+    };
+    let settings = settings(&cg);
+    let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
+    let base = cg.dir("memory");
+    let job = tree
+        .create_job("j1", JobShape::Container, &JobLimits::default())
+        .expect("create job");
+    // A job's cgroup holds the subtree.
+    assert!(!tree.release_if_idle().unwrap());
+    assert!(base.join("offline/j1").exists());
+    job.remove(Duration::from_secs(2)).unwrap();
+    assert!(tree.release_if_idle().unwrap());
+    assert!(!base.join("offline").exists());
+    let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap();
+    assert_eq!(enabled.trim(), "", "controllers left enabled: {enabled}");
+    // A process may live in the root again (what systemd needs to start the next agent).
+    let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+    fs::write(base.join("cgroup.procs"), child.id().to_string()).expect("a process in the root");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next agent's tree enables them again.
+    let again = CgroupTree::open(&settings).expect("reopen");
+    assert!(base.join("offline").exists());
+    drop(again);
 }
