@@ -27,6 +27,8 @@ PKGS=(
   qemu-system-x86 # the TCG test host (scripts/tcg-host.sh): a real cgroup v2 kernel, no KVM needed
   cpio            # the TCG host's initramfs
   file            # the TCG host tells ELF files (their libraries come along) from others
+  jq              # the TCG suites pick test binaries out of cargo's JSON messages
+  debootstrap     # the Debian root of the systemd check in the TCG host (scripts/tcg-systemd.sh)
   golang-github-containers-common-dev # containers-common's default seccomp profile (seccomp.json)
 )
 missing=()

@@ -5,11 +5,17 @@
 # /sys/fs/cgroup with every controller enabled in the root's cgroup.subtree_control, runs
 # COMMAND there as root (sh -c, cwd /) and powers off.
 #
+# With --systemd ROOTFS the guest boots ROOTFS (a directory holding a Debian root file system
+# with systemd, e.g. made by debootstrap) from the virtio disk with systemd as PID 1 instead:
+# the --add files go into that root, and COMMAND runs in a oneshot unit once the system is up.
+# ROOTFS is changed (the unit and the files are written into it): pass a throw-away copy.
+#
 # Prints COMMAND's output (serial console) on stdout and exits with its status; the harness's
 # own lines (boot and run times) go to stderr. 124 when the guest does not finish in time.
 # Without qemu-system-x86_64 it says SKIPPED and exits 0, or fails under COLO_REQUIRE_KVM=1.
 #
-#   scripts/tcg-host.sh [--add PATH[:GUEST_PATH]]... [--timeout SECS] [--mem MIB] -- COMMAND
+#   scripts/tcg-host.sh [--add PATH[:GUEST_PATH]]... [--timeout SECS] [--mem MIB]
+#                       [--systemd ROOTFS] -- COMMAND
 #
 # The kernel (linux-image-cloud-amd64's versioned package, from apt) is fetched once into
 # ${COLO_TCG_CACHE:-/var/cache/colo/tcg}/<version>/. Files keep their host path in the guest
@@ -26,11 +32,13 @@ die() {
 adds=()
 timeout=600
 mem=1024
+systemd_root=""
 while (($#)); do
   case $1 in
     --add) adds+=("$2"); shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
+    --systemd) systemd_root=$2; shift 2 ;;
     --) shift; break ;;
     *) die "unknown option $1 (usage: tcg-host.sh [--add PATH[:GUEST_PATH]]... [--timeout SECS] [--mem MIB] -- COMMAND)" ;;
   esac
@@ -87,8 +95,15 @@ kmods=$(ls -d "$kdir"/modules/*/kernel)
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/colo-tcg.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-root=$work/root
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,newroot,var/tmp,lib/modules,colo-tcg}
+initramfs=$work/root
+mkdir -p "$initramfs"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,newroot,var/tmp,lib/modules,colo-tcg}
+# Where the --add files and COMMAND go: the initramfs, or the systemd root on the disk.
+root=$initramfs
+if [ -n "$systemd_root" ]; then
+  [ -x "$systemd_root/lib/systemd/systemd" ] || die "--systemd $systemd_root: no lib/systemd/systemd there"
+  root=$(realpath "$systemd_root")
+  mkdir -p "$root/colo-tcg" "$root/etc/systemd/system/default.target.wants"
+fi
 
 # Copies one file to GUEST_PATH inside the root; ELF files lose their debug info and bring
 # their shared libraries (and the loader) along.
@@ -121,22 +136,63 @@ add() {
   fi
 }
 
-cp "$busybox" "$root/bin/busybox"
-add "$(command -v runc):/usr/sbin/runc"
+cp "$busybox" "$initramfs/bin/busybox"
+for m in "${MODULES[@]}"; do cp "$kmods/$m" "$initramfs/lib/modules/"; done
+printf '%s\n' "${MODULES[@]##*/}" >"$initramfs/colo-tcg/modules"
+if [ -z "$systemd_root" ]; then
+  add "$(command -v runc):/usr/sbin/runc"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
+else
+  touch "$initramfs/colo-tcg/systemd"
+  # COMMAND in a oneshot unit once the system is up, its output on the serial console, then
+  # power off; no login prompt on that console.
+  cat >"$root/colo-tcg/run" <<'EOF'
+#!/bin/sh
+exec >/dev/ttyS0 2>&1
+echo "COLO-TCG-BEGIN uptime=$(cut -d' ' -f1 /proc/uptime) controllers=$(tr ' ' , </sys/fs/cgroup/cgroup.subtree_control)"
+cd /
+sh -c "$(cat /colo-tcg/command)" </dev/null
+rc=$?
+echo "COLO-TCG-EXIT $rc uptime=$(cut -d' ' -f1 /proc/uptime)"
+sync
+systemctl poweroff --force --force
+EOF
+  chmod 755 "$root/colo-tcg/run"
+  cat >"$root/etc/systemd/system/colo-tcg.service" <<'EOF'
+[Unit]
+Description=colo TCG host: the test command
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/colo-tcg/run
+EOF
+  ln -sf /etc/systemd/system/colo-tcg.service "$root/etc/systemd/system/default.target.wants/"
+  ln -sf /lib/systemd/system/multi-user.target "$root/etc/systemd/system/default.target"
+  for u in serial-getty@ttyS0.service getty@tty1.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$u"
+  done
+fi
 for a in "${adds[@]}"; do add "$a"; done
-for m in "${MODULES[@]}"; do cp "$kmods/$m" "$root/lib/modules/"; done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-printf '127.0.0.1 localhost\n::1 localhost\n' >"$root/etc/hosts"
 printf '%s\n' "$command" >"$root/colo-tcg/command"
-printf '%s\n' "${MODULES[@]##*/}" >"$root/colo-tcg/modules"
 
-cat >"$root/init" <<'EOF'
+cat >"$initramfs/init" <<'EOF'
 #!/bin/busybox sh
 # Stage 1 (on the initramfs): copy the root into a tmpfs and switch to it, so that runc can
 # pivot_root (the initramfs itself cannot be pivoted away from). Stage 2: set up and run.
 /bin/busybox --install -s /bin
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+if [ -f /colo-tcg/systemd ]; then
+  # The root file system is on the disk, and systemd is its init.
+  mount -t proc proc /proc
+  mount -t devtmpfs devtmpfs /dev
+  for m in $(cat /colo-tcg/modules); do insmod "/lib/modules/$m"; done
+  for i in $(seq 50); do [ -b /dev/vda ] && break; sleep 0.2; done
+  mount -t ext4 /dev/vda /newroot || { echo "tcg-host: cannot mount /dev/vda"; poweroff -f; }
+  umount /dev /proc
+  exec switch_root /newroot /lib/systemd/systemd
+fi
 if [ "$1" != stage2 ]; then
   mount -t tmpfs -o mode=0755 tmpfs /newroot
   for d in /*; do
@@ -170,18 +226,26 @@ echo "COLO-TCG-EXIT $rc uptime=$(cut -d' ' -f1 /proc/uptime)"
 umount /var/tmp 2>/dev/null
 poweroff -f
 EOF
-chmod 755 "$root/init"
+chmod 755 "$initramfs/init"
 
-(cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd"
-truncate -s 256M "$work/disk"
-mkfs.ext4 -q -F "$work/disk"
+(cd "$initramfs" && find . | cpio -o -H newc --quiet) >"$work/initrd"
+if [ -n "$systemd_root" ]; then
+  # The root and 1 GiB to spare (the agent's state, images, job files).
+  truncate -s "$(($(du -sm "$root" | cut -f1) + 1024))M" "$work/disk"
+  mkfs.ext4 -q -F -d "$root" "$work/disk"
+  append="console=ttyS0 quiet loglevel=3 panic=-1 systemd.show_status=0 systemd.unified_cgroup_hierarchy=1"
+else
+  truncate -s 256M "$work/disk"
+  mkfs.ext4 -q -F "$work/disk"
+  append="console=ttyS0 quiet loglevel=3 panic=-1"
+fi
 say "initramfs $(du -m "$work/initrd" | cut -f1) MiB; booting $kpkg (TCG, ${mem} MiB, 2 vCPUs, ${timeout}s limit)"
 
 t0=$(date +%s.%N)
 rc=0
 timeout -k 10 "$timeout" qemu-system-x86_64 -accel tcg -M q35 -cpu max -m "$mem" -smp 2 -nographic \
   -nic none -no-reboot -kernel "$kdir/vmlinuz" -initrd "$work/initrd" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+  -append "$append rdinit=/init" \
   -drive "file=$work/disk,format=raw,if=virtio,cache=unsafe" \
   </dev/null >"$work/console" 2>&1 || rc=$?
 t1=$(date +%s.%N)
