@@ -226,6 +226,15 @@ pub fn run(args: &MonitorArgs) -> i32 {
         ended_unix_ms: now_ms(),
         monitor_pid: me,
     };
+    // The monitor shares the job's memory limit with the container: the OOM killer must take a
+    // process of the container, never the monitor that records how the job ended. The
+    // container's init gets the monitor's own score back before it starts.
+    let oom_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        eprintln!("colo-monitor: cannot shield itself from the OOM killer: {e}");
+    }
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and affects only this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -255,6 +264,9 @@ pub fn run(args: &MonitorArgs) -> i32 {
         }
     };
     INIT_PID.store(init, Ordering::SeqCst);
+    if let Err(e) = std::fs::write(format!("/proc/{init}/oom_score_adj"), &oom_adj) {
+        eprintln!("colo-monitor: cannot reset the OOM score of {init}: {e}");
+    }
     let oom_before = oom_kills(args.oom_counter.as_deref());
     if args.sched_idle {
         let param = libc::sched_param { sched_priority: 0 };
