@@ -39,7 +39,12 @@ pub(super) fn one_run(
             )),
             _ => None,
         },
-        cpu_units: crate::services::BURN_UNITS,
+        // The workload guest burns its CPU units before it starts its IO: the io scenario's
+        // VMs do only IO (with CPU units they would never reach it).
+        cpu_units: match scenario {
+            Scenario::Io => 0,
+            _ => crate::services::BURN_UNITS,
+        },
         disk_bw: None,
     };
     if vm.io.is_some() {
