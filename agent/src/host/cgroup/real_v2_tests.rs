@@ -45,6 +45,18 @@ fn settings(cg: &colo_testkit::TestCgroup) -> CgroupSettings {
     }
 }
 
+fn open_tree(settings: &CgroupSettings) -> CgroupTree {
+    CgroupTree::open(settings).expect("open the tree on real v2")
+}
+
+/// A cgroup file beneath `base`, trimmed.
+fn read_trimmed(base: &Path, rel: &str) -> String {
+    fs::read_to_string(base.join(rel))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn v2_job_lifecycle_limits_read_back_from_the_kernel() {
     let test = "v2_job_lifecycle_limits_read_back_from_the_kernel";
@@ -52,15 +64,10 @@ fn v2_job_lifecycle_limits_read_back_from_the_kernel() {
         return;
     };
     let settings = settings(&cg);
-    let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
+    let tree = open_tree(&settings);
     assert_eq!(tree.version(), CgroupVersion::V2);
     let base = cg.dir("memory");
-    let read = |rel: &str| {
-        fs::read_to_string(base.join(rel))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let read = |rel: &str| read_trimmed(&base, rel);
     for c in ["cpu", "io", "memory", "pids"] {
         assert!(
             read("offline/cgroup.subtree_control")
@@ -164,14 +171,9 @@ fn v2_container_job_has_domain_children_and_its_monitor_beside_the_container() {
         return;
     };
     let settings = settings(&cg);
-    let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
+    let tree = open_tree(&settings);
     let base = cg.dir("memory");
-    let read = |rel: &str| {
-        fs::read_to_string(base.join(rel))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let read = |rel: &str| read_trimmed(&base, rel);
     let limits = JobLimits {
         memory_bytes: Some(64 << 20),
         pids: Some(32),
@@ -246,7 +248,7 @@ fn v2_an_idle_subtree_hands_its_controllers_back() {
         return;
     };
     let settings = settings(&cg);
-    let tree = CgroupTree::open(&settings).expect("open the tree on real v2");
+    let tree = open_tree(&settings);
     let base = cg.dir("memory");
     let job = tree
         .create_job("j1", JobShape::Container, &JobLimits::default())
