@@ -44,10 +44,9 @@ diagnose() {
 say "$(systemctl --version | head -1); cgroup $(stat -fc %T /sys/fs/cgroup)"
 version=$(systemctl --version | awk 'NR == 1 {print $2}')
 if ((version >= 254)); then
-  mkdir -p /etc/systemd/system/$unit.d
-  cp /usr/local/share/colo/cgroup-v2.conf /etc/systemd/system/$unit.d/
-  systemctl daemon-reload
-  say "systemd $version: the cgroup v2 drop-in (DelegateSubgroup=agent) is installed"
+  # Installed before boot by scripts/tcg-systemd.sh, as docs/operations.md says.
+  check "systemd $version: the cgroup v2 drop-in is in effect (DelegateSubgroup=$(prop DelegateSubgroup))" \
+    test "$(prop DelegateSubgroup)" = agent
 else
   say "systemd $version < 254: no DelegateSubgroup=; the unit runs without the drop-in"
 fi
@@ -128,6 +127,24 @@ if ((version >= 254)); then
   check "the short job ends Failed with its own exit code 3" wait_until 120 is_state "$short" failed
   code=$(job "$short" | jq -r '.exit_code // empty')
   check "exit code $code" test "$code" = 3
+  # 5. kill -9 of the agent: Restart=on-failure starts a new one (the drop-in puts it in
+  # <unit>/agent again), which re-adopts the running job.
+  before=$(prop MainPID)
+  restarts=$(prop NRestarts)
+  kill -9 "$before"
+  t0=$(now)
+  restarted() { active && [ "$(prop MainPID)" != "$before" ] && [ "$(prop MainPID)" != 0 ]; }
+  if wait_until 90 restarted; then
+    pass "systemd restarted the agent after kill -9 ($(awk "BEGIN {print $(now) - $t0}") s, NRestarts $restarts -> $(prop NRestarts))"
+  else
+    fail "no restart after kill -9 ($(prop ActiveState)/$(prop SubState), Result=$(prop Result))"
+    diagnose
+  fi
+  main=$(prop MainPID)
+  cg=$(sed -n 's/^0:://p' /proc/"$main"/cgroup)
+  check "the restarted agent is in <unit>/agent ($cg)" test "$cg" = /colo.slice/$unit/agent
+  check "the long job is running after kill -9 and re-adoption" wait_until 60 is_state "$long" running
+  check "its monitor pid is still $mon" test "$(monitor_pid "$long")" = "$mon"
 else
   # 4. Before DelegateSubgroup= systemd starts every process of the unit in the unit's cgroup,
   # which takes none while the agent enables controllers there for running jobs: a restart
@@ -147,7 +164,7 @@ else
   check "a job submitted after the restart runs" is_state "$long" running
 fi
 
-# 5. Cancel, then stop: nothing left behind.
+# 6. Cancel, then stop: nothing left behind.
 timeout 60 coloctl cancel "$long" >/dev/null 2>&1
 check "the long job ends Cancelled" wait_until 60 is_state "$long" cancelled
 check "its cgroup is gone" wait_until 20 test ! -d /sys/fs/cgroup/colo.slice/$unit/offline/"$long"

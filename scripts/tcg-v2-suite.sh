@@ -56,12 +56,6 @@ EOF
 # slice of the burner they watch (it passes on some runs, fails on others).
 timing_skip="--skip qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup"
 echo "*** SKIPPED under TCG (timing on an emulated CPU): qos::monitor::collector::tests::the_node_and_a_service_in_a_real_cgroup ***" >&2
-# The loop squeezes the offline group to its floor (a quarter of an emulated core) as soon as
-# the online test service's run delay rises, which under TCG it does at once; the containers'
-# monitors and runc then crawl, and the containers do not start within the test's window. The
-# enforcement writes and reads themselves run in the unit tests above (qos::enforce on real v2).
-timing_skip_qos="--skip containers::a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup"
-echo "*** SKIPPED under TCG (timing on an emulated CPU): containers::a_container_job_is_squeezed_on_online_run_delay_in_its_own_cgroup ***" >&2
 # Emulation is 10-50x slower than this machine, and the guest's files live in its RAM: sandboxes
 # get longer to start, and the batch-program test sorts 20 MB instead of 200.
 guest="$guest
@@ -69,6 +63,6 @@ export COLO_TEST_START_TIMEOUT=120s COLO_TEST_SORT_MB=20"
 guest="$guest
 run lib $lib host::cgroup qos:: $timing_skip
 run containers $containers
-run qos_loop $qos $timing_skip_qos
+run qos_loop $qos
 exit \$rc"
 scripts/tcg-host.sh --timeout "${TCG_SUITE_TIMEOUT:-600}" "${adds[@]}" -- "$guest"

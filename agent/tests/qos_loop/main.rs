@@ -228,6 +228,27 @@ pub(crate) fn burn_containers_with(
     priority: i32,
     test: &str,
 ) -> Option<Vec<String>> {
+    let keys: Vec<String> = (0..n).map(|i| format!("burn-container-{i}")).collect();
+    burn_containers_as(agent, &keys, priority, test)
+}
+
+/// One burning container job with idempotency `key` at eviction `priority`.
+pub(crate) fn burn_containers_keyed(
+    agent: &TestAgent,
+    key: &str,
+    priority: i32,
+    test: &str,
+) -> Option<String> {
+    burn_containers_as(agent, &[key.to_string()], priority, test)?.pop()
+}
+
+/// One burning container job per idempotency key; waits until they run.
+fn burn_containers_as(
+    agent: &TestAgent,
+    keys: &[String],
+    priority: i32,
+    test: &str,
+) -> Option<Vec<String>> {
     let busybox = colo_testkit::busybox_or_skip(test)?;
     if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_none() {
         let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
@@ -239,13 +260,15 @@ pub(crate) fn burn_containers_with(
         return None;
     }
     let image = agent.images_dir().join("busybox");
-    colo_testkit::busybox_rootfs(&busybox, &image, &[]).expect("busybox rootfs");
+    if !image.join("bin").exists() {
+        colo_testkit::busybox_rootfs(&busybox, &image, &[]).expect("busybox rootfs");
+    }
     let ids = rt().block_on(async {
         let mut c = agent.client().await;
         let mut ids = Vec::new();
-        for i in 0..n {
+        for key in keys {
             let spec = pb::JobSpec {
-                idempotency_key: format!("burn-container-{i}"),
+                idempotency_key: key.clone(),
                 sandbox: Some(pb::job_spec::Sandbox::Container(pb::ContainerJob {
                     image: image.display().to_string(),
                     command: "sh".into(),
@@ -288,7 +311,7 @@ pub(crate) fn cancel(agent: &TestAgent, ids: &[String]) {
         }
     });
     eprintln!(
-        "{} VMs ended {:.1} s after cancel",
+        "{} jobs ended {:.1} s after cancel",
         ids.len(),
         t.elapsed().as_secs_f64()
     );
