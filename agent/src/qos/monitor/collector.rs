@@ -547,6 +547,82 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
 
+    /// Processes this test started, killed when it ends (also on a failed assertion).
+    struct Burners(Vec<std::process::Child>);
+
+    impl Drop for Burners {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// On a real v2 host (the TCG suite runs it) a service's own `cpu.pressure`,
+    /// `memory.pressure` and `io.pressure` are read: more burners in its cgroup than CPUs wait
+    /// for the CPU, which its `cpu.pressure` counts.
+    #[test]
+    fn a_service_s_own_pressure_is_read_from_its_v2_cgroup() {
+        let test = "a_service_s_own_pressure_is_read_from_its_v2_cgroup";
+        if !colo_testkit::root_or_skip(test) {
+            return;
+        }
+        if colo_testkit::cgroup_version().ok() != Some(colo_testkit::CgroupVersion::V2) {
+            eprintln!(
+                "\n*** SKIPPED {test}: this host is not cgroup v2 (scripts/tcg-v2-suite.sh runs it on one) ***\n"
+            );
+            return;
+        }
+        let _lock = colo_testkit::host_lock();
+        let cg = colo_testkit::TestCgroup::new(&["cpu"], 256 << 20).unwrap();
+        let h = Hierarchies::detect(
+            colo_config::agent::CgroupVersion::Auto,
+            Path::new("/sys/fs/cgroup"),
+        )
+        .unwrap();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut burners = Burners(Vec::new());
+        for _ in 0..=cpus {
+            let child = std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap();
+            cg.add_pid(child.id()).unwrap();
+            burners.0.push(child);
+        }
+        let s = CollectorSettings::new(h, PathBuf::from(cg.name()).join("offline-absent"));
+        assert!(s.cgroup_psi, "v2 reads a service's own PSI by default");
+        let mut c = Collector::new(s).unwrap();
+        c.set_services(vec![ServiceSpec {
+            index: 0,
+            name: "burners".into(),
+            selector: Selector::Cgroups(vec![format!("/{}", cg.name())]),
+            sli: None,
+        }]);
+        c.tick(Instant::now());
+        // Bounded, not timed: an emulated CPU may take a while to show the first stall.
+        let t0 = Instant::now();
+        let mut psi = None;
+        while t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(300));
+            psi = c.tick(Instant::now()).online[0].psi;
+            if psi.is_some_and(|p| p.cpu_some > 0.0) {
+                break;
+            }
+        }
+        let p = psi.expect("the service's cgroup PSI is read on v2");
+        assert!(
+            p.cpu_some > 0.0,
+            "{} burners on {cpus} CPUs: {p:?}",
+            cpus + 1
+        );
+        for v in [p.memory_some, p.memory_full, p.io_some, p.io_full] {
+            assert!((0.0..=1.0).contains(&v), "stall time per second: {p:?}");
+        }
+        drop(burners);
+    }
+
     #[test]
     fn wakeup_delay_is_the_mean_wait_per_slice_over_the_last_ticks() {
         let mut w = WakeupWindow::default();
