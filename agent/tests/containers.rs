@@ -326,6 +326,47 @@ fn a_container_over_its_memory_limit_ends_oom_killed() {
     assert_eq!(leftovers(&agent, &j.id), Vec::<PathBuf>::new());
 }
 
+fn oom_score_adj(pid: u32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The monitor is shielded from the OOM killer (where this process may lower a score:
+/// `CAP_SYS_RESOURCE`), and the container's init does not inherit the shield: it has the
+/// score the agent has (here: this test's).
+fn oom_scores_are_the_monitor_s_and_the_container_s(monitor: u32) {
+    let children = std::fs::read_dir(format!("/proc/{monitor}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .collect::<String>();
+    let init: u32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the monitor {monitor} has no child"));
+    let ours = oom_score_adj(std::process::id());
+    assert_eq!(oom_score_adj(init), ours, "the container's init {init}");
+    let caps = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = caps
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SYS_RESOURCE: u32 = 24;
+    if eff & (1 << CAP_SYS_RESOURCE) != 0 {
+        assert_eq!(oom_score_adj(monitor), -1000, "the monitor {monitor}");
+    } else {
+        eprintln!(
+            "no CAP_SYS_RESOURCE here: the monitor cannot shield itself (score {})",
+            oom_score_adj(monitor)
+        );
+    }
+}
+
 #[test]
 fn cancel_and_deadline_stop_a_container() {
     let Some((_lock, busybox)) = container_guard("cancel_and_deadline_stop_a_container") else {
@@ -342,10 +383,11 @@ fn cancel_and_deadline_stop_a_container() {
             container("cancel", &img, "sh", &["-c", "trap '' TERM; sleep 600"]),
         )
         .await;
-        wait_for(&mut c, &a.id, Duration::from_secs(60), |j| {
+        let running = wait_for(&mut c, &a.id, Duration::from_secs(60), |j| {
             state(j) == pb::JobState::Running
         })
         .await;
+        oom_scores_are_the_monitor_s_and_the_container_s(running.vmm_pid);
         c.cancel_job(pb::CancelJobRequest {
             id: a.id.clone(),
             reason: "test".into(),

@@ -98,6 +98,8 @@ pub struct BundleSpec {
     pub capabilities: Vec<String>,
     /// `RLIMIT_NOFILE`, soft and hard.
     pub open_files: u64,
+    /// The container process's `oom_score_adj` (`None`: inherited from the runtime's caller).
+    pub oom_score_adj: Option<i32>,
 }
 
 fn capabilities(names: &[String]) -> Result<Capabilities, BundleError> {
@@ -172,6 +174,7 @@ pub fn config(b: &BundleSpec) -> Result<Spec, BundleError> {
             .build()
             .map_err(|e| BundleError::Spec(e.to_string()))?;
         p.set_rlimits(Some(vec![nofile]));
+        p.set_oom_score_adj(b.oom_score_adj);
     }
     if let Some(linux) = spec.linux_mut() {
         linux.set_cgroups_path(Some(PathBuf::from(&b.cgroups_path)));
@@ -249,6 +252,7 @@ mod tests {
             seccomp: None,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             open_files: 1024,
+            oom_score_adj: Some(0),
         }
     }
 

@@ -164,17 +164,14 @@ impl OciRuntime {
         &self.version
     }
 
-    /// The arguments of `<binary> --root R create --bundle B --pid-file P ID`.
-    pub fn create_args(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<OsString> {
+    /// The arguments of `<binary> --root R run --detach --bundle B --pid-file P ID`: creates
+    /// and starts the container in one call of the runtime (runc and crun both take it), and
+    /// returns once its process runs.
+    pub fn run_detached_args(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<OsString> {
         let mut a = self.base_args();
-        a.extend(["create".into(), "--bundle".into(), bundle.into()]);
+        a.extend(["run".into(), "--detach".into(), "--bundle".into(), bundle.into()]);
         a.extend(["--pid-file".into(), pid_file.into(), id.into()]);
         a
-    }
-
-    /// `start ID`: runs the process of a created container.
-    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.run(&["start", id]).map(drop)
     }
 
     /// `state ID`; `None` when the runtime does not know the container.
@@ -380,20 +377,20 @@ mod tests {
     }
 
     #[test]
-    fn create_args_put_the_root_first() {
+    fn run_detached_args_put_the_root_first() {
         let rt = OciRuntime {
             binary: "/usr/sbin/runc".into(),
             root: "/run/colo/runc".into(),
             version: String::new(),
         };
         let a: Vec<String> = rt
-            .create_args("j1", Path::new("/b"), Path::new("/b/pid"))
+            .run_detached_args("j1", Path::new("/b"), Path::new("/b/pid"))
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
         assert_eq!(
             a.join(" "),
-            "--root /run/colo/runc create --bundle /b --pid-file /b/pid j1"
+            "--root /run/colo/runc run --detach --bundle /b --pid-file /b/pid j1"
         );
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! | sandbox call | container |
 //! |---|---|
-//! | launch | `colo-monitor` (it runs `<runtime> create`, then `start`) |
+//! | launch | `colo-monitor` (it runs `<runtime> run --detach`) |
 //! | `started` | the monitor's `started` line (monitor pid, container init pid) |
 //! | status, pause, resume | `<runtime> state / pause / resume` (the freezer) |
 //! | shutdown, kill | SIGTERM, SIGKILL to the container's init (its pid namespace ends with it) |

@@ -2,13 +2,14 @@
 //! agent starts in the job's cgroup, which outlives the agent and is the container's parent.
 //!
 //! 1. It becomes a child subreaper, so the container's init (forked by the runtime, which then
-//!    exits) is re-parented to it, and runs `<runtime> create` with its stdout and stderr on a
+//!    exits) is re-parented to it, shields itself from the OOM killer, reads the job's OOM-kill
+//!    counter, and runs `<runtime> run --detach` (create and start in one runtime process: the
+//!    runtime is a program started once per job, not twice) with its stdout and stderr on a
 //!    pipe the monitor reads.
-//! 2. Between create and start it optionally puts the init under SCHED_IDLE (inherited by every
-//!    process the init starts), and reads the job's OOM-kill counter.
-//! 3. After `<runtime> start` it prints `colo-monitor: started pid=<monitor> container_pid=<init>`
-//!    on its stdout (the agent waits for that line, and reads it again after a restart).
-//! 4. It copies the container's output into the job's console file, bounded by `--log-limit`
+//! 2. Once the runtime has returned, the container runs: the monitor prints
+//!    `colo-monitor: started pid=<monitor> container_pid=<init>` on its stdout (the agent waits
+//!    for that line, and reads it again after a restart).
+//! 3. It copies the container's output into the job's console file, bounded by `--log-limit`
 //!    (the newest half kept), reaps the init and whatever the kernel re-parents to it, then writes
 //!    the exit record ([`ContainerExit`]) and deletes the container (its runtime state and the
 //!    cgroups the runtime made).
@@ -32,7 +33,7 @@ use crate::jobs::launch::pipe_cloexec;
 use crate::jobs::model::now_ms;
 use crate::jobs::procinfo;
 
-/// How long `<runtime> create` may take unless the agent says otherwise.
+/// How long `<runtime> run --detach` may take unless the agent says otherwise.
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The prefix of the line the monitor prints once the container runs.
@@ -57,9 +58,7 @@ pub struct MonitorArgs {
     pub exit_record: PathBuf,
     /// A cgroup file with an `oom_kill N` line (v1 `memory.oom_control`, v2 `memory.events`).
     pub oom_counter: Option<PathBuf>,
-    /// Put the container's init under SCHED_IDLE before it starts.
-    pub sched_idle: bool,
-    /// How long `<runtime> create` may take.
+    /// How long `<runtime> run --detach` (creating and starting the container) may take.
     pub create_timeout: Duration,
 }
 
@@ -85,9 +84,6 @@ impl MonitorArgs {
             "--create-timeout-ms",
             self.create_timeout.as_millis().to_string().into(),
         );
-        if self.sched_idle {
-            a.push("--sched-idle".into());
-        }
         a
     }
 
@@ -102,16 +98,11 @@ impl MonitorArgs {
             log_limit: 0,
             exit_record: PathBuf::new(),
             oom_counter: None,
-            sched_idle: false,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
         };
         let mut it = args.into_iter();
         while let Some(k) = it.next() {
             let k = k.to_string_lossy().into_owned();
-            if k == "--sched-idle" {
-                m.sched_idle = true;
-                continue;
-            }
             let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
             match k.as_str() {
                 "--runtime" => m.runtime = v.into(),
@@ -227,11 +218,8 @@ pub fn run(args: &MonitorArgs) -> i32 {
         monitor_pid: me,
     };
     // The monitor shares the job's memory limit with the container: the OOM killer must take a
-    // process of the container, never the monitor that records how the job ended. The
-    // container's init gets the monitor's own score back before it starts.
-    let oom_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "0".into());
+    // process of the container, never the monitor that records how the job ended. The runtime
+    // inherits the shield; the bundle's `process.oomScoreAdj` gives the container its score.
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
         eprintln!("colo-monitor: cannot shield itself from the OOM killer: {e}");
     }
@@ -252,8 +240,10 @@ pub fn run(args: &MonitorArgs) -> i32 {
     let pid_file = args.bundle.join("init.pid");
     let runtime_log = args.bundle.join("runtime.log");
     let _ = std::fs::remove_file(&pid_file);
-    let created = create(&rt, args, &pid_file, &runtime_log, write_end);
-    let init = match created.and_then(|()| read_pid(&pid_file)) {
+    // Read before the container runs, so that an OOM kill at its very start still counts.
+    let oom_before = oom_kills(args.oom_counter.as_deref());
+    let started = run_detached(&rt, args, &pid_file, &runtime_log, write_end);
+    let init = match started.and_then(|()| read_pid(&pid_file)) {
         Ok(p) => p,
         Err(e) => {
             let _ = rt.delete(&args.id);
@@ -264,20 +254,6 @@ pub fn run(args: &MonitorArgs) -> i32 {
         }
     };
     INIT_PID.store(init, Ordering::SeqCst);
-    if let Err(e) = std::fs::write(format!("/proc/{init}/oom_score_adj"), &oom_adj) {
-        eprintln!("colo-monitor: cannot reset the OOM score of {init}: {e}");
-    }
-    let oom_before = oom_kills(args.oom_counter.as_deref());
-    if args.sched_idle {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler reads the param struct we own; it affects only `init`.
-        if unsafe { libc::sched_setscheduler(init, libc::SCHED_IDLE, &param) } != 0 {
-            eprintln!(
-                "colo-monitor: cannot set SCHED_IDLE on {init}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
     let pump = {
         let console = args.console.clone();
         let limit = args.log_limit;
@@ -285,13 +261,6 @@ pub fn run(args: &MonitorArgs) -> i32 {
             .name("colo-monitor-io".into())
             .spawn(move || copy_output(read_end, &console, limit))
     };
-    if let Err(e) = rt.start(&args.id) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(init, libc::SIGKILL) };
-        let _ = reap_all(init);
-        let _ = rt.delete(&args.id);
-        return record(failed(format!("{e}{}", runtime_said(&runtime_log))));
-    }
     RUNNING.store(true, Ordering::SeqCst);
     println!("{STARTED}pid={me} container_pid={init}");
     let early = STOP_EARLY.swap(0, Ordering::SeqCst);
@@ -340,7 +309,7 @@ pub fn run(args: &MonitorArgs) -> i32 {
     code
 }
 
-/// Kills and reaps every remaining child of the monitor (after a failed create: the runtime's
+/// Kills and reaps every remaining child of the monitor (after a failed start: the runtime's
 /// half-made init, which the monitor inherited as subreaper).
 fn kill_children() {
     let me = std::process::id();
@@ -363,8 +332,9 @@ fn kill_children() {
     }
 }
 
-/// Runs `<runtime> --log L create`, its stdout and stderr (passed on to the container) on `out`.
-fn create(
+/// Runs `<runtime> --log L run --detach` (one runtime process creates and starts the
+/// container), its stdout and stderr (passed on to the container) on `out`.
+fn run_detached(
     rt: &OciRuntime,
     args: &MonitorArgs,
     pid_file: &Path,
@@ -372,7 +342,7 @@ fn create(
     out: OwnedFd,
 ) -> Result<(), String> {
     let mut argv: Vec<OsString> = vec!["--log".into(), runtime_log.into()];
-    argv.extend(rt.create_args(&args.id, &args.bundle, pid_file));
+    argv.extend(rt.run_detached_args(&args.id, &args.bundle, pid_file));
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut child = Command::new(rt.binary())
         .args(&argv)
@@ -387,11 +357,19 @@ fn create(
     loop {
         match child.try_wait() {
             Ok(Some(st)) if st.success() => return Ok(()),
-            Ok(Some(st)) => return Err(format!("`{} create` failed ({st})", rt.version_or_name())),
+            Ok(Some(st)) => {
+                return Err(format!(
+                    "`{} run --detach` failed ({st})",
+                    rt.version_or_name()
+                ));
+            }
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("`{} create` did not finish", rt.version_or_name()));
+                return Err(format!(
+                    "`{} run --detach` did not finish",
+                    rt.version_or_name()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => return Err(e.to_string()),
@@ -497,7 +475,6 @@ mod tests {
             log_limit: 65536,
             exit_record: "/s/jobs/j1/exit.json".into(),
             oom_counter: Some("/sys/fs/cgroup/memory/colo/offline/j1/memory.oom_control".into()),
-            sched_idle: true,
             create_timeout: Duration::from_secs(120),
         }
     }
@@ -508,7 +485,6 @@ mod tests {
         assert_eq!(MonitorArgs::parse(a.to_args()).unwrap(), a);
         let mut b = a.clone();
         b.oom_counter = None;
-        b.sched_idle = false;
         assert_eq!(MonitorArgs::parse(b.to_args()).unwrap(), b);
         let e = MonitorArgs::parse(vec!["--id".into(), "x".into()]).unwrap_err();
         assert!(e.contains("--runtime is required"), "{e}");

@@ -158,6 +158,9 @@ pub fn prepare(
             .map(|c| c.to_string())
             .collect(),
         open_files: OPEN_FILES,
+        // The monitor shields itself from the OOM killer, and the runtime it starts inherits
+        // that: the container gets the score the monitor was born with (the agent's) back.
+        oom_score_adj: Some(own_oom_score_adj()),
     };
     let dir = bundle_dir(paths);
     bundle::write(&dir, &spec).map_err(|e| e.to_string())?;
@@ -174,7 +177,6 @@ pub fn prepare(
         log_limit: c.log_limit(),
         exit_record: paths.exit_record.clone(),
         oom_counter: cgroup.oom_counter(),
-        sched_idle: false,
         create_timeout: c.create_timeout(),
     };
     Ok(Prepared {
@@ -182,6 +184,14 @@ pub fn prepare(
         args: monitor.to_args(),
         inherit: Vec::new(),
     })
+}
+
+/// This process's `oom_score_adj` (0 where it cannot be read).
+fn own_oom_score_adj() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
