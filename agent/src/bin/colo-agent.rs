@@ -45,6 +45,18 @@ fn init_logging(format: &str) {
     }
 }
 
+/// glibc gives each thread that allocates its own arena, up to eight per CPU, each keeping
+/// freed memory: an agent whose threads are mostly idle needs two (about 1 MiB less resident
+/// with 50 container jobs).
+fn few_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes plain integers and only changes the allocator's tuning (it locks
+    // the arenas itself).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.check {
@@ -56,6 +68,7 @@ fn main() -> ExitCode {
         return ExitCode::from(status.unwrap_or(colo_agent::check::EX_CONFIG));
     }
     init_logging(&args.log_format);
+    few_malloc_arenas();
     let host = colo_agent::settings::HostFacts::detect();
     let settings = match colo_agent::settings::AgentSettings::load(&args.config, host) {
         Ok(s) => s,

@@ -402,6 +402,9 @@ fn read_pid(f: &Path) -> Result<i32, String> {
         .ok_or_else(|| format!("{} holds no pid: {text:?}", f.display()))
 }
 
+/// Bytes the output copy reads at a time.
+const COPY_BUFFER: usize = 8 * 1024;
+
 /// Copies the container's output into the console file until end of file.
 fn copy_output(read_end: OwnedFd, console: &Path, limit: u64) {
     let mut file = match CappedFile::open(console, Some(limit)) {
@@ -412,7 +415,9 @@ fn copy_output(read_end: OwnedFd, console: &Path, limit: u64) {
         }
     };
     let mut pipe = std::fs::File::from(read_end);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small on purpose: every page of it is private memory of each of the node's monitors, and
+    // a read returns what the pipe holds, so a larger buffer only saves syscalls on chatty jobs.
+    let mut buf = vec![0u8; COPY_BUFFER];
     loop {
         match pipe.read(&mut buf) {
             Ok(0) => break,
