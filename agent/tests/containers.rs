@@ -83,6 +83,20 @@ fn leftovers(agent: &TestAgent, id: &str) -> Vec<PathBuf> {
     if bundle.exists() {
         out.push(bundle);
     }
+    // The staged volume and image mounts (and their mount points).
+    let mounts = agent.state_dir().join("mounts").join(id);
+    if mounts.exists() {
+        out.push(mounts);
+    }
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounted = format!("/mounts/{id}/");
+    out.extend(
+        table
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.contains(&mounted))
+            .map(PathBuf::from),
+    );
     out
 }
 
@@ -234,6 +248,12 @@ fn a_real_batch_program_sorts_a_file_from_a_read_only_volume_into_a_writable_one
     });
     assert_eq!(state(&j2), pb::JobState::Failed, "{j2:?}");
     assert!(!input.join("x").exists());
+    // The volumes were mounted from staged mounts of the agent's, unmounted at the end with
+    // the volumes' files untouched.
+    for id in [&j.id, &j2.id] {
+        assert_eq!(leftovers(&agent, id), Vec::<PathBuf>::new());
+    }
+    assert!(data.exists() && output.join("sorted.txt").exists());
 }
 
 #[test]
@@ -388,6 +408,16 @@ fn cancel_and_deadline_stop_a_container() {
         })
         .await;
         oom_scores_are_the_monitor_s_and_the_container_s(running.vmm_pid);
+        // The image directory, used in place, reaches the runtime as a mount of the agent's.
+        let staged = agent.state_dir().join("mounts").join(&a.id).join("rootfs");
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&*staged.to_string_lossy())),
+            "{} is not a mount point",
+            staged.display()
+        );
         c.cancel_job(pb::CancelJobRequest {
             id: a.id.clone(),
             reason: "test".into(),

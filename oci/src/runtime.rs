@@ -169,7 +169,12 @@ impl OciRuntime {
     /// returns once its process runs.
     pub fn run_detached_args(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<OsString> {
         let mut a = self.base_args();
-        a.extend(["run".into(), "--detach".into(), "--bundle".into(), bundle.into()]);
+        a.extend([
+            "run".into(),
+            "--detach".into(),
+            "--bundle".into(),
+            bundle.into(),
+        ]);
         a.extend(["--pid-file".into(), pid_file.into(), id.into()]);
         a
     }

@@ -56,6 +56,10 @@ pub struct Resolved {
     pub path: PathBuf,
     /// It is a directory.
     pub is_dir: bool,
+    /// An `O_PATH` descriptor of exactly what was checked: a sandbox that mounts by path
+    /// mounts this (see `/proc/self/fd/N`), not the path, which a client with write access
+    /// beneath the root could swap for a symlink after the check.
+    pub pinned: OwnedFd,
 }
 
 /// One directory a client may name files beneath.
@@ -201,13 +205,14 @@ impl PathRoots {
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&root.dir)
             .map_err(open_err)?;
-        let target = openat2(&dir, rel, libc::O_PATH).map_err(open_err)?;
-        let meta = File::from(target).metadata().map_err(open_err)?;
+        let target = File::from(openat2(&dir, rel, libc::O_PATH).map_err(open_err)?);
+        let meta = target.metadata().map_err(open_err)?;
         Ok(Probe {
             root,
             rel,
             dir,
             meta,
+            target: OwnedFd::from(target),
         })
     }
 
@@ -236,6 +241,7 @@ impl PathRoots {
             rel,
             dir,
             meta,
+            ..
         } = self.probe(kind, path)?;
         let open_err = |source| open_error(path, root, source);
         let ft = meta.file_type();
@@ -288,7 +294,11 @@ impl PathRoots {
         accept: Accept,
     ) -> Result<Resolved, PathError> {
         let Probe {
-            root, rel, meta, ..
+            root,
+            rel,
+            meta,
+            target,
+            ..
         } = self.probe(kind, path)?;
         let open_err = |source| open_error(path, root, source);
         let ft = meta.file_type();
@@ -321,6 +331,7 @@ impl PathRoots {
         Ok(Resolved {
             path: full,
             is_dir: ft.is_dir(),
+            pinned: target,
         })
     }
 }
@@ -333,6 +344,8 @@ struct Probe<'a, 'p> {
     dir: File,
     /// What `rel` names.
     meta: std::fs::Metadata,
+    /// `rel`, opened `O_PATH`.
+    target: OwnedFd,
 }
 
 /// `source` opening `path` beneath `root`, with what the error means here.

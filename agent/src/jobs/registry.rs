@@ -117,6 +117,9 @@ pub struct JobPaths {
     pub control: PathBuf,
     /// `sandbox/exit.json`.
     pub exit_record: PathBuf,
+    /// `<state_dir>/mounts/<id>`: a container's volumes and in-place image, mounted from what
+    /// the agent checked (outside the job's directory, which is removed recursively).
+    pub mounts: PathBuf,
 }
 
 /// A record the registry could not read; it was moved aside to `job.json.corrupt`.
@@ -159,6 +162,7 @@ impl Registry {
             output: dir.join("vmm.out"),
             control: sandbox.join("control.sock"),
             exit_record: sandbox.join("exit.json"),
+            mounts: self.state_dir().join("mounts").join(id),
             sandbox,
             dir,
         }

@@ -17,6 +17,7 @@
 
 pub mod exit;
 pub mod monitor;
+pub mod mounts;
 mod prepare;
 
 use std::path::{Path, PathBuf};
@@ -198,12 +199,16 @@ impl Container {
     }
 
     /// Removes what the container leaves: its runtime state (killing anything left, when its
-    /// monitor died first) and its bundle.
+    /// monitor died first), its staged mounts and its bundle.
     pub fn cleanup(&self, id: &str, paths: &JobPaths) {
         if let Ok(host) = self.host()
             && let Err(e) = host.runtime.delete(&container_id(id))
         {
             tracing::warn!(job = %id, error = %e, "cannot delete the container");
+        }
+        // The monitor unmounts these when the container ends; this covers a monitor that died.
+        if let Err(e) = mounts::unstage(&paths.mounts) {
+            tracing::warn!(job = %id, dir = %paths.mounts.display(), error = %e, "cannot unmount the job's volumes");
         }
         let bundle = bundle_dir(paths);
         if let Err(e) = std::fs::remove_dir_all(&bundle)

@@ -60,6 +60,8 @@ pub struct MonitorArgs {
     pub oom_counter: Option<PathBuf>,
     /// How long `<runtime> run --detach` (creating and starting the container) may take.
     pub create_timeout: Duration,
+    /// The job's staged mounts, unmounted once the container has ended.
+    pub mounts: Option<PathBuf>,
 }
 
 impl MonitorArgs {
@@ -84,6 +86,9 @@ impl MonitorArgs {
             "--create-timeout-ms",
             self.create_timeout.as_millis().to_string().into(),
         );
+        if let Some(m) = &self.mounts {
+            kv("--mounts", m.clone().into());
+        }
         a
     }
 
@@ -99,6 +104,7 @@ impl MonitorArgs {
             exit_record: PathBuf::new(),
             oom_counter: None,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
+            mounts: None,
         };
         let mut it = args.into_iter();
         while let Some(k) = it.next() {
@@ -118,6 +124,7 @@ impl MonitorArgs {
                 }
                 "--exit-record" => m.exit_record = v.into(),
                 "--oom-counter" => m.oom_counter = Some(v.into()),
+                "--mounts" => m.mounts = Some(v.into()),
                 "--create-timeout-ms" => {
                     let ms: u64 = v.to_string_lossy().parse().map_err(|_| {
                         format!("--create-timeout-ms {v:?} is not a number of milliseconds")
@@ -250,6 +257,7 @@ pub fn run(args: &MonitorArgs) -> i32 {
             // A runtime stopped half-way leaves its init process behind, unknown to its state
             // (so `delete` cannot find it); as the subreaper, the monitor has inherited it.
             kill_children();
+            unstage(args);
             return record(failed(format!("{e}{}", runtime_said(&runtime_log))));
         }
     };
@@ -306,7 +314,17 @@ pub fn run(args: &MonitorArgs) -> i32 {
     if let Err(e) = rt.delete(&args.id) {
         eprintln!("colo-monitor: {e}");
     }
+    unstage(args);
     code
+}
+
+/// Unmounts the job's staged volumes (the container that used them has ended).
+fn unstage(args: &MonitorArgs) {
+    if let Some(dir) = &args.mounts
+        && let Err(e) = super::mounts::unstage(dir)
+    {
+        eprintln!("colo-monitor: cannot unmount {}: {e}", dir.display());
+    }
 }
 
 /// Kills and reaps every remaining child of the monitor (after a failed start: the runtime's
@@ -481,6 +499,7 @@ mod tests {
             exit_record: "/s/jobs/j1/exit.json".into(),
             oom_counter: Some("/sys/fs/cgroup/memory/colo/offline/j1/memory.oom_control".into()),
             create_timeout: Duration::from_secs(120),
+            mounts: Some("/s/mounts/j1".into()),
         }
     }
 
@@ -490,6 +509,7 @@ mod tests {
         assert_eq!(MonitorArgs::parse(a.to_args()).unwrap(), a);
         let mut b = a.clone();
         b.oom_counter = None;
+        b.mounts = None;
         assert_eq!(MonitorArgs::parse(b.to_args()).unwrap(), b);
         let e = MonitorArgs::parse(vec!["--id".into(), "x".into()]).unwrap_err();
         assert!(e.contains("--runtime is required"), "{e}");

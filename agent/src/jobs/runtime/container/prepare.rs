@@ -7,7 +7,7 @@ use colo_config::job::Program;
 use colo_oci::bundle::{self, BindMount, BundleSpec};
 
 use super::monitor::MonitorArgs;
-use super::{Container, bundle_dir, container_id};
+use super::{Container, bundle_dir, container_id, mounts};
 use crate::host::cgroup::{JobCgroup, ThreadGroup};
 use crate::jobs::paths::{Accept, PathRoots, RootKind};
 use crate::jobs::registry::JobPaths;
@@ -113,11 +113,19 @@ pub fn prepare(
     let jobs_dir = paths.dir.parent().unwrap_or(&paths.dir);
     let in_use = live_digests(jobs_dir);
     let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
-    let root = host
+    let mut root = host
         .images
         .resolve(&image.path, &in_use)
         .map_err(|e| format!("spec.container.image: {e}"))?;
+    // The runtime mounts by path: it gets mounts of what was checked, in a directory of the
+    // agent's (see `mounts`), never a path beneath a root. A start retried stages afresh.
+    mounts::unstage(&paths.mounts)
+        .map_err(|e| format!("cannot clear {}: {e}", paths.mounts.display()))?;
     if root.digest.is_none() {
+        // A directory image used in place.
+        let at = paths.mounts.join("rootfs");
+        mounts::stage(&image.pinned, &at).map_err(|e| format!("spec.container.image: {e}"))?;
+        root.path = at;
         let targets: Vec<&str> = p.volumes.iter().map(|v| v.target.as_str()).collect();
         colo_oci::image::check_mount_points(&root.path, &targets)
             .map_err(|e| format!("spec.container.image: {e}"))?;
@@ -133,8 +141,11 @@ pub fn prepare(
                 Accept::Dir,
             )
             .map_err(|e| format!("spec.container.volumes[{i}].source: {e}"))?;
+        let at = paths.mounts.join(format!("volume-{i}"));
+        mounts::stage(&r.pinned, &at)
+            .map_err(|e| format!("spec.container.volumes[{i}].source: {e}"))?;
         mounts.push(BindMount {
-            source: r.path,
+            source: at,
             target: v.target.clone(),
             read_only: v.read_only,
         });
@@ -178,6 +189,7 @@ pub fn prepare(
         exit_record: paths.exit_record.clone(),
         oom_counter: cgroup.oom_counter(),
         create_timeout: c.create_timeout(),
+        mounts: Some(paths.mounts.clone()),
     };
     Ok(Prepared {
         program: host.monitor.clone(),
