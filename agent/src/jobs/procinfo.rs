@@ -61,49 +61,50 @@ impl ProcessIdentity {
     }
 }
 
-/// The process's start time in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
-pub fn start_ticks(pid: u32) -> Result<u64, ProcError> {
+/// Reads `/proc/<pid>/stat`; a missing file means the process does not exist.
+fn read_stat(pid: u32) -> Result<(PathBuf, String), ProcError> {
     let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = fs::read_to_string(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ProcError::NoSuchProcess(pid)
-        } else {
-            ProcError::Read {
-                path: path.clone(),
-                source,
-            }
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok((path, text)),
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(ProcError::NoSuchProcess(pid))
         }
-    })?;
-    parse_start_ticks(&text).ok_or_else(|| ProcError::Parse {
-        path,
-        why: "field 22 (starttime) missing or not a number".into(),
-    })
+        Err(source) => Err(ProcError::Read { path, source }),
+    }
 }
 
-/// Parses field 22 of a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
-/// and may itself hold spaces and parentheses, so fields are counted after the last `)`.
-fn parse_start_ticks(stat: &str) -> Option<u64> {
+/// Field `n` of a `/proc/<pid>/stat` line, numbered as proc(5) numbers them (3 is the state).
+/// The command name (field 2) is in parentheses and may itself hold spaces and parentheses, so
+/// fields are counted after the last `)`.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
-    // After the comm come field 3 (state) onwards; field 22 is the 20th of those.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    after_comm.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// Field `n` of a stat line as a number; `what` names the field in the error.
+fn stat_number(path: &std::path::Path, stat: &str, n: usize, what: &str) -> Result<u64, ProcError> {
+    stat_field(stat, n)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ProcError::Parse {
+            path: path.to_path_buf(),
+            why: format!("field {n} ({what}) missing or not a number"),
+        })
+}
+
+/// The process's start time in clock ticks since boot: field 22 of `/proc/<pid>/stat`.
+pub fn start_ticks(pid: u32) -> Result<u64, ProcError> {
+    let (path, text) = read_stat(pid)?;
+    stat_number(&path, &text, 22, "starttime")
 }
 
 /// The parent's pid: field 4 of `/proc/<pid>/stat`.
 pub fn parent(pid: u32) -> Result<u32, ProcError> {
-    let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
-    after_comm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ProcError::Parse {
-            path,
-            why: "field 4 (ppid) missing or not a number".into(),
-        })
+    let (path, text) = read_stat(pid)?;
+    let ppid = stat_number(&path, &text, 4, "ppid")?;
+    u32::try_from(ppid).map_err(|_| ProcError::Parse {
+        path,
+        why: format!("field 4 (ppid) {ppid} is not a pid"),
+    })
 }
 
 /// Whether `pid` is exiting or gone: no `/proc/<pid>/stat`, a zombie (`Z`, `X`), or the
@@ -111,13 +112,13 @@ pub fn parent(pid: u32) -> Result<u32, ProcError> {
 /// parent or a pidfd learns that it ended.
 pub fn is_exiting(pid: u32) -> bool {
     const PF_EXITING: u64 = 0x4;
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Ok((_, text)) = read_stat(pid) else {
         return true;
     };
-    let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
-    let mut fields = after_comm.split_whitespace();
-    let state = fields.next().unwrap_or_default();
-    let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let state = stat_field(&text, 3).unwrap_or_default();
+    let flags: u64 = stat_field(&text, 9)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
     matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
@@ -188,21 +189,8 @@ pub fn rss_bytes(pid: u32) -> Result<u64, ProcError> {
 
 /// User + system CPU time of `pid` (all threads) in clock ticks (fields 14 and 15 of `stat`).
 pub fn cpu_ticks(pid: u32) -> Result<u64, ProcError> {
-    let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = fs::read_to_string(&path).map_err(|source| ProcError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let parse = || -> Option<u64> {
-        let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
-        let utime: u64 = fields.nth(11)?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some(utime + stime)
-    };
-    parse().ok_or_else(|| ProcError::Parse {
-        path,
-        why: "fields 14/15 (utime/stime) missing".into(),
-    })
+    let (path, text) = read_stat(pid)?;
+    Ok(stat_number(&path, &text, 14, "utime")? + stat_number(&path, &text, 15, "stime")?)
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -220,9 +208,12 @@ mod tests {
     fn start_ticks_skips_tricky_command_names() {
         let line =
             "4242 (a) b (c) R 1 2 3 0 -1 4194304 97 0 0 0 1 2 0 0 20 0 1 0 78236 3133440 359";
-        assert_eq!(parse_start_ticks(line), Some(78236));
-        assert_eq!(parse_start_ticks("4242 (x) R 1"), None);
-        assert_eq!(parse_start_ticks("garbage"), None);
+        assert_eq!(stat_field(line, 22), Some("78236"));
+        assert_eq!(stat_field(line, 3), Some("R"));
+        assert_eq!(stat_field(line, 4), Some("1"));
+        assert_eq!(stat_field("4242 (x) R 1", 22), None);
+        assert_eq!(stat_field("garbage", 3), None);
+        assert_eq!(stat_field(line, 2), None, "the comm is not a counted field");
     }
 
     #[test]
