@@ -3,7 +3,8 @@
 # targets are in fuzz/fuzz_targets/, the table of runs in docs/fuzzing.md).
 #
 #   scripts/fuzz.sh ci                    build every target, replay its committed corpus and
-#                                         fuzz ${FUZZ_CI_SECONDS:-30} s more (CI's stage)
+#                                         fuzz ${FUZZ_CI_SECONDS:-30} s more (CI's stage; one
+#                                         target per CPU at a time, ${FUZZ_CI_JOBS:-nproc})
 #   scripts/fuzz.sh run TARGET SECONDS    one long run; new inputs go to fuzz/work/TARGET
 #   scripts/fuzz.sh cmin TARGET           minimise fuzz/work/TARGET + the corpus into the corpus
 #   scripts/fuzz.sh seed                  write the seed inputs (config/examples/, the wire
@@ -47,18 +48,41 @@ case "${1:-}" in
     echo "fuzz: built every target in $((SECONDS - t0)) s"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    for t in $(targets); do
-      mkdir -p "$work/$t" "corpus/$t"
-      echo "=== fuzz $t: replay corpus/$t ($(find "corpus/$t" -type f | wc -l) inputs) + ${seconds} s"
+    # The targets run side by side, one per CPU (FUZZ_CI_JOBS): each is one libFuzzer
+    # process, so two cores fuzz two targets in the time of one.
+    mapfile -t all < <(targets)
+    parallel=${FUZZ_CI_JOBS:-$(nproc)}
+    fuzz_one() {
+      local t=$1
       # New inputs land in the scratch directory (the first one), never in the committed corpus.
-      if ! cargo fuzz run "${FLAGS[@]}" "$t" "$work/$t" "corpus/$t" -- \
+      if cargo fuzz run "${FLAGS[@]}" "$t" "$work/$t" "corpus/$t" -- \
         "${LIBFUZZER[@]}" -max_total_time="$seconds" >"$work/$t.log" 2>&1; then
+        echo ok >"$work/$t.status"
+      else
+        echo failed >"$work/$t.status"
+      fi
+    }
+    for t in "${all[@]}"; do
+      mkdir -p "$work/$t" "corpus/$t"
+      while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
+      echo "=== fuzz $t: replay corpus/$t ($(find "corpus/$t" -type f | wc -l) inputs) + ${seconds} s"
+      fuzz_one "$t" &
+    done
+    wait
+    failed=()
+    for t in "${all[@]}"; do
+      echo "--- $t"
+      grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$t.log" || true
+      if [[ $(cat "$work/$t.status" 2>/dev/null) != ok ]]; then
         tail -n 60 "$work/$t.log" >&2
         echo "fuzz: $t failed; its input is in fuzz/artifacts/$t/" >&2
-        exit 1
+        failed+=("$t")
       fi
-      grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|peak_rss_mb)' "$work/$t.log" || true
     done
+    if ((${#failed[@]})); then
+      echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+      exit 1
+    fi
     echo "fuzz: all targets passed in $((SECONDS - t0)) s"
     ;;
   run)
@@ -92,7 +116,7 @@ case "${1:-}" in
     targets
     ;;
   *)
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,18p' "$0" >&2
     exit 2
     ;;
 esac
