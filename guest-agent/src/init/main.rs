@@ -136,7 +136,8 @@ fn main() {
     ensure_stdio();
     // The channel may work without the module that failed (a driver built in): the error then
     // goes to the host too.
-    let kmod_error = match kmod::load_listed() {
+    let cmdline = kernel_cmdline();
+    let kmod_error = match kmod::load_listed(&cmdline) {
         Ok(n) => {
             if n > 0 {
                 say(&format!("loaded {n} kernel modules"));
@@ -148,7 +149,6 @@ fn main() {
             Some(e)
         }
     };
-    let cmdline = kernel_cmdline();
     let device = channel::device_from_cmdline(&cmdline);
     let chan = match Channel::open(device, CHANNEL_WAIT) {
         Ok(c) => c,

@@ -1,0 +1,133 @@
+//! The host end of `scripts/guest-smoke.sh`: connects to the guest's channel (QEMU's Unix
+//! socket chardev behind a virtconsole), asks the guest for its state (`Resume` from 0, in case
+//! `Ready` went out before the connection), runs `/bin/sh -c 'echo hi; exit 7'` and checks that
+//! `hi\n` arrives on stdout and the exit code is 7. Prints the time from its start to `Ready`.
+//!
+//! `cargo run --example guest_smoke -- SOCKET [TIMEOUT_SECS]`; exit status 0 when the job's
+//! output and status are as expected.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use colo_guest_agent::{Decoder, ExitStatus, GuestMessage, HostMessage, RunSpec, Stream, frame};
+
+fn job() -> RunSpec {
+    RunSpec {
+        path: "/bin/sh".into(),
+        args: vec!["-c".into(), "echo hi; exit 7".into()],
+        env: vec!["PATH=/bin:/sbin".into()],
+        workdir: "/".into(),
+        uid: 0,
+        gid: 0,
+        rlimits: vec![],
+        hostname: "colo-smoke".into(),
+        root: None,
+    }
+}
+
+fn run(socket: &str, timeout: Duration) -> Result<bool, String> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut sock = loop {
+        match UnixStream::connect(socket) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("cannot connect to {socket}: {e}")),
+        }
+    };
+    println!(
+        "guest-smoke: connected after {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let send = |sock: &mut UnixStream, m: &HostMessage| {
+        sock.write_all(&frame::to_bytes(m))
+            .map_err(|e| format!("send {m:?}: {e}"))
+    };
+    send(&mut sock, &HostMessage::Resume { from: 0 })?;
+    let mut dec = Decoder::<GuestMessage>::new();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut next = 0u64;
+    let mut sent_run = false;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("timed out after {timeout:?}"));
+        }
+        sock.set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = match sock.read(&mut buf) {
+            Ok(0) => return Err("the guest closed the channel".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        dec.feed(&buf[..n]);
+        while let Some(m) = dec.next_message().map_err(|e| format!("bad frame: {e}"))? {
+            match m {
+                GuestMessage::Ready { version } if !sent_run => {
+                    println!(
+                        "guest-smoke: Ready (protocol {version}) after {:.2} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    send(&mut sock, &HostMessage::Run(job()))?;
+                    sent_run = true;
+                }
+                GuestMessage::Ready { .. } => {}
+                GuestMessage::Output {
+                    stream,
+                    offset,
+                    data,
+                } => {
+                    if offset != next {
+                        return Err(format!("output at offset {offset}, expected {next}"));
+                    }
+                    next += data.len() as u64;
+                    match stream {
+                        Stream::Stdout => stdout.extend_from_slice(&data),
+                        Stream::Stderr => stderr.extend_from_slice(&data),
+                    }
+                    send(&mut sock, &HostMessage::Ack { upto: next })?;
+                }
+                GuestMessage::Exited(status) => {
+                    send(&mut sock, &HostMessage::Ack { upto: next })?;
+                    let out = String::from_utf8_lossy(&stdout);
+                    let err = String::from_utf8_lossy(&stderr);
+                    println!(
+                        "guest-smoke: stdout {out:?}, stderr {err:?}, {status:?} after {:.2} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    return Ok(stdout == b"hi\n" && status == ExitStatus::Code(7));
+                }
+                GuestMessage::Error { message } => return Err(format!("guest error: {message}")),
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(socket) = args.get(1) else {
+        eprintln!("usage: guest_smoke SOCKET [TIMEOUT_SECS]");
+        return ExitCode::from(2);
+    };
+    let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(300);
+    match run(socket, Duration::from_secs(secs)) {
+        Ok(true) => {
+            println!("guest-smoke: PASS");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("guest-smoke: FAIL (expected stdout \"hi\\n\" and exit code 7)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("guest-smoke: FAIL: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
