@@ -23,7 +23,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The most job output one `Output` frame carries.
 pub const MAX_OUTPUT_DATA: usize = 64 * 1024;
 /// The largest `Run` payload.
-pub const MAX_RUN_PAYLOAD: usize = 64 * 1024;
+pub const MAX_RUN_PAYLOAD: usize = crate::spec::MAX_ENCODED;
 /// The longest `Error` text, in bytes.
 pub const MAX_ERROR: usize = 4096;
 /// The highest signal number Linux knows (`SIGRTMAX`).

@@ -21,6 +21,8 @@ pub const MAX_RLIMITS: usize = 16;
 pub const MAX_HOSTNAME: usize = 64;
 /// Longest file system type name.
 pub const MAX_FSTYPE: usize = 16;
+/// The largest encoded spec: the bound of the `Run` message's payload.
+pub const MAX_ENCODED: usize = 64 * 1024;
 
 /// Errors of a job spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +79,14 @@ pub enum SpecError {
     /// A resource is limited twice.
     #[error("run spec: {0:?} is limited twice")]
     DuplicateRlimit(Resource),
+    /// The whole spec is too large for one `Run` message.
+    #[error(
+        "run spec: {len} bytes encoded, the limit is {MAX_ENCODED} (fewer or shorter arguments and environment entries)"
+    )]
+    TooLarge {
+        /// Its encoded size.
+        len: usize,
+    },
 }
 
 /// A resource limit's resource, numbered as Linux numbers them (`RLIMIT_*`).
@@ -262,6 +272,11 @@ impl RunSpec {
             {
                 return Err(SpecError::BadFsType(t.clone()));
             }
+        }
+        let mut encoded = Vec::new();
+        self.encode(&mut encoded);
+        if encoded.len() > MAX_ENCODED {
+            return Err(SpecError::TooLarge { len: encoded.len() });
         }
         Ok(())
     }
