@@ -130,7 +130,7 @@ t0=$(date +%s.%N)
 timeout -k 10 "$timeout" qemu-system-x86_64 -accel tcg -M "microvm,acpi=$acpi" -m 256 -smp 2 \
   -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
   -append "console=ttyS0 panic=-1 loglevel=4" \
-  -chardev "socket,id=colo,path=$sock,server=on,wait=off" \
+  -chardev "socket,id=colo,path=$sock,server=on,wait=on" \
   -device virtio-serial-device -device virtconsole,chardev=colo \
   </dev/null >"$work/console" 2>&1 &
 qemu_pid=$!

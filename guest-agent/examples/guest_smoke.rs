@@ -1,7 +1,8 @@
 //! The host end of `scripts/guest-smoke.sh`: connects to the guest's channel (QEMU's Unix
-//! socket chardev behind a virtconsole), asks the guest for its state (`Resume` from 0, in case
-//! `Ready` went out before the connection), runs `/bin/sh -c 'echo hi; exit 7'` and checks that
-//! `hi\n` arrives on stdout and the exit code is 7. Prints the time from its start to `Ready`.
+//! socket chardev behind a virtconsole; QEMU waits for this connection before it starts the
+//! guest, so `Ready` cannot go out unheard), waits for `Ready`, runs
+//! `/bin/sh -c 'echo hi; exit 7'` and checks that `hi\n` arrives on stdout and the exit code is
+//! 7. Prints the time from its connection to `Ready`, and from there to `Exited`.
 //!
 //! `cargo run --example guest_smoke -- SOCKET [TIMEOUT_SECS]`; exit status 0 when the job's
 //! output and status are as expected.
@@ -47,7 +48,6 @@ fn run(socket: &str, timeout: Duration) -> Result<bool, String> {
         sock.write_all(&frame::to_bytes(m))
             .map_err(|e| format!("send {m:?}: {e}"))
     };
-    send(&mut sock, &HostMessage::Resume { from: 0 })?;
     let mut dec = Decoder::<GuestMessage>::new();
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut next = 0u64;

@@ -102,12 +102,14 @@ impl Channel {
         };
         if let Ok(mut t) = termios::tcgetattr(file.as_fd()) {
             termios::cfmakeraw(&mut t);
-            termios::tcsetattr(file.as_fd(), termios::SetArg::TCSANOW, &t).map_err(|source| {
-                ChannelError::Raw {
-                    path: path.into(),
-                    source,
-                }
-            })?;
+            let raw_err = |source| ChannelError::Raw {
+                path: path.into(),
+                source,
+            };
+            termios::tcsetattr(file.as_fd(), termios::SetArg::TCSANOW, &t).map_err(raw_err)?;
+            // Bytes that came before raw mode went through the line discipline: drop them. The
+            // host speaks first only after this boot's `Ready`, so nothing of its is lost.
+            termios::tcflush(file.as_fd(), termios::FlushArg::TCIFLUSH).map_err(raw_err)?;
         }
         Ok(Self::from_file(file))
     }
