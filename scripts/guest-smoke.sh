@@ -6,15 +6,17 @@
 # `/bin/sh -c 'echo hi; exit 7'` must print "hi" on stdout and exit with 7, and the guest must
 # power itself off. Prints sizes and times; exits 0 on success.
 #
-#   scripts/guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--acpi]
+#   scripts/guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--no-acpi] [--keep]
 #
 # The kernel: the newest one scripts/tcg-host.sh has cached under
 # ${COLO_TCG_CACHE:-/var/cache/colo/tcg}/<package>/ (vmlinuz and modules/<version>/), or
 # --kernel/--modules. Without QEMU or a kernel it says SKIPPED and exits 0 (fails under
 # COLO_REQUIRE_KVM=1). The drivers the guest needs (virtio-mmio, virtio-console) are loaded by
 # colo-guest-init from the list /etc/colo/modules when the kernel has them as modules.
-# By default the machine runs without ACPI, so QEMU names the virtio-mmio devices on the kernel
-# command line (as colo-vmm does); --acpi describes them in ACPI tables instead.
+# The machine describes its virtio-mmio devices in ACPI tables (Debian's cloud kernel lacks
+# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); --no-acpi names them on the kernel command line instead,
+# as colo-vmm does, for a kernel built that way. --keep leaves the initramfs and the console log
+# in the work folder it names.
 set -euo pipefail
 
 say() { echo "guest-smoke: $*" >&2; }
@@ -31,14 +33,16 @@ skip() {
 kernel=""
 modules=""
 timeout=600
-acpi=off
+acpi=on
+keep=""
 while (($#)); do
   case $1 in
     --kernel) kernel=$2; shift 2 ;;
     --modules) modules=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
-    --acpi) acpi=on; shift ;;
-    *) die "unknown option $1 (usage: guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--acpi])" ;;
+    --no-acpi) acpi=off; shift ;;
+    --keep) keep=1; shift ;;
+    *) die "unknown option $1 (usage: guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--no-acpi] [--keep])" ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -60,32 +64,6 @@ if [ -z "$kernel" ]; then
 fi
 [ -f "$kernel" ] || die "--kernel $kernel does not exist"
 
-# The guest's modules, dependencies first, from the kernel's modules.dep; none for a kernel that
-# has the drivers built in.
-WANTED=(virtio_mmio virtio_console)
-load_order=()
-declare -A seen=()
-resolve() { # resolve REL_PATH: appends REL_PATH after its dependencies
-  local rel=$1 deps d
-  [ -n "${seen[$rel]:-}" ] && return
-  seen[$rel]=1
-  deps=$(awk -v m="$rel:" '$1 == m { $1 = ""; print; exit }' "$modules/modules.dep")
-  local rev=()
-  for d in $deps; do rev=("$d" "${rev[@]}"); done
-  for d in "${rev[@]}"; do resolve "$d"; done
-  load_order+=("$rel")
-}
-if [ -n "$modules" ]; then
-  for m in "${WANTED[@]}"; do
-    if grep -q "/$m\.ko" "$modules/modules.builtin" 2>/dev/null; then
-      continue
-    fi
-    rel=$(grep -o "^[^:]*/$m\.ko[^:]*" "$modules/modules.dep" | head -1 || true)
-    [ -n "$rel" ] || die "the kernel has $m neither built in nor as a module ($modules)"
-    resolve "$rel"
-  done
-fi
-
 say "building colo-guest-init (x86_64-unknown-linux-musl, release) and the host side"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 cargo build -q --release -p colo-guest-agent --bin colo-guest-init --target x86_64-unknown-linux-musl
@@ -99,7 +77,7 @@ work=$(mktemp -d "${TMPDIR:-/var/tmp}/colo-guest-smoke.XXXXXX")
 qemu_pid=""
 cleanup() {
   [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "$keep" ]; then say "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 root=$work/root
@@ -110,32 +88,58 @@ for app in $("$busybox" --list); do
   [ -e "$root/bin/$app" ] || ln -s busybox "$root/bin/$app"
 done
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || say "cannot mknod dev/console (not root?): init reopens it from devtmpfs"
-for rel in "${load_order[@]}"; do
-  base=$(basename "$rel")
-  case $base in
-    *.ko) cp "$modules/$rel" "$root/lib/modules/$base" ;;
-    *.ko.xz) xz -dc "$modules/$rel" >"$root/lib/modules/${base%.xz}"; base=${base%.xz} ;;
-    *.ko.zst) zstd -qdc "$modules/$rel" >"$root/lib/modules/${base%.zst}"; base=${base%.zst} ;;
-    *) die "unknown module format: $rel" ;;
+# The guest's modules, each after its dependencies (read from the module's own .modinfo, as the
+# package has no modules.dep); none when the kernel has the drivers built in.
+WANTED=(virtio_mmio virtio_console)
+declare -A seen=()
+loaded=()
+module_file() { # module_file NAME: its file under $modules (names may use - or _)
+  find "$modules/kernel" \( -name "$1.ko*" -o -name "${1//_/-}.ko*" \) -print -quit
+}
+resolve() { # resolve NAME: puts NAME and what it depends on into the initramfs, in load order
+  local name=$1 src dst d
+  [ -n "${seen[$name]:-}" ] && return
+  seen[$name]=1
+  grep -qE "/(${name}|${name//_/-})\.ko" "$modules/modules.builtin" 2>/dev/null && return
+  src=$(module_file "$name")
+  [ -n "$src" ] || die "the kernel has $name neither built in nor as a module (under $modules)"
+  dst=$root/lib/modules/$name.ko
+  case $src in
+    *.ko) cp "$src" "$dst" ;;
+    *.ko.xz) xz -dc "$src" >"$dst" ;;
+    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
+    *) die "unknown module format: $src" ;;
   esac
-  echo "/lib/modules/$base" >>"$root/etc/colo/modules"
-done
+  for d in $(objcopy -O binary -j .modinfo "$dst" /dev/stdout | tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '); do
+    resolve "$d"
+  done
+  echo "/lib/modules/$name.ko" >>"$root/etc/colo/modules"
+  loaded+=("$name")
+}
+if [ -n "$modules" ]; then
+  for m in "${WANTED[@]}"; do resolve "$m"; done
+fi
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd"
 init_size=$(stat -c %s "$root/init")
 initrd_size=$(stat -c %s "$work/initrd")
-say "colo-guest-init $init_size bytes (stripped, static); initramfs $initrd_size bytes (newc cpio, uncompressed); modules: ${load_order[*]:-none}"
+say "colo-guest-init $init_size bytes (stripped, static); initramfs $initrd_size bytes (newc cpio, uncompressed); modules: ${loaded[*]:-none}"
 
+# Under TCG the guest's TSC is the host's. Give the kernel its rate: without a reference
+# (microvm has no HPET or ACPI PM timer) it marks the TSC unstable and calibrates against timer
+# ticks, which stalled the boot on a loaded host; no_timer_check skips the IO-APIC timer test.
+tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+append="console=ttyS0 panic=-1 no_timer_check${tsc_khz:+ tsc_early_khz=$tsc_khz}"
 sock=$work/colo.sock
 t0=$(date +%s.%N)
-timeout -k 10 "$timeout" qemu-system-x86_64 -accel tcg -M "microvm,acpi=$acpi" -m 256 -smp 2 \
+timeout -k 10 "$timeout" qemu-system-x86_64 -accel tcg -M "microvm,acpi=$acpi,pit=on,pic=on,rtc=on" -m 256 -smp 2 \
   -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" \
-  -append "console=ttyS0 panic=-1 loglevel=4" \
+  -append "$append" \
   -chardev "socket,id=colo,path=$sock,server=on,wait=on" \
   -device virtio-serial-device -device virtconsole,chardev=colo \
   </dev/null >"$work/console" 2>&1 &
 qemu_pid=$!
 rc=0
-"$client" "$sock" "$timeout" || rc=$?
+"$client" "$sock" "$timeout" | tee "$work/client.log" >&2 || rc=${PIPESTATUS[0]}
 qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
 qemu_pid=""

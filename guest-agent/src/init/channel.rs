@@ -66,6 +66,12 @@ pub fn device_from_cmdline(cmdline: &str) -> &str {
         .unwrap_or(DEFAULT_DEVICE)
 }
 
+/// Whether opening failed because the device or its driver is not there yet.
+fn not_there_yet(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENXIO))
+}
+
 /// The open channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -77,8 +83,8 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Opens `path`, retrying while the device does not exist yet (its driver may still be
-    /// probing) until `wait` has passed.
+    /// Opens `path`, retrying while the device or its driver is not there yet (the driver may
+    /// still be probing) until `wait` has passed.
     pub fn open(path: &str, wait: Duration) -> Result<Self, ChannelError> {
         let deadline = Instant::now() + wait;
         let file = loop {
@@ -89,7 +95,8 @@ impl Channel {
                 .open(Path::new(path));
             match r {
                 Ok(f) => break f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
+                // The node appears before its driver is ready (ENODEV from hvc meanwhile).
+                Err(e) if not_there_yet(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(source) => {
