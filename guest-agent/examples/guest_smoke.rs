@@ -4,31 +4,73 @@
 //! `/bin/sh -c 'echo hi; exit 7'` and checks that `hi\n` arrives on stdout and the exit code is
 //! 7. Prints the time from its connection to `Ready`, and from there to `Exited`.
 //!
-//! `cargo run --example guest_smoke -- SOCKET [TIMEOUT_SECS]`; exit status 0 when the job's
-//! output and status are as expected.
+//! With `--root DEVICE` the job runs in the root file system on that disk (ext4, read-only,
+//! under the guest's overlay) and checks it is there, writable and named as the spec says.
+//!
+//! With `--missing-command` the job's command does not exist, and the guest must report that
+//! as `Error` (then power off).
+//!
+//! `cargo run --example guest_smoke -- SOCKET [TIMEOUT_SECS [--root DEVICE | --missing-command]]`;
+//! exit status 0 when the guest answered as expected.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use colo_guest_agent::{Decoder, ExitStatus, GuestMessage, HostMessage, RunSpec, Stream, frame};
+use colo_guest_agent::{
+    Decoder, ExitStatus, GuestMessage, HostMessage, RootDisk, RunSpec, Stream, frame,
+};
 
-fn job() -> RunSpec {
+/// What the run checks.
+#[derive(Debug, Clone, Copy)]
+enum Mode<'a> {
+    /// `echo hi; exit 7` from the initramfs.
+    Initramfs,
+    /// The same in the root file system on this disk, after checking that it runs in that root
+    /// (its marker file), that the root is writable (the overlay) and that the host name is the
+    /// spec's.
+    Root(&'a str),
+    /// A command that does not exist: the guest must report `Error` and power off.
+    MissingCommand,
+}
+
+const MISSING: &str = "/nonexistent/command";
+
+fn job(mode: Mode<'_>) -> RunSpec {
+    let root = match mode {
+        Mode::Root(device) => Some(device),
+        _ => None,
+    };
+    let script = match root {
+        None => "echo hi; exit 7",
+        Some(_) => {
+            "test -f /colo-root-marker || exit 90; echo hi >/tmp/f || exit 91; \
+             test \"$(hostname)\" = colo-smoke || exit 92; cat /tmp/f; exit 7"
+        }
+    };
     RunSpec {
-        path: "/bin/sh".into(),
-        args: vec!["-c".into(), "echo hi; exit 7".into()],
+        path: if matches!(mode, Mode::MissingCommand) {
+            MISSING
+        } else {
+            "/bin/sh"
+        }
+        .into(),
+        args: vec!["-c".into(), script.into()],
         env: vec!["PATH=/bin:/sbin".into()],
         workdir: "/".into(),
         uid: 0,
         gid: 0,
         rlimits: vec![],
         hostname: "colo-smoke".into(),
-        root: None,
+        root: root.map(|device| RootDisk {
+            device: device.into(),
+            fstype: "ext4".into(),
+        }),
     }
 }
 
-fn run(socket: &str, timeout: Duration) -> Result<bool, String> {
+fn run(socket: &str, timeout: Duration, mode: Mode<'_>) -> Result<bool, String> {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut sock = loop {
@@ -74,7 +116,7 @@ fn run(socket: &str, timeout: Duration) -> Result<bool, String> {
                         "guest-smoke: Ready (protocol {version}) after {:.2} s",
                         start.elapsed().as_secs_f64()
                     );
-                    send(&mut sock, &HostMessage::Run(job()))?;
+                    send(&mut sock, &HostMessage::Run(job(mode)))?;
                     sent_run = true;
                 }
                 GuestMessage::Ready { .. } => {}
@@ -101,22 +143,43 @@ fn run(socket: &str, timeout: Duration) -> Result<bool, String> {
                         "guest-smoke: stdout {out:?}, stderr {err:?}, {status:?} after {:.2} s",
                         start.elapsed().as_secs_f64()
                     );
-                    return Ok(stdout == b"hi\n" && status == ExitStatus::Code(7));
+                    let expected = !matches!(mode, Mode::MissingCommand);
+                    return Ok(expected && stdout == b"hi\n" && status == ExitStatus::Code(7));
                 }
-                GuestMessage::Error { message } => return Err(format!("guest error: {message}")),
+                GuestMessage::Error { message } => {
+                    println!(
+                        "guest-smoke: Error {message:?} after {:.2} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    let expected = format!("cannot start {MISSING}: ");
+                    return Ok(
+                        matches!(mode, Mode::MissingCommand) && message.starts_with(&expected)
+                    );
+                }
             }
         }
     }
 }
 
+const USAGE: &str = "usage: guest_smoke SOCKET [TIMEOUT_SECS [--root DEVICE | --missing-command]]";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(socket) = args.get(1) else {
-        eprintln!("usage: guest_smoke SOCKET [TIMEOUT_SECS]");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(300);
-    match run(socket, Duration::from_secs(secs)) {
+    let mode = match (args.get(3).map(String::as_str), args.get(4)) {
+        (Some("--root"), Some(device)) => Mode::Root(device),
+        (Some("--missing-command"), None) => Mode::MissingCommand,
+        (None, _) => Mode::Initramfs,
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(socket, Duration::from_secs(secs), mode) {
         Ok(true) => {
             println!("guest-smoke: PASS");
             ExitCode::SUCCESS
