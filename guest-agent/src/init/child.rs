@@ -132,8 +132,15 @@ impl Job {
         if fd < 0 {
             return Err(sys("pidfd_open", io::Error::last_os_error()));
         }
-        // SAFETY: the descriptor was just returned to us and nothing else owns it.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).unwrap_or(-1)) };
+        let fd = i32::try_from(fd).map_err(|_| {
+            sys(
+                "pidfd_open",
+                io::Error::other(format!("descriptor {fd} out of range")),
+            )
+        })?;
+        // SAFETY: the descriptor (non-negative, checked above) was just returned to us and
+        // nothing else owns it.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         for fd in [
