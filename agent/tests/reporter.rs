@@ -32,6 +32,24 @@ async fn scheduler_on(listener: TcpListener) -> Running {
     colo_scheduler::start(SchedulerConfig::default(), listener, http).unwrap()
 }
 
+/// Binds `port` again for a scheduler that comes back on it. The port can be held for a moment
+/// after the old listener let go of it: by a socket still closing, or by one of the reporter's
+/// own connection attempts to which the kernel gave this very port as its source (a TCP
+/// self-connect: the port came from the ephemeral range). Such holders are gone within
+/// milliseconds, so the bind is retried for up to 10 s.
+async fn rebind(port: u16) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot bind 127.0.0.1:{port} again: {e}"),
+        }
+    }
+}
+
 async fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -200,7 +218,7 @@ async fn the_qos_loop_runs_on_while_the_scheduler_is_down() {
     );
 
     // The scheduler comes up on that port: the reporter reconnects and delivers its backlog.
-    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    let s = scheduler_on(rebind(port).await).await;
     wait_until(
         "reconnect and acknowledgements",
         Duration::from_secs(30),
@@ -212,7 +230,7 @@ async fn the_qos_loop_runs_on_while_the_scheduler_is_down() {
     .await;
     // Restart the scheduler: the reporter reconnects again and resends what is unacknowledged.
     s.shutdown().await.unwrap();
-    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    let s = scheduler_on(rebind(port).await).await;
     wait_until("a second connection", Duration::from_secs(30), || {
         handle.stats().connects >= 2
     })
@@ -265,7 +283,7 @@ async fn a_restarted_scheduler_learns_the_node_without_waiting_for_the_next_repo
     // Everything is acknowledged, so nothing is left to resend; the restarted scheduler has
     // lost its table all the same.
     s.shutdown().await.unwrap();
-    let s = scheduler_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    let s = scheduler_on(rebind(port).await).await;
     wait_until(
         "the restarted scheduler to know the node",
         Duration::from_secs(30),
