@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 /// How long one runtime call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls of `pause` when the runtime could not freeze the container in time.
+pub const PAUSE_ATTEMPTS: u32 = 5;
+/// The wait between two such calls.
+pub const PAUSE_RETRY_AFTER: Duration = Duration::from_millis(100);
 
 /// The runtimes colo drives, in the order it looks for them.
 pub const KNOWN_RUNTIMES: &[&str] = &["runc", "crun"];
@@ -209,9 +213,23 @@ impl OciRuntime {
         }))
     }
 
-    /// `pause ID` (freezes every process of the container).
+    /// `pause ID` (freezes every process of the container). runc gives the cgroup freezer a
+    /// bounded time to reach FROZEN, then thaws again and fails with "unable to freeze"; on a
+    /// busy host, freezing busy tasks can take longer, so that answer is retried, up to
+    /// [`PAUSE_ATTEMPTS`] calls [`PAUSE_RETRY_AFTER`] apart. Any other failure is returned at once.
     pub fn pause(&self, id: &str) -> Result<(), RuntimeError> {
-        self.run(&["pause", id]).map(drop)
+        let mut attempt = 1;
+        loop {
+            match self.run(&["pause", id]) {
+                Err(RuntimeError::Failed { stderr, .. })
+                    if stderr.contains("unable to freeze") && attempt < PAUSE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(PAUSE_RETRY_AFTER);
+                }
+                r => return r.map(drop),
+            }
+        }
     }
 
     /// `resume ID`.
@@ -365,6 +383,53 @@ mod tests {
             e.contains("/nonexistent/runc") && e.contains("install runc"),
             "{e}"
         );
+    }
+
+    /// A runtime that answers `pause` with "unable to freeze" `fails` times, then succeeds; it
+    /// counts its calls in `calls`.
+    fn freezing_runtime(dir: &Path, fails: u32, message: &str) -> OciRuntime {
+        let script = dir.join("runtime");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho x >> {calls}\nn=$(wc -l < {calls})\nif [ \"$n\" -le {fails} ]; then echo 'level=error msg=\"{message}\"' >&2; exit 1; fi\n",
+                calls = dir.join("calls").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        OciRuntime {
+            binary: script,
+            root: dir.to_path_buf(),
+            version: "fake".into(),
+        }
+    }
+
+    fn calls(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join("calls"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn pause_retries_a_freeze_that_did_not_finish_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = freezing_runtime(dir.path(), 2, "unable to freeze");
+        rt.pause("c").unwrap();
+        assert_eq!(calls(dir.path()), 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let rt = freezing_runtime(dir.path(), u32::MAX, "unable to freeze");
+        let e = rt.pause("c").unwrap_err().to_string();
+        assert!(e.contains("unable to freeze"), "{e}");
+        assert_eq!(calls(dir.path()), PAUSE_ATTEMPTS as usize);
+
+        let dir = tempfile::tempdir().unwrap();
+        let rt = freezing_runtime(dir.path(), 1, "container not running");
+        let e = rt.pause("c").unwrap_err().to_string();
+        assert!(e.contains("container not running"), "{e}");
+        assert_eq!(calls(dir.path()), 1, "other failures are not retried");
     }
 
     #[test]
