@@ -55,14 +55,8 @@ pub fn vm_guard(test: &str) -> Option<colo_testkit::HostLock> {
 /// An OCI runtime (runc or crun) on `PATH`, or a loud skip (a failure under
 /// `COLO_REQUIRE_KVM=1`, as CI installs runc).
 pub fn oci_runtime_or_skip(test: &str) -> bool {
-    // As the agent looks for one: runc, then crun, on PATH or in the sbin directories.
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
-    if ["runc", "crun"]
-        .iter()
-        .any(|n| dirs.iter().any(|d| d.join(n).is_file()))
-    {
+    // As the agent looks for one.
+    if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_some() {
         return true;
     }
     let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");

@@ -16,13 +16,7 @@ use common::*;
 fn container_guard(test: &str) -> Option<(colo_testkit::HostLock, PathBuf)> {
     let lock = root_guard(test)?;
     let busybox = colo_testkit::busybox_or_skip(test)?;
-    if colo_oci::runtime::find_on_path(colo_oci::runtime::KNOWN_RUNTIMES).is_none() {
-        let required = std::env::var("COLO_REQUIRE_KVM").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "{test}: no runc or crun; run scripts/install-deps.sh"
-        );
-        eprintln!("\n*** SKIPPED {test}: no OCI runtime (apt-get install runc) ***\n");
+    if !common::oci_runtime_or_skip(test) {
         return None;
     }
     Some((lock, busybox))
