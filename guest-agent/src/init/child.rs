@@ -249,4 +249,4 @@ fn decode_status(raw: i32) -> ExitStatus {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,7 +5,9 @@ use colo_guest_agent::{Resource, Rlimit};
 
 use super::*;
 
-fn spec(script: &str) -> RunSpec {
+/// `/bin/sh -c script` as the calling user, from the initramfs (no root disk); the session
+/// tests run their jobs from it too.
+pub(crate) fn spec(script: &str) -> RunSpec {
     RunSpec {
         path: "/bin/sh".into(),
         args: vec!["-c".into(), script.into()],

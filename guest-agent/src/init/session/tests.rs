@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 use colo_guest_agent::{Decoder, frame};
 
 use super::*;
+use crate::child::tests::spec as sh;
 
 /// The host's end of the channel, as the host agent will drive it.
 struct Host {
@@ -79,22 +80,6 @@ fn start_guest(capacity: usize, ack_timeout: Duration) -> (Host, JoinHandle<Outc
         inbox: VecDeque::new(),
     };
     (host, guest)
-}
-
-fn sh(script: &str) -> RunSpec {
-    RunSpec {
-        path: "/bin/sh".into(),
-        args: vec!["-c".into(), script.into()],
-        env: vec!["PATH=/usr/bin:/bin".into()],
-        workdir: "/".into(),
-        // SAFETY: getuid and getgid cannot fail.
-        uid: unsafe { libc::getuid() },
-        // SAFETY: as above.
-        gid: unsafe { libc::getgid() },
-        rlimits: vec![],
-        hostname: "test".into(),
-        root: None,
-    }
 }
 
 #[test]
