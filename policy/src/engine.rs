@@ -116,7 +116,7 @@ impl Engine {
     /// across steps, a step allocates nothing once the buffers have grown.
     pub fn step(&mut self, sample: &NodeSample, actions: &mut Vec<Action>) {
         actions.clear();
-        self.st.sync_vms(sample);
+        self.st.sync_vms(sample, self.p.mode == Mode::Enforce);
         let a = assess(&self.p, sample);
         let mut x = Step {
             p: &self.p,

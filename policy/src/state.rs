@@ -34,6 +34,8 @@ pub(crate) struct VmState {
     pub io_base: (u64, u64),
     pub memory_limit: Option<u64>,
     pub paused_for: Option<Resource>,
+    /// When the engine last asked for a pause or a resume, and the resource of the last pause.
+    pub run_state_asked: Option<(Nanos, Resource)>,
     pub evicted: bool,
     pub last_reason: Option<Reason>,
 }
@@ -52,6 +54,7 @@ impl VmState {
             io_base: (0, 0),
             memory_limit: vm.limits.memory_limit,
             paused_for: (vm.state == VmRunState::Paused).then_some(Resource::Cpu),
+            run_state_asked: None,
             evicted: false,
             last_reason: None,
         }
@@ -66,7 +69,49 @@ impl VmState {
     pub fn running(&self) -> bool {
         !self.evicted && self.paused_for.is_none()
     }
+
+    /// Records a pause (`Some`) or a resume (`None`) asked for at `now`.
+    pub fn ask_run_state(&mut self, paused_for: Option<Resource>, now: Nanos) {
+        let last = self
+            .run_state_asked
+            .map_or(Resource::Cpu, |(_, r)| r);
+        self.paused_for = paused_for;
+        self.run_state_asked = Some((now, paused_for.unwrap_or(last)));
+    }
+
+    /// Takes the sample's run state when it still contradicts the engine's last pause or
+    /// resume [`RUN_STATE_SETTLE`] after it was asked for: the enforcement failed (a cgroup that
+    /// would not freeze, a VMM that did not answer), so the engine must not believe a running
+    /// VM paused (it would never pause it again) nor a paused VM running (it would never resume
+    /// it). A pause that did not take makes the VM running again, for the pause rule to try
+    /// once more after its cool-down; a resume that did not take makes it paused for the
+    /// resource of its last pause, for the resume rule to retry. Returns whether it changed.
+    fn follow(&mut self, observed: VmRunState, now: Nanos) -> bool {
+        if self.evicted {
+            return false;
+        }
+        let settled = self
+            .run_state_asked
+            .is_none_or(|(at, _)| now.saturating_sub(at) >= RUN_STATE_SETTLE);
+        match (observed, self.paused_for) {
+            (VmRunState::Running, Some(_)) if settled => {
+                self.paused_for = None;
+                true
+            }
+            (VmRunState::Paused, None) if settled => {
+                let r = self.run_state_asked.map_or(Resource::Cpu, |(_, r)| r);
+                self.paused_for = Some(r);
+                true
+            }
+            _ => false,
+        }
+    }
 }
+
+/// How long a pause or resume may take to show in the samples before the engine takes the
+/// sample's word over its own (an OCI runtime retries a freeze for about half a second; a busy
+/// node's job table catches up within a few loop periods).
+pub(crate) const RUN_STATE_SETTLE: Nanos = 5_000_000_000;
 
 /// All of the engine's state.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +150,19 @@ pub(crate) struct State {
 impl State {
     /// Lines up the VM states with the sample's VMs (same order), adopting new VMs and
     /// forgetting departed ones, without allocating once the buffers have grown.
-    pub fn sync_vms(&mut self, s: &NodeSample) {
+    ///
+    /// With `follow` (enforce mode, where the engine's actions are applied) a VM whose sample
+    /// run state still contradicts the engine's pause or resume takes the sample's (see
+    /// [`VmState::follow`]); observing, the engine assumes its decisions hold.
+    pub fn sync_vms(&mut self, s: &NodeSample, follow: bool) {
+        self.line_up(s);
+        if follow {
+            self.follow_run_states(s);
+        }
+    }
+
+    /// Lines the VM states up with the sample's VMs.
+    fn line_up(&mut self, s: &NodeSample) {
         // The usual case: the same VMs in the same order as last time.
         if self.vms.len() == s.vms.len()
             && self.vms.iter().zip(&s.vms).all(|(st, vm)| st.id == vm.id)
@@ -126,6 +183,22 @@ impl State {
             self.scratch.push(st);
         }
         std::mem::swap(&mut self.vms, &mut self.scratch);
+    }
+
+    /// [`VmState::follow`] for every VM (the states line up with the sample's VMs).
+    fn follow_run_states(&mut self, s: &NodeSample) {
+        let now = crate::params::nanos(s.now);
+        let mut changed = false;
+        for (st, vm) in self.vms.iter_mut().zip(&s.vms) {
+            // Most steps: the states agree, one compare per VM.
+            if (vm.state == VmRunState::Paused) != st.paused_for.is_some() {
+                changed |= st.follow(vm.state, now);
+            }
+        }
+        if changed {
+            self.cpu_vms_squeezed = true;
+            self.io_vms_squeezed = true;
+        }
     }
 
     /// Where the state of the sample's VM `id` at index `i` is now: index `i` when it is still
@@ -255,7 +328,7 @@ mod tests {
                 (0..next(12)).map(|_| next(16)).collect()
             };
             let mut st = State::default();
-            st.sync_vms(&sample(&old_ids));
+            st.sync_vms(&sample(&old_ids), true);
             // Mark each state so that copies can be told apart from adoptions.
             for (k, v) in st.vms.iter_mut().enumerate() {
                 v.io_base = (k as u64 + 1, 7);
@@ -268,7 +341,7 @@ mod tests {
             {
                 in_place += usize::from(probe.sync_in_place(&s));
             }
-            st.sync_vms(&s);
+            st.sync_vms(&s, true);
             assert_eq!(st.vms, expect, "{old_ids:?} -> {new_ids:?}");
         }
         assert!(in_place > 5_000, "the in-place path ran {in_place} times");

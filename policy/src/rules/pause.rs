@@ -21,7 +21,7 @@ pub(crate) fn pause(x: &mut Step<'_>, r: Resource) {
         return;
     };
     let now = x.now;
-    x.st.vms[i].paused_for = Some(r);
+    x.st.vms[i].ask_run_state(Some(r), now);
     let rs = x.st.res(r);
     rs.last_escalation = Some(now);
     rs.last_change = Some(now);
@@ -39,7 +39,7 @@ pub(crate) fn resume(x: &mut Step<'_>, r: Resource) -> bool {
     }) else {
         return false;
     };
-    x.st.vms[i].paused_for = None;
+    x.st.vms[i].ask_run_state(None, x.now);
     let reason = x.release_reason(Rule::Pause, r);
     let vm = x.s.vms[i].id;
     x.vm_act(i, Action::ResumeVm { vm, reason });
@@ -95,5 +95,84 @@ mod tests {
             );
         }
         assert!(resumed_at.expect("resumed") >= 10_000);
+    }
+
+    /// Ticks until the first pause, which the sample then never shows (a failed enforcement):
+    /// returns the tick count, in 50 ms ticks.
+    fn pause_that_fails(h: &mut Harness) -> u64 {
+        h.capacity(2.0);
+        h.vm(1, 1, 256);
+        h.sample.vms[0].cpu_usage = 1.0;
+        h.run_delay(0.300);
+        for t in 1..=200 {
+            if events(&h.tick(50)) == ["pause_vm"] {
+                h.sample.vms[0].state = crate::VmRunState::Running;
+                return t;
+            }
+        }
+        panic!("never paused");
+    }
+
+    #[test]
+    fn a_pause_that_did_not_take_is_forgotten_after_the_settle_time_and_tried_again() {
+        let mut h = Harness::new("timing:\n  evict_after: null\n");
+        pause_that_fails(&mut h);
+        let settle_ticks = crate::state::RUN_STATE_SETTLE / 50_000_000;
+        let mut again = None;
+        for t in 1..=600 {
+            let acts = h.tick(50);
+            let paused = h.engine.vms().next().unwrap().paused_for;
+            if t < settle_ticks {
+                assert_eq!(paused, Some(crate::Resource::Cpu), "tick {t}");
+            }
+            if events(&acts) == ["pause_vm"] {
+                again = Some(t);
+                break;
+            }
+            h.sample.vms[0].state = crate::VmRunState::Running;
+        }
+        let again = again.expect("paused again once the first pause was seen to fail");
+        assert!(again >= settle_ticks, "tried again after {again} ticks");
+    }
+
+    #[test]
+    fn a_resume_that_did_not_take_is_retried() {
+        let mut h = Harness::new("timing:\n  evict_after: null\n");
+        pause_that_fails(&mut h);
+        // This time the pause holds.
+        h.sample.vms[0].state = crate::VmRunState::Paused;
+        h.run_delay(0.0);
+        let mut resumes = Vec::new();
+        for t in 1..=800 {
+            let acts = h.tick(50);
+            if acts
+                .iter()
+                .any(|a| matches!(a, Action::ResumeVm { vm: VmId(1), .. }))
+            {
+                resumes.push(t);
+                if resumes.len() == 2 {
+                    break;
+                }
+            }
+            // The resume fails: the VM stays paused.
+            h.sample.vms[0].state = crate::VmRunState::Paused;
+        }
+        assert_eq!(resumes.len(), 2, "resumed twice: {resumes:?}");
+        let settle_ticks = crate::state::RUN_STATE_SETTLE / 50_000_000;
+        assert!(resumes[1] - resumes[0] >= settle_ticks, "{resumes:?}");
+    }
+
+    #[test]
+    fn observing_the_engine_keeps_believing_its_own_pause() {
+        let mut h = Harness::new("mode: observe\ntiming:\n  evict_after: null\n");
+        pause_that_fails(&mut h);
+        for _ in 0..400 {
+            h.tick(50);
+            h.sample.vms[0].state = crate::VmRunState::Running;
+        }
+        assert_eq!(
+            h.engine.vms().next().unwrap().paused_for,
+            Some(crate::Resource::Cpu)
+        );
     }
 }
