@@ -72,9 +72,7 @@ impl VmState {
 
     /// Records a pause (`Some`) or a resume (`None`) asked for at `now`.
     pub fn ask_run_state(&mut self, paused_for: Option<Resource>, now: Nanos) {
-        let last = self
-            .run_state_asked
-            .map_or(Resource::Cpu, |(_, r)| r);
+        let last = self.run_state_asked.map_or(Resource::Cpu, |(_, r)| r);
         self.paused_for = paused_for;
         self.run_state_asked = Some((now, paused_for.unwrap_or(last)));
     }
