@@ -194,7 +194,7 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
     };
     let qos_loop = crate::qos::spawn(
         &settings.config,
-        jobs.clone(),
+        Arc::new(jobs.clone()),
         policy.clone(),
         qos_shared,
         stop_rx.clone(),

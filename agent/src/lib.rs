@@ -1,5 +1,5 @@
-//! colo's node agent. Four subsystems, imports pointing one way (`host` ← `jobs` ← `qos` ←
-//! `serve` ← the wiring):
+//! colo's node agent. Four subsystems, imports pointing one way (`jobs` and `qos` each use
+//! `host` alone, `serve` uses all three, the wiring everything):
 //!
 //! * [`host`]: the host kernel as the agent sees it — one cgroup hierarchy model detected once
 //!   (honouring `cgroup.version`), the agent's subtree and its knobs, and kept-fd readers of
@@ -12,7 +12,8 @@
 //!   inbox, and the node report it builds every second.
 //! * [`serve`]: the gRPC API (Unix socket, TCP with TLS), the reporter to colo-scheduler, the
 //!   Koordinator view and the Prometheus metrics.
-//! * The wiring: [`daemon`] ties them together with [`settings`] and [`notify`] (systemd);
+//! * The wiring: [`daemon`] ties them together with [`settings`] and [`notify`] (systemd), and
+//!   the job manager serves the loop as its offline side ([`qos::OfflineJobs`]);
 //!   [`check`] is `colo-agent --check`; `coloctl`, the CLI, is its own crate (`coloctl/`).
 
 pub mod check;
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod host;
 pub mod jobs;
 pub mod notify;
+mod offline;
 pub mod qos;
 pub mod serve;
 pub mod settings;

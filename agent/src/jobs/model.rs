@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use colo_config::job::{DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, WorkloadGuest};
+pub use colo_config::job::{
+    DiskSpec, Guest, JobSpec, LinuxGuest, QosClass, ThrottleState, WorkloadGuest,
+};
+
+pub use crate::host::clock::now_ms;
 
 use crate::jobs::procinfo::ProcessIdentity;
 
@@ -211,35 +215,6 @@ impl JobRecord {
             sandbox_uid: None,
         }
     }
-}
-
-/// What the QoS loop currently does to a VM, and why (shown by `coloctl node`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ThrottleState {
-    /// vCPU CPU quota in millicores (0 = unlimited).
-    pub vcpu_quota_millicores: u64,
-    /// vCPU threads under `cpu.idle`.
-    pub sched_idle: bool,
-    /// IO bandwidth limit (0 = unlimited).
-    pub io_bandwidth_bps: u64,
-    /// IO operations limit (0 = unlimited).
-    pub io_iops: u64,
-    /// Memory limit in bytes (0 = none beyond the guest size).
-    pub memory_limit_bytes: u64,
-    /// vCPUs stopped.
-    pub paused: bool,
-    /// The rule and signal behind the last change.
-    pub reason: String,
-    /// When it last changed (Unix ms).
-    pub changed_unix_ms: i64,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod enforce;
 pub mod monitor;
+pub mod offline;
 pub mod policy_store;
 pub mod report;
 mod snapshot;
@@ -29,7 +30,6 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::host::cgroup::{CgroupTree, DeviceNumber};
-use crate::jobs::JobManager;
 use enforce::Enforcer;
 use monitor::sli::{ProbeTarget, SliWindow, run_probe};
 use monitor::{Collector, CollectorSettings, Readings, ServiceSpec, psi_trigger};
@@ -37,6 +37,7 @@ use policy_store::PolicyStore;
 use report::ReportSink;
 use view::{QosView, SliInbox};
 
+pub use offline::{OfflineJob, OfflineJobs, OpFuture, SharedJobs};
 pub use snapshot::{LatestSnapshot, NodeSnapshot};
 pub use summary::Summary;
 pub use vms::{VmEntry, VmTable};
@@ -91,7 +92,7 @@ fn collector_settings(tree: &CgroupTree, state_disk: Option<(u32, u32)>) -> Coll
 /// Starts the loop on the current runtime; it ends when `stop` turns true.
 pub fn spawn(
     config: &AgentConfig,
-    jobs: JobManager,
+    jobs: SharedJobs,
     policy: PolicyStore,
     shared: QosShared,
     stop: watch::Receiver<bool>,
@@ -224,7 +225,7 @@ struct LoopState {
     collector: Collector,
     enforcer: Enforcer,
     engine: Option<(Engine, Arc<policy_store::LoadedPolicy>)>,
-    jobs: JobManager,
+    jobs: SharedJobs,
     policy: PolicyStore,
     shared: QosShared,
     pushed: Vec<(String, monitor::sli::SharedWindow)>,
@@ -270,7 +271,7 @@ fn run(mut s: LoopState, signal: &wait::Signal) {
         let mono = now.saturating_duration_since(start);
         if now >= next_jobs {
             next_jobs = now + JOB_REFRESH;
-            if s.vms.refresh(&s.jobs, mono) {
+            if s.vms.refresh(s.jobs.as_ref(), mono) {
                 s.collector.set_vms(s.vms.specs());
                 let vms = &s.vms;
                 s.enforcer.retain(|id| vms.contains(id));
@@ -385,20 +386,8 @@ impl LoopState {
             online_usage: Resources::new(millicores(sum.online_cpu), sum.online_memory),
             offline_usage: Resources::new(millicores(sum.offline_cpu), offline_memory),
             signals: sum.signals(),
-            jobs_by_state: self
-                .jobs
-                .counts_by_state()
-                .into_iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(s, n)| (s.name().to_string(), n))
-                .collect(),
-            sandboxes: self
-                .jobs
-                .sandbox_offers()
-                .iter()
-                .filter(|o| o.available)
-                .map(|o| o.kind.name().to_string())
-                .collect(),
+            jobs_by_state: self.jobs.jobs_by_state().into_iter().collect(),
+            sandboxes: self.jobs.sandboxes(),
         };
         let (report, admission) = report::node_report(&inputs, &params, self.admission);
         self.admission = admission;

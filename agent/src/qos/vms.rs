@@ -9,10 +9,11 @@ use colo_config::policy::QosClassName;
 use colo_policy::{VmId, VmLimits, VmRunState, VmSample};
 
 use crate::host::cgroup::ThreadGroup;
-use crate::jobs::JobManager;
-use crate::jobs::model::{JobState, QosClass, now_ms};
+use colo_config::job::QosClass;
+
 use crate::qos::enforce::{VmLookup, VmTarget};
 use crate::qos::monitor::VmSpec;
+use crate::qos::offline::OfflineJobs;
 
 /// One live VM.
 #[derive(Debug, Clone)]
@@ -46,56 +47,46 @@ impl VmTable {
 
     /// Re-reads the live jobs; returns whether the set changed. `now` is the loop's monotonic
     /// time (the engine's clock), used to place each VM's start on it.
-    pub fn refresh(&mut self, jobs: &JobManager, now: Duration) -> bool {
-        let live = jobs.live_jobs();
-        let wall_now = now_ms();
+    pub fn refresh(&mut self, jobs: &dyn OfflineJobs, now: Duration) -> bool {
+        let live = jobs.live();
         let mut next: Vec<VmEntry> = Vec::with_capacity(live.len());
         for j in live {
-            let state = match j.record.state {
-                JobState::Running => VmRunState::Running,
-                JobState::Paused => VmRunState::Paused,
-                _ => continue,
+            let state = if j.paused {
+                VmRunState::Paused
+            } else {
+                VmRunState::Running
             };
-            let Some(cgroup) = j.cgroup else { continue };
-            let id = *self.ids.entry(j.record.id.clone()).or_insert_with(|| {
+            let id = *self.ids.entry(j.id.clone()).or_insert_with(|| {
                 self.next_id += 1;
                 VmId(self.next_id)
             });
-            let spec = &j.record.spec;
             let known = self.by_id.get(&id).map(|&i| &self.entries[i]);
             let limits = match known {
                 Some(e) => e.sample.limits,
-                None => applied_limits(&cgroup),
+                None => applied_limits(&j.cgroup),
             };
-            let age_ms = u64::try_from(
-                wall_now.saturating_sub(j.record.started_unix_ms.max(j.record.created_unix_ms)),
-            )
-            .unwrap_or(0);
             let sample = VmSample {
                 id,
-                class: match spec.qos_class {
+                class: match j.class {
                     QosClass::Batch => QosClassName::Batch,
                     QosClass::Mid => QosClassName::Mid,
                 },
-                priority: spec.priority,
-                started_at: known.map_or_else(
-                    || now.saturating_sub(Duration::from_millis(age_ms)),
-                    |e| e.sample.started_at,
-                ),
-                vcpus: spec.vcpus,
-                guest_memory: spec.memory_mib << 20,
+                priority: j.priority,
+                started_at: known
+                    .map_or_else(|| now.saturating_sub(j.age), |e| e.sample.started_at),
+                vcpus: j.vcpus,
+                guest_memory: j.memory_mib << 20,
                 state,
                 limits,
                 ..known.map(|e| e.sample).unwrap_or_default()
             };
             next.push(VmEntry {
                 target: VmTarget {
-                    job: j.record.id.clone(),
-                    cgroup,
-                    disks: spec.disks.len(),
-                    cgroup_io: matches!(spec.guest, colo_config::job::Guest::Container(_)),
-                    cores: matches!(spec.guest, colo_config::job::Guest::Container(_))
-                        .then_some(f64::from(spec.vcpus)),
+                    job: j.id,
+                    cgroup: j.cgroup,
+                    disks: j.disks,
+                    cgroup_io: j.container,
+                    cores: j.container.then_some(f64::from(j.vcpus)),
                 },
                 sample,
             });

@@ -13,6 +13,7 @@
 //! defaults (a 0 in `vcpus` or `memory_mib` means "the node's default").
 
 mod file;
+mod throttle;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use file::{JobFile, JobFileError};
+pub use throttle::ThrottleState;
 pub use validate::{ECHO_LIMIT, FieldError, PathAccess, PathKind, SpecLimits, truncate};
 
 /// The sandbox a job runs in, with its settings: the job's `sandbox` (a job file names it by its

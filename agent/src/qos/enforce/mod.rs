@@ -16,11 +16,12 @@ mod vm_ops;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use colo_config::job::ThrottleState;
 use colo_policy::{Action, Direction, IoLimit, MemoryLimitKind, Reason, VmId};
 
 use crate::host::cgroup::{CgroupTree, DeviceNumber, IoLimit as CgroupIoLimit, JobCgroup};
-use crate::jobs::JobManager;
-use crate::jobs::model::{ThrottleState, now_ms};
+use crate::host::clock::now_ms;
+use crate::qos::offline::SharedJobs;
 
 use cpu::{GroupCpu, VmCpu};
 pub use cpu::{apply_sched_idle_threads, set_thread_sched_idle};
@@ -65,7 +66,7 @@ impl VmLookup for HashMap<VmId, VmTarget> {
 /// Applies actions. One per agent, driven by the QoS loop.
 #[derive(Debug)]
 pub struct Enforcer {
-    jobs: JobManager,
+    jobs: SharedJobs,
     cgroups: CgroupTree,
     observe: bool,
     group: GroupCpu,
@@ -85,7 +86,7 @@ impl Enforcer {
     /// An enforcer for the jobs of `jobs`; the offline group's IO limit applies to
     /// `io_devices` (the disks holding the VMs' disk files). Must run inside a tokio runtime
     /// (it starts the VM-operation worker).
-    pub fn new(jobs: JobManager, io_devices: Vec<DeviceNumber>) -> Self {
+    pub fn new(jobs: SharedJobs, io_devices: Vec<DeviceNumber>) -> Self {
         let cgroups = jobs.cgroups().clone();
         let group = GroupCpu::new(cgroups.offline());
         let ops = VmOps::spawn(jobs.clone());
@@ -160,7 +161,7 @@ impl Enforcer {
                     let jobs = self.jobs.clone();
                     let st = self.vm_state(vm, t);
                     st.throttle.reason = format!("observe: would {a}");
-                    let _ = jobs.set_throttle(&t.job, st.throttle.clone());
+                    jobs.set_throttle(&t.job, st.throttle.clone());
                 }
                 continue;
             }
@@ -229,7 +230,7 @@ impl Enforcer {
                 }
                 st.throttle.reason = reason_text(&reason);
                 st.throttle.changed_unix_ms = now_ms();
-                let _ = jobs.set_throttle(&st.job, st.throttle.clone());
+                jobs.set_throttle(&st.job, st.throttle.clone());
                 let op = match *a {
                     Action::PauseVm { .. } => Some(VmOp::Pause {
                         job: t.job.clone(),
@@ -246,9 +247,7 @@ impl Enforcer {
                         iops: limit.iops.unwrap_or(0),
                     }),
                     Action::EvictVm { .. } => {
-                        self.jobs
-                            .evict(&t.job, &reason_text(&reason))
-                            .map_err(|e| e.to_string())?;
+                        self.jobs.evict(&t.job, &reason_text(&reason))?;
                         None
                     }
                     _ => None,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::jobs::JobManager;
+use crate::qos::offline::SharedJobs;
 
 /// One operation.
 #[derive(Debug)]
@@ -30,18 +30,18 @@ pub(super) struct VmOps {
 }
 
 impl VmOps {
-    pub(super) fn spawn(jobs: JobManager) -> Self {
+    pub(super) fn spawn(jobs: SharedJobs) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<VmOp>();
         tokio::spawn(async move {
             while let Some(op) = rx.recv().await {
                 let t = Instant::now();
                 let (what, job, r) = match op {
                     VmOp::Pause { job, reason } => {
-                        let r = jobs.pause(&job, &reason).await.map_err(|e| e.to_string());
+                        let r = jobs.pause(&job, &reason).await;
                         ("pause_vm", job, r)
                     }
                     VmOp::Resume { job, reason } => {
-                        let r = jobs.resume(&job, &reason).await.map_err(|e| e.to_string());
+                        let r = jobs.resume(&job, &reason).await;
                         ("resume_vm", job, r)
                     }
                     VmOp::IoLimit {
@@ -50,16 +50,7 @@ impl VmOps {
                         bw,
                         iops,
                     } => {
-                        let mut r = Ok(());
-                        for d in 0..disks {
-                            let disk = d.to_string();
-                            if let Err(e) = jobs
-                                .control(&job, move |c| c.set_io_limit(&disk, bw, iops))
-                                .await
-                            {
-                                r = Err(e.to_string());
-                            }
-                        }
+                        let r = jobs.set_disk_limits(&job, disks, bw, iops).await;
                         ("set_vm_io_limit", job, r)
                     }
                 };
