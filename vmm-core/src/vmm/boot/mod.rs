@@ -9,7 +9,11 @@
 //!   INIT/SIPI from the guest.
 //! * **Linux 64-bit boot protocol** (bzImage, or an ELF without those notes): the boot vCPU starts
 //!   in 64-bit mode with RSI = the zero page and identity-mapped page tables built here.
+//!
+//! Linux guests (PVH and the 64-bit protocol) also get an MP table (`mptable.rs`): the other
+//! vCPUs wait in KVM's in-kernel LAPIC until the guest sends them INIT/SIPI.
 
+mod mptable;
 mod notes;
 mod regs;
 
@@ -192,6 +196,10 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &BootConfig<'_>) -> Result<EntryProtocol
         Some(p) => Some(load_initrd(mem, p, cfg.memory)?),
         None => None,
     };
+    if !matches!(protocol, EntryProtocol::Colo(_)) {
+        // How Linux, without ACPI, learns of the other vCPUs and of the IOAPIC's pins.
+        mptable::write(mem, cfg.vcpus)?;
+    }
     match protocol {
         EntryProtocol::Colo(_) | EntryProtocol::Pvh { .. } => {
             write_pvh_info(mem, cfg.memory, initrd)?
