@@ -92,7 +92,10 @@ fn a_live_channel_socket_is_not_taken_over() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_BAD_INPUT), "{stderr}");
-    assert!(stderr.contains("--channel") && stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains("--channel") && stderr.contains("in use"),
+        "{stderr}"
+    );
     // The first VM still serves it.
     assert!(UnixStream::connect(&sock).is_ok());
     first.control().shutdown().unwrap();

@@ -7,8 +7,10 @@
 //! is waiting and the guest has a receive buffer posted, writable only while guest output waits.
 //! So a guest that posts no buffers leaves the client's bytes in the socket (its sends block),
 //! and a client that does not read leaves the guest's transmit queue full (its writes block).
-//! A client that closes its connection, or its sending side, is dropped; bytes from it and
-//! guest output not yet sent stay for the next client.
+//! A client that closes its connection, or its sending side, is dropped once every byte it sent
+//! has been read (a hang-up while the guest takes nothing leaves its bytes in the socket until
+//! it does); one whose socket reports an error is dropped at once. Bytes read from it and guest
+//! output not yet sent stay for the next client.
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -106,6 +108,7 @@ impl ChannelThread {
                     mem: &mem,
                     listener: &listener,
                     client: None,
+                    client_hup: false,
                     input: HostInput::default(),
                     output: GuestOutput::default(),
                     read_buf: vec![0; super::INPUT_HOLD_MAX],
@@ -137,6 +140,8 @@ struct Serve<'a> {
     mem: &'a GuestMemoryMmap,
     listener: &'a UnixListener,
     client: Option<OwnedFd>,
+    /// The client hung up; it is polled only to read what it left.
+    client_hup: bool,
     input: HostInput,
     output: GuestOutput,
     /// One read from the client: as much as may be held.
@@ -147,6 +152,9 @@ impl Serve<'_> {
     fn run(mut self, wake: &EventFd, stop: &AtomicBool) {
         loop {
             self.pump();
+            if self.client_hup && self.nothing_left() {
+                self.client = None;
+            }
             let want_read = self.input.is_empty() && self.console.can_receive(self.mem);
             let mut fds = vec![
                 pollfd(wake.as_raw_fd(), libc::POLLIN),
@@ -162,8 +170,14 @@ impl Serve<'_> {
                     if !self.output.waiting().is_empty() {
                         events |= libc::POLLOUT;
                     }
-                    // POLLHUP and POLLERR are reported whatever `events` says.
-                    fds.push(pollfd(c.as_raw_fd(), events));
+                    // POLLHUP and POLLERR are reported whatever `events` says; after a hang-up
+                    // the client is left out (a negative fd) until there is something to do.
+                    let fd = if self.client_hup && events == 0 {
+                        -1
+                    } else {
+                        c.as_raw_fd()
+                    };
+                    fds.push(pollfd(fd, events));
                 }
             }
             // SAFETY: `fds` is a valid pollfd array of that length; no timeout, no signal mask.
@@ -195,9 +209,12 @@ impl Serve<'_> {
                 self.accept();
             } else if ready & libc::POLLIN != 0 {
                 self.read_client();
-            } else if ready & (libc::POLLHUP | libc::POLLERR) != 0 && !want_read {
-                // Gone while we were not reading from it (a pending read would have seen EOF).
+            } else if ready & (libc::POLLERR | libc::POLLNVAL) != 0 {
                 self.client = None;
+            } else if ready & libc::POLLHUP != 0 {
+                // Gone, but what it sent may still wait in the socket: read it when the guest
+                // can take it (the read then sees the end).
+                self.client_hup = true;
             }
         }
     }
@@ -227,7 +244,26 @@ impl Serve<'_> {
         if fd >= 0 {
             // SAFETY: `fd` was just returned by accept4 and nothing else owns it.
             self.client = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.client_hup = false;
         }
+    }
+
+    /// Whether the hung-up client left nothing unread in its socket (a peek, consuming nothing).
+    fn nothing_left(&self) -> bool {
+        let Some(c) = &self.client else {
+            return true;
+        };
+        let mut byte = 0u8;
+        // SAFETY: one writable byte; MSG_PEEK leaves the data in the socket.
+        let n = unsafe {
+            libc::recv(
+                c.as_raw_fd(),
+                std::ptr::from_mut(&mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0 || (n < 0 && !retry_later())
     }
 
     /// Reads at most the room left in `input` from the client; drops it at EOF or an error.

@@ -74,10 +74,8 @@ impl HostInput {
 
     /// Appends what the client sent (the caller keeps it within [`Self::room`]).
     pub fn push(&mut self, data: &[u8]) {
-        if self.start == self.bytes.len() {
-            self.bytes.clear();
-            self.start = 0;
-        }
+        self.bytes.drain(..self.start);
+        self.start = 0;
         self.bytes.extend_from_slice(data);
     }
 
@@ -185,10 +183,10 @@ impl Console {
             };
             let mut written = 0u32;
             for d in &descs {
-                let take = (d.len as usize).min(input.len());
-                if take == 0 {
+                if input.is_empty() {
                     break;
                 }
+                let take = (d.len as usize).min(input.len());
                 // The range was checked against guest memory above.
                 if mem.write_slice(&input.waiting()[..take], d.addr).is_err() {
                     break;

@@ -454,3 +454,42 @@ fn the_channel_thread_moves_bytes_both_ways_with_backpressure() {
     assert!(got == data, "bytes reordered or changed");
     thread.stop();
 }
+
+#[test]
+fn bytes_of_a_client_that_left_still_reach_the_guest_and_the_next_client_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chan.sock");
+    let mut g = Guest::new();
+    let listener = bind_channel(&path).unwrap();
+    let thread = ChannelThread::spawn(g.dev.clone(), listener, g.mem.clone(), None).unwrap();
+    // A client sends and leaves while the guest has posted nothing.
+    let mut first = UnixStream::connect(&path).unwrap();
+    first.write_all(b"sent before leaving").unwrap();
+    drop(first);
+    std::thread::sleep(Duration::from_millis(100));
+    g.post(RECEIVE_QUEUE, &[(0x20000, 64, F_WRITE)]);
+    g.w(reg::QUEUE_NOTIFY, RECEIVE_QUEUE as u32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let used = loop {
+        let u = g.used(RECEIVE_QUEUE);
+        if !u.is_empty() {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "the bytes never arrived");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(used, vec![(0, 19)]);
+    assert_eq!(g.read(0x20000, 19), b"sent before leaving");
+    // The slot is free again: a second client gets the guest's output.
+    let mut second = UnixStream::connect(&path).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    g.mem.write_slice(b"hi", GuestAddress(0x10000)).unwrap();
+    g.post(TRANSMIT_QUEUE, &[(0x10000, 2, 0)]);
+    g.w(reg::QUEUE_NOTIFY, TRANSMIT_QUEUE as u32);
+    let mut buf = [0u8; 2];
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+    thread.stop();
+}
