@@ -104,3 +104,68 @@ fn a_live_channel_socket_is_not_taken_over() {
         Some(EXIT_SHUTDOWN)
     );
 }
+
+/// Resident set of `pid`, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_flooding_guest_waits_for_a_slow_client_and_loses_nothing() {
+    if !can_run(
+        "a_flooding_guest_waits_for_a_slow_client_and_loses_nothing",
+        false,
+    ) {
+        return;
+    }
+    let _lock = host_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("chan.sock");
+    let n: usize = 16 << 20;
+    let mut vm = Vm::start(VmArgs {
+        cmdline: &format!("chan=flood:{n} exit=0"),
+        extra: vec!["--channel".into(), sock.to_str().unwrap().into()],
+        ..Default::default()
+    });
+    let mut client = UnixStream::connect(&sock).unwrap();
+    // The client reads nothing for 2 s: the guest must stall, and the VMM must not buffer the
+    // 16 MiB the guest wants to send.
+    let rss_before = rss_kib(vm.pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_stalled = rss_kib(vm.pid);
+    assert!(
+        vm.child.try_wait().unwrap().is_none(),
+        "the guest finished without a reader: {}",
+        vm.serial()
+    );
+    assert!(!vm.serial().contains("chan sent"), "{}", vm.serial());
+    assert!(
+        rss_stalled < rss_before + 4096,
+        "the VMM grew from {rss_before} KiB to {rss_stalled} KiB while the client did not read"
+    );
+
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut hello = vec![0u8; HELLO.len()];
+    client.read_exact(&mut hello).unwrap();
+    assert_eq!(hello, HELLO);
+    let mut got = vec![0u8; n];
+    client.read_exact(&mut got).unwrap();
+    if let Some(i) = got.iter().enumerate().position(|(i, b)| *b != i as u8) {
+        panic!("byte {i} is {:#x}, not {:#x}", got[i], i as u8);
+    }
+    assert_eq!(
+        vm.wait(Duration::from_secs(60)).code(),
+        Some(0),
+        "{}",
+        vm.serial()
+    );
+    let done = format!("colo-guest: chan sent 0x{n:016x}");
+    assert!(vm.serial().contains(&done), "{}", vm.serial());
+}

@@ -2,7 +2,7 @@
  * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
  *
  * It reads its job from the command line
- * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever]|hostile chan=echo:BYTES
+ * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever]|hostile chan=echo|flood:BYTES
  *  hold=SECONDS exit=CODE`),
  * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
  * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
@@ -562,11 +562,22 @@ parse_cmdline:
 516:
     leaq kw_chan_echo(%rip), %rdi
     call match_key
+    jnz 517f
+    call parse_u64
+    testq %rax, %rax
+    jz bad_arg
+    movq %rax, job_chan_bytes(%rip)
+    movq $1, job_chan_mode(%rip)
+    jmp 1b
+517:
+    leaq kw_chan_flood(%rip), %rdi
+    call match_key
     jnz 52f
     call parse_u64
     testq %rax, %rax
     jz bad_arg
     movq %rax, job_chan_bytes(%rip)
+    movq $2, job_chan_mode(%rip)
     jmp 1b
 52:
     leaq kw_exit(%rip), %rdi
@@ -1195,9 +1206,11 @@ io_fail:
 
 /* ---- virtio-console driver (ring 3, polling): chan=echo:BYTES --------------------------------- */
 
-/* Finds the console at CHAN_BASE (queue 0 receives, queue 1 transmits), sends msg_chan_hello on
- * the transmit queue, then sends back every byte the host sends, one 4 KiB receive buffer at a
- * time, until BYTES bytes went back; prints how many (vmm-core/tests/channel_kvm.rs). */
+/* Finds the console at CHAN_BASE (queue 0 receives, queue 1 transmits) and sends msg_chan_hello
+ * on the transmit queue. chan=echo: then sends back every byte the host sends, one 4 KiB receive
+ * buffer at a time, until BYTES bytes went back. chan=flood: sends BYTES bytes (byte i = i mod
+ * 256) in 4 KiB buffers as fast as the device takes them. Prints the count either way
+ * (vmm-core/tests/channel_kvm.rs). */
 chan_run:
     movabsq $CHAN_BASE, %rbx
     cmpl $0x74726976, 0x000(%rbx)
@@ -1247,6 +1260,8 @@ chan_run:
     leaq msg_chan_hello(%rip), %rsi
     movl $(msg_chan_hello_end - msg_chan_hello), %ecx
     call chan_send
+    cmpq $2, job_chan_mode(%rip)
+    je chan_flood
 2:
     movq chan_echoed(%rip), %rax
     cmpq job_chan_bytes(%rip), %rax
@@ -1258,6 +1273,36 @@ chan_run:
 3:
     leaq msg_chan_done(%rip), %rsi
     movl $(msg_chan_done_end - msg_chan_done), %ecx
+    call puts
+    movq chan_echoed(%rip), %rax
+    call u_hex
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    jmp puts
+
+chan_flood:
+    leaq chan_buf(%rip), %rdi
+    xorl %ecx, %ecx
+1:
+    movb %cl, (%rdi, %rcx)          /* byte i = i mod 256 (CHAN_BUF is a multiple of 256) */
+    incl %ecx
+    cmpl $CHAN_BUF, %ecx
+    jb 1b
+2:
+    movq job_chan_bytes(%rip), %rcx
+    subq chan_echoed(%rip), %rcx
+    jz 3f
+    cmpq $CHAN_BUF, %rcx
+    jbe 4f
+    movl $CHAN_BUF, %ecx
+4:
+    addq %rcx, chan_echoed(%rip)
+    leaq chan_buf(%rip), %rsi
+    call chan_send
+    jmp 2b
+3:
+    leaq msg_chan_sent(%rip), %rsi
+    movl $(msg_chan_sent_end - msg_chan_sent), %ecx
     call puts
     movq chan_echoed(%rip), %rax
     call u_hex
@@ -1350,8 +1395,9 @@ io_avail:       .quad 0         /* avail ring index */
 io_used:        .quad 0         /* used ring entries consumed */
 io_sum:         .quad 0         /* read checksum */
 io_slot_chunk:  .fill IO_SLOTS, 8, 0
-job_chan_bytes: .quad 0         /* chan=echo:BYTES */
-chan_echoed:    .quad 0         /* bytes sent back */
+job_chan_mode:  .quad 0         /* 1 = chan=echo, 2 = chan=flood */
+job_chan_bytes: .quad 0         /* their BYTES */
+chan_echoed:    .quad 0         /* bytes sent back (echo) or sent (flood) */
 chan_rx_avail:  .quad 0         /* avail ring index, receive queue */
 chan_tx_avail:  .quad 0         /* avail ring index, transmit queue */
 mem_start_sym:  .quad mem_start      /* from workload.ld: _end rounded up to 2 MiB */
@@ -1379,6 +1425,7 @@ kw_io_read:     .asciz "io=read:"
 kw_io_write:    .asciz "io=write:"
 kw_io_hostile:  .asciz "io=hostile"
 kw_chan_echo:   .asciz "chan=echo:"
+kw_chan_flood:  .asciz "chan=flood:"
 msg_no_disk:    .ascii "colo-guest: io= needs a virtio-blk disk at 0xd0000000\n"
 msg_no_disk_end:
 msg_disk_small: .ascii "colo-guest: io= is larger than the disk\n"
@@ -1397,6 +1444,8 @@ msg_chan_hello: .ascii "colo-guest: channel up\n"
 msg_chan_hello_end:
 msg_chan_done:  .ascii "colo-guest: chan echoed 0x"
 msg_chan_done_end:
+msg_chan_sent:  .ascii "colo-guest: chan sent 0x"
+msg_chan_sent_end:
 msg_no_chan:    .ascii "colo-guest: chan= needs a virtio-console at 0xd0008000 (--channel)\n"
 msg_no_chan_end:
 msg_chan_fail:  .ascii "colo-guest: virtio-console setup failed\n"
