@@ -72,6 +72,10 @@ struct RunArgs {
     /// repeatable. Opened with O_DIRECT; served by the colo-io thread.
     #[arg(long = "disk", value_parser = parse_disk)]
     disks: Vec<DiskConfig>,
+    /// A virtio-console host channel (`/dev/hvc0` in a Linux guest): colo-vmm listens on this
+    /// Unix socket (mode 0600) and serves one client at a time, with backpressure both ways.
+    #[arg(long, value_name = "PATH")]
+    channel: Option<PathBuf>,
     /// Jail the VMM before the guest runs: its own mount namespace with an empty root holding
     /// only the directories of its output files and control socket, uid UID with no
     /// capabilities, lowered rlimits, per-thread seccomp filters (needs root; see docs/vmm.md).
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
                 hugepages: a.hugepages,
                 vcpu_sched_idle: a.vcpu_sched_idle,
                 disks: a.disks,
+                channel: a.channel,
                 jail: a
                     .jail_uid
                     .zip(a.jail_gid)

@@ -2,7 +2,8 @@
  * colo's workload guest: a bare-metal x86-64 program booted like a kernel (ELF with a PVH note).
  *
  * It reads its job from the command line
- * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever]|hostile hold=SECONDS exit=CODE`),
+ * (`cpu=UNITS|forever mem=MiB io=read:MiB|write:MiB[:forever]|hostile chan=echo|flood:BYTES
+ *  hold=SECONDS exit=CODE`),
  * prints a marker on COM1, burns CPU in fixed work units, touches memory, idles in `hlt`, and
  * ends the VM through the debug-exit port 0xf4 (QEMU's isa-debug-exit, colo-vmm's exit port).
  *
@@ -75,6 +76,10 @@
 #define DISK_IRQ        5
 /* Polls of the used ring (each a `pause`, ~30-140 cycles) before the driver sleeps. */
 #define IO_SPIN         2000
+/* virtio-console device (colo-vmm's --channel; layout::CHANNEL_MMIO_BASE): queue size, buffer */
+#define CHAN_BASE       0xd0008000
+#define CQ_SIZE         8
+#define CHAN_BUF        4096
 /* io=hostile: the data segment of its unaligned write request (63 MiB, from mem_start + 0x100). */
 #define HOSTILE_BYTES   0x3f00000
 #define PATTERN_MUL     0x9e3779b97f4a7c15
@@ -429,6 +434,10 @@ user_main:
     je 31f
     call io_run
 31:
+    cmpq $0, job_chan_bytes(%rip)
+    je 32f
+    call chan_run
+32:
     movq job_hold_ms(%rip), %rdi
     testq %rdi, %rdi
     jz 4f
@@ -547,8 +556,28 @@ parse_cmdline:
 515:
     leaq kw_io_hostile(%rip), %rdi
     call match_word
-    jnz 52f
+    jnz 516f
     movq $3, job_io_mode(%rip)
+    jmp 1b
+516:
+    leaq kw_chan_echo(%rip), %rdi
+    call match_key
+    jnz 517f
+    call parse_u64
+    testq %rax, %rax
+    jz bad_arg
+    movq %rax, job_chan_bytes(%rip)
+    movq $1, job_chan_mode(%rip)
+    jmp 1b
+517:
+    leaq kw_chan_flood(%rip), %rdi
+    call match_key
+    jnz 52f
+    call parse_u64
+    testq %rax, %rax
+    jz bad_arg
+    movq %rax, job_chan_bytes(%rip)
+    movq $2, job_chan_mode(%rip)
     jmp 1b
 52:
     leaq kw_exit(%rip), %rdi
@@ -1175,6 +1204,176 @@ io_fail:
     movl $EXIT_IO_ERROR, %eax
     jmp guest_exit
 
+/* ---- virtio-console driver (ring 3, polling): chan=echo:BYTES --------------------------------- */
+
+/* Finds the console at CHAN_BASE (queue 0 receives, queue 1 transmits) and sends msg_chan_hello
+ * on the transmit queue. chan=echo: then sends back every byte the host sends, one 4 KiB receive
+ * buffer at a time, until BYTES bytes went back. chan=flood: sends BYTES bytes (byte i = i mod
+ * 256) in 4 KiB buffers as fast as the device takes them. Prints the count either way
+ * (vmm-core/tests/channel_kvm.rs). */
+chan_run:
+    movabsq $CHAN_BASE, %rbx
+    cmpl $0x74726976, 0x000(%rbx)
+    jne chan_missing
+    cmpl $2, 0x004(%rbx)
+    jne chan_missing
+    cmpl $3, 0x008(%rbx)            /* VIRTIO_ID_CONSOLE */
+    jne chan_missing
+    movl $0, 0x070(%rbx)            /* reset */
+    movl $3, 0x070(%rbx)            /* ACKNOWLEDGE | DRIVER */
+    movl $1, 0x024(%rbx)
+    movl $1, 0x020(%rbx)            /* VIRTIO_F_VERSION_1 (bit 32) */
+    movl $0, 0x024(%rbx)
+    movl $0, 0x020(%rbx)
+    movl $0xb, 0x070(%rbx)          /* FEATURES_OK */
+    testl $8, 0x070(%rbx)
+    jz chan_fail
+    xorl %ecx, %ecx
+1:
+    /* queue c: one page at cq_rings + c * 4096, descriptors at 0, avail at 0x400, used at 0x800 */
+    movl %ecx, 0x030(%rbx)          /* QueueSel */
+    movl $CQ_SIZE, 0x038(%rbx)
+    movq %rcx, %rax
+    shlq $12, %rax
+    leaq cq_rings(%rip), %rdx
+    addq %rdx, %rax
+    movl %eax, 0x080(%rbx)
+    movq %rax, %rdx
+    shrq $32, %rdx
+    movl %edx, 0x084(%rbx)
+    leaq 0x400(%rax), %rdx
+    movl %edx, 0x090(%rbx)
+    shrq $32, %rdx
+    movl %edx, 0x094(%rbx)
+    leaq 0x800(%rax), %rdx
+    movl %edx, 0x0a0(%rbx)
+    shrq $32, %rdx
+    movl %edx, 0x0a4(%rbx)
+    movw $1, 0x400(%rax)            /* VRING_AVAIL_F_NO_INTERRUPT: the driver polls */
+    movl $1, 0x044(%rbx)            /* QueueReady */
+    incl %ecx
+    cmpl $2, %ecx
+    jb 1b
+    movl $0xf, 0x070(%rbx)          /* DRIVER_OK */
+    testl $0x40, 0x070(%rbx)        /* DEVICE_NEEDS_RESET */
+    jnz chan_fail
+    leaq msg_chan_hello(%rip), %rsi
+    movl $(msg_chan_hello_end - msg_chan_hello), %ecx
+    call chan_send
+    cmpq $2, job_chan_mode(%rip)
+    je chan_flood
+2:
+    movq chan_echoed(%rip), %rax
+    cmpq job_chan_bytes(%rip), %rax
+    jae 3f
+    call chan_receive
+    addq %rcx, chan_echoed(%rip)
+    call chan_send
+    jmp 2b
+3:
+    leaq msg_chan_done(%rip), %rsi
+    movl $(msg_chan_done_end - msg_chan_done), %ecx
+    call puts
+    movq chan_echoed(%rip), %rax
+    call u_hex
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    jmp puts
+
+chan_flood:
+    leaq chan_buf(%rip), %rdi
+    xorl %ecx, %ecx
+1:
+    movb %cl, (%rdi, %rcx)          /* byte i = i mod 256 (CHAN_BUF is a multiple of 256) */
+    incl %ecx
+    cmpl $CHAN_BUF, %ecx
+    jb 1b
+2:
+    movq job_chan_bytes(%rip), %rcx
+    subq chan_echoed(%rip), %rcx
+    jz 3f
+    cmpq $CHAN_BUF, %rcx
+    jbe 4f
+    movl $CHAN_BUF, %ecx
+4:
+    addq %rcx, chan_echoed(%rip)
+    leaq chan_buf(%rip), %rsi
+    call chan_send
+    jmp 2b
+3:
+    leaq msg_chan_sent(%rip), %rsi
+    movl $(msg_chan_sent_end - msg_chan_sent), %ecx
+    call puts
+    movq chan_echoed(%rip), %rax
+    call u_hex
+    leaq msg_nl(%rip), %rsi
+    movl $1, %ecx
+    jmp puts
+
+/* Sends ECX bytes at RSI on the transmit queue (descriptor 0) and waits until the device has
+ * taken them. RBX is the device. */
+chan_send:
+    leaq cq_rings + 4096(%rip), %rdi
+    movq %rsi, 0(%rdi)
+    movl %ecx, 8(%rdi)
+    movl $0, 12(%rdi)               /* flags 0 (the device reads it), next 0 */
+    movzwl chan_tx_avail(%rip), %eax
+    movl %eax, %edx
+    andl $(CQ_SIZE - 1), %edx
+    movw $0, 0x404(%rdi, %rdx, 2)   /* ring[idx % size] = head 0 */
+    incl %eax
+    movw %ax, chan_tx_avail(%rip)
+    movw %ax, 0x402(%rdi)           /* publish */
+    movl $1, 0x050(%rbx)            /* QueueNotify: queue 1 */
+1:
+    cmpw 0x802(%rdi), %ax           /* used idx caught up */
+    je 2f
+    pause
+    jmp 1b
+2:
+    ret
+
+/* Posts chan_buf (CHAN_BUF bytes, device-writable) on the receive queue and waits until the
+ * device returns it; RSI = chan_buf, ECX = the bytes it holds. RBX is the device. */
+chan_receive:
+    leaq cq_rings(%rip), %rdi
+    leaq chan_buf(%rip), %rax
+    movq %rax, 0(%rdi)
+    movl $CHAN_BUF, 8(%rdi)
+    movl $2, 12(%rdi)               /* VIRTQ_DESC_F_WRITE, next 0 */
+    movzwl chan_rx_avail(%rip), %eax
+    movl %eax, %edx
+    andl $(CQ_SIZE - 1), %edx
+    movw $0, 0x404(%rdi, %rdx, 2)
+    incl %eax
+    movw %ax, chan_rx_avail(%rip)
+    movw %ax, 0x402(%rdi)
+    movl $0, 0x050(%rbx)            /* QueueNotify: queue 0 */
+1:
+    cmpw 0x802(%rdi), %ax
+    je 2f
+    pause
+    jmp 1b
+2:
+    leal -1(%rax), %edx
+    andl $(CQ_SIZE - 1), %edx
+    movl 0x808(%rdi, %rdx, 8), %ecx /* used ring entry: id at 0x804 + 8i, len at 0x808 + 8i */
+    leaq chan_buf(%rip), %rsi
+    ret
+
+chan_missing:
+    leaq msg_no_chan(%rip), %rsi
+    movl $(msg_no_chan_end - msg_no_chan), %ecx
+    call puts
+    movl $EXIT_BAD_ARG, %eax
+    jmp guest_exit
+chan_fail:
+    leaq msg_chan_fail(%rip), %rsi
+    movl $(msg_chan_fail_end - msg_chan_fail), %ecx
+    call puts
+    movl $EXIT_IO_ERROR, %eax
+    jmp guest_exit
+
 /* ---- data ------------------------------------------------------------------------------------ */
     .balign 8
 start_info:     .quad 0
@@ -1196,6 +1395,11 @@ io_avail:       .quad 0         /* avail ring index */
 io_used:        .quad 0         /* used ring entries consumed */
 io_sum:         .quad 0         /* read checksum */
 io_slot_chunk:  .fill IO_SLOTS, 8, 0
+job_chan_mode:  .quad 0         /* 1 = chan=echo, 2 = chan=flood */
+job_chan_bytes: .quad 0         /* their BYTES */
+chan_echoed:    .quad 0         /* bytes sent back (echo) or sent (flood) */
+chan_rx_avail:  .quad 0         /* avail ring index, receive queue */
+chan_tx_avail:  .quad 0         /* avail ring index, transmit queue */
 mem_start_sym:  .quad mem_start      /* from workload.ld: _end rounded up to 2 MiB */
 
 msg_up:         .ascii "colo-guest: up\n"
@@ -1220,6 +1424,8 @@ kw_exit:        .asciz "exit="
 kw_io_read:     .asciz "io=read:"
 kw_io_write:    .asciz "io=write:"
 kw_io_hostile:  .asciz "io=hostile"
+kw_chan_echo:   .asciz "chan=echo:"
+kw_chan_flood:  .asciz "chan=flood:"
 msg_no_disk:    .ascii "colo-guest: io= needs a virtio-blk disk at 0xd0000000\n"
 msg_no_disk_end:
 msg_disk_small: .ascii "colo-guest: io= is larger than the disk\n"
@@ -1234,6 +1440,16 @@ msg_hostile_unaligned: .ascii "colo-guest: hostile unaligned write status=0x"
 msg_hostile_unaligned_end:
 msg_hostile_reset: .ascii "colo-guest: hostile indirect chain: device needs reset\n"
 msg_hostile_reset_end:
+msg_chan_hello: .ascii "colo-guest: channel up\n"
+msg_chan_hello_end:
+msg_chan_done:  .ascii "colo-guest: chan echoed 0x"
+msg_chan_done_end:
+msg_chan_sent:  .ascii "colo-guest: chan sent 0x"
+msg_chan_sent_end:
+msg_no_chan:    .ascii "colo-guest: chan= needs a virtio-console at 0xd0008000 (--channel)\n"
+msg_no_chan_end:
+msg_chan_fail:  .ascii "colo-guest: virtio-console setup failed\n"
+msg_chan_fail_end:
 
 /* ---- zero-filled memory (not in the file) ---------------------------------------------------- */
     .section .iobitmap, "aw", @nobits
@@ -1246,6 +1462,9 @@ vq_avail:       .skip 4096
 vq_used:        .skip 4096
 io_hdrs:        .skip 4096      /* 16-byte headers at slot * 16, status bytes at 2048 + slot */
 io_bufs:        .skip IO_SLOTS * IO_CHUNK
+    .balign 4096
+cq_rings:       .skip 2 * 4096  /* virtio-console queues 0 and 1, one page each */
+chan_buf:       .skip CHAN_BUF
 hex_buf:        .skip 32
     .balign 4096
 kstacks:        .skip 4096 * MAX_CPUS

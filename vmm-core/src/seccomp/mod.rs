@@ -1,5 +1,5 @@
 //! Per-thread seccomp-bpf filters: the main (control) thread, each vCPU thread and the IO
-//! thread allow only the system calls they make, and a call outside the list kills the whole
+//! thread and the channel thread allow only the system calls they make, and a call outside the list kills the whole
 //! VMM (`SECCOMP_RET_KILL_PROCESS`, seen as SIGSYS). The lists are data,
 //! `vmm-core/seccomp/x86_64.json` (seccompiler's JSON format), compiled when the VMM starts.
 //!
@@ -22,11 +22,13 @@ pub enum ThreadKind {
     Vcpu,
     /// The `colo-io` thread (virtio-blk queues).
     Io,
+    /// The `colo-chan` thread (the virtio-console queues and the `--channel` socket).
+    Channel,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Main, Self::Vcpu, Self::Io];
+    pub const ALL: [Self; 4] = [Self::Main, Self::Vcpu, Self::Io, Self::Channel];
 
     /// Its name in the JSON file.
     pub fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl ThreadKind {
             Self::Main => "main",
             Self::Vcpu => "vcpu",
             Self::Io => "io",
+            Self::Channel => "channel",
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct Filters {
     main: BpfProgram,
     vcpu: BpfProgram,
     io: BpfProgram,
+    channel: BpfProgram,
 }
 
 impl Filters {
@@ -76,6 +80,7 @@ impl Filters {
             main: take(ThreadKind::Main)?,
             vcpu: take(ThreadKind::Vcpu)?,
             io: take(ThreadKind::Io)?,
+            channel: take(ThreadKind::Channel)?,
         })
     }
 
@@ -85,6 +90,7 @@ impl Filters {
             ThreadKind::Main => &self.main,
             ThreadKind::Vcpu => &self.vcpu,
             ThreadKind::Io => &self.io,
+            ThreadKind::Channel => &self.channel,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::capped_output::DroppedCounters;
 use super::control_server::ControlServer;
 use super::devices::mmio_bus::MmioBus;
 use super::devices::virtio::block::{Disk, DiskError, IoThread, MAX_DISKS};
+use super::devices::virtio::console::{ChannelThread, Console, bind_channel};
 use super::devices::virtio::mmio::QUEUE_NOTIFY_OFFSET;
 use super::devices::{PortDevices, Serial, SerialTarget};
 use super::error::{StartError, host_err, kvm_err};
@@ -49,6 +50,10 @@ pub(super) fn build_microvm(
     }
     let disks = open_disks(cfg, logger)?;
     let control = bind_control_socket(cfg)?;
+    let channel_listener = match &cfg.channel {
+        Some(p) => Some(bind_channel(p)?),
+        None => None,
+    };
     trace.mark("arguments checked");
 
     let (kvm, vm) = create_vm()?;
@@ -67,6 +72,10 @@ pub(super) fn build_microvm(
     let mut mmio = MmioBus::default();
     let mut cmdline_extra = Vec::new();
     attach_disks(&vm, &disks, &mut mmio, &mut cmdline_extra)?;
+    let console = match channel_listener {
+        Some(l) => Some((attach_console(&vm, &mut mmio, &mut cmdline_extra)?, l)),
+        None => None,
+    };
     let protocol = load_kernel(cfg, &mem, memory_bytes, cmdline_extra)?;
     trace.mark("kernel loaded");
     // Linux calibrates against the PIT and drives the UART with interrupts; colo's guest
@@ -92,6 +101,18 @@ pub(super) fn build_microvm(
         trace.mark("jailed");
     }
     let io_thread = start_io_thread(&disks, &mem, &filters)?;
+    let channel = match console {
+        Some((console, listener)) => Some(
+            ChannelThread::spawn(
+                console,
+                listener,
+                mem.clone(),
+                Some(filters.get(ThreadKind::Channel).clone()),
+            )
+            .map_err(host_err("channel thread"))?,
+        ),
+        None => None,
+    };
     vcpu::install_kick_handler().map_err(host_err("signal handler"))?;
     let signals = TerminationSignals::install().map_err(host_err("signalfd"))?;
     let (vcpus, acks) = start_vcpus(&vm, cfg, &base_cpuid, &protocol, &shared, &filters, &trace)?;
@@ -99,6 +120,13 @@ pub(super) fn build_microvm(
     seccomp::install(ThreadKind::Main, filters.get(ThreadKind::Main))?;
     trace.mark("filters installed");
     log_started(logger, &vcpus, io_thread.as_ref());
+    if let (Some(t), Some(path)) = (&channel, &cfg.channel) {
+        logger.line(&format!(
+            "channel {} served by colo-chan tid={}",
+            path.display(),
+            t.tid
+        ));
+    }
     trace.mark("started line printed");
     Ok(Vmm {
         _vm: vm,
@@ -108,6 +136,7 @@ pub(super) fn build_microvm(
         vcpus,
         disks,
         io_thread,
+        channel,
         acks,
         dropped,
         control,
@@ -243,6 +272,39 @@ fn attach_disks(
         cmdline_extra.push(format!("virtio_mmio.device=4K@{:#x}:{}", d.base, d.irq));
     }
     Ok(())
+}
+
+/// The virtio-console device behind `--channel`, wired as a disk is: on the MMIO bus, its
+/// queue notification an ioeventfd (either queue: the thread looks at both), its interrupt an
+/// irqfd, and a Linux guest told where it is.
+fn attach_console(
+    vm: &VmFd,
+    mmio: &mut MmioBus,
+    cmdline_extra: &mut Vec<String>,
+) -> Result<Arc<Console>, StartError> {
+    const _: () = assert!(
+        layout::CHANNEL_MMIO_BASE
+            >= layout::VIRTIO_MMIO_BASE + MAX_DISKS as u64 * layout::VIRTIO_MMIO_SIZE
+            && layout::CHANNEL_IRQ >= layout::VIRTIO_IRQ_BASE + MAX_DISKS as u32
+    );
+    let console = Arc::new(
+        Console::new(layout::CHANNEL_MMIO_BASE, layout::CHANNEL_IRQ)
+            .map_err(host_err("eventfd"))?,
+    );
+    vm.register_ioevent(
+        &console.notify,
+        &IoEventAddress::Mmio(console.base + QUEUE_NOTIFY_OFFSET),
+        NoDatamatch,
+    )
+    .map_err(kvm_err("KVM_IOEVENTFD (channel)"))?;
+    vm.register_irqfd(&console.irq_event, console.irq)
+        .map_err(kvm_err("KVM_IRQFD (channel)"))?;
+    mmio.insert(console.base, layout::VIRTIO_MMIO_SIZE, console.clone());
+    cmdline_extra.push(format!(
+        "virtio_mmio.device=4K@{:#x}:{}",
+        console.base, console.irq
+    ));
+    Ok(console)
 }
 
 /// Loads the kernel (and initrd) into guest memory; returns how the vCPUs enter it.

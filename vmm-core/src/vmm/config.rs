@@ -42,6 +42,8 @@ pub struct VmConfig {
     pub vcpu_sched_idle: bool,
     /// virtio-blk disks, served by the `colo-io` thread.
     pub disks: Vec<DiskConfig>,
+    /// Unix socket of the virtio-console host channel (`/dev/hvc0` in a Linux guest).
+    pub channel: Option<PathBuf>,
     /// Run jailed as this uid and gid (see [`crate::jail`]); `None`: with the rights it was
     /// started with.
     pub jail: Option<JailIds>,
@@ -65,9 +67,14 @@ impl VmConfig {
         if let SerialTarget::File(p) = &self.serial {
             writable.push(crate::jail::parent_dir(p));
         }
-        for p in [&self.log, &self.control_socket, &self.exit_record]
-            .into_iter()
-            .flatten()
+        for p in [
+            &self.log,
+            &self.control_socket,
+            &self.exit_record,
+            &self.channel,
+        ]
+        .into_iter()
+        .flatten()
         {
             writable.push(crate::jail::parent_dir(p));
         }
@@ -96,6 +103,7 @@ impl VmConfig {
             hugepages: false,
             vcpu_sched_idle: false,
             disks: Vec::new(),
+            channel: None,
             jail: None,
         }
     }

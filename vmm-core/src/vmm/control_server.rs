@@ -35,7 +35,7 @@ pub enum ControlSocketError {
 pub const SOCKET_MODE: u32 = 0o600;
 
 /// Creates a listening Unix socket at `path` with mode [`SOCKET_MODE`].
-fn listen_private(path: &Path) -> std::io::Result<UnixListener> {
+pub(crate) fn listen_private(path: &Path) -> std::io::Result<UnixListener> {
     let last = std::io::Error::last_os_error;
     // SAFETY: socket(2) with constant arguments; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };

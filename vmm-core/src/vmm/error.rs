@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::boot::BootError;
 use super::control_server::ControlSocketError;
 use super::devices::virtio::block::DiskError;
+use super::devices::virtio::console::ChannelError;
 use super::vstate::memory::MemoryError;
 use crate::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR};
 
@@ -49,6 +50,9 @@ pub enum StartError {
     /// A disk cannot be used.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The `--channel` socket is taken or cannot be made.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// The jail could not be built.
     #[error("jail: {0}")]
     Jail(#[from] crate::jail::JailError),
@@ -75,6 +79,7 @@ impl StartError {
             | Self::ControlSocket(_)
             | Self::File { .. }
             | Self::Disk(_)
+            | Self::Channel(_)
             | Self::NoKvm(_) => EXIT_BAD_INPUT,
             Self::Memory(MemoryError::Prefault { .. }) => EXIT_BAD_INPUT,
             Self::Jail(crate::jail::JailError::BadArgument(_)) => EXIT_BAD_INPUT,

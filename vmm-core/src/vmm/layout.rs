@@ -32,6 +32,11 @@ pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// IRQ of the first virtio-mmio device (then one per device).
 pub const VIRTIO_IRQ_BASE: u32 = 5;
+/// The virtio-console window (`--channel`): after the windows of the most disks a VM may have,
+/// at a fixed address so colo's workload guest can find it.
+pub const CHANNEL_MMIO_BASE: u64 = VIRTIO_MMIO_BASE + 8 * VIRTIO_MMIO_SIZE;
+/// IRQ of the virtio-console device: after the most disks' lines.
+pub const CHANNEL_IRQ: u32 = VIRTIO_IRQ_BASE + 8;
 /// IRQ of COM1.
 pub const SERIAL_IRQ: u32 = 4;
 /// Largest number of e820 / PVH memory map entries written.

@@ -8,7 +8,7 @@
 //! | `builder.rs` | the start steps: arguments, KVM VM + irqchip, memory, devices, kernel, vCPUs |
 //! | `vstate/` | guest memory, CPUID, vCPU threads, state shared with the main thread |
 //! | `boot/`, `layout.rs` | kernel loading and entry (colo note, PVH, Linux), the guest memory map |
-//! | `devices/` | one folder per device (serial, virtio block) and the port / MMIO buses |
+//! | `devices/` | one folder per device (serial, virtio block, virtio console) and the port / MMIO buses |
 //! | `event_loop.rs`, `commands.rs`, `control_server.rs` | the main thread: poll loop, control commands, control socket |
 //! | `teardown.rs`, `outcome.rs`, `signals.rs` | how the VM ends and what it leaves behind |
 //! | `log.rs`, `capped_output.rs`, `start_trace.rs` | the VMM's own log, `--log-limit`, `COLO_VMM_TRACE` |
@@ -43,6 +43,7 @@ pub use config::{JailIds, MAX_VCPUS, MIN_MEMORY_MIB, VmConfig};
 use control_server::ControlServer;
 pub use devices::virtio::block::DiskConfig;
 use devices::virtio::block::{Disk, IoThread};
+use devices::virtio::console::ChannelThread;
 pub use error::StartError;
 pub use log::Logger;
 pub use outcome::Outcome;
@@ -114,6 +115,7 @@ struct Vmm {
     vcpus: Vec<VcpuThread>,
     disks: Vec<Arc<Disk>>,
     io_thread: Option<IoThread>,
+    channel: Option<ChannelThread>,
     acks: crossbeam_channel::Receiver<u32>,
     /// Output dropped to stay within `--log-limit`.
     dropped: DroppedCounters,

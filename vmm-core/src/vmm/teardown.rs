@@ -19,6 +19,9 @@ impl Vmm {
         if let Some(t) = &self.io_thread {
             t.stop();
         }
+        if let Some(t) = &self.channel {
+            t.stop();
+        }
         self.shared.devices().flush();
         let dropped = self.dropped.snapshot();
         if dropped.any() {
@@ -40,6 +43,9 @@ impl Vmm {
         write_record(cfg, logger, outcome, &self.dropped);
         if let Some(c) = &self.control {
             c.remove();
+        }
+        if let Some(p) = &cfg.channel {
+            let _ = std::fs::remove_file(p);
         }
         self.trace.mark("exit record written");
         outcome.exit_code

@@ -9,7 +9,12 @@
 //!   INIT/SIPI from the guest.
 //! * **Linux 64-bit boot protocol** (bzImage, or an ELF without those notes): the boot vCPU starts
 //!   in 64-bit mode with RSI = the zero page and identity-mapped page tables built here.
+//!
+//! Linux guests (PVH and the 64-bit protocol) with more than one vCPU also get an MP table
+//! (`mptable.rs`): the other vCPUs wait in KVM's in-kernel LAPIC until the guest sends them
+//! INIT/SIPI.
 
+mod mptable;
 mod notes;
 mod regs;
 
@@ -192,6 +197,12 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &BootConfig<'_>) -> Result<EntryProtocol
         Some(p) => Some(load_initrd(mem, p, cfg.memory)?),
         None => None,
     };
+    if !matches!(protocol, EntryProtocol::Colo(_)) && cfg.vcpus > 1 {
+        // How Linux, without ACPI, learns of the other vCPUs and of the IOAPIC's pins. A
+        // one-vCPU guest gets none and stays on the 8259 PIC: on KVM-PVM hosts a Linux guest
+        // routed through the IOAPIC stalls for minutes (docs/vmm.md, "SMP: the MP table").
+        mptable::write(mem, cfg.vcpus)?;
+    }
     match protocol {
         EntryProtocol::Colo(_) | EntryProtocol::Pvh { .. } => {
             write_pvh_info(mem, cfg.memory, initrd)?

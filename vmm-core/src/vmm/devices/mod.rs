@@ -7,6 +7,7 @@
 //! | `mmio_bus.rs` | MMIO windows → devices ([`mmio_bus::MmioDevice`]) |
 //! | `virtio/` | the virtio-mmio transport every virtio device shares |
 //! | `virtio/block/` | virtio-blk: the disk, its requests, the `colo-io` thread, the rate limiter |
+//! | `virtio/console/` | virtio-console: the `--channel` socket and the `colo-chan` thread |
 //!
 //! A new device is a folder here plus one `attach_*` step in `builder.rs`.
 

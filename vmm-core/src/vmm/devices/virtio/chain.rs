@@ -44,6 +44,16 @@ pub enum ChainError {
         /// The descriptor with the flag.
         index: u16,
     },
+    /// The chain does not end where the driver says: a link leaves the table, loops, reaches a
+    /// descriptor that cannot be read, or the lengths add up past 2^32 - 1 bytes.
+    #[error(
+        "the chain at head {head} is cut short: a link leaves the table or loops, a descriptor \
+         cannot be read, or its lengths exceed 2^32 - 1 bytes"
+    )]
+    Broken {
+        /// The chain's head.
+        head: u16,
+    },
 }
 
 /// The descriptors of the chain starting at `head`, in order. A link out of the table, a
@@ -51,6 +61,28 @@ pub enum ChainError {
 /// 2^32 - 1 bytes in total (virtio 1.x §2.7.5.2) ends the chain there; the request parser then
 /// finds it incomplete. An indirect descriptor refuses the whole chain.
 pub fn walk(mem: &GuestMemoryMmap, table: DescTable, head: u16) -> Result<Vec<Desc>, ChainError> {
+    walk_inner(mem, table, head).map(|(descs, _)| descs)
+}
+
+/// As [`walk`], but a chain that [`walk`] would end early is refused ([`ChainError::Broken`]):
+/// for devices whose requests have no trailing status to find missing.
+pub fn walk_whole(
+    mem: &GuestMemoryMmap,
+    table: DescTable,
+    head: u16,
+) -> Result<Vec<Desc>, ChainError> {
+    match walk_inner(mem, table, head)? {
+        (descs, true) => Ok(descs),
+        (_, false) => Err(ChainError::Broken { head }),
+    }
+}
+
+/// The descriptors, and whether the last one ends the chain (no NEXT flag).
+fn walk_inner(
+    mem: &GuestMemoryMmap,
+    table: DescTable,
+    head: u16,
+) -> Result<(Vec<Desc>, bool), ChainError> {
     let mut descs = Vec::new();
     let mut index = head;
     let mut total = 0u32;
@@ -81,11 +113,11 @@ pub fn walk(mem: &GuestMemoryMmap, table: DescTable, head: u16) -> Result<Vec<De
             writable: flags & VRING_DESC_F_WRITE != 0,
         });
         if flags & VRING_DESC_F_NEXT == 0 {
-            break;
+            return Ok((descs, true));
         }
         index = next;
     }
-    Ok(descs)
+    Ok((descs, false))
 }
 
 #[cfg(test)]
@@ -172,5 +204,27 @@ mod tests {
             size: 4,
         };
         assert!(walk(&m, edge, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn walk_whole_refuses_what_walk_cuts_short() {
+        let m = mem();
+        put(&m, 0, 0x4000, 16, VRING_DESC_F_NEXT, 1);
+        put(&m, 1, 0x4000, 16, VRING_DESC_F_NEXT, 0);
+        assert_eq!(
+            walk_whole(&m, TABLE, 0),
+            Err(ChainError::Broken { head: 0 })
+        );
+        put(&m, 1, 0x4000, 16, VRING_DESC_F_NEXT, 99);
+        assert_eq!(
+            walk_whole(&m, TABLE, 0),
+            Err(ChainError::Broken { head: 0 })
+        );
+        assert_eq!(
+            walk_whole(&m, TABLE, 8),
+            Err(ChainError::Broken { head: 8 })
+        );
+        put(&m, 1, 0x4000, 16, 0, 0);
+        assert_eq!(walk_whole(&m, TABLE, 0).unwrap().len(), 2);
     }
 }

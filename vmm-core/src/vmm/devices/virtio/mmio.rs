@@ -1,4 +1,5 @@
-//! The virtio-mmio transport, version 2 (virtio 1.x §4.2.2), for a device with one queue.
+//! The virtio-mmio transport, version 2 (virtio 1.x §4.2.2), for a device with a fixed number of
+//! queues (one for virtio-blk, two for virtio-console), all of which the driver must set up.
 //!
 //! Guest register accesses arrive on vCPU threads (MMIO exits); queue notifications bypass this
 //! code through an ioeventfd. The IO thread reads the queue under the same lock.
@@ -76,16 +77,24 @@ pub struct MmioTransport {
     /// Interrupt status bits, also set by the IO thread.
     pub interrupt_status: AtomicU32,
     queue_sel: u32,
-    /// The device's only queue.
-    pub queue: Queue,
+    /// The device's queues, by index.
+    pub queues: Vec<Queue>,
     /// Bumped at every reset, so completions of requests from before it are dropped.
     pub generation: u64,
 }
 
 impl MmioTransport {
     /// A transport for device type `device_id` offering `features` (VERSION_1 is added), with
-    /// configuration space `config` and a queue of at most `queue_max` entries.
-    pub fn new(device_id: u32, features: u64, config: Vec<u8>, queue_max: u16) -> Self {
+    /// configuration space `config` and `queues` queues of at most `queue_max` entries each.
+    pub fn new(
+        device_id: u32,
+        features: u64,
+        config: Vec<u8>,
+        queue_max: u16,
+        queues: usize,
+    ) -> Self {
+        // A power of two up to 32768 is always accepted.
+        let new_queue = || Queue::new(queue_max).unwrap_or_else(|_| Queue::new(256).expect("256"));
         Self {
             device_id,
             device_features: features | F_VERSION_1,
@@ -96,17 +105,24 @@ impl MmioTransport {
             status: 0,
             interrupt_status: AtomicU32::new(0),
             queue_sel: 0,
-            // A power of two up to 32768 is always accepted.
-            queue: Queue::new(queue_max).unwrap_or_else(|_| Queue::new(256).expect("256")),
+            queues: (0..queues.max(1)).map(|_| new_queue()).collect(),
             generation: 0,
         }
     }
 
-    /// Whether the driver finished setting up and the queue is usable.
+    /// Whether the driver finished setting up and every queue is usable.
     pub fn is_active(&self) -> bool {
         self.status & status::DRIVER_OK != 0
             && self.status & status::DEVICE_NEEDS_RESET == 0
-            && self.queue.ready()
+            && self.all_ready()
+    }
+
+    fn all_ready(&self) -> bool {
+        self.queues.iter().all(|q| q.ready())
+    }
+
+    fn selected(&self) -> Option<&Queue> {
+        self.queues.get(self.queue_sel as usize)
     }
 
     /// Marks the device as needing a reset (bad guest input) and raises a config interrupt.
@@ -134,8 +150,8 @@ impl MmioTransport {
                 1 => (self.device_features >> 32) as u32,
                 _ => 0,
             },
-            reg::QUEUE_NUM_MAX if self.queue_sel == 0 => u32::from(self.queue.max_size()),
-            reg::QUEUE_READY if self.queue_sel == 0 => u32::from(self.queue.ready()),
+            reg::QUEUE_NUM_MAX => self.selected().map_or(0, |q| u32::from(q.max_size())),
+            reg::QUEUE_READY => self.selected().map_or(0, |q| u32::from(q.ready())),
             reg::INTERRUPT_STATUS => self.interrupt_status.load(Ordering::SeqCst),
             reg::STATUS => self.status,
             reg::CONFIG_GENERATION => 0,
@@ -150,7 +166,7 @@ impl MmioTransport {
     /// A register write at `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) -> MmioEffect {
         if offset >= reg::CONFIG {
-            // The block configuration is read-only.
+            // The configuration spaces offered (block, console) are read-only.
             return MmioEffect::None;
         }
         let mut bytes = [0u8; 4];
@@ -158,8 +174,9 @@ impl MmioTransport {
         bytes[..n].copy_from_slice(&data[..n]);
         let v = u32::from_le_bytes(bytes);
         // Queue registers may only change while the queue is not ready and before DRIVER_OK.
-        let queue_setup =
-            self.queue_sel == 0 && !self.queue.ready() && self.status & status::DRIVER_OK == 0;
+        let driver_ok = self.status & status::DRIVER_OK != 0;
+        let sel = self.queue_sel as usize;
+        let queue_setup = !driver_ok && self.queues.get(sel).is_some_and(|q| !q.ready());
         match offset {
             reg::DEVICE_FEATURES_SEL => self.device_features_sel = v,
             reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
@@ -176,32 +193,37 @@ impl MmioTransport {
                 }
             }
             reg::QUEUE_SEL => self.queue_sel = v,
-            reg::QUEUE_NUM if queue_setup => {
-                self.queue.set_size(v as u16);
+            reg::QUEUE_NUM if queue_setup => self.queues[sel].set_size(v as u16),
+            reg::QUEUE_DESC_LOW if queue_setup => {
+                self.queues[sel].set_desc_table_address(Some(v), None)
             }
-            reg::QUEUE_DESC_LOW if queue_setup => self.queue.set_desc_table_address(Some(v), None),
-            reg::QUEUE_DESC_HIGH if queue_setup => self.queue.set_desc_table_address(None, Some(v)),
+            reg::QUEUE_DESC_HIGH if queue_setup => {
+                self.queues[sel].set_desc_table_address(None, Some(v))
+            }
             reg::QUEUE_DRIVER_LOW if queue_setup => {
-                self.queue.set_avail_ring_address(Some(v), None)
+                self.queues[sel].set_avail_ring_address(Some(v), None)
             }
             reg::QUEUE_DRIVER_HIGH if queue_setup => {
-                self.queue.set_avail_ring_address(None, Some(v))
+                self.queues[sel].set_avail_ring_address(None, Some(v))
             }
-            reg::QUEUE_DEVICE_LOW if queue_setup => self.queue.set_used_ring_address(Some(v), None),
+            reg::QUEUE_DEVICE_LOW if queue_setup => {
+                self.queues[sel].set_used_ring_address(Some(v), None)
+            }
             reg::QUEUE_DEVICE_HIGH if queue_setup => {
-                self.queue.set_used_ring_address(None, Some(v))
+                self.queues[sel].set_used_ring_address(None, Some(v))
             }
-            reg::QUEUE_READY if self.queue_sel == 0 => {
+            reg::QUEUE_READY if sel < self.queues.len() => {
+                let q = &mut self.queues[sel];
                 if v == 1 {
                     // `is_valid` also checks the ready flag, so set it first.
-                    self.queue.set_ready(true);
-                    if !self.queue.is_valid(mem) {
-                        self.queue.set_ready(false);
+                    q.set_ready(true);
+                    if !q.is_valid(mem) {
+                        q.set_ready(false);
                         self.set_needs_reset();
                         return MmioEffect::NeedsReset;
                     }
                 } else {
-                    self.queue.set_ready(false);
+                    q.set_ready(false);
                 }
             }
             reg::QUEUE_NOTIFY => return MmioEffect::Notify,
@@ -232,7 +254,7 @@ impl MmioTransport {
         // The device owns NEEDS_RESET; the driver cannot clear it without a reset.
         self.status = v | (self.status & status::DEVICE_NEEDS_RESET);
         if !was_ok && self.status & status::DRIVER_OK != 0 {
-            if self.status & status::FEATURES_OK == 0 || !self.queue.ready() {
+            if self.status & status::FEATURES_OK == 0 || !self.all_ready() {
                 self.set_needs_reset();
                 return MmioEffect::NeedsReset;
             }
@@ -248,7 +270,9 @@ impl MmioTransport {
         self.device_features_sel = 0;
         self.queue_sel = 0;
         self.interrupt_status.store(0, Ordering::SeqCst);
-        self.queue.reset();
+        for q in &mut self.queues {
+            q.reset();
+        }
         self.generation = self.generation.wrapping_add(1);
     }
 }
@@ -293,7 +317,7 @@ mod tests {
 
     #[test]
     fn identifies_as_a_modern_virtio_mmio_device() {
-        let t = MmioTransport::new(2, 1 << 9, vec![1, 2, 3], 256);
+        let t = MmioTransport::new(2, 1 << 9, vec![1, 2, 3], 256, 1);
         assert_eq!(r(&t, reg::MAGIC), MAGIC);
         assert_eq!(r(&t, reg::VERSION), 2);
         assert_eq!(r(&t, reg::DEVICE_ID), 2);
@@ -305,7 +329,7 @@ mod tests {
     #[test]
     fn init_sequence_activates_and_reset_clears() {
         let m = mem();
-        let mut t = MmioTransport::new(2, 0, vec![], 256);
+        let mut t = MmioTransport::new(2, 0, vec![], 256, 1);
         assert_eq!(init(&mut t, &m, 0x1000), MmioEffect::Activated);
         assert!(t.is_active());
         assert_eq!(w(&mut t, reg::STATUS, 0, &m), MmioEffect::Reset);
@@ -317,16 +341,65 @@ mod tests {
     #[test]
     fn features_without_version_1_are_refused() {
         let m = mem();
-        let mut t = MmioTransport::new(2, 0, vec![], 256);
+        let mut t = MmioTransport::new(2, 0, vec![], 256, 1);
         w(&mut t, reg::STATUS, 3, &m);
         w(&mut t, reg::STATUS, 0xb, &m);
         assert_eq!(r(&t, reg::STATUS) & status::FEATURES_OK, 0);
     }
 
     #[test]
+    fn each_queue_is_set_up_on_its_own_and_all_are_needed() {
+        let m = mem();
+        let mut t = MmioTransport::new(3, 0, vec![], 64, 2);
+        w(
+            &mut t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER,
+            &m,
+        );
+        w(&mut t, reg::DRIVER_FEATURES_SEL, 1, &m);
+        w(&mut t, reg::DRIVER_FEATURES, 1, &m);
+        w(&mut t, reg::STATUS, 0xb, &m);
+        for (q, base) in [(0u32, 0x10000u32), (1, 0x20000)] {
+            w(&mut t, reg::QUEUE_SEL, q, &m);
+            assert_eq!(r(&t, reg::QUEUE_NUM_MAX), 64);
+            w(&mut t, reg::QUEUE_NUM, 8, &m);
+            w(&mut t, reg::QUEUE_DESC_LOW, base, &m);
+            w(&mut t, reg::QUEUE_DRIVER_LOW, base + 0x1000, &m);
+            w(&mut t, reg::QUEUE_DEVICE_LOW, base + 0x2000, &m);
+        }
+        // Only queue 0 ready: DRIVER_OK does not activate the device.
+        w(&mut t, reg::QUEUE_SEL, 0, &m);
+        assert_eq!(w(&mut t, reg::QUEUE_READY, 1, &m), MmioEffect::None);
+        w(&mut t, reg::QUEUE_SEL, 2, &m);
+        assert_eq!(r(&t, reg::QUEUE_NUM_MAX), 0, "no third queue");
+        assert_eq!(w(&mut t, reg::QUEUE_READY, 1, &m), MmioEffect::None);
+        w(&mut t, reg::QUEUE_SEL, 1, &m);
+        assert_eq!(r(&t, reg::QUEUE_READY), 0);
+        w(&mut t, reg::QUEUE_READY, 1, &m);
+        assert_eq!(w(&mut t, reg::STATUS, 0xf, &m), MmioEffect::Activated);
+        assert_eq!(t.queues[0].desc_table(), 0x10000);
+        assert_eq!(t.queues[1].desc_table(), 0x20000);
+        assert!(t.is_active());
+        // A ready queue can no longer be moved.
+        w(&mut t, reg::QUEUE_DESC_LOW, 0x30000, &m);
+        assert_eq!(t.queues[1].desc_table(), 0x20000);
+        w(&mut t, reg::STATUS, 0, &m);
+        assert!(t.queues.iter().all(|q| !q.ready()));
+    }
+
+    #[test]
+    fn driver_ok_with_a_queue_missing_needs_a_reset() {
+        let m = mem();
+        let mut t = MmioTransport::new(3, 0, vec![], 64, 2);
+        assert_eq!(init(&mut t, &m, 0x1000), MmioEffect::NeedsReset);
+        assert!(!t.is_active());
+    }
+
+    #[test]
     fn a_queue_outside_guest_memory_needs_a_reset() {
         let m = mem();
-        let mut t = MmioTransport::new(2, 0, vec![], 256);
+        let mut t = MmioTransport::new(2, 0, vec![], 256, 1);
         assert_eq!(init(&mut t, &m, 1 << 40), MmioEffect::NeedsReset);
         assert_ne!(r(&t, reg::STATUS) & status::DEVICE_NEEDS_RESET, 0);
         assert_ne!(r(&t, reg::INTERRUPT_STATUS) & INT_CONFIG, 0);

@@ -1,9 +1,10 @@
 //! virtio 1.x over MMIO, the part every virtio device shares: the transport registers
 //! ([`mmio`]) and the spec's constants (from `virtio-bindings`). Each device has its own folder
-//! beside this file: [`block`] today; console, vsock and net go next to it.
+//! beside this file: [`block`] and [`console`]; vsock and net would go next to them.
 
 pub mod block;
 pub mod chain;
+pub mod console;
 pub mod mmio;
 
 use virtio_bindings::{virtio_config, virtio_mmio};

@@ -161,6 +161,7 @@ impl Disk {
                 features,
                 cfg_space,
                 QUEUE_MAX,
+                1,
             )),
             limiter: Mutex::new(limiter),
             notify: new_evt()?,
@@ -206,11 +207,11 @@ impl Disk {
                 if !t.is_active() {
                     return QueueState::Idle;
                 }
-                let chain = match t.queue.pop_descriptor_chain(mem) {
+                let chain = match t.queues[0].pop_descriptor_chain(mem) {
                     Some(c) => c,
                     None => {
                         // An avail index the driver cannot have written means a broken queue.
-                        if t.queue
+                        if t.queues[0]
                             .avail_idx(mem, std::sync::atomic::Ordering::Acquire)
                             .is_err()
                         {
@@ -221,8 +222,8 @@ impl Disk {
                     }
                 };
                 let table = DescTable {
-                    addr: GuestAddress(t.queue.desc_table()),
-                    size: t.queue.size(),
+                    addr: GuestAddress(t.queues[0].desc_table()),
+                    size: t.queues[0].size(),
                 };
                 let head = chain.head_index();
                 let parsed =
@@ -239,7 +240,7 @@ impl Disk {
                 let mut limiter = self.limiter();
                 if !limiter.try_consume(parsed.cost(), now) {
                     let wait = limiter.wait_time(parsed.cost(), now);
-                    t.queue.go_to_previous_position();
+                    t.queues[0].go_to_previous_position();
                     return QueueState::Throttled(wait.max(Duration::from_micros(100)));
                 }
                 (parsed, t.generation)
@@ -285,12 +286,12 @@ impl Disk {
             }
             None => 0,
         };
-        if t.queue.add_used(mem, parsed.head, used_len).is_err() {
+        if t.queues[0].add_used(mem, parsed.head, used_len).is_err() {
             t.set_needs_reset();
             let _ = self.irq_event.write(1);
             return;
         }
-        if t.queue.needs_notification(mem).unwrap_or(true) {
+        if t.queues[0].needs_notification(mem).unwrap_or(true) {
             t.interrupt_status
                 .fetch_or(INT_USED_RING, std::sync::atomic::Ordering::SeqCst);
             let _ = self.irq_event.write(1);
