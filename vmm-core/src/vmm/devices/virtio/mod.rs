@@ -5,6 +5,7 @@
 pub mod block;
 pub mod chain;
 pub mod console;
+pub mod device_thread;
 pub mod mmio;
 
 use virtio_bindings::{virtio_config, virtio_mmio};

@@ -5,26 +5,21 @@
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::super::device_thread::DeviceThread;
 use super::{Disk, QueueState};
+use crate::seccomp::ThreadKind;
 
 /// Stack of the IO thread.
 const IO_STACK_SIZE: usize = 256 * 1024;
 
 /// Handle of the running IO thread.
 #[derive(Debug)]
-pub struct IoThread {
-    /// Its thread id.
-    pub tid: u32,
-    wake: Arc<EventFd>,
-    stop: Arc<AtomicBool>,
-    _handle: JoinHandle<()>,
-}
+pub struct IoThread(DeviceThread);
 
 impl IoThread {
     /// Starts the thread serving `disks`, under `filter` (installed before it serves anything).
@@ -33,46 +28,22 @@ impl IoThread {
         mem: GuestMemoryMmap,
         filter: Option<seccompiler::BpfProgram>,
     ) -> std::io::Result<Self> {
-        let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
-        let (w, s) = (wake.clone(), stop.clone());
-        let handle = std::thread::Builder::new()
-            .name("colo-io".into())
-            .stack_size(IO_STACK_SIZE)
-            .spawn(move || {
-                // The filter goes on before the first look at a queue the guest wrote.
-                if let Some(f) = &filter
-                    && let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Io, f)
-                {
-                    let _ = tid_tx.send(Err(e.to_string()));
-                    return;
-                }
-                // SAFETY: gettid has no preconditions.
-                let _ = tid_tx.send(Ok(unsafe { libc::gettid() } as u32));
-                serve(&disks, &mem, &w, &s);
-            })?;
-        let tid = tid_rx
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| std::io::Error::other("the IO thread did not start"))?
-            .map_err(std::io::Error::other)?;
-        Ok(Self {
-            tid,
-            wake,
-            stop,
-            _handle: handle,
-        })
+        DeviceThread::spawn(
+            "colo-io",
+            IO_STACK_SIZE,
+            ThreadKind::Io,
+            filter,
+            move |w, s| serve(&disks, &mem, w, s),
+        )
+        .map(Self)
     }
+}
 
-    /// Makes the thread look at every disk again (after a limit change).
-    pub fn wake(&self) {
-        let _ = self.wake.write(1);
-    }
+impl std::ops::Deref for IoThread {
+    type Target = DeviceThread;
 
-    /// Asks the thread to end.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake();
+    fn deref(&self) -> &DeviceThread {
+        &self.0
     }
 }
 

@@ -18,13 +18,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::super::device_thread::DeviceThread;
 use super::{Console, GuestOutput, HostInput};
+use crate::seccomp::ThreadKind;
 use crate::vmm::control_server::listen_private;
 
 /// Stack of the channel thread.
@@ -70,13 +70,7 @@ pub fn bind_channel(path: &Path) -> Result<UnixListener, ChannelError> {
 
 /// Handle of the running channel thread.
 #[derive(Debug)]
-pub struct ChannelThread {
-    /// Its thread id.
-    pub tid: u32,
-    wake: Arc<EventFd>,
-    stop: Arc<AtomicBool>,
-    _handle: JoinHandle<()>,
-}
+pub struct ChannelThread(DeviceThread);
 
 impl ChannelThread {
     /// Starts the thread serving `console` through `listener`, under `filter` (installed before
@@ -87,22 +81,12 @@ impl ChannelThread {
         mem: GuestMemoryMmap,
         filter: Option<seccompiler::BpfProgram>,
     ) -> std::io::Result<Self> {
-        let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
-        let (w, s) = (wake.clone(), stop.clone());
-        let handle = std::thread::Builder::new()
-            .name("colo-chan".into())
-            .stack_size(CHANNEL_STACK_SIZE)
-            .spawn(move || {
-                if let Some(f) = &filter
-                    && let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Channel, f)
-                {
-                    let _ = tid_tx.send(Err(e.to_string()));
-                    return;
-                }
-                // SAFETY: gettid has no preconditions.
-                let _ = tid_tx.send(Ok(unsafe { libc::gettid() } as u32));
+        DeviceThread::spawn(
+            "colo-chan",
+            CHANNEL_STACK_SIZE,
+            ThreadKind::Channel,
+            filter,
+            move |w, s| {
                 Serve {
                     console: &console,
                     mem: &mem,
@@ -113,24 +97,18 @@ impl ChannelThread {
                     output: GuestOutput::default(),
                     read_buf: vec![0; super::INPUT_HOLD_MAX],
                 }
-                .run(&w, &s);
-            })?;
-        let tid = tid_rx
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| std::io::Error::other("the channel thread did not start"))?
-            .map_err(std::io::Error::other)?;
-        Ok(Self {
-            tid,
-            wake,
-            stop,
-            _handle: handle,
-        })
+                .run(w, s);
+            },
+        )
+        .map(Self)
     }
+}
 
-    /// Asks the thread to end.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.wake.write(1);
+impl std::ops::Deref for ChannelThread {
+    type Target = DeviceThread;
+
+    fn deref(&self) -> &DeviceThread {
+        &self.0
     }
 }
 
