@@ -34,6 +34,37 @@ pub enum ControlSocketError {
 /// Mode of the socket file.
 pub const SOCKET_MODE: u32 = 0o600;
 
+/// Why [`bind_replacing_stale`] failed.
+#[derive(Debug)]
+pub(crate) enum StaleBind {
+    /// A running process listens on the path.
+    InUse,
+    /// The socket could not be created (or a stale file removed).
+    Io(std::io::Error),
+}
+
+/// [`listen_private`] at `path`, replacing a stale socket file (one nobody listens on) and
+/// refusing a live one.
+pub(crate) fn bind_replacing_stale(path: &Path) -> Result<UnixListener, StaleBind> {
+    match listen_private(path) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(StaleBind::InUse);
+            }
+            std::fs::remove_file(path).map_err(StaleBind::Io)?;
+            listen_private(path).map_err(|e| {
+                if e.kind() == ErrorKind::AddrInUse {
+                    StaleBind::InUse
+                } else {
+                    StaleBind::Io(e)
+                }
+            })
+        }
+        Err(e) => Err(StaleBind::Io(e)),
+    }
+}
+
 /// Creates a listening Unix socket at `path` with mode [`SOCKET_MODE`].
 pub(crate) fn listen_private(path: &Path) -> std::io::Result<UnixListener> {
     let last = std::io::Error::last_os_error;
@@ -111,23 +142,10 @@ impl ControlServer {
             path: path.to_path_buf(),
             source,
         };
-        let listener = match listen_private(path) {
-            Ok(l) => l,
-            Err(e) if e.kind() == ErrorKind::AddrInUse => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(ControlSocketError::InUse(path.to_path_buf()));
-                }
-                std::fs::remove_file(path).map_err(bind_err)?;
-                listen_private(path).map_err(|e| {
-                    if e.kind() == ErrorKind::AddrInUse {
-                        ControlSocketError::InUse(path.to_path_buf())
-                    } else {
-                        bind_err(e)
-                    }
-                })?
-            }
-            Err(e) => return Err(bind_err(e)),
-        };
+        let listener = bind_replacing_stale(path).map_err(|e| match e {
+            StaleBind::InUse => ControlSocketError::InUse(path.to_path_buf()),
+            StaleBind::Io(e) => bind_err(e),
+        })?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         Ok(Self {
             path: path.to_path_buf(),

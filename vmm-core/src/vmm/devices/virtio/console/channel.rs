@@ -14,7 +14,7 @@
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::super::device_thread::DeviceThread;
 use super::{Console, GuestOutput, HostInput};
 use crate::seccomp::ThreadKind;
-use crate::vmm::control_server::listen_private;
+use crate::vmm::control_server::{StaleBind, bind_replacing_stale};
 
 /// Stack of the channel thread.
 const CHANNEL_STACK_SIZE: usize = 128 * 1024;
@@ -53,17 +53,10 @@ pub fn bind_channel(path: &Path) -> Result<UnixListener, ChannelError> {
         path: path.to_path_buf(),
         source,
     };
-    let listener = match listen_private(path) {
-        Ok(l) => l,
-        Err(e) if e.kind() == ErrorKind::AddrInUse => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ChannelError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(bind_err)?;
-            listen_private(path).map_err(bind_err)?
-        }
-        Err(e) => return Err(bind_err(e)),
-    };
+    let listener = bind_replacing_stale(path).map_err(|e| match e {
+        StaleBind::InUse => ChannelError::InUse(path.to_path_buf()),
+        StaleBind::Io(e) => bind_err(e),
+    })?;
     listener.set_nonblocking(true).map_err(bind_err)?;
     Ok(listener)
 }
