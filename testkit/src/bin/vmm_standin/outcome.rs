@@ -1,0 +1,218 @@
+//! How the VM ended, in colo-vmm's terms (`vmm-core/src/exit.rs`): the exit status, the reason
+//! and the message of the exit record, decided from what the stand-in asked for, QEMU's wait
+//! status and the reason of QEMU's last `SHUTDOWN` event.
+//!
+//! A Linux guest that powers itself off ends under colo-vmm as a reset: colo-vmm has no ACPI,
+//! so the kernel's power-off finds no way to power off, PID 1 exits, the kernel panics and
+//! (`panic=-1`) reboots through the i8042, which colo-vmm reports as `guest_reset` (65). Under
+//! QEMU the same power-off is an ACPI power-off (`guest-shutdown`); the stand-in reports it as
+//! colo-vmm would, `guest_reset` with status 65, and says so in the message.
+
+use std::path::Path;
+
+use colo_vmm::{
+    EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL, EXIT_VMM_ERROR,
+    ExitReason, ExitRecord,
+};
+
+use crate::output::Log;
+use crate::vm::Asked;
+
+/// The end of the VM: what the exit record says and the stand-in's exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Why it ended.
+    pub reason: ExitReason,
+    /// The exit status.
+    pub exit_code: i32,
+    /// One line for the log and the record.
+    pub message: String,
+}
+
+impl Outcome {
+    fn new(reason: ExitReason, exit_code: i32, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            exit_code,
+            message: message.into(),
+        }
+    }
+
+    /// Refused before the guest ran (colo-vmm's bad input, status 64).
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ExitReason::VmmError, EXIT_BAD_INPUT, message)
+    }
+
+    /// A host-side failure after the start (status 70).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ExitReason::VmmError, EXIT_VMM_ERROR, message)
+    }
+}
+
+/// How QEMU's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuExit {
+    /// It exited with this status.
+    Status(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// The outcome of a QEMU that ran the guest and has ended: `asked` is what the stand-in asked
+/// for, `shutdown` the reason of QEMU's last `SHUTDOWN` event, `qemu_said` its last messages.
+pub fn decide(
+    asked: Option<Asked>,
+    exit: QemuExit,
+    shutdown: Option<&str>,
+    qemu_said: &str,
+) -> Outcome {
+    // The first end counts, as in colo-vmm: a guest that ended before the stand-in's request
+    // reached QEMU ended on its own.
+    let guest_first = shutdown.is_some_and(|r| r.starts_with("guest-"));
+    match (asked.filter(|_| !guest_first), exit) {
+        (Some(Asked::Signal(name)), _) => {
+            Outcome::new(ExitReason::Signal, EXIT_SIGNAL, format!("received {name}"))
+        }
+        (Some(Asked::Shutdown), _) => Outcome::new(
+            ExitReason::Shutdown,
+            EXIT_SHUTDOWN,
+            "shutdown requested on the control socket",
+        ),
+        (None, QemuExit::Status(0)) => match shutdown {
+            Some("guest-shutdown") => Outcome::new(
+                ExitReason::GuestReset,
+                EXIT_GUEST_RESET,
+                "guest reset (the guest powered itself off: QEMU reported guest-shutdown, which \
+                 colo-vmm sees as the reset after the power-off)",
+            ),
+            Some("guest-reset") => Outcome::new(
+                ExitReason::GuestReset,
+                EXIT_GUEST_RESET,
+                "guest reset (QEMU reported guest-reset)",
+            ),
+            Some("guest-panic") => Outcome::new(
+                ExitReason::GuestCrash,
+                EXIT_GUEST_CRASH,
+                "guest panic (QEMU reported guest-panic)",
+            ),
+            Some(other) => Outcome::failed(format!(
+                "QEMU ended ({other}) though the stand-in did not ask it to"
+            )),
+            None => Outcome::new(
+                ExitReason::GuestReset,
+                EXIT_GUEST_RESET,
+                "guest reset (QEMU exited 0 without a SHUTDOWN event on QMP: taken as the \
+                 guest's power-off)",
+            ),
+        },
+        (None, QemuExit::Status(code)) => Outcome::failed(format!(
+            "QEMU failed with status {code}: {}",
+            if qemu_said.is_empty() {
+                "(no message)"
+            } else {
+                qemu_said
+            }
+        )),
+        (None, QemuExit::Signal(sig)) => Outcome::failed(format!(
+            "QEMU was killed by signal {sig} (not by the stand-in)"
+        )),
+    }
+}
+
+/// Logs the end and writes the exit record to `path` (if given), as colo-vmm does.
+pub fn record(outcome: &Outcome, path: Option<&Path>, log: &Log) {
+    log.say(&format!(
+        "VM ended: {} (status {}): {}",
+        outcome.reason.as_str(),
+        outcome.exit_code,
+        outcome.message
+    ));
+    let Some(path) = path else { return };
+    let ended_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let rec = ExitRecord {
+        exit_code: outcome.exit_code,
+        reason: outcome.reason,
+        message: outcome.message.clone(),
+        ended_unix_ms,
+        cpu_seconds: cpu_seconds(),
+        pid: std::process::id(),
+        dropped: log.dropped(),
+    };
+    if let Err(e) = rec.write_atomic(path) {
+        log.say(&format!("error: cannot write the exit record: {e}"));
+    }
+}
+
+/// CPU time of the stand-in and QEMU (its reaped child), user + system, seconds.
+fn cpu_seconds() -> f64 {
+    let used = |who| {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid, writable rusage.
+        if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+            return 0.0;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(ru.ru_utime) + secs(ru.ru_stime)
+    };
+    used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_power_off_is_the_reset_colo_vmm_reports() {
+        let o = decide(None, QemuExit::Status(0), Some("guest-shutdown"), "");
+        assert_eq!((o.reason, o.exit_code), (ExitReason::GuestReset, 65));
+        assert!(o.message.contains("powered itself off"), "{}", o.message);
+        let o = decide(None, QemuExit::Status(0), Some("guest-panic"), "");
+        assert_eq!((o.reason, o.exit_code), (ExitReason::GuestCrash, 66));
+    }
+
+    #[test]
+    fn what_the_stand_in_asked_for_decides_over_qemu_s_end() {
+        let o = decide(
+            Some(Asked::Shutdown),
+            QemuExit::Status(0),
+            Some("host-qmp-quit"),
+            "",
+        );
+        assert_eq!((o.reason, o.exit_code), (ExitReason::Shutdown, 67));
+        let o = decide(
+            Some(Asked::Signal("SIGTERM")),
+            QemuExit::Signal(9),
+            None,
+            "",
+        );
+        assert_eq!((o.reason, o.exit_code), (ExitReason::Signal, 68));
+        assert_eq!(o.message, "received SIGTERM");
+        let late = decide(
+            Some(Asked::Shutdown),
+            QemuExit::Status(0),
+            Some("guest-shutdown"),
+            "",
+        );
+        assert_eq!(
+            late.reason,
+            ExitReason::GuestReset,
+            "the guest's end came first"
+        );
+    }
+
+    #[test]
+    fn qemu_failures_are_vmm_errors_with_qemu_s_words() {
+        let o = decide(None, QemuExit::Status(1), None, "could not load kernel");
+        assert_eq!((o.reason, o.exit_code), (ExitReason::VmmError, 70));
+        assert!(o.message.contains("could not load kernel"), "{}", o.message);
+        let o = decide(None, QemuExit::Status(0), Some("host-signal"), "");
+        assert_eq!(o.exit_code, 70);
+        assert_eq!(
+            decide(None, QemuExit::Signal(9), None, "").reason,
+            ExitReason::VmmError
+        );
+    }
+}
