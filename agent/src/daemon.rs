@@ -126,6 +126,15 @@ pub async fn run(settings: AgentSettings) -> Result<(), DaemonError> {
         }
         Err(why) => tracing::info!(%why, "no container sandbox"),
     }
+    manager.linux = crate::jobs::runtime::linux::detect(
+        &settings.config.offline.linux,
+        &settings.config.offline.kernel,
+        &settings.state_dir,
+    );
+    match &manager.linux {
+        Ok(_) => tracing::info!("Linux-guest programs available"),
+        Err(why) => tracing::info!(%why, "no Linux-guest programs"),
+    }
     let jobs = JobManager::open(manager, cgroups, registry)
         .await
         .map_err(setup("job manager"))?;

@@ -1,4 +1,5 @@
-//! `coloctl logs`: a job's serial console (or VMM log), optionally followed.
+//! `coloctl logs`: a job's serial console (a Linux guest's program: its output), or its VMM's
+//! files, optionally followed.
 
 use std::io::Write;
 
@@ -15,7 +16,8 @@ pub struct LogsArgs {
     /// Keep printing until the job ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// The VMM's output and log instead of the guest's serial console.
+    /// The VMM's output and log instead of the guest's serial console (for a program in a
+    /// Linux guest: instead of its output, and with the guest's console).
     #[arg(long)]
     pub vmm: bool,
 }

@@ -48,8 +48,9 @@ pub struct SandboxArgs {
     /// Linux guest: kernel command line.
     #[arg(long)]
     pub cmdline: Option<String>,
-    /// Container: the root filesystem, a directory, an OCI image layout or a `docker save`
-    /// tarball beneath the node's `offline.image_roots`.
+    /// Container (or, with `--sandbox linux`, a Linux guest's program): the root filesystem, a
+    /// directory, an OCI image layout or a `docker save` tarball beneath the node's
+    /// `offline.image_roots`.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
     /// Container: a host directory beneath the node's `offline.volume_roots`, mounted at DST
@@ -117,6 +118,11 @@ impl SandboxArgs {
         for (kind, flag) in self.given() {
             match &first {
                 None => first = Some((kind, flag.to_string())),
+                // A program's flags belong to a container, or (after `--sandbox linux` or
+                // `--kernel`) to a Linux guest's program.
+                // (A guest takes disks, not host directories: `--volume` stays a container's.)
+                Some((SandboxKind::Linux, _))
+                    if kind == SandboxKind::Container && flag != "--volume" => {}
                 Some((k, f)) if *k != kind => {
                     return Err(local(format!(
                         "{f} and {flag} ask for different sandboxes ({} and {}): give the \
@@ -159,6 +165,15 @@ impl SandboxArgs {
                 }
                 if let Some(c) = &self.cmdline {
                     l.cmdline = c.clone();
+                }
+                if self
+                    .given()
+                    .iter()
+                    .any(|(k, _)| *k == SandboxKind::Container)
+                {
+                    let mut p = l.program.take().unwrap_or_default();
+                    self.apply_program(&mut p)?;
+                    l.program = Some(p);
                 }
                 Guest::Linux(l)
             }
@@ -268,10 +283,22 @@ pub fn summary(spec: &pb::JobSpec) -> String {
                 format!(" io={}", w.io)
             }
         ),
-        Some(pb::job_spec::Sandbox::Linux(l)) => format!(
-            "linux kernel={} rootfs={} cmdline={:?}",
-            l.kernel_path, l.rootfs_path, l.cmdline
-        ),
+        Some(pb::job_spec::Sandbox::Linux(l)) => match &l.program {
+            Some(p) => format!(
+                "linux image={} command={}",
+                p.image,
+                std::iter::once(&p.command)
+                    .filter(|c| !c.is_empty())
+                    .chain(&p.args)
+                    .map(|w| quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => format!(
+                "linux kernel={} rootfs={} cmdline={:?}",
+                l.kernel_path, l.rootfs_path, l.cmdline
+            ),
+        },
         Some(pb::job_spec::Sandbox::Container(c)) => {
             let words: Vec<String> = std::iter::once(&c.command)
                 .filter(|c| !c.is_empty())
@@ -425,6 +452,27 @@ mod tests {
         );
         let l = args(&["--sandbox", "linux", "--kernel", "/k2"]).apply(workload());
         assert!(matches!(l.unwrap(), Guest::Linux(l) if l.kernel.as_os_str() == "/k2"));
+        // After `--sandbox linux`, a program's flags make the Linux guest's program.
+        let l = args(&[
+            "--sandbox",
+            "linux",
+            "--image",
+            "/img/a",
+            "--",
+            "sort",
+            "-n",
+        ])
+        .apply(workload())
+        .unwrap();
+        let Guest::Linux(l) = l else { panic!("{l:?}") };
+        let p = l.program.unwrap();
+        assert_eq!(
+            (p.image.to_str(), p.command.as_str()),
+            (Some("/img/a"), "sort")
+        );
+        assert_eq!(p.args, ["-n"]);
+        let e = args(&["--sandbox", "container", "--kernel", "/k"]).kind();
+        assert!(e.is_err());
     }
 
     #[test]

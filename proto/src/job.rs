@@ -38,6 +38,7 @@ impl From<&JobSpec> for pb::JobSpec {
                     kernel_path: path_text(&l.kernel),
                     rootfs_path: l.rootfs.as_deref().map(path_text).unwrap_or_default(),
                     cmdline: l.cmdline.clone(),
+                    program: l.program.as_ref().map(Into::into),
                 }),
                 Guest::Container(p) => pb::job_spec::Sandbox::Container(p.into()),
             }),
@@ -143,6 +144,7 @@ impl TryFrom<&pb::JobSpec> for JobSpec {
                 kernel: PathBuf::from(&l.kernel_path),
                 rootfs: (!l.rootfs_path.is_empty()).then(|| PathBuf::from(&l.rootfs_path)),
                 cmdline: l.cmdline.clone(),
+                program: l.program.as_ref().map(Into::into),
             }),
             Some(pb::job_spec::Sandbox::Container(c)) => Guest::Container(c.into()),
         };
@@ -195,6 +197,7 @@ mod tests {
                 kernel: "/img/vmlinux".into(),
                 rootfs: Some("/img/root.img".into()),
                 cmdline: "console=ttyS0".into(),
+                program: None,
             }),
         );
         spec.vcpus = 2;
@@ -207,6 +210,17 @@ mod tests {
         });
         spec.labels.insert("team".into(), "data".into());
         spec.deadline_seconds = 60;
+        let wire = pb::JobSpec::from(&spec);
+        assert_eq!(JobSpec::try_from(&wire).unwrap(), spec);
+        spec.guest = Guest::Linux(LinuxGuest::program(Program {
+            image: "/img/alpine.tar".into(),
+            command: "/bin/sort".into(),
+            args: vec!["-n".into()],
+            env: [("LANG".to_string(), "C".to_string())].into(),
+            workdir: "/data".into(),
+            user: Some(User { uid: 7, gid: 8 }),
+            volumes: vec![],
+        }));
         let wire = pb::JobSpec::from(&spec);
         assert_eq!(JobSpec::try_from(&wire).unwrap(), spec);
         spec.guest = Guest::Workload(WorkloadGuest {

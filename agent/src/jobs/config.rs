@@ -49,6 +49,8 @@ pub struct ManagerConfig {
     pub containers: super::runtime::container::Availability,
     /// The ids jailed VMMs run as (`offline.jail`); `None`: VMMs keep the agent's rights.
     pub jail: Option<JailRange>,
+    /// Linux guests that run a program, or why the node has none.
+    pub linux: super::runtime::linux::Availability,
 }
 
 /// The uids (and gids) handed to jailed VMMs, one per unfinished job.
@@ -79,6 +81,7 @@ impl ManagerConfig {
             log_limit: 16 << 20,
             containers: Err("not configured (offline.container)".into()),
             jail: None,
+            linux: Err("not configured (offline.linux)".into()),
         }
     }
 }

@@ -216,6 +216,13 @@ impl JobManager {
                 why: why.clone(),
             });
         }
+        if let (Some(_), Err(why)) = (super::runtime::linux::program(&spec), &self.inner.cfg.linux)
+        {
+            return Err(ManagerError::SandboxUnavailable {
+                sandbox: "linux (a program in a Linux guest)",
+                why: why.clone(),
+            });
+        }
         let _one_at_a_time = self.inner.submit_lock.lock().await;
         {
             let t = self.inner.table();

@@ -386,7 +386,10 @@ pub fn open_job_files(
         fds.push(fd);
         Ok::<(), PathError>(())
     };
-    if let Guest::Linux(l) = &mut out.guest {
+    // A Linux guest's program boots files of the agent's own (see `runtime::linux`).
+    if let Guest::Linux(l) = &mut out.guest
+        && l.program.is_none()
+    {
         take(&mut l.kernel, RootKind::Image, false)?;
         if let Some(r) = &mut l.rootfs {
             take(r, RootKind::Image, false)?;

@@ -120,6 +120,10 @@ pub struct JobPaths {
     /// `<state_dir>/mounts/<id>`: a container's volumes and in-place image, mounted from what
     /// the agent checked (outside the job's directory, which is removed recursively).
     pub mounts: PathBuf,
+    /// `sandbox/channel.sock`: a Linux guest's channel to its in-guest agent.
+    pub channel: PathBuf,
+    /// `guest/`: the agent's side of a Linux guest's program (its output, how it ended).
+    pub guest: PathBuf,
 }
 
 /// A record the registry could not read; it was moved aside to `job.json.corrupt`.
@@ -163,6 +167,8 @@ impl Registry {
             control: sandbox.join("control.sock"),
             exit_record: sandbox.join("exit.json"),
             mounts: self.state_dir().join("mounts").join(id),
+            channel: sandbox.join("channel.sock"),
+            guest: dir.join("guest"),
             sandbox,
             dir,
         }

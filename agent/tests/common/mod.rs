@@ -104,6 +104,10 @@ pub struct Options {
     /// Lines under `offline.container` (indented four spaces) besides its `runtime_root`, which
     /// is the test's own directory.
     pub container: String,
+    /// The VMM binary instead of the built colo-vmm (a stand-in).
+    pub vmm: Option<PathBuf>,
+    /// `offline.memory_overhead` (default 48MiB).
+    pub memory_overhead: &'static str,
 }
 
 impl Default for Options {
@@ -118,6 +122,8 @@ impl Default for Options {
             metrics: false,
             state_tmpfs: None,
             container: String::new(),
+            vmm: None,
+            memory_overhead: "48MiB",
         }
     }
 }
@@ -196,7 +202,10 @@ impl TestAgent {
         let metrics_addr = opts
             .metrics
             .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())));
-        let vmm = vmm_binary()
+        let vmm = opts
+            .vmm
+            .clone()
+            .or_else(vmm_binary)
             .map(|p| format!("  vmm: {}\n", p.display()))
             .unwrap_or_default();
         let workload = workload_guest()
@@ -210,7 +219,7 @@ impl TestAgent {
             .map(|s| format!("  start_timeout: {s}\n"))
             .unwrap_or_default();
         let yaml = format!(
-            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: 48MiB\n  stop_grace: 3s\n{start_timeout}{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n  container:\n    runtime_root: {runc}\n{container}{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
+            "node:\n  name: test-node\ncgroup:\n  root: /{cg}\noffline:\n  state_dir: {state}\n  image_roots: [{{path: {images}}}]\n  volume_roots: [{{path: {volumes}}}]\n  memory: 16MiB\n  memory_overhead: {overhead}\n  stop_grace: 3s\n{start_timeout}{vmm}{workload}  budget:\n    cpu: {cpu}\n    memory: {mem}\n  container:\n    runtime_root: {runc}\n{container}{extra_offline}api:\n  socket: {sock}\nmetrics:\n  listen: {metrics}\npolicy:\n  paths: [{policy}]\n{extra}",
             cg = cgroup.name(),
             state = dir.path().join("state").display(),
             images = dir.path().join("images").display(),
@@ -224,6 +233,7 @@ impl TestAgent {
             metrics = metrics_addr.map_or("null".to_string(), |a| a.to_string()),
             policy = policy.display(),
             extra = opts.extra,
+            overhead = opts.memory_overhead,
         );
         std::fs::write(&config, yaml).unwrap();
         let state_tmpfs = opts

@@ -144,6 +144,54 @@ pub struct OfflineConfig {
     pub container: ContainerConfig,
     /// The MicroVM jail: each VMM runs as its own unprivileged uid.
     pub jail: JailConfig,
+    /// Linux guests that run a job's program (colo's in-guest agent, over a host channel).
+    pub linux: LinuxConfig,
+}
+
+/// `offline.linux`: how a Linux-guest job with a program runs: the node's guest kernel boots its
+/// guest image (an initramfs whose `/init` is colo's in-guest agent), which runs the program in a
+/// root filesystem made from the job's image (a read-only ext4 disk) and reports over a
+/// virtio-console channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinuxConfig {
+    /// The guest kernel for jobs that name none; `null`: `offline.kernel`.
+    pub kernel: Option<PathBuf>,
+    /// The guest image: an initramfs whose `/init` is `colo-guest-init`
+    /// (`scripts/build-guest-image.sh` builds one).
+    pub initramfs: PathBuf,
+    /// The guests' kernel command line.
+    pub cmdline: String,
+    /// Whether this node's VMM runs guest user space: `auto` finds out (KVM-PVM cannot, and
+    /// such jobs are refused at submit); `assume` takes the operator's word (a VMM that is not
+    /// colo-vmm, e.g. the test stand-in that runs QEMU).
+    pub user_space: UserSpace,
+    /// Most bytes of block images made from job images, kept in the state directory; unused
+    /// ones are removed, least recently used first.
+    pub image_cache: ByteSize,
+}
+
+/// `offline.linux.user_space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserSpace {
+    /// Detect it from the host's KVM.
+    #[default]
+    Auto,
+    /// The operator says the VMM can run it.
+    Assume,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> Self {
+        Self {
+            kernel: None,
+            initramfs: PathBuf::from("/var/lib/colo/guest/initramfs.cpio"),
+            cmdline: "console=ttyS0 panic=-1".into(),
+            user_space: UserSpace::Auto,
+            image_cache: ByteSize::mib(8 * 1024),
+        }
+    }
 }
 
 /// `offline.jail`: each job's VMM runs in its own mount namespace with an empty root, as a uid
@@ -247,6 +295,7 @@ impl Default for OfflineConfig {
             log_limit: ByteSize::mib(16),
             container: ContainerConfig::default(),
             jail: JailConfig::default(),
+            linux: LinuxConfig::default(),
         }
     }
 }

@@ -205,6 +205,21 @@ pub struct LinuxGuest {
     /// Kernel command line.
     #[serde(default)]
     pub cmdline: String,
+    /// A user program run by colo's in-guest agent (the guest image's `/init`), in a root
+    /// filesystem made from `image`: a job with a program boots the node's Linux guest kernel
+    /// and image (`offline.linux`) unless it names a kernel, and takes no `rootfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<Program>,
+}
+
+impl LinuxGuest {
+    /// A Linux guest that runs `program` on the node's guest kernel and image.
+    pub fn program(program: Program) -> Self {
+        Self {
+            program: Some(program),
+            ..Self::default()
+        }
+    }
 }
 
 /// A disk of the job.

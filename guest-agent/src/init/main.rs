@@ -34,7 +34,7 @@ use session::{Session, SessionError};
 /// Un-acknowledged output the guest holds before it stops reading the job's pipes.
 const OUTPUT_LOG_CAPACITY: usize = 4 * 1024 * 1024;
 /// How long the guest waits for the host's last `Ack` before powering off.
-const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the channel device may take to appear after the modules are loaded.
 const CHANNEL_WAIT: Duration = Duration::from_secs(10);
 

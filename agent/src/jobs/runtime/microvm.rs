@@ -4,11 +4,13 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use colo_vmm::control::VmState;
 pub use colo_vmm::{ControlClient, ControlClientError, ExitReason, ExitRecord, Stats};
 
+use super::linux::session::GuestLink;
 use super::{SandboxStatus, StartedLine};
 use crate::jobs::config::ManagerConfig;
 use crate::jobs::model::{Guest, JobSpec};
@@ -26,6 +28,10 @@ pub struct MicroVm {
     workload_guest: PathBuf,
     log_limit: u64,
     control_timeout: Duration,
+    /// The node's Linux-guest programs (or why it has none).
+    pub linux: super::linux::Availability,
+    /// The link to a Linux guest's in-guest agent (a job with a program).
+    pub guest: Option<Arc<GuestLink>>,
 }
 
 impl MicroVm {
@@ -36,6 +42,24 @@ impl MicroVm {
             workload_guest: cfg.workload_guest.clone(),
             log_limit: cfg.log_limit,
             control_timeout: cfg.control_timeout,
+            linux: cfg.linux.clone(),
+            guest: None,
+        }
+    }
+
+    /// The MicroVM of a job: with a link to its in-guest agent when it runs a program.
+    pub fn for_job(cfg: &ManagerConfig, spec: &JobSpec) -> Self {
+        let mut vm = Self::new(cfg);
+        if super::linux::program(spec).is_some() {
+            vm.guest = Some(Arc::new(GuestLink::default()));
+        }
+        vm
+    }
+
+    /// Starts following the in-guest agent of a job with a program (its VMM runs).
+    pub fn attach(&self, id: &str, paths: &JobPaths) {
+        if let Some(g) = &self.guest {
+            g.start(id, &paths.channel, &paths.guest, self.log_limit);
         }
     }
 
@@ -71,8 +95,16 @@ impl MicroVm {
         .await
     }
 
-    /// Asks the guest to shut down.
+    /// Asks the guest to shut down: a program gets SIGTERM from its in-guest agent (the guest
+    /// powers off once it has ended); any other guest the VMM's shutdown.
     pub async fn shutdown(&self, paths: &JobPaths) -> Result<(), ControlClientError> {
+        if self
+            .guest
+            .as_ref()
+            .is_some_and(|g| g.signal(libc::SIGTERM as u32))
+        {
+            return Ok(());
+        }
         control(&paths.control, self.control_timeout, |c| c.shutdown()).await
     }
 }
@@ -100,7 +132,12 @@ pub fn run_args(
                 push("--cmdline", l.cmdline.clone().into());
             }
             if let Some(rootfs) = &l.rootfs {
-                push("--disk", rootfs.clone().into());
+                let mut v: OsString = rootfs.clone().into();
+                // A program's root: the guest writes to an overlay above it, never to the image.
+                if l.program.is_some() {
+                    v.push(",ro");
+                }
+                push("--disk", v);
             }
         }
         // Never launched in a MicroVM (`Sandbox::for_job` picks the container sandbox).

@@ -7,8 +7,10 @@
 //! [`Sandbox`] with its own module here, and a match arm in each method.
 
 pub mod container;
+pub mod linux;
 pub mod microvm;
 mod offers;
+pub(crate) mod program;
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -107,7 +109,7 @@ impl Sandbox {
                 cfg.log_limit,
                 cfg.start_timeout,
             )),
-            Guest::Workload(_) | Guest::Linux(_) => Self::MicroVm(MicroVm::new(cfg)),
+            Guest::Workload(_) | Guest::Linux(_) => Self::MicroVm(MicroVm::for_job(cfg, spec)),
         }
     }
 
@@ -132,6 +134,20 @@ impl Sandbox {
         match (self, &spec.guest) {
             (Self::Container(c), Guest::Container(p)) => {
                 container::prepare(c, id, p, paths, roots, cgroup)
+            }
+            (Self::MicroVm(vm), _) if linux::program(spec).is_some() => {
+                let host = vm
+                    .linux
+                    .as_ref()
+                    .map_err(|why| format!("this node cannot run Linux-guest programs: {why}"))?;
+                let (vm_spec, inherit, extra) = linux::prepare(host, id, spec, paths, roots)?;
+                let (program, mut args) = vm.command(&vm_spec, paths);
+                args.extend(extra);
+                Ok(Prepared {
+                    program,
+                    args,
+                    inherit,
+                })
             }
             (Self::MicroVm(vm), _) => {
                 // The files the job names are opened here, beneath the operator's roots, and
@@ -178,6 +194,10 @@ impl Sandbox {
         intent: Option<&StopIntent>,
     ) -> Option<Outcome> {
         match self {
+            Self::MicroVm(vm) if vm.guest.is_some() => {
+                let r = microvm::ExitRecord::read(&paths.exit_record).ok()?;
+                Some(linux::exit::decide(&paths.guest, Some(&r), None, intent))
+            }
             Self::MicroVm(_) => microvm::ExitRecord::read(&paths.exit_record)
                 .ok()
                 .map(|r| outcome::decide(Some(&r), None, intent)),
@@ -196,9 +216,13 @@ impl Sandbox {
         intent: Option<&StopIntent>,
     ) -> Outcome {
         match self {
-            Self::MicroVm(_) => {
+            Self::MicroVm(vm) => {
                 let r = microvm::ExitRecord::read(&paths.exit_record).ok();
-                outcome::decide(r.as_ref(), wait, intent)
+                if vm.guest.is_some() {
+                    linux::exit::decide(&paths.guest, r.as_ref(), wait, intent)
+                } else {
+                    outcome::decide(r.as_ref(), wait, intent)
+                }
             }
             Self::Container(_) => {
                 let r = container::ContainerExit::read(&paths.exit_record).ok();
@@ -263,10 +287,28 @@ impl Sandbox {
         }
     }
 
+    /// Starts what follows a running sandbox beside its process (a Linux guest's link to its
+    /// in-guest agent): once it runs, and again when a new agent re-adopts it.
+    pub fn attach(&self, id: &str, paths: &JobPaths) {
+        if let Self::MicroVm(vm) = self {
+            vm.attach(id, paths);
+        }
+    }
+
+    /// Stops what [`Self::attach`] started (the job has ended).
+    pub fn detach(&self) {
+        if let Self::MicroVm(MicroVm { guest: Some(g), .. }) = self {
+            g.stop();
+        }
+    }
+
     /// Removes what the sandbox leaves beyond the job's cgroups and files.
     pub fn cleanup(&self, id: &str, paths: &JobPaths) {
         match self {
-            Self::MicroVm(_) => {}
+            Self::MicroVm(_) => {
+                // A Linux guest's root image made for this job alone.
+                let _ = std::fs::remove_file(paths.guest.join("root.ext4"));
+            }
             Self::Container(c) => c.cleanup(id, paths),
         }
     }

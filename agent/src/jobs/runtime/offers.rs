@@ -72,11 +72,19 @@ pub fn offers(cfg: &ManagerConfig, version: CgroupVersion) -> Vec<Offer> {
         }
         Err(why) => Err(why.clone()),
     };
+    // A Linux guest is offered when it can run a program (a bare kernel boot is a check, not
+    // a job a scheduler places).
+    let linux = match (&vmm, &cfg.linux) {
+        (Err(e), _) => Err(e.clone()),
+        (Ok(_), Err(why)) => Err(why.clone()),
+        (Ok(v), Ok(_)) => Ok(format!("{v}; programs run by colo's in-guest agent")),
+    };
     SandboxKind::ALL
         .into_iter()
         .map(|kind| {
             let r = match kind {
-                SandboxKind::Workload | SandboxKind::Linux => &vmm,
+                SandboxKind::Workload => &vmm,
+                SandboxKind::Linux => &linux,
                 SandboxKind::Container => &container,
             };
             Offer {

@@ -308,6 +308,7 @@ impl Supervisor {
             r.started_unix_ms = now;
         })
         .await;
+        self.sandbox.attach(&self.rec.id, &self.paths);
         self.follow().await
     }
 
@@ -399,6 +400,7 @@ impl Supervisor {
                 tracing::warn!(job = %self.rec.id, error = %e, "re-adopted VMM does not answer on its control socket")
             }
         }
+        self.sandbox.attach(&self.rec.id, &self.paths);
         if let Some(stop) = self.rec.stop.clone() {
             // A stop was in progress when the agent went away: carry it out.
             self.begin_stop(stop).await;

@@ -108,6 +108,7 @@ impl Supervisor {
     /// Records the outcome durably, cleans up, then publishes the outcome: whoever sees a job
     /// end (a launcher waiting on it, `coloctl watch`) finds its cgroups and files gone.
     pub(super) async fn finish(&mut self, o: Outcome) {
+        self.sandbox.detach();
         if self.rec.state.is_terminal() {
             return;
         }

@@ -157,10 +157,30 @@ pub fn logs(
 ) -> Result<LogStream, ManagerError> {
     let (_, mut rx) = jobs.watch(id)?;
     let paths = jobs.paths(id);
-    let files = match source {
+    let program = jobs
+        .get(id)
+        .is_ok_and(|r| crate::jobs::runtime::linux::program(&r.spec).is_some());
+    let files = match (source, program) {
         // The older half of a log rotated under `offline.log_limit` comes first.
-        pb::LogSource::Serial => vec![colo_vmm::older_half(&paths.serial), paths.serial],
-        pb::LogSource::Vmm => vec![paths.output, colo_vmm::older_half(&paths.log), paths.log],
+        (pb::LogSource::Serial, false) => vec![colo_vmm::older_half(&paths.serial), paths.serial],
+        (pb::LogSource::Vmm, false) => {
+            vec![paths.output, colo_vmm::older_half(&paths.log), paths.log]
+        }
+        // A Linux guest's program: its output, as its in-guest agent sent it; the guest's
+        // console goes with the VMM's files.
+        (pb::LogSource::Serial, true) => {
+            let out = paths
+                .guest
+                .join(crate::jobs::runtime::linux::session::OUTPUT_FILE);
+            vec![colo_vmm::older_half(&out), out]
+        }
+        (pb::LogSource::Vmm, true) => vec![
+            paths.output,
+            colo_vmm::older_half(&paths.log),
+            paths.log,
+            colo_vmm::older_half(&paths.serial),
+            paths.serial,
+        ],
     };
     let (tx, out) = mpsc::channel::<Result<pb::LogChunk, tonic::Status>>(16);
     let jobs = jobs.clone();

@@ -302,14 +302,33 @@ fn check_workload(
 /// Checks a Linux guest: its kernel and root filesystem may be named, its command line is one
 /// line.
 fn check_linux(l: &super::LinuxGuest, access: &impl PathAccess) -> Result<(), FieldError> {
-    check_file(
-        access,
-        PathKind::Image,
-        "spec.linux.kernel_path",
-        &l.kernel,
-        false,
-        "an uncompressed vmlinux with a PVH entry",
-    )?;
+    if let Some(p) = &l.program {
+        // The node's guest kernel and image run the program (in a root made from its image).
+        if l.rootfs.is_some() {
+            return Err(bad(
+                "spec.linux.rootfs_path",
+                "a job with a program runs in a root filesystem made from program.image; drop rootfs_path",
+            ));
+        }
+        if !p.volumes.is_empty() {
+            return Err(bad(
+                "spec.linux.program.volumes",
+                "a Linux guest takes no host directories (the host never mounts what a guest \
+                 writes); give block images as spec.disks",
+            ));
+        }
+        program::check_program("spec.linux.program", p, access)?;
+    }
+    if l.program.is_none() || !l.kernel.as_os_str().is_empty() {
+        check_file(
+            access,
+            PathKind::Image,
+            "spec.linux.kernel_path",
+            &l.kernel,
+            false,
+            "an uncompressed vmlinux with a PVH entry",
+        )?;
+    }
     if let Some(rootfs) = &l.rootfs {
         check_file(
             access,

@@ -12,9 +12,7 @@ use crate::host::cgroup::{JobCgroup, ThreadGroup};
 use crate::jobs::paths::{Accept, PathRoots, RootKind};
 use crate::jobs::registry::JobPaths;
 use crate::jobs::runtime::Prepared;
-
-/// The `PATH` a container gets unless its job sets one.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::jobs::runtime::program::process as program_process;
 
 /// The open-files limit of a container's processes.
 const OPEN_FILES: u64 = 1024;
@@ -32,62 +30,6 @@ fn live_digests(jobs_dir: &Path) -> Vec<String> {
         .filter_map(|e| std::fs::read_to_string(e.path().join("bundle").join(DIGEST_FILE)).ok())
         .map(|d| d.trim().to_string())
         .collect()
-}
-
-/// The process a container runs: what the job says, the image's configuration filling what it
-/// leaves out.
-#[derive(Debug, PartialEq, Eq)]
-struct Process {
-    args: Vec<String>,
-    env: Vec<String>,
-    cwd: String,
-    uid: u32,
-    gid: u32,
-}
-
-/// The job's command and arguments, else the image's entrypoint and command; the image's
-/// environment with the job's entries over it (and a `PATH` when neither sets one); the job's
-/// working directory and user, else the image's.
-fn process(p: &Program, root: &colo_oci::image::RootFs) -> Result<Process, String> {
-    let image = &root.defaults;
-    let args = image.argv(&p.command, &p.args);
-    if args.is_empty() {
-        return Err(
-            "spec.container.command: the job names no command and its image configuration has no Entrypoint or Cmd; give the job a command"
-                .into(),
-        );
-    }
-    let mut env: Vec<String> = image
-        .env
-        .iter()
-        .filter(|e| {
-            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-            !p.env.contains_key(key)
-        })
-        .cloned()
-        .collect();
-    env.extend(p.env.iter().map(|(k, v)| format!("{k}={v}")));
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
-    }
-    let cwd = [&p.workdir, &image.workdir]
-        .into_iter()
-        .find(|w| !w.is_empty())
-        .map_or_else(|| "/".to_string(), Clone::clone);
-    let (uid, gid) = match p.user {
-        Some(u) => (u.uid, u.gid),
-        None => image
-            .user_ids(&root.path)
-            .map_err(|e| format!("spec.container.image: {e}"))?
-            .unwrap_or((0, 0)),
-    };
-    Ok(Process {
-        args,
-        env,
-        cwd,
-        uid,
-        gid,
-    })
 }
 
 /// Resolves `p`'s image and volumes, writes the bundle and returns the monitor's launch.
@@ -150,7 +92,7 @@ pub fn prepare(
             read_only: v.read_only,
         });
     }
-    let process = process(p, &root)?;
+    let process = program_process("spec.container", p, &root)?;
     let spec = BundleSpec {
         hostname: job.to_string(),
         rootfs,
@@ -222,76 +164,5 @@ mod tests {
         }
         assert_eq!(live_digests(d.path()), vec!["sha256:aa".to_string()]);
         assert!(live_digests(&d.path().join("none")).is_empty());
-    }
-
-    #[test]
-    fn the_image_configuration_fills_what_the_job_leaves_out() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("etc")).unwrap();
-        std::fs::write(
-            root.path().join("etc/passwd"),
-            "app:x:1001:1002::/:/bin/sh\n",
-        )
-        .unwrap();
-        let rootfs = colo_oci::image::RootFs {
-            path: root.path().to_path_buf(),
-            digest: Some("sha256:aa".into()),
-            defaults: colo_oci::image::ImageDefaults {
-                env: vec!["PATH=/app/bin".into(), "MODE=image".into(), "KEEP=1".into()],
-                entrypoint: vec!["/app/run".into()],
-                cmd: vec!["--default".into()],
-                workdir: "/app".into(),
-                user: "app".into(),
-            },
-        };
-        let mut p = Program {
-            image: "/img".into(),
-            ..Default::default()
-        };
-        p.env.insert("MODE".into(), "job".into());
-        let got = process(&p, &rootfs).unwrap();
-        assert_eq!(
-            got,
-            Process {
-                args: vec!["/app/run".into(), "--default".into()],
-                env: vec!["PATH=/app/bin".into(), "KEEP=1".into(), "MODE=job".into()],
-                cwd: "/app".into(),
-                uid: 1001,
-                gid: 1002,
-            }
-        );
-        // What the job gives wins.
-        let p = Program {
-            image: "/img".into(),
-            command: "/bin/true".into(),
-            workdir: "/w".into(),
-            user: Some(colo_config::job::User { uid: 5, gid: 6 }),
-            ..Default::default()
-        };
-        let got = process(&p, &rootfs).unwrap();
-        assert_eq!(
-            (got.args, got.cwd, got.uid, got.gid),
-            (vec!["/bin/true".to_string()], "/w".to_string(), 5, 6)
-        );
-        // A directory image has no configuration: the job must name its command.
-        let plain = colo_oci::image::RootFs {
-            defaults: Default::default(),
-            ..rootfs
-        };
-        let e = process(&Program::default(), &plain).unwrap_err();
-        assert!(
-            e.contains("names no command") && e.contains("give the job a command"),
-            "{e}"
-        );
-        let got = process(
-            &Program {
-                command: "sh".into(),
-                ..Default::default()
-            },
-            &plain,
-        )
-        .unwrap();
-        assert_eq!(got.env, vec![format!("PATH={DEFAULT_PATH}")]);
-        assert_eq!((got.cwd.as_str(), got.uid), ("/", 0));
     }
 }
