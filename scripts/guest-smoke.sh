@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Smoke test of a colo Linux guest under QEMU with TCG (no KVM needed): builds colo-guest-init
-# (static, musl) and packs it as /init into an initramfs with busybox-static, boots Debian's
-# cloud kernel on QEMU's microvm machine with one virtio-console port on a Unix socket, and
+# Smoke test of a colo Linux guest under QEMU with TCG (no KVM needed): builds the guest image
+# with scripts/build-guest-image.sh (colo-guest-init, static, musl, as /init in an initramfs with
+# busybox-static and the kernel's modules), boots Debian's cloud kernel on QEMU's microvm machine with one virtio-console port on a Unix socket, and
 # runs the host side (guest-agent/examples/guest_smoke.rs) against it, twice: the job
 # `/bin/sh -c 'echo hi; exit 7'` from the initramfs, then a job in a root file system on a
 # read-only virtio disk (ext4 under the guest's overlay) that checks its marker file, writes
@@ -16,10 +16,10 @@
 # --kernel/--modules. Without QEMU or a kernel it says SKIPPED and exits 0 (fails under
 # COLO_REQUIRE_KVM=1). The drivers the guest needs (virtio-mmio, virtio-console, virtio-blk,
 # overlay) are loaded by colo-guest-init from the list /etc/colo/modules when the kernel has them
-# as modules.
+# as modules. The image is cached (see build-guest-image.sh).
 # The machine describes its virtio-mmio devices in ACPI tables (Debian's cloud kernel lacks
 # CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); --no-acpi names them on the kernel command line instead,
-# as colo-vmm does, for a kernel built that way. --keep leaves the initramfs and the console log
+# as colo-vmm does, for a kernel built that way. --keep leaves the console logs and the root disk
 # in the work folder it names.
 set -euo pipefail
 
@@ -52,30 +52,27 @@ done
 cd "$(dirname "$0")/.."
 
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)"
-for tool in cpio busybox file; do
-  command -v "$tool" >/dev/null || die "$tool is missing; run scripts/install-deps.sh"
-done
-busybox=$(command -v busybox)
-file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static; install busybox-static"
+command -v busybox >/dev/null || die "busybox is missing; run scripts/install-deps.sh"
 
-if [ -z "$kernel" ]; then
-  cache=${COLO_TCG_CACHE:-/var/cache/colo/tcg}
-  kpkg=$(ls -1 "$cache" 2>/dev/null | grep '^linux-image-' | sort -V | tail -1 || true)
-  [ -n "$kpkg" ] && [ -f "$cache/$kpkg/vmlinuz" ] ||
-    skip "no cached kernel in $cache (scripts/tcg-host.sh fetches Debian's cloud kernel there), and no --kernel"
-  kernel=$cache/$kpkg/vmlinuz
-  modules=$(ls -d "$cache/$kpkg"/modules/* | head -1)
-fi
-[ -f "$kernel" ] || die "--kernel $kernel does not exist"
+# The guest image: colo-guest-init as /init, busybox and the kernel's modules
+# (scripts/build-guest-image.sh; status 3 when no kernel is cached).
+image_args=()
+[ -n "$kernel" ] && image_args+=(--kernel "$kernel")
+[ -n "$modules" ] && image_args+=(--modules "$modules")
+image_rc=0
+image=$(scripts/build-guest-image.sh "${image_args[@]}") || image_rc=$?
+[ "$image_rc" = 3 ] && skip "no cached kernel (scripts/tcg-host.sh fetches Debian's cloud kernel), and no --kernel"
+[ "$image_rc" = 0 ] || die "scripts/build-guest-image.sh failed (status $image_rc)"
+declare -A img=()
+while IFS='=' read -r k v; do img[$k]=$v; done <<<"$image"
+kernel=${img[KERNEL]}
+initrd=${img[INITRAMFS]}
+say "colo-guest-init ${img[INIT_BYTES]} bytes (stripped, static); initramfs ${img[INITRAMFS_BYTES]} bytes (newc cpio, uncompressed); modules: ${img[MODULES]:-none}"
 
-say "building colo-guest-init (x86_64-unknown-linux-musl, release) and the host side"
+say "building the host side"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
-cargo build -q --release -p colo-guest-agent --bin colo-guest-init --target x86_64-unknown-linux-musl
 cargo build -q -p colo-guest-agent --example guest_smoke
-target=${CARGO_TARGET_DIR:-target}
-init_bin=$target/x86_64-unknown-linux-musl/release/colo-guest-init
-client=$target/debug/examples/guest_smoke
-file "$init_bin" | grep -q 'static' || die "$init_bin is not statically linked"
+client=${CARGO_TARGET_DIR:-target}/debug/examples/guest_smoke
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/colo-guest-smoke.XXXXXX")
 qemu_pid=""
@@ -84,49 +81,6 @@ cleanup() {
   if [ -n "$keep" ]; then say "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-root=$work/root
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc/colo,lib/modules}
-objcopy --strip-all "$init_bin" "$root/init"
-cp "$busybox" "$root/bin/busybox"
-for app in $("$busybox" --list); do
-  [ -e "$root/bin/$app" ] || ln -s busybox "$root/bin/$app"
-done
-mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || say "cannot mknod dev/console (not root?): init reopens it from devtmpfs"
-# The guest's modules, each after its dependencies (read from the module's own .modinfo, as the
-# package has no modules.dep); none when the kernel has the drivers built in.
-WANTED=(virtio_mmio virtio_console virtio_blk overlay)
-declare -A seen=()
-loaded=()
-module_file() { # module_file NAME: its file under $modules (names may use - or _)
-  find "$modules/kernel" \( -name "$1.ko*" -o -name "${1//_/-}.ko*" \) -print -quit
-}
-resolve() { # resolve NAME: puts NAME and what it depends on into the initramfs, in load order
-  local name=$1 src dst d
-  [ -n "${seen[$name]:-}" ] && return
-  seen[$name]=1
-  grep -qE "/(${name}|${name//_/-})\.ko" "$modules/modules.builtin" 2>/dev/null && return
-  src=$(module_file "$name")
-  [ -n "$src" ] || die "the kernel has $name neither built in nor as a module (under $modules)"
-  dst=$root/lib/modules/$name.ko
-  case $src in
-    *.ko) cp "$src" "$dst" ;;
-    *.ko.xz) xz -dc "$src" >"$dst" ;;
-    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
-    *) die "unknown module format: $src" ;;
-  esac
-  for d in $(objcopy -O binary -j .modinfo "$dst" /dev/stdout | tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '); do
-    resolve "$d"
-  done
-  echo "/lib/modules/$name.ko" >>"$root/etc/colo/modules"
-  loaded+=("$name")
-}
-if [ -n "$modules" ]; then
-  for m in "${WANTED[@]}"; do resolve "$m"; done
-fi
-(cd "$root" && find . | cpio -o -H newc --quiet) >"$work/initrd"
-init_size=$(stat -c %s "$root/init")
-initrd_size=$(stat -c %s "$work/initrd")
-say "colo-guest-init $init_size bytes (stripped, static); initramfs $initrd_size bytes (newc cpio, uncompressed); modules: ${loaded[*]:-none}"
 
 # Under TCG the guest's TSC is the host's. Give the kernel its rate: without a reference
 # (microvm has no HPET or ACPI PM timer) it marks the TSC unstable and calibrates against timer
@@ -136,7 +90,11 @@ append="console=ttyS0 panic=-1 no_timer_check${tsc_khz:+ tsc_early_khz=$tsc_khz}
 # The job's root for the second run: busybox and a marker on a read-only ext4 disk.
 disk_root=$work/disk-root
 mkdir -p "$disk_root"/{bin,dev,proc,sys,tmp}
-cp -a "$root/bin/." "$disk_root/bin/"
+busybox=$(command -v busybox)
+cp "$busybox" "$disk_root/bin/busybox"
+for app in $("$busybox" --list); do
+  [ -e "$disk_root/bin/$app" ] || ln -s busybox "$disk_root/bin/$app"
+done
 echo colo >"$disk_root/colo-root-marker"
 truncate -s 16M "$work/root.img"
 mkfs.ext4 -q -F -d "$disk_root" "$work/root.img"
@@ -152,7 +110,7 @@ boot() {
   say "$name: booting"
   t0=$(date +%s.%N)
   timeout -k 10 "$timeout" qemu-system-x86_64 -accel tcg -M "microvm,acpi=$acpi,pit=on,pic=on,rtc=on" \
-    -m 256 -smp 2 -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd" -append "$append" \
+    -m 256 -smp 2 -nographic -no-reboot -kernel "$kernel" -initrd "$initrd" -append "$append" \
     -chardev "socket,id=colo,path=$sock,server=on,wait=on" \
     -device virtio-serial-device -device virtconsole,chardev=colo "${qemu_args[@]}" \
     </dev/null >"$work/$name.console" 2>&1 &
