@@ -13,6 +13,10 @@
 //! * [`busybox_rootfs`] builds a busybox root filesystem for container tests.
 //! * [`workspace_binary`] finds another package's binary (colo-agent, coloctl) in the target
 //!   directory, for tests that run both.
+//!
+//! The crate also builds `colo-vmm-standin` (`src/bin/vmm_standin/`), a test-only stand-in for
+//! `colo-vmm run` that runs the guest in QEMU with TCG, for hosts whose KVM cannot run Linux
+//! guest user space (docs/vmm.md).
 
 mod binaries;
 mod cgroup;
