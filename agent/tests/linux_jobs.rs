@@ -282,13 +282,15 @@ fn a_program_outgrowing_its_guest_memory_fails_with_the_cause() {
     let image = busybox_image(&agent, "bb");
     rt().block_on(async {
         let mut c = agent.client().await;
-        // A 512 MiB buffer, written, in a 192 MiB guest.
+        // One 140 MiB buffer, filled, in a 192 MiB guest: the guest grants it (from 160 MiB
+        // on, malloc fails instead) but cannot hold it beside its kernel, so the guest's OOM
+        // killer ends the program (measured here: 100 MiB fits, 130 MiB is killed).
         let j = submit(
             &mut c,
             program_job(
                 "oom",
                 &image,
-                "dd if=/dev/zero of=/dev/null bs=512M count=1",
+                "exec dd if=/dev/zero of=/dev/null bs=140M count=1",
                 192,
             ),
         )
@@ -305,6 +307,11 @@ fn a_program_outgrowing_its_guest_memory_fails_with_the_cause() {
             serial_tail(&agent, &j.id)
         );
         assert!(end.message.contains("OOM killer"), "{end:?}");
+        let console = text(&coloctl(&agent, &["logs", "--vmm", &j.id]));
+        assert!(
+            console.contains("Out of memory: Killed process") && console.contains("(dd)"),
+            "{console}"
+        );
     });
 }
 

@@ -77,7 +77,14 @@ pub fn offers(cfg: &ManagerConfig, version: CgroupVersion) -> Vec<Offer> {
     let linux = match (&vmm, &cfg.linux) {
         (Err(e), _) => Err(e.clone()),
         (Ok(_), Err(why)) => Err(why.clone()),
-        (Ok(v), Ok(_)) => Ok(format!("{v}; programs run by colo's in-guest agent")),
+        (Ok(v), Ok(h)) => Ok(format!(
+            "{v}; programs run by colo's in-guest agent{}",
+            if h.assumed {
+                " (guest user space assumed: offline.linux.user_space is assume)"
+            } else {
+                ""
+            }
+        )),
     };
     SandboxKind::ALL
         .into_iter()

@@ -53,6 +53,11 @@ impl GuestExit {
 
     fn describe(&self) -> String {
         match self {
+            Self::Code(137) => "the program exited with code 137 (128 + 9: a process it \
+                                waited for was killed by SIGKILL, most often by the guest's OOM \
+                                killer when the job outgrows the guest's memory; see the guest's \
+                                console, coloctl logs --vmm)"
+                .into(),
             Self::Code(c) => format!("the program exited with code {c}"),
             Self::Signal(9) => "the program was killed by signal 9 (SIGKILL: in a guest, most \
                                 often its OOM killer, when the program outgrows the guest's \

@@ -135,7 +135,18 @@ impl BlockImages {
                 tree: None,
             });
         }
-        let source = if image.is_dir { &pinned } else { &image.path };
+        // A child (mkfs.ext4) reaches the checked directory through the agent's descriptor;
+        // `/.` makes every tool resolve the link to the directory itself.
+        let pinned_dir = PathBuf::from(format!(
+            "/proc/{}/fd/{}/.",
+            std::process::id(),
+            image.pinned.as_raw_fd()
+        ));
+        let source = if image.is_dir {
+            &pinned_dir
+        } else {
+            &image.path
+        };
         let RootFs {
             path,
             digest,

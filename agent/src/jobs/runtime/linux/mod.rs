@@ -35,6 +35,8 @@ const ROOT_DEVICE: &str = "/dev/vda";
 /// What this node runs Linux-guest programs with.
 #[derive(Debug)]
 pub struct LinuxHost {
+    /// The operator said the VMM runs guest user space (`offline.linux.user_space: assume`).
+    pub assumed: bool,
     kernel: PathBuf,
     initramfs: PathBuf,
     cmdline: String,
@@ -83,6 +85,7 @@ pub fn detect(cfg: &LinuxConfig, default_kernel: &Path, state_dir: &Path) -> Ava
     }
     let images = BlockImages::open(&state_dir.join("guest-images"), cfg.image_cache.bytes())?;
     Ok(Arc::new(LinuxHost {
+        assumed: cfg.user_space == UserSpace::Assume,
         kernel,
         initramfs: cfg.initramfs.clone(),
         cmdline: cfg.cmdline.clone(),

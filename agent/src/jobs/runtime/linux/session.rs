@@ -25,6 +25,8 @@ pub const RUN_FILE: &str = "run.frame";
 const STATE_FILE: &str = "state";
 /// The program's stdout and stderr, in the order the guest read them.
 pub const OUTPUT_FILE: &str = "output.log";
+/// How long a first connection waits for the guest's `Ready` before asking for it.
+const READY_WAIT: Duration = Duration::from_secs(60);
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -192,14 +194,29 @@ impl Follower {
         out: &mut OutputFile,
         signals: &mut mpsc::UnboundedReceiver<u32>,
     ) -> End {
-        let resume = frame::to_bytes(&HostMessage::Resume { from: state.offset });
-        if stream.write_all(&resume).await.is_err() {
-            return End::Closed;
-        }
+        // The host speaks only after this boot's `Ready`: until its channel is in raw mode the
+        // guest's console echoes what it gets. So a first connection waits for `Ready` (the VMM
+        // holds the guest's output until a client connects); a re-attach, to a guest that took
+        // its program already, asks it to send again what was not kept. A guest that has not
+        // said `Ready` within READY_WAIT is asked too (a restart between `Ready` and `Run`).
+        let mut resume_at = if state.run_sent {
+            Some(tokio::time::Instant::now())
+        } else {
+            Some(tokio::time::Instant::now() + READY_WAIT)
+        };
         let mut dec = Decoder::<GuestMessage>::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            let far = tokio::time::Instant::now() + READY_WAIT;
             let n = tokio::select! {
+                _ = tokio::time::sleep_until(resume_at.unwrap_or(far)), if resume_at.is_some() => {
+                    resume_at = None;
+                    let resume = frame::to_bytes(&HostMessage::Resume { from: state.offset });
+                    if stream.write_all(&resume).await.is_err() {
+                        return End::Closed;
+                    }
+                    continue;
+                }
                 r = stream.read(&mut buf) => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(n) => n,
@@ -224,6 +241,9 @@ impl Follower {
                         return End::Done;
                     }
                 };
+                if matches!(m, GuestMessage::Ready { .. }) {
+                    resume_at = None;
+                }
                 let reply = match self.on_message(m, run, state, out) {
                     Ok(r) => r,
                     Err(e) => {
