@@ -62,7 +62,7 @@ kernel=$(realpath "$kernel")
 
 say "building colo-guest-init (x86_64-unknown-linux-musl, release)"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
-cargo build -q --release -p colo-guest-agent --bin colo-guest-init --target x86_64-unknown-linux-musl
+cargo build -q --locked --release -p colo-guest-agent --bin colo-guest-init --target x86_64-unknown-linux-musl
 target=${CARGO_TARGET_DIR:-target}
 init_bin=$target/x86_64-unknown-linux-musl/release/colo-guest-init
 file "$init_bin" | grep -q 'static' || die "$init_bin is not statically linked"

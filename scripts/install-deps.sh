@@ -57,6 +57,11 @@ if ! cmp -s "$PINS" "$TOOLS/pins.txt" 2>/dev/null; then
   $SUDO cp "$PINS" "$TOOLS/pins.txt"
 fi
 
+# The static musl target of colo's in-guest agent (colo-guest-init, scripts/build-guest-image.sh).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
+
 # cargo-fuzz (libFuzzer) for scripts/fuzz.sh, CI's fuzz stage: it builds the targets of fuzz/ on
 # the stable toolchain (docs/fuzzing.md); installed once per version.
 CARGO_FUZZ_VERSION=0.13.2

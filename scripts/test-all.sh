@@ -20,6 +20,10 @@ TCG_SUITE_TIMEOUT=900 scripts/tcg-v2-suite.sh || rc=$?
 # And the shipped systemd unit under systemd as PID 1 on cgroup v2 in the same kind of guest
 # (scripts/tcg-systemd.sh: systemd 252 and 254, one guest each, about 2 minutes apiece when idle).
 TCG_SYSTEMD_TIMEOUT=360 scripts/tcg-systemd.sh || rc=$?
+# Programs in Linux guests end to end (coloctl -> agent -> channel -> in-guest agent -> outcome)
+# with the guest under QEMU/TCG behind a test-only colo-vmm stand-in (scripts/guest-e2e.sh: about
+# a minute once built; it uses the kernel scripts/tcg-host.sh cached above).
+scripts/guest-e2e.sh || rc=$?
 # deploy/kubernetes/ against Kubernetes' OpenAPI schemas (kubernetes-validate, pinned).
 scripts/validate-deploy.sh || rc=$?
 exit "$rc"
