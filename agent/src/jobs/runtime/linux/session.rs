@@ -234,18 +234,16 @@ impl Follower {
                 let m = match dec.next_message() {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
-                    Err(e) => {
-                        let why = format!("the guest broke the channel protocol: {e}");
-                        tracing::warn!(job = %self.id, error = %e, "the guest broke the channel protocol; no longer following it");
-                        let _ = GuestExit::Error(why).write(&self.dir);
-                        return End::Done;
-                    }
+                    Err(e) => return self.broken(&e),
                 };
                 if matches!(m, GuestMessage::Ready { .. }) {
                     resume_at = None;
                 }
                 let reply = match self.on_message(m, run, state, out) {
                     Ok(r) => r,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return self.broken(&e);
+                    }
                     Err(e) => {
                         tracing::error!(job = %self.id, error = %e, "cannot keep the guest's output");
                         return End::Closed;
@@ -258,6 +256,17 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// Stops following a guest that broke the protocol, recording why as its end (the program's
+    /// output stops being taken: the guest holds it, and the job ends by its deadline or a stop).
+    fn broken(&self, e: &dyn std::fmt::Display) -> End {
+        tracing::warn!(job = %self.id, error = %e, "the guest broke the channel protocol; no longer following it");
+        if GuestExit::read(&self.dir).is_none() {
+            let _ = GuestExit::Error(format!("the guest broke the channel protocol: {e}"))
+                .write(&self.dir);
+        }
+        End::Done
     }
 
     /// Handles one message; returns what to send back.
@@ -277,7 +286,12 @@ impl Follower {
             }
             GuestMessage::Ready { .. } => None,
             GuestMessage::Output { offset, data, .. } => {
-                let end = offset + data.len() as u64;
+                let Some(end) = offset.checked_add(data.len() as u64) else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("output at offset {offset}, past the end of any stream"),
+                    ));
+                };
                 if end <= state.offset {
                     // Sent again after a reconnect: kept already.
                     return Ok(Some(frame::to_bytes(&HostMessage::Ack {
@@ -323,6 +337,125 @@ mod tests {
         };
         s.save(d.path()).unwrap();
         assert_eq!(State::load(d.path()), s);
+    }
+
+    /// The guest's end of a channel: frames out, host messages in.
+    struct FakeGuest {
+        sock: tokio::net::UnixStream,
+        dec: Decoder<HostMessage>,
+    }
+
+    impl FakeGuest {
+        async fn send(&mut self, m: &GuestMessage) {
+            self.sock.write_all(&frame::to_bytes(m)).await.unwrap();
+        }
+
+        async fn next(&mut self) -> HostMessage {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(m) = self.dec.next_message().unwrap() {
+                    return m;
+                }
+                let n = tokio::time::timeout(Duration::from_secs(5), self.sock.read(&mut buf))
+                    .await
+                    .expect("the host answers")
+                    .unwrap();
+                assert!(n > 0, "the host closed the channel");
+                self.dec.feed(&buf[..n]);
+            }
+        }
+    }
+
+    fn output(offset: u64, data: &[u8]) -> GuestMessage {
+        GuestMessage::Output {
+            stream: colo_guest_agent::Stream::Stdout,
+            offset,
+            data: data.to_vec(),
+        }
+    }
+
+    /// A link to a channel socket the test serves, with a `Run` frame in place.
+    fn setup() -> (
+        tempfile::TempDir,
+        tokio::net::UnixListener,
+        Arc<GuestLink>,
+        Vec<u8>,
+    ) {
+        let d = tempfile::tempdir().unwrap();
+        // Any frame stands for the job here.
+        let run = frame::to_bytes(&HostMessage::Signal(3));
+        std::fs::write(d.path().join(RUN_FILE), &run).unwrap();
+        let listener = tokio::net::UnixListener::bind(d.path().join("ch.sock")).unwrap();
+        let link = Arc::new(GuestLink::default());
+        link.start("j", &d.path().join("ch.sock"), d.path(), 1 << 20);
+        (d, listener, link, run)
+    }
+
+    async fn accept(l: &tokio::net::UnixListener) -> FakeGuest {
+        FakeGuest {
+            sock: l.accept().await.unwrap().0,
+            dec: Decoder::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_host_speaks_after_ready_keeps_output_once_and_resumes_after_a_break() {
+        let (d, listener, link, run) = setup();
+        let mut g = accept(&listener).await;
+        g.send(&GuestMessage::Ready { version: 1 }).await;
+        // The first thing the host says is the job (nothing before `Ready`).
+        assert_eq!(frame::to_bytes(&g.next().await), run);
+        g.send(&output(0, b"one\n")).await;
+        assert_eq!(g.next().await, HostMessage::Ack { upto: 4 });
+        // The connection breaks; the host comes back asking for what it lacks.
+        drop(g);
+        let mut g = accept(&listener).await;
+        assert_eq!(g.next().await, HostMessage::Resume { from: 4 });
+        // Sent again, then new: kept once.
+        g.send(&output(0, b"one\n")).await;
+        assert_eq!(g.next().await, HostMessage::Ack { upto: 4 });
+        g.send(&output(4, b"two\n")).await;
+        assert_eq!(g.next().await, HostMessage::Ack { upto: 8 });
+        assert!(link.signal(15));
+        assert_eq!(g.next().await, HostMessage::Signal(15));
+        g.send(&GuestMessage::Exited(colo_guest_agent::ExitStatus::Code(3)))
+            .await;
+        assert_eq!(g.next().await, HostMessage::Ack { upto: 8 });
+        assert_eq!(
+            std::fs::read(d.path().join(OUTPUT_FILE)).unwrap(),
+            b"one\ntwo\n"
+        );
+        assert_eq!(GuestExit::read(d.path()), Some(GuestExit::Code(3)));
+        link.stop();
+        assert!(!link.signal(15));
+    }
+
+    #[tokio::test]
+    async fn a_guest_breaking_the_protocol_is_dropped_with_the_cause() {
+        let (d, listener, link, _) = setup();
+        let mut g = accept(&listener).await;
+        g.send(&GuestMessage::Ready { version: 1 }).await;
+        g.next().await;
+        // Output whose end overflows any offset.
+        g.send(&output(u64::MAX - 1, b"xyz")).await;
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), g.sock.read(&mut buf))
+            .await
+            .expect("the host hangs up")
+            .unwrap();
+        assert_eq!(n, 0, "no Ack for it");
+        let e = GuestExit::read(d.path());
+        assert!(
+            matches!(&e, Some(GuestExit::Error(m)) if m.contains("broke the channel protocol")),
+            "{e:?}"
+        );
+        // It does not come back.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), listener.accept())
+                .await
+                .is_err()
+        );
+        link.stop();
     }
 
     #[test]
