@@ -32,17 +32,21 @@ need_cargo_fuzz() {
 
 targets() { cargo fuzz list; }
 
+# Builds live in a cache beside cargo-machete's (CI runs on a clean clone), so only the colo
+# crates that changed are rebuilt (a cold build of every dependency with coverage
+# instrumentation takes 7 to 12 minutes on two cores; docs/fuzzing.md).
+use_cache() {
+  local cache=${COLO_FUZZ_TARGET_DIR:-/var/cache/colo/fuzz-target}
+  if mkdir -p "$cache" 2>/dev/null && [[ -w $cache ]]; then
+    FLAGS+=(--target-dir "$cache")
+  fi
+}
+
 case "${1:-}" in
   ci)
     need_cargo_fuzz
     seconds=${FUZZ_CI_SECONDS:-30}
-    # CI runs on a clean clone: its builds live in a cache beside cargo-machete's, so only the
-    # colo crates that changed are rebuilt (a cold build of every dependency with coverage
-    # instrumentation takes 7 to 12 minutes on two cores; docs/fuzzing.md).
-    cache=${COLO_FUZZ_TARGET_DIR:-/var/cache/colo/fuzz-target}
-    if mkdir -p "$cache" 2>/dev/null && [[ -w $cache ]]; then
-      FLAGS+=(--target-dir "$cache")
-    fi
+    use_cache
     t0=$SECONDS
     cargo fuzz build "${FLAGS[@]}"
     echo "fuzz: built every target in $((SECONDS - t0)) s"
@@ -87,6 +91,7 @@ case "${1:-}" in
     ;;
   run)
     need_cargo_fuzz
+    use_cache
     t=${2:?usage: scripts/fuzz.sh run TARGET SECONDS}
     seconds=${3:?usage: scripts/fuzz.sh run TARGET SECONDS}
     mkdir -p "work/$t" "corpus/$t"
@@ -95,6 +100,7 @@ case "${1:-}" in
     ;;
   cmin)
     need_cargo_fuzz
+    use_cache
     t=${2:?usage: scripts/fuzz.sh cmin TARGET}
     mkdir -p "work/$t"
     cp -n "corpus/$t"/* "work/$t/" 2>/dev/null || true
@@ -103,7 +109,7 @@ case "${1:-}" in
     # virtio guest needs its buffers past 4 KiB: 8 KiB): the committed corpora stay at tens of
     # KiB for a few percent of the edges.
     max_len=1024
-    [[ $t == virtio_blk ]] && max_len=8192
+    [[ $t == virtio_blk || $t == virtio_console ]] && max_len=8192
     cargo fuzz run "${FLAGS[@]}" "$t" "corpus/$t" "work/$t" -- -set_cover_merge=1 -use_counters=0 \
       -max_len="$max_len" "${LIBFUZZER[@]}"
     echo "fuzz: corpus/$t: $(find "corpus/$t" -type f | wc -l) inputs, $(cat "corpus/$t"/* | wc -c) bytes"

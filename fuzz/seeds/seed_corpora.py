@@ -152,6 +152,31 @@ def virtio_seeds() -> None:
     put("virtio_blk", guest([(0x600, 16 * 3, 4, 0)], []))  # indirect
 
 
+def console(rx, tx, steps, extra=()) -> bytes:
+    """A virtio_console input: 8-entry queues (receive at 0x100/0x200/0x300, transmit at
+    0x400/0x500/0x600), the given chains available, `steps` bits (1 deliver, 0 collect)."""
+    mem = bytearray(0x2000)
+    for table, avail, descs in ((0x100, 0x200, rx), (0x400, 0x500, tx)):
+        for i, (addr, length, fl, nxt) in enumerate(descs):
+            struct.pack_into("<QIHH", mem, table + 16 * i, addr, length, fl, nxt)
+        struct.pack_into("<HH", mem, avail, 0, 1 if descs else 0)
+    for at, data in extra:
+        mem[at:at + len(data)] = data
+    head = struct.pack("<8H", 8, 0x100, 0x200, 0x300, 8, 0x400, 0x500, 0x600)
+    return head + bytes([steps]) + bytes(mem).rstrip(b"\0")
+
+
+def console_seeds() -> None:
+    put("virtio_console", console([(0x1000, 64, 2, 0)], [(0x1800, 5, 0, 0)], 0b01,
+                                  [(0x1800, b"hello")]))  # one buffer each way
+    put("virtio_console", console([(0x1000, 8, 3, 1), (0x1100, 8, 2, 0)], [], 0xff))  # chained
+    put("virtio_console", console([], [(0x1800, 3, 1, 1), (0x1900, 4, 0, 0)], 0x00,
+                                  [(0x1800, b"abc"), (0x1900, b"defg")]))  # chained output
+    put("virtio_console", console([(0x1000, 64, 0, 0)], [], 0x01))  # receive, not writable
+    put("virtio_console", console([], [(0x1000, 64, 2, 0)], 0x00))  # transmit, writable
+    put("virtio_console", console([(0x1000, 16 * 2, 4, 0)], [], 0x01))  # indirect
+
+
 def main() -> None:
     yaml_seeds()
     extender_seeds()
@@ -159,6 +184,7 @@ def main() -> None:
     proto_seeds()
     control_seeds()
     virtio_seeds()
+    console_seeds()
     for d in sorted((FUZZ / "corpus").iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")
 

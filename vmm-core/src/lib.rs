@@ -34,4 +34,9 @@ pub use vmm::devices::virtio::block::bench_harness as device_bench;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use vmm::devices::virtio::block::fuzz_harness as fuzzing;
+/// The virtio-console device against a fuzzer-written guest, for `fuzz/`; not part of the
+/// library's API (only with the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use vmm::devices::virtio::console::fuzz_harness as fuzzing_console;
 pub use vmm::{DiskConfig, JailIds, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};

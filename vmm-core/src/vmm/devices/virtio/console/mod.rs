@@ -17,6 +17,9 @@
 //! the guest.
 
 mod channel;
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub mod fuzz_harness;
 #[cfg(test)]
 mod tests;
 
