@@ -27,6 +27,8 @@ const STATE_FILE: &str = "state";
 pub const OUTPUT_FILE: &str = "output.log";
 /// How long a first connection waits for the guest's `Ready` before asking for it.
 const READY_WAIT: Duration = Duration::from_secs(60);
+/// Connections in a row that may start with a torn frame before the guest counts as broken.
+const MAX_TORN: u32 = 3;
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -165,6 +167,7 @@ impl Follower {
         let mut state = State::load(&self.dir);
         let mut out = OutputFile::new(&self.dir, self.log_limit);
         let mut backoff = Duration::from_millis(20);
+        let mut torn = 0;
         loop {
             let stream = match UnixStream::connect(&self.channel).await {
                 Ok(s) => s,
@@ -177,7 +180,7 @@ impl Follower {
             backoff = Duration::from_millis(20);
             tracing::debug!(job = %self.id, offset = state.offset, "connected to the guest");
             match self
-                .converse(stream, &run, &mut state, &mut out, &mut signals)
+                .converse(stream, &run, &mut state, &mut out, &mut signals, &mut torn)
                 .await
             {
                 End::Closed => tokio::time::sleep(backoff).await,
@@ -193,6 +196,7 @@ impl Follower {
         state: &mut State,
         out: &mut OutputFile,
         signals: &mut mpsc::UnboundedReceiver<u32>,
+        torn: &mut u32,
     ) -> End {
         // The host speaks only after this boot's `Ready`: until its channel is in raw mode the
         // guest's console echoes what it gets. So a first connection waits for `Ready` (the VMM
@@ -205,6 +209,7 @@ impl Follower {
             Some(tokio::time::Instant::now() + READY_WAIT)
         };
         let mut dec = Decoder::<GuestMessage>::new();
+        let mut decoded = false;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let far = tokio::time::Instant::now() + READY_WAIT;
@@ -234,8 +239,21 @@ impl Follower {
                 let m = match dec.next_message() {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
+                    // A channel that tears frames when no client reads (QEMU's virtconsole
+                    // drops what it cannot write) may hand a new connection the tail of a
+                    // frame: before anything decoded on this connection, connect again (the
+                    // guest sends everything again after `Resume`), a few times.
+                    Err(e) if !decoded && *torn < MAX_TORN => {
+                        *torn += 1;
+                        tracing::warn!(job = %self.id, error = %e, "a torn frame at the start of the channel; connecting again");
+                        return End::Closed;
+                    }
                     Err(e) => return self.broken(&e),
                 };
+                if !decoded {
+                    decoded = true;
+                    *torn = 0;
+                }
                 if matches!(m, GuestMessage::Ready { .. }) {
                     resume_at = None;
                 }
@@ -428,6 +446,24 @@ mod tests {
         assert_eq!(GuestExit::read(d.path()), Some(GuestExit::Code(3)));
         link.stop();
         assert!(!link.signal(15));
+    }
+
+    #[tokio::test]
+    async fn a_torn_frame_at_the_start_of_a_connection_means_connecting_again() {
+        let (_d, listener, link, run) = setup();
+        let mut g = accept(&listener).await;
+        // The tail of a frame a torn channel left: not a frame header.
+        g.sock.write_all(&[0x5e; 32]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), g.sock.read(&mut buf))
+            .await
+            .expect("the host hangs up")
+            .unwrap();
+        assert_eq!(n, 0);
+        let mut g = accept(&listener).await;
+        g.send(&GuestMessage::Ready { version: 1 }).await;
+        assert_eq!(frame::to_bytes(&g.next().await), run);
+        link.stop();
     }
 
     #[tokio::test]
