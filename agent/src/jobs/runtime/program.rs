@@ -1,7 +1,36 @@
 //! A program's process from its job and its image's configuration: shared by the container
 //! sandbox and Linux guests.
 
+use std::path::Path;
+
 use colo_config::job::Program;
+
+use crate::jobs::paths::{Accept, PathRoots, Resolved, RootKind};
+
+/// The program's image, checked beneath the operator's image roots (`field` names it in the
+/// error).
+pub fn resolve_image(roots: &PathRoots, p: &Program, field: &str) -> Result<Resolved, String> {
+    roots
+        .resolve(
+            RootKind::Image,
+            &p.image.to_string_lossy(),
+            false,
+            Accept::DirOrFile,
+        )
+        .map_err(|e| format!("{field}.image: {e}"))
+}
+
+/// The digests of the stored images live jobs run, each named by `<job dir>/<file>` (so that
+/// a store never removes one to make room).
+pub fn live_digests(jobs_dir: &Path, file: &Path) -> Vec<String> {
+    std::fs::read_dir(jobs_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join(file)).ok())
+        .map(|d| d.trim().to_string())
+        .collect()
+}
 
 /// The `PATH` a program gets unless its job sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

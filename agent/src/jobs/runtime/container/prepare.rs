@@ -12,7 +12,7 @@ use crate::host::cgroup::{JobCgroup, ThreadGroup};
 use crate::jobs::paths::{Accept, PathRoots, RootKind};
 use crate::jobs::registry::JobPaths;
 use crate::jobs::runtime::Prepared;
-use crate::jobs::runtime::program::process as program_process;
+use crate::jobs::runtime::program::{live_digests, process as program_process, resolve_image};
 
 /// The open-files limit of a container's processes.
 const OPEN_FILES: u64 = 1024;
@@ -20,17 +20,6 @@ const OPEN_FILES: u64 = 1024;
 /// The file in a live job's bundle naming the stored image it runs (so that the store never
 /// removes it to make room).
 const DIGEST_FILE: &str = "image.digest";
-
-/// The digests of the stored images that live container jobs run.
-fn live_digests(jobs_dir: &Path) -> Vec<String> {
-    std::fs::read_dir(jobs_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("bundle").join(DIGEST_FILE)).ok())
-        .map(|d| d.trim().to_string())
-        .collect()
-}
 
 /// Resolves `p`'s image and volumes, writes the bundle and returns the monitor's launch.
 pub fn prepare(
@@ -42,18 +31,11 @@ pub fn prepare(
     cgroup: &JobCgroup,
 ) -> Result<Prepared, String> {
     let host = c.host().map_err(|e| e.to_string())?;
-    let image = roots
-        .resolve(
-            RootKind::Image,
-            &p.image.to_string_lossy(),
-            false,
-            Accept::DirOrFile,
-        )
-        .map_err(|e| format!("spec.container.image: {e}"))?;
+    let image = resolve_image(roots, p, "spec.container")?;
     // A directory is used in place; an OCI layout or a docker save tarball is unpacked once
     // into the store (the images of live jobs are never removed to make room).
     let jobs_dir = paths.dir.parent().unwrap_or(&paths.dir);
-    let in_use = live_digests(jobs_dir);
+    let in_use = live_digests(jobs_dir, &Path::new("bundle").join(DIGEST_FILE));
     let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
     let mut root = host
         .images
@@ -162,7 +144,8 @@ mod tests {
                 std::fs::write(b.join(DIGEST_FILE), x).unwrap();
             }
         }
-        assert_eq!(live_digests(d.path()), vec!["sha256:aa".to_string()]);
-        assert!(live_digests(&d.path().join("none")).is_empty());
+        let file = Path::new("bundle").join(DIGEST_FILE);
+        assert_eq!(live_digests(d.path(), &file), vec!["sha256:aa".to_string()]);
+        assert!(live_digests(&d.path().join("none"), &file).is_empty());
     }
 }

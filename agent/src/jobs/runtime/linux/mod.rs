@@ -23,7 +23,7 @@ use colo_guest_agent::{HostMessage, RootDisk, RunSpec, frame};
 
 use crate::jobs::launch::FIRST_INHERITED_FD;
 use crate::jobs::model::JobSpec;
-use crate::jobs::paths::{Accept, PathRoots, RootKind, open_job_files};
+use crate::jobs::paths::{PathRoots, RootKind, open_job_files};
 use crate::jobs::registry::JobPaths;
 use image::BlockImages;
 
@@ -103,17 +103,6 @@ pub fn program(spec: &JobSpec) -> Option<&Program> {
     }
 }
 
-/// The digests of the stored images live Linux-guest jobs run.
-fn live_digests(jobs_dir: &Path) -> Vec<String> {
-    std::fs::read_dir(jobs_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("guest").join(DIGEST_FILE)).ok())
-        .map(|d| d.trim().to_string())
-        .collect()
-}
-
 /// A host name the guest accepts, from the job id.
 fn hostname(id: &str) -> String {
     let h: String = id
@@ -157,16 +146,9 @@ pub fn prepare(
         .ok_or("a Linux guest without a program")?;
     std::fs::create_dir_all(&paths.guest)
         .map_err(|e| format!("cannot create {}: {e}", paths.guest.display()))?;
-    let image = roots
-        .resolve(
-            RootKind::Image,
-            &p.image.to_string_lossy(),
-            false,
-            Accept::DirOrFile,
-        )
-        .map_err(|e| format!("spec.linux.program.image: {e}"))?;
+    let image = super::program::resolve_image(roots, p, "spec.linux.program")?;
     let jobs_dir = paths.dir.parent().unwrap_or(&paths.dir);
-    let in_use = live_digests(jobs_dir);
+    let in_use = super::program::live_digests(jobs_dir, &Path::new("guest").join(DIGEST_FILE));
     let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
     let root = host
         .images

@@ -57,7 +57,8 @@ fn w32(disk: &Disk, mem: &GuestMemoryMmap, off: u64, v: u32) {
     disk.mmio_write(off, &v.to_le_bytes(), mem);
 }
 
-fn u16_at(data: &[u8], i: usize) -> u16 {
+/// The little-endian `u16` at `i` of the input (zeros past its end).
+pub(crate) fn u16_at(data: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([
         data.get(i).copied().unwrap_or(0),
         data.get(i + 1).copied().unwrap_or(0),

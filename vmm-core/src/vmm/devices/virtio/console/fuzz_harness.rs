@@ -14,6 +14,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{Console, GuestOutput, HostInput, INPUT_HOLD_MAX, OUTPUT_HOLD_MAX};
 use crate::vmm::devices::mmio_bus::MmioDevice;
+use crate::vmm::devices::virtio::block::fuzz_harness::u16_at;
 use crate::vmm::devices::virtio::status;
 
 /// Guest memory of every run.
@@ -34,13 +35,6 @@ pub struct Outcome {
     pub delivered: usize,
     /// Guest bytes the host got.
     pub collected: usize,
-}
-
-fn u16_at(data: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes([
-        data.get(i).copied().unwrap_or(0),
-        data.get(i + 1).copied().unwrap_or(0),
-    ])
 }
 
 /// Sets up a console and a guest from `data` (layout in the module doc) and runs the steps.
