@@ -3,8 +3,9 @@
 //! It mounts the kernel's file systems, loads the modules the image lists, opens the host
 //! channel, says `Ready`, takes one `Run`, enters the job's root (if any), sets the host name,
 //! runs the command and supervises it (output, signals, orphans), says `Exited`, waits up to
-//! [`FINAL_ACK_TIMEOUT`] for the host to take the last output, syncs and powers off. Any
-//! failure is reported over the channel as `Error` (and on the console) before powering off.
+//! [`FINAL_ACK_TIMEOUT`] for the host to take the last output, syncs and ends the VM ([`VmEnd`]:
+//! a power-off, or a restart on a kernel without ACPI). Any failure is reported over the channel
+//! as `Error` (and on the console) before the end.
 //!
 //! | module | what |
 //! |---|---|
@@ -111,10 +112,35 @@ fn serve(session: &mut Session) -> Result<(), InitError> {
     Ok(())
 }
 
-fn power_off() -> ! {
+/// How the guest ends the VM. Linux powers off only through a power-off driver (on x86 ACPI's);
+/// without one `reboot(RB_POWER_OFF)` halts the CPUs and the VM never ends. colo-vmm has no ACPI
+/// and ends a Linux guest's reset (the kernel's i8042 reset) as `guest_reset`, so a kernel without
+/// ACPI restarts instead; QEMU ends on either with `-no-reboot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VmEnd {
+    PowerOff,
+    Restart,
+}
+
+impl VmEnd {
+    /// `/sys/firmware/acpi` exists when the kernel runs with ACPI (and `/sys` is mounted).
+    fn of_this_kernel() -> Self {
+        if std::path::Path::new("/sys/firmware/acpi").exists() {
+            Self::PowerOff
+        } else {
+            Self::Restart
+        }
+    }
+}
+
+fn end_vm(how: VmEnd) -> ! {
     nix::unistd::sync();
-    let e = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    say(&format!("power off failed: {e:?}"));
+    let mode = match how {
+        VmEnd::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        VmEnd::Restart => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+    };
+    let e = nix::sys::reboot::reboot(mode);
+    say(&format!("{how:?} failed: {e:?}"));
     // PID 1 must not exit (the kernel would panic); wait for the host to end the VM.
     loop {
         std::thread::sleep(Duration::from_secs(3600));
@@ -128,12 +154,14 @@ fn main() {
         );
         std::process::exit(2);
     }
-    if let Err(e) = mounts::mount_kernel_filesystems("") {
-        ensure_stdio();
-        say(&e.to_string());
-        power_off();
-    }
+    let mounted = mounts::mount_kernel_filesystems("");
+    // Decided now, while `/sys` is the initramfs's (a job's root has its own).
+    let end = VmEnd::of_this_kernel();
     ensure_stdio();
+    if let Err(e) = mounted {
+        say(&e.to_string());
+        end_vm(end);
+    }
     // The channel may work without the module that failed (a driver built in): the error then
     // goes to the host too.
     let cmdline = kernel_cmdline();
@@ -154,7 +182,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             say(&e.to_string());
-            power_off();
+            end_vm(end);
         }
     };
     let mut session = Session::new(chan, Reaper::All, OUTPUT_LOG_CAPACITY);
@@ -167,5 +195,5 @@ fn main() {
         say(&message);
         session.report_error(&message, FINAL_ACK_TIMEOUT);
     }
-    power_off();
+    end_vm(end);
 }
