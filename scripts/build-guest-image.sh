@@ -6,20 +6,22 @@
 # virtio_blk, overlay, each after its dependencies, listed in load order in /etc/colo/modules).
 # Job root file systems come from block images, not from this initramfs.
 #
-#   scripts/build-guest-image.sh [--kernel VMLINUZ [--modules DIR]]
+#   scripts/build-guest-image.sh [--kernel KERNEL [--modules DIR]]
 #
-# The kernel: the newest one scripts/tcg-host.sh has cached under
+# The kernel: --kernel, with --modules when its drivers are modules (colo's own kernel from
+# scripts/build-guest-kernel.sh has them built in and needs none: the image then has no
+# modules); else the newest one scripts/tcg-host.sh has cached under
 # ${COLO_TCG_CACHE:-/var/cache/colo/tcg}/<package>/ (vmlinuz, modules/<version>/: Debian's cloud
-# kernel, which boots under QEMU with TCG), or --kernel (with --modules when its drivers are
-# modules; a kernel with them built in, like colo's own, needs none).
+# kernel).
 #
 # Prints KEY=VALUE lines on stdout (absolute paths; nothing else goes to stdout):
 #   KERNEL=<the kernel to boot>          INITRAMFS=<the newc cpio, uncompressed>
 #   INIT_BYTES=<stripped colo-guest-init> INITRAMFS_BYTES=<the initramfs>
 #   MODULES=<modules packed, comma-separated, load order; empty when none>
 # The image is cached under ${COLO_GUEST_IMAGE_DIR:-target/guest-image}/<key>/ (the key hashes
-# colo-guest-init, busybox, the kernel's modules and this script), so a second run only
+# colo-guest-init, busybox, the kernel's path and modules and this script), so a second run only
 # rebuilds colo-guest-init (cargo: a no-op when unchanged) and hashes. Older keys are removed.
+# <key>/kernel names the kernel the image was built for (testkit's stand-in test pairs them).
 # Exit status: 0 built (or cached); 3 no kernel found (callers say SKIPPED); 1 anything else.
 set -euo pipefail
 
@@ -35,7 +37,7 @@ while (($#)); do
   case $1 in
     --kernel) kernel=$2; shift 2 ;;
     --modules) modules=$2; shift 2 ;;
-    *) die "unknown option $1 (usage: build-guest-image.sh [--kernel VMLINUZ [--modules DIR]])" ;;
+    *) die "unknown option $1 (usage: build-guest-image.sh [--kernel KERNEL [--modules DIR]])" ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -72,12 +74,13 @@ mkdir -p "$out_root"
 out_root=$(realpath "$out_root")
 key=$( {
   sha256sum "$init_bin" "$busybox" "$0"
+  echo "kernel=$kernel"
   echo "modules=$modules"
   [ -z "$modules" ] || find "$modules/kernel" -name '*.ko*' -printf '%P %s\n' | sort
 } | sha256sum | cut -c1-16)
 out=$out_root/$key
 
-if [ ! -f "$out/initramfs.cpio" ] || [ ! -f "$out/image.env" ]; then
+if [ ! -f "$out/initramfs.cpio" ] || [ ! -f "$out/image.env" ] || [ ! -f "$out/kernel" ]; then
   work=$(mktemp -d "$out_root/.build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   root=$work/root
@@ -126,6 +129,7 @@ if [ ! -f "$out/initramfs.cpio" ] || [ ! -f "$out/image.env" ]; then
     echo "INITRAMFS_BYTES=$(stat -c %s "$work/initramfs.cpio")"
     echo "MODULES=$(IFS=,; echo "${loaded[*]}")"
   } >"$work/image.env"
+  echo "$kernel" >"$work/kernel"
   rm -rf "$out" "$root"
   mv "$work" "$out"
   trap - EXIT

@@ -6,10 +6,10 @@
 # `/bin/sh -c 'echo hi; exit 7'` from the initramfs, then a job in a root file system on a
 # read-only virtio disk (ext4 under the guest's overlay) that checks its marker file, writes
 # /tmp and its host name. Each must print "hi" on stdout and exit with 7, and the guest must
-# power itself off. A third job names a command that does not exist: the guest must report
-# that as Error, then power off. Prints sizes and times; exits 0 on success.
+# end itself (QEMU exits 0). A third job names a command that does not exist: the guest must
+# report that as Error, then end. Prints sizes and times; exits 0 on success.
 #
-#   scripts/guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--no-acpi] [--keep]
+#   scripts/guest-smoke.sh [--kernel KERNEL [--modules DIR]] [--timeout SECS] [--no-acpi] [--keep]
 #
 # The kernel: the newest one scripts/tcg-host.sh has cached under
 # ${COLO_TCG_CACHE:-/var/cache/colo/tcg}/<package>/ (vmlinuz and modules/<version>/), or
@@ -18,9 +18,11 @@
 # overlay) are loaded by colo-guest-init from the list /etc/colo/modules when the kernel has them
 # as modules. The image is cached (see build-guest-image.sh).
 # The machine describes its virtio-mmio devices in ACPI tables (Debian's cloud kernel lacks
-# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); --no-acpi names them on the kernel command line instead,
-# as colo-vmm does, for a kernel built that way. --keep leaves the console logs and the root disk
-# in the work folder it names.
+# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); --no-acpi names them on the kernel command line instead
+# (microvm's auto-kernel-cmdline), as colo-vmm does, for a kernel built that way such as colo's
+# own (scripts/build-guest-kernel.sh; no --modules). Without ACPI the guest ends with a restart
+# (-no-reboot makes that QEMU's exit), through a triple fault (reboot=t; microvm has no i8042).
+# --keep leaves the console logs and the root disk in the work folder it names.
 set -euo pipefail
 
 say() { echo "guest-smoke: $*" >&2; }
@@ -46,7 +48,7 @@ while (($#)); do
     --timeout) timeout=$2; shift 2 ;;
     --no-acpi) acpi=off; shift ;;
     --keep) keep=1; shift ;;
-    *) die "unknown option $1 (usage: guest-smoke.sh [--kernel VMLINUZ --modules DIR] [--timeout SECS] [--no-acpi] [--keep])" ;;
+    *) die "unknown option $1 (usage: guest-smoke.sh [--kernel KERNEL [--modules DIR]] [--timeout SECS] [--no-acpi] [--keep])" ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -87,6 +89,7 @@ trap cleanup EXIT
 # ticks, which stalled the boot on a loaded host; no_timer_check skips the IO-APIC timer test.
 tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
 append="console=ttyS0 panic=-1 no_timer_check${tsc_khz:+ tsc_early_khz=$tsc_khz}"
+[ "$acpi" = on ] || append+=" reboot=t"
 # The job's root for the second run: busybox and a marker on a read-only ext4 disk.
 disk_root=$work/disk-root
 mkdir -p "$disk_root"/{bin,dev,proc,sys,tmp}
@@ -120,7 +123,7 @@ boot() {
   wait "$qemu_pid" || qemu_rc=$?
   qemu_pid=""
   t1=$(date +%s.%N)
-  say "$name: QEMU exited with $qemu_rc after $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s (0: the guest powered off)"
+  say "$name: QEMU exited with $qemu_rc after $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s (0: the guest powered off, or restarted without ACPI)"
   if [ "$rc" != 0 ] || [ "$qemu_rc" != 0 ]; then
     say "$name: last console lines:"
     tr -d '\r' <"$work/$name.console" | tail -40 >&2

@@ -22,7 +22,7 @@ TCG_SUITE_TIMEOUT=900 scripts/tcg-v2-suite.sh || rc=$?
 TCG_SYSTEMD_TIMEOUT=360 scripts/tcg-systemd.sh || rc=$?
 # Programs in Linux guests end to end (coloctl -> agent -> channel -> in-guest agent -> outcome)
 # with the guest under QEMU/TCG behind a test-only colo-vmm stand-in (scripts/guest-e2e.sh: about
-# a minute once built; it uses the kernel scripts/tcg-host.sh cached above).
+# a minute once built; it boots colo's kernel built above, the one colo-vmm boots).
 scripts/guest-e2e.sh || rc=$?
 # deploy/kubernetes/ against Kubernetes' OpenAPI schemas (kubernetes-validate, pinned).
 scripts/validate-deploy.sh || rc=$?

@@ -2,11 +2,12 @@
 //! and the message of the exit record, decided from what the stand-in asked for, QEMU's wait
 //! status and the reason of QEMU's last `SHUTDOWN` event.
 //!
-//! A Linux guest that powers itself off ends under colo-vmm as a reset: colo-vmm has no ACPI,
-//! so the kernel's power-off finds no way to power off, PID 1 exits, the kernel panics and
-//! (`panic=-1`) reboots through the i8042, which colo-vmm reports as `guest_reset` (65). Under
-//! QEMU the same power-off is an ACPI power-off (`guest-shutdown`); the stand-in reports it as
-//! colo-vmm would, `guest_reset` with status 65, and says so in the message.
+//! A Linux guest ends under colo-vmm as a reset: colo-vmm has no ACPI, so colo-guest-init
+//! restarts the kernel (a power-off would only halt it), which resets through the i8042, and
+//! colo-vmm reports `guest_reset` (65). Under QEMU without ACPI the restart is QEMU's
+//! `guest-reset`, reported the same; with ACPI colo-guest-init powers off (`guest-shutdown`),
+//! and the stand-in reports that as colo-vmm would, `guest_reset` with status 65, saying so in
+//! the message.
 
 use std::path::Path;
 
@@ -82,8 +83,8 @@ pub fn decide(
             Some("guest-shutdown") => Outcome::new(
                 ExitReason::GuestReset,
                 EXIT_GUEST_RESET,
-                "guest reset (the guest powered itself off: QEMU reported guest-shutdown, which \
-                 colo-vmm sees as the reset after the power-off)",
+                "guest reset (the guest powered itself off: QEMU reported guest-shutdown; \
+                 without ACPI, as under colo-vmm, the guest ends with a reset)",
             ),
             Some("guest-reset") => Outcome::new(
                 ExitReason::GuestReset,

@@ -1,11 +1,12 @@
 //! QEMU's command line for a `colo-vmm run`, and QEMU's start.
 //!
-//! The machine is the one `scripts/guest-smoke.sh` boots Debian's cloud kernel on: `microvm`
-//! with ACPI (that kernel finds its virtio-mmio devices only there) and the PIT, PIC and RTC,
-//! under TCG. QEMU starts stopped (`-S`) so the stand-in can name the vCPU threads and, with
-//! `--channel`, hold the guest until the host side has connected. The serial console goes to
-//! QEMU's stdout (a pipe the stand-in copies into `--serial` within `--log-limit`), QEMU's
-//! messages to its stderr (copied into `--log`).
+//! The machine is `microvm` with the PIT, PIC and RTC, under TCG, with or without ACPI
+//! ([`Acpi`]): colo's own kernel (a PVH `vmlinux` without ACPI) takes its virtio-mmio devices
+//! from the command line, which microvm writes itself without ACPI (`auto-kernel-cmdline`), as
+//! colo-vmm does; Debian's cloud kernel finds them only in ACPI. QEMU starts stopped (`-S`) so
+//! the stand-in can name the vCPU threads and, with `--channel`, hold the guest until the host
+//! side has connected. The serial console goes to QEMU's stdout (a pipe the stand-in copies
+//! into `--serial` within `--log-limit`), QEMU's messages to its stderr (copied into `--log`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -28,14 +29,65 @@ pub fn drive_id(index: usize) -> String {
     format!("disk{index}")
 }
 
-/// QEMU's arguments for `a`, with its QMP socket at `qmp` and the host's TSC rate (kHz).
-pub fn command_line(a: &RunArgs, qmp: &Path, tsc_khz: Option<u64>) -> Vec<OsString> {
+/// Whether the machine has ACPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acpi {
+    /// ACPI tables describe the devices; the guest powers off through ACPI.
+    On,
+    /// No ACPI (as under colo-vmm): the devices are on the kernel command line and the guest
+    /// ends with a restart.
+    Off,
+}
+
+/// The variable that overrides [`Acpi::for_kernel`]'s choice: `on` or `off`.
+pub const ACPI_VAR: &str = "COLO_VMM_STANDIN_ACPI";
+
+impl Acpi {
+    /// `$COLO_VMM_STANDIN_ACPI` (`on` or `off`), else by the kernel's format: an ELF
+    /// `vmlinux` (colo's kernel, booted through its PVH entry and built without ACPI) gets none,
+    /// anything else (a bzImage such as Debian's cloud kernel) gets ACPI.
+    pub fn for_kernel(kernel: &Path) -> Result<Self, String> {
+        Self::choose(std::env::var_os(ACPI_VAR).as_deref(), kernel)
+    }
+
+    fn choose(setting: Option<&OsStr>, kernel: &Path) -> Result<Self, String> {
+        if let Some(v) = setting {
+            return match v.to_str() {
+                Some("on") => Ok(Self::On),
+                Some("off") => Ok(Self::Off),
+                _ => Err(format!(
+                    "{ACPI_VAR}={}: expected on or off (unset: off for an ELF vmlinux)",
+                    v.to_string_lossy()
+                )),
+            };
+        }
+        let mut magic = [0u8; 4];
+        std::fs::File::open(kernel)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .map_err(|e| format!("--kernel {}: {e}", kernel.display()))?;
+        Ok(if magic == *b"\x7fELF" {
+            Self::Off
+        } else {
+            Self::On
+        })
+    }
+}
+
+/// QEMU's arguments for `a`, with its QMP socket at `qmp`, the host's TSC rate (kHz) and
+/// `acpi`.
+pub fn command_line(a: &RunArgs, qmp: &Path, tsc_khz: Option<u64>, acpi: Acpi) -> Vec<OsString> {
     let mut v: Vec<OsString> = Vec::new();
     let mut push = |words: &[&OsStr]| v.extend(words.iter().map(|w| w.to_os_string()));
     let s = |t: &'static str| OsStr::new(t);
     push(&[s("-name"), s("colo-vmm-standin,debug-threads=on")]);
     push(&[s("-accel"), s("tcg")]);
-    push(&[s("-M"), s("microvm,acpi=on,pit=on,pic=on,rtc=on")]);
+    push(&[
+        s("-M"),
+        match acpi {
+            Acpi::On => s("microvm,acpi=on,pit=on,pic=on,rtc=on"),
+            Acpi::Off => s("microvm,acpi=off,pit=on,pic=on,rtc=on,auto-kernel-cmdline=on"),
+        },
+    ]);
     push(&[
         s("-nodefaults"),
         s("-no-user-config"),
@@ -53,7 +105,7 @@ pub fn command_line(a: &RunArgs, qmp: &Path, tsc_khz: Option<u64>) -> Vec<OsStri
     if let Some(initrd) = &a.initrd {
         push(&[s("-initrd"), initrd.as_os_str()]);
     }
-    let append = OsString::from(tcg_cmdline(&a.cmdline, tsc_khz));
+    let append = OsString::from(tcg_cmdline(&a.cmdline, tsc_khz, acpi));
     push(&[s("-append"), &append]);
     push(&[s("-chardev"), s("stdio,id=serial,signal=off")]);
     push(&[s("-serial"), s("chardev:serial")]);
@@ -95,8 +147,11 @@ pub fn command_line(a: &RunArgs, qmp: &Path, tsc_khz: Option<u64>) -> Vec<OsStri
 
 /// The kernel command line with what a Linux guest needs under TCG: the host's TSC rate
 /// (`tsc_early_khz=`; TCG's TSC is the host's, and microvm has no HPET or ACPI PM timer to
-/// calibrate against, which stalled boots) and `no_timer_check`. Words already there stay.
-pub fn tcg_cmdline(cmdline: &str, tsc_khz: Option<u64>) -> String {
+/// calibrate against, which stalled boots) and `no_timer_check`; without ACPI also `reboot=t`
+/// (the guest ends with a restart; microvm has no i8042, on which the kernel's default restart
+/// spent ~5 s: this goes straight to a triple fault, QEMU's `guest-reset`). Words already there
+/// stay.
+pub fn tcg_cmdline(cmdline: &str, tsc_khz: Option<u64>, acpi: Acpi) -> String {
     let mut out = cmdline.trim().to_string();
     let mut add = |word: String, key: &str| {
         if !cmdline
@@ -112,6 +167,9 @@ pub fn tcg_cmdline(cmdline: &str, tsc_khz: Option<u64>) -> String {
     add("no_timer_check".into(), "no_timer_check");
     if let Some(khz) = tsc_khz {
         add(format!("tsc_early_khz={khz}"), "tsc_early_khz");
+    }
+    if acpi == Acpi::Off {
+        add("reboot=t".into(), "reboot");
     }
     out
 }
@@ -219,7 +277,12 @@ mod tests {
             "--initrd",
             "/i",
         ]);
-        let line = joined(&command_line(&a, Path::new("/q/qmp.sock"), Some(2_000_000)));
+        let line = joined(&command_line(
+            &a,
+            Path::new("/q/qmp.sock"),
+            Some(2_000_000),
+            Acpi::On,
+        ));
         assert!(line.contains("-accel tcg -M microvm,acpi=on"), "{line}");
         assert!(
             line.contains("-m 256 -smp 2 -kernel /k -initrd /i"),
@@ -245,12 +308,48 @@ mod tests {
     }
 
     #[test]
+    fn without_acpi_microvm_names_the_devices_and_the_guest_restarts_at_once() {
+        let a = args(&["--cmdline", "console=ttyS0", "--disk", "/root.img"]);
+        let line = joined(&command_line(&a, Path::new("/q"), None, Acpi::Off));
+        assert!(
+            line.contains("-M microvm,acpi=off,pit=on,pic=on,rtc=on,auto-kernel-cmdline=on"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-append console=ttyS0 no_timer_check reboot=t -chardev"),
+            "{line}"
+        );
+        assert_eq!(
+            tcg_cmdline("reboot=k", None, Acpi::Off),
+            "reboot=k no_timer_check"
+        );
+    }
+
+    #[test]
+    fn an_elf_kernel_runs_without_acpi_unless_told() {
+        let dir = std::env::temp_dir().join(format!("colo-standin-acpi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (elf, bz) = (dir.join("vmlinux"), dir.join("bzImage"));
+        std::fs::write(&elf, b"\x7fELF\x02\x01").unwrap();
+        std::fs::write(&bz, [0x4d_u8, 0x5a, 0, 0, 0]).unwrap();
+        assert_eq!(Acpi::choose(None, &elf), Ok(Acpi::Off));
+        assert_eq!(Acpi::choose(None, &bz), Ok(Acpi::On));
+        assert_eq!(Acpi::choose(Some(OsStr::new("on")), &elf), Ok(Acpi::On));
+        assert_eq!(Acpi::choose(Some(OsStr::new("off")), &bz), Ok(Acpi::Off));
+        let bad = Acpi::choose(Some(OsStr::new("yes")), &elf).unwrap_err();
+        assert!(bad.contains("COLO_VMM_STANDIN_ACPI=yes"), "{bad}");
+        let missing = Acpi::choose(None, &dir.join("none")).unwrap_err();
+        assert!(missing.contains("--kernel"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_caller_s_timer_words_are_kept() {
         assert_eq!(
-            tcg_cmdline("a tsc_early_khz=5 no_timer_check", Some(9)),
+            tcg_cmdline("a tsc_early_khz=5 no_timer_check", Some(9), Acpi::On),
             "a tsc_early_khz=5 no_timer_check"
         );
-        assert_eq!(tcg_cmdline("", None), "no_timer_check");
+        assert_eq!(tcg_cmdline("", None, Acpi::On), "no_timer_check");
         assert_eq!(
             parse_cpu_mhz("processor\t: 0\ncpu MHz\t\t: 2399.998\n"),
             Some(2_399_998)

@@ -44,6 +44,7 @@ pub fn start(
         log.say(&format!("warning: {w}"));
     }
     check_files(a).map_err(Outcome::bad_input)?;
+    let acpi = qemu::Acpi::for_kernel(&a.kernel).map_err(Outcome::bad_input)?;
     let serial = Serial::open(&a.serial, a.log_limit)
         .map_err(|e| Outcome::bad_input(format!("--serial {}: {e}", a.serial)))?;
     let mut files = Files::default();
@@ -62,7 +63,7 @@ pub fn start(
     signals::watch(ending.clone())
         .map_err(|e| Outcome::failed(format!("cannot start the signal thread: {e}")))?;
 
-    let args = qemu::command_line(a, &qmp_path, qemu::host_tsc_khz());
+    let args = qemu::command_line(a, &qmp_path, qemu::host_tsc_khz(), acpi);
     let mut child = qemu::spawn(&args).map_err(|e| {
         Outcome::bad_input(format!(
             "cannot start {}: {e} (install qemu-system-x86, or name QEMU in COLO_VMM_STANDIN_QEMU)",
