@@ -169,15 +169,40 @@ fn a_program_prints_and_its_exit_code_is_the_outcome() {
             serial_tail(&agent, &j.id)
         );
         assert_eq!(logs(&agent, &j.id), "hi\noops\n");
-        // Exit 0 succeeds.
-        let j = submit(&mut c, program_job("ok", &image, "echo fine", 256)).await;
-        let end = wait_end(&mut c, &j.id, BOOT_AND_RUN).await;
+        // Exit 0 succeeds; submitted the way a user does, with coloctl.
+        let o = coloctl(
+            &agent,
+            &[
+                "submit",
+                "--sandbox",
+                "linux",
+                "--image",
+                &image,
+                "--memory-mib",
+                "256",
+                "--wait",
+                "--",
+                "sh",
+                "-c",
+                "echo fine",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let out = text(&o);
+        let id = out
+            .split_whitespace()
+            .skip_while(|w| *w != "job")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no job id in {out}"))
+            .to_string();
+        assert!(out.contains("succeeded"), "{out}");
+        let end = wait_end(&mut c, &id, BOOT_AND_RUN).await;
         assert_eq!(
             (state(&end), end.exit_code),
             (pb::JobState::Succeeded, Some(0)),
             "{end:?}"
         );
-        assert_eq!(logs(&agent, &j.id), "fine\n");
+        assert_eq!(logs(&agent, &id), "fine\n");
     });
 }
 
