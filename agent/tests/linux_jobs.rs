@@ -269,6 +269,51 @@ fn a_200_mib_sort_checksums_as_on_the_host() {
 }
 
 #[test]
+fn a_read_only_volume_is_seen_in_the_guest_and_never_written() {
+    let Some((g, _lock)) = guest("a_read_only_volume_is_seen_in_the_guest_and_never_written")
+    else {
+        return;
+    };
+    let agent = agent(&g);
+    let image = busybox_image(&agent, "bb");
+    let vol = agent.volumes_dir().join("in");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("hello.txt"), "hi from the host\n").unwrap();
+    rt().block_on(async {
+        let mut c = agent.client().await;
+        let mut spec = program_job(
+            "volume",
+            &image,
+            "cat /in/hello.txt; (echo x > /in/new) 2>/dev/null && echo wrote || echo read-only; \
+             echo y > /tmp/scratch && echo root-writable",
+            256,
+        );
+        if let Some(pb::job_spec::Sandbox::Linux(l)) = spec.sandbox.as_mut()
+            && let Some(p) = l.program.as_mut()
+        {
+            p.volumes.push(pb::VolumeMount {
+                source: vol.display().to_string(),
+                target: "/in".into(),
+                read_only: true,
+            });
+        }
+        let j = submit(&mut c, spec).await;
+        let end = wait_end(&mut c, &j.id, BOOT_AND_RUN).await;
+        assert_eq!(
+            (state(&end), end.exit_code),
+            (pb::JobState::Succeeded, Some(0)),
+            "{end:?}\n{}",
+            serial_tail(&agent, &j.id)
+        );
+        assert_eq!(
+            logs(&agent, &j.id),
+            "hi from the host\nread-only\nroot-writable\n"
+        );
+    });
+    assert!(!vol.join("new").exists(), "the host directory is untouched");
+}
+
+#[test]
 fn a_cancelled_program_ends_cancelled() {
     let Some((g, _lock)) = guest("a_cancelled_program_ends_cancelled") else {
         return;

@@ -66,6 +66,7 @@ fn job(mode: Mode<'_>) -> RunSpec {
         root: root.map(|device| RootDisk {
             device: device.into(),
             fstype: "ext4".into(),
+            volumes: vec![],
         }),
     }
 }

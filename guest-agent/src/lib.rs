@@ -21,4 +21,4 @@ pub mod wire;
 
 pub use frame::{Decoder, FrameError};
 pub use message::{ExitStatus, GuestMessage, HostMessage, Message, Stream};
-pub use spec::{Resource, Rlimit, RootDisk, RunSpec};
+pub use spec::{Resource, Rlimit, RootDisk, RunSpec, VolumeDisk};

@@ -21,6 +21,8 @@ pub const MAX_RLIMITS: usize = 16;
 pub const MAX_HOSTNAME: usize = 64;
 /// Longest file system type name.
 pub const MAX_FSTYPE: usize = 16;
+/// Most volumes.
+pub const MAX_VOLUMES: usize = 16;
 /// The largest encoded spec: the bound of the `Run` message's payload.
 pub const MAX_ENCODED: usize = 64 * 1024;
 
@@ -63,6 +65,9 @@ pub enum SpecError {
     /// The root device is not a plain path under `/dev/`.
     #[error("run spec: root device {0:?} is not a path under /dev/")]
     BadDevice(String),
+    /// A volume's target is not an absolute path other than `/` without `..`, or is given twice.
+    #[error("run spec: volume target {0:?} is not an absolute path (not /, no ..) of its own")]
+    BadTarget(String),
     /// The root file system type is not a plain lower-case name.
     #[error("run spec: file system type {0:?} is not a lower-case name")]
     BadFsType(String),
@@ -155,13 +160,26 @@ pub struct Rlimit {
 }
 
 /// The job's root file system: a read-only block device, made writable with an overlay on a
-/// tmpfs in the guest.
+/// tmpfs in the guest, with read-only volumes mounted in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootDisk {
     /// The device, e.g. `/dev/vda`.
     pub device: String,
     /// Its file system type, e.g. `ext4`.
     pub fstype: String,
+    /// Disks mounted read-only inside the root (at most [`MAX_VOLUMES`]).
+    pub volumes: Vec<VolumeDisk>,
+}
+
+/// A read-only disk mounted inside the job's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDisk {
+    /// The device, e.g. `/dev/vdb`.
+    pub device: String,
+    /// Its file system type, e.g. `ext4`.
+    pub fstype: String,
+    /// Where it appears in the root: an absolute path, not `/`, without `..`.
+    pub target: String,
 }
 
 /// The job: one command, run once.
@@ -214,6 +232,27 @@ fn check_abs(field: &'static str, s: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Checks a disk: a plain path under `/dev/` and a lower-case file system name.
+fn check_disk(device: &str, fstype: &str) -> Result<(), SpecError> {
+    if device.len() > MAX_PATH
+        || !device.starts_with("/dev/")
+        || device.len() == "/dev/".len()
+        || device.contains('\0')
+        || device.split('/').any(|c| c == "..")
+    {
+        return Err(SpecError::BadDevice(device.to_owned()));
+    }
+    if fstype.is_empty()
+        || fstype.len() > MAX_FSTYPE
+        || !fstype
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(SpecError::BadFsType(fstype.to_owned()));
+    }
+    Ok(())
+}
+
 impl RunSpec {
     /// Checks every bound and rule of the spec.
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -254,23 +293,20 @@ impl RunSpec {
             return Err(SpecError::BadHostname(h.clone()));
         }
         if let Some(root) = &self.root {
-            let d = &root.device;
-            if d.len() > MAX_PATH
-                || !d.starts_with("/dev/")
-                || d.len() == "/dev/".len()
-                || d.contains('\0')
-                || d.split('/').any(|c| c == "..")
-            {
-                return Err(SpecError::BadDevice(d.clone()));
-            }
-            let t = &root.fstype;
-            if t.is_empty()
-                || t.len() > MAX_FSTYPE
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            {
-                return Err(SpecError::BadFsType(t.clone()));
+            check_disk(&root.device, &root.fstype)?;
+            check_len("volumes", root.volumes.len(), MAX_VOLUMES)?;
+            for (i, v) in root.volumes.iter().enumerate() {
+                check_disk(&v.device, &v.fstype)?;
+                let t = &v.target;
+                if t.len() > MAX_PATH
+                    || !t.starts_with('/')
+                    || t.trim_end_matches('/').is_empty()
+                    || t.contains('\0')
+                    || t.split('/').any(|c| c == "..")
+                    || root.volumes[..i].iter().any(|o| o.target == *t)
+                {
+                    return Err(SpecError::BadTarget(t.clone()));
+                }
             }
         }
         let mut encoded = Vec::new();
@@ -308,6 +344,12 @@ impl RunSpec {
                 out.push(1);
                 put_str(out, &r.device);
                 put_str(out, &r.fstype);
+                put_count(out, r.volumes.len());
+                for v in &r.volumes {
+                    put_str(out, &v.device);
+                    put_str(out, &v.fstype);
+                    put_str(out, &v.target);
+                }
             }
         }
     }
@@ -347,10 +389,24 @@ impl RunSpec {
         let hostname = r.string("host name", MAX_HOSTNAME)?;
         let root = match r.u8("root")? {
             0 => None,
-            1 => Some(RootDisk {
-                device: r.string("root device", MAX_PATH)?,
-                fstype: r.string("file system type", MAX_FSTYPE)?,
-            }),
+            1 => {
+                let device = r.string("root device", MAX_PATH)?;
+                let fstype = r.string("file system type", MAX_FSTYPE)?;
+                let n = r.count("volumes", MAX_VOLUMES)?;
+                let mut volumes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    volumes.push(VolumeDisk {
+                        device: r.string("volume device", MAX_PATH)?,
+                        fstype: r.string("file system type", MAX_FSTYPE)?,
+                        target: r.string("volume target", MAX_PATH)?,
+                    });
+                }
+                Some(RootDisk {
+                    device,
+                    fstype,
+                    volumes,
+                })
+            }
             v => {
                 return Err(WireError::BadValue {
                     field: "root",

@@ -47,7 +47,11 @@ fn spec() -> impl Strategy<Value = RunSpec> {
                 gid,
                 rlimits,
                 hostname,
-                root: root.map(|(device, fstype)| RootDisk { device, fstype }),
+                root: root.map(|(device, fstype)| RootDisk {
+                    device,
+                    fstype,
+                    volumes: vec![],
+                }),
             }
         })
 }

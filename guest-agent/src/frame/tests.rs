@@ -19,6 +19,7 @@ fn spec() -> RunSpec {
         root: Some(RootDisk {
             device: "/dev/vda".into(),
             fstype: "ext4".into(),
+            volumes: vec![],
         }),
     }
 }

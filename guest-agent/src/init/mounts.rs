@@ -1,6 +1,7 @@
 //! The guest's file systems: the kernel's own (`/proc`, `/sys`, `/dev`) at boot, and the job's
 //! root when the job names one — its read-only block device under an overlay whose upper layer
-//! is a tmpfs, so the job may write and the disk image stays untouched (and shareable).
+//! is a tmpfs, so the job may write and the disk image stays untouched (and shareable) — with
+//! the job's volumes mounted read-only in it.
 //!
 //! Entering the root moves it over `/` and `chroot`s into it, as `switch_root` does: an
 //! initramfs cannot be `pivot_root`ed away. The init's own code stays mapped from the
@@ -106,6 +107,16 @@ pub fn enter_root(root: &RootDisk) -> Result<(), MountError> {
         MsFlags::empty(),
         Some(&opts),
     )?;
+    // The job's read-only volumes, at their targets (made in the overlay when missing).
+    for v in &root.volumes {
+        mount_fs(
+            &v.device,
+            &format!("{new_root}{}", v.target.trim_end_matches('/')),
+            &v.fstype,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None,
+        )?;
+    }
     mount_kernel_filesystems(&new_root)?;
     let dir_err = |op, source| MountError::Dir {
         op,

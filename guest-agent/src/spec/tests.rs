@@ -24,6 +24,11 @@ pub(crate) fn sample() -> RunSpec {
         root: Some(RootDisk {
             device: "/dev/vda".into(),
             fstype: "ext4".into(),
+            volumes: vec![VolumeDisk {
+                device: "/dev/vdb".into(),
+                fstype: "ext4".into(),
+                target: "/in".into(),
+            }],
         }),
     }
 }
@@ -186,6 +191,7 @@ fn bad_specs_are_refused() {
                 root: Some(RootDisk {
                     device: "/dev/../etc/x".into(),
                     fstype: "ext4".into(),
+                    volumes: vec![],
                 }),
                 ..sample()
             },
@@ -196,6 +202,7 @@ fn bad_specs_are_refused() {
                 root: Some(RootDisk {
                     device: "/tmp/disk".into(),
                     fstype: "ext4".into(),
+                    volumes: vec![],
                 }),
                 ..sample()
             },
@@ -206,11 +213,21 @@ fn bad_specs_are_refused() {
                 root: Some(RootDisk {
                     device: "/dev/vda".into(),
                     fstype: "ext4,ro".into(),
+                    volumes: vec![],
                 }),
                 ..sample()
             },
             "lower-case name",
         ),
+        (volumes(&[("/dev/vdb", "/")]), "volume target"),
+        (volumes(&[("/dev/vdb", "/a/../etc")]), "volume target"),
+        (volumes(&[("/dev/vdb", "in")]), "volume target"),
+        (
+            volumes(&[("/dev/vdb", "/in"), ("/dev/vdc", "/in")]),
+            "volume target",
+        ),
+        (volumes(&[("/dev/../vdb", "/in")]), "under /dev/"),
+        (volumes(&[("/dev/vdb", "/in"); 17]), "volumes"),
     ];
     for (spec, want) in cases {
         let err = spec.validate().expect_err(want).to_string();
@@ -271,4 +288,20 @@ fn every_truncation_of_a_spec_is_an_error() {
             "cut at {cut}"
         );
     }
+}
+
+/// The sample with these volumes (device, target), ext4 each.
+fn volumes(v: &[(&str, &str)]) -> RunSpec {
+    let mut s = sample();
+    if let Some(r) = s.root.as_mut() {
+        r.volumes = v
+            .iter()
+            .map(|(device, target)| VolumeDisk {
+                device: (*device).into(),
+                fstype: "ext4".into(),
+                target: (*target).into(),
+            })
+            .collect();
+    }
+    s
 }

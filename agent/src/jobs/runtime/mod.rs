@@ -306,8 +306,16 @@ impl Sandbox {
     pub fn cleanup(&self, id: &str, paths: &JobPaths) {
         match self {
             Self::MicroVm(_) => {
-                // A Linux guest's root image made for this job alone.
-                let _ = std::fs::remove_file(paths.guest.join("root.ext4"));
+                // A Linux guest's root and volume images made for this job alone.
+                for e in std::fs::read_dir(&paths.guest)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if e.path().extension().is_some_and(|x| x == "ext4") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
             }
             Self::Container(c) => c.cleanup(id, paths),
         }

@@ -310,11 +310,12 @@ fn check_linux(l: &super::LinuxGuest, access: &impl PathAccess) -> Result<(), Fi
                 "a job with a program runs in a root filesystem made from program.image; drop rootfs_path",
             ));
         }
-        if !p.volumes.is_empty() {
+        if let Some(i) = p.volumes.iter().position(|v| !v.read_only) {
             return Err(bad(
-                "spec.linux.program.volumes",
-                "a Linux guest takes no host directories (the host never mounts what a guest \
-                 writes); give block images as spec.disks",
+                &format!("spec.linux.program.volumes[{i}]"),
+                "a Linux guest takes host directories read-only (each becomes a read-only disk; \
+                 the host never mounts what a guest writes): set read_only, and return results \
+                 on the program's output or a disk in spec.disks",
             ));
         }
         program::check_program("spec.linux.program", p, access)?;

@@ -202,6 +202,29 @@ mod tests {
     }
 
     #[test]
+    fn a_linux_guests_program_takes_the_nodes_kernel_and_read_only_volumes_only() {
+        let linux = |p: Program| {
+            JobSpec::new("k", Guest::Linux(crate::job::LinuxGuest::program(p)))
+                .validate(&SpecLimits::<Anywhere>::default())
+        };
+        let mut p = sh();
+        p.volumes
+            .push(crate::job::Volume::parse("/d/in:/in:ro").unwrap());
+        assert!(linux(p.clone()).is_ok(), "no kernel named: the node's");
+        p.volumes
+            .push(crate::job::Volume::parse("/d/out:/out").unwrap());
+        let e = linux(p).unwrap_err();
+        assert_eq!(e.field, "spec.linux.program.volumes[1]", "{e}");
+        assert!(e.to_string().contains("read_only"), "{e}");
+        let mut g = crate::job::LinuxGuest::program(sh());
+        g.rootfs = Some("/img/root.img".into());
+        let e = JobSpec::new("k", Guest::Linux(g))
+            .validate(&SpecLimits::<Anywhere>::default())
+            .unwrap_err();
+        assert_eq!(e.field, "spec.linux.rootfs_path", "{e}");
+    }
+
+    #[test]
     fn each_rule_names_its_field() {
         let cases: Vec<(Program, &str)> = vec![
             (

@@ -51,6 +51,17 @@ pub fn is_ext4(path: &Path) -> bool {
         .is_ok_and(|()| magic == EXT4_MAGIC)
 }
 
+/// The checked directory as a child process (mkfs.ext4) reaches it: through the agent's
+/// descriptor, never the path a client could swap after the check (`/.` makes every tool
+/// resolve the link to the directory itself).
+pub fn pinned_dir(dir: &Resolved) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{}/fd/{}/.",
+        std::process::id(),
+        dir.pinned.as_raw_fd()
+    ))
+}
+
 /// Bytes and entries beneath `dir`, not following symlinks.
 fn tree_size(dir: &Path) -> std::io::Result<(u64, u64)> {
     let (mut bytes, mut entries) = (0u64, 0u64);
@@ -135,13 +146,7 @@ impl BlockImages {
                 tree: None,
             });
         }
-        // A child (mkfs.ext4) reaches the checked directory through the agent's descriptor;
-        // `/.` makes every tool resolve the link to the directory itself.
-        let pinned_dir = PathBuf::from(format!(
-            "/proc/{}/fd/{}/.",
-            std::process::id(),
-            image.pinned.as_raw_fd()
-        ));
+        let pinned_dir = pinned_dir(image);
         let source = if image.is_dir {
             &pinned_dir
         } else {

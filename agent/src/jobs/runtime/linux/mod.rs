@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use colo_config::agent::{LinuxConfig, UserSpace};
-use colo_config::job::{Guest, LinuxGuest, Program};
-use colo_guest_agent::{HostMessage, RootDisk, RunSpec, frame};
+use colo_config::job::{DiskSpec, Guest, LinuxGuest, Program};
+use colo_guest_agent::{HostMessage, RootDisk, RunSpec, VolumeDisk, frame};
 
 use crate::jobs::launch::FIRST_INHERITED_FD;
 use crate::jobs::model::JobSpec;
-use crate::jobs::paths::{PathRoots, RootKind, open_job_files};
+use crate::jobs::paths::{Accept, PathRoots, RootKind, open_job_files};
 use crate::jobs::registry::JobPaths;
 use image::BlockImages;
 
@@ -158,6 +158,30 @@ pub fn prepare(
         std::fs::write(paths.guest.join(DIGEST_FILE), d)
             .map_err(|e| format!("cannot write {}: {e}", paths.guest.display()))?;
     }
+    // Each (read-only) volume becomes a disk of its own after the root: /dev/vdb, ...
+    let mut volumes = Vec::with_capacity(p.volumes.len());
+    for (i, v) in p.volumes.iter().enumerate() {
+        let field = format!("spec.linux.program.volumes[{i}].source");
+        let dir = roots
+            .resolve(
+                RootKind::Volume,
+                &v.source.to_string_lossy(),
+                false,
+                Accept::Dir,
+            )
+            .map_err(|e| format!("{field}: {e}"))?;
+        let block = paths.guest.join(format!("volume-{i}.ext4"));
+        image::make_ext4(&image::pinned_dir(&dir), &block).map_err(|e| format!("{field}: {e}"))?;
+        let letter = char::from(b'b' + u8::try_from(i).unwrap_or(24));
+        volumes.push((
+            block,
+            VolumeDisk {
+                device: format!("/dev/vd{letter}"),
+                fstype: "ext4".into(),
+                target: v.target.clone(),
+            },
+        ));
+    }
     let rootfs = colo_oci::image::RootFs {
         path: root.tree.clone().unwrap_or_default(),
         digest: root.digest.clone(),
@@ -184,6 +208,7 @@ pub fn prepare(
         root: Some(RootDisk {
             device: ROOT_DEVICE.into(),
             fstype: "ext4".into(),
+            volumes: volumes.iter().map(|(_, v)| v.clone()).collect(),
         }),
     };
     run.validate()
@@ -205,9 +230,22 @@ pub fn prepare(
     let initramfs = open_operator_file(&host.initramfs)?;
     let block = open_operator_file(&root.block)?;
     let first = FIRST_INHERITED_FD;
-    let (mut vm_spec, disks) = open_job_files(spec, roots, first + 3)
+    let n_volumes = i32::try_from(volumes.len()).unwrap_or(0);
+    let (mut vm_spec, disks) = open_job_files(spec, roots, first + 3 + n_volumes)
         .map_err(|e| format!("cannot open its files: {e}"))?;
     let fd_path = |n: i32| PathBuf::from(format!("/proc/self/fd/{n}"));
+    let mut volume_fds = Vec::with_capacity(volumes.len());
+    for (i, (block, _)) in volumes.iter().enumerate() {
+        volume_fds.push(open_operator_file(block)?);
+        vm_spec.disks.insert(
+            i,
+            DiskSpec {
+                path: fd_path(first + 3 + i32::try_from(i).unwrap_or(0)),
+                read_only: true,
+                ..DiskSpec::default()
+            },
+        );
+    }
     if let Guest::Linux(vl) = &mut vm_spec.guest {
         vl.kernel = fd_path(first);
         vl.rootfs = Some(fd_path(first + 2));
@@ -218,6 +256,7 @@ pub fn prepare(
             .join(" ");
     }
     let mut fds = vec![kernel, initramfs, block];
+    fds.extend(volume_fds);
     fds.extend(disks);
     let extra = vec![
         "--initrd".into(),
