@@ -71,6 +71,8 @@ pub enum ExitStatus {
 }
 
 /// What the host sends the guest.
+// One `Run` per boot, decoded once: its size beside the small messages costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMessage {
     /// Run this job (once per boot).
