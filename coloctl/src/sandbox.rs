@@ -53,8 +53,8 @@ pub struct SandboxArgs {
     /// `offline.image_roots`.
     #[arg(long, value_name = "PATH")]
     pub image: Option<PathBuf>,
-    /// Container: a host directory beneath the node's `offline.volume_roots`, mounted at DST
-    /// (read-only with `:ro`); repeatable.
+    /// Container (or a Linux guest's program, read-only only): a host directory beneath the
+    /// node's `offline.volume_roots`, mounted at DST (read-only with `:ro`); repeatable.
     #[arg(long, value_name = "SRC:DST[:ro]")]
     pub volume: Vec<String>,
     /// Container: an environment variable `KEY=VALUE` (repeatable).
@@ -119,10 +119,8 @@ impl SandboxArgs {
             match &first {
                 None => first = Some((kind, flag.to_string())),
                 // A program's flags belong to a container, or (after `--sandbox linux` or
-                // `--kernel`) to a Linux guest's program.
-                // (A guest takes disks, not host directories: `--volume` stays a container's.)
-                Some((SandboxKind::Linux, _))
-                    if kind == SandboxKind::Container && flag != "--volume" => {}
+                // `--kernel`) to a Linux guest's program (whose volumes must be read-only).
+                Some((SandboxKind::Linux, _)) if kind == SandboxKind::Container => {}
                 Some((k, f)) if *k != kind => {
                     return Err(local(format!(
                         "{f} and {flag} ask for different sandboxes ({} and {}): give the \
@@ -520,8 +518,8 @@ mod tests {
             e.starts_with("--cpu-units and a command after -- ask"),
             "{e}"
         );
-        let e = err(&["--kernel", "/k", "--volume", "/a:/b"], workload());
-        assert!(e.starts_with("--kernel and --volume ask"), "{e}");
+        let e = err(&["--cpu-units", "5", "--kernel", "/k"], workload());
+        assert!(e.starts_with("--cpu-units and --kernel ask"), "{e}");
         let e = err(&["--sandbox", "vm"], workload());
         assert_eq!(e, r#"--sandbox "vm": must be workload, linux or container"#);
         let e = err(&["--env", "NOVALUE"], workload());
