@@ -129,18 +129,24 @@ pub struct VmLimits {
 }
 
 /// One offline MicroVM.
+///
+/// `repr(C)` with `id` and `state` first: the engine reads just these two of every VM at every
+/// step, so they share a cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
 pub struct VmSample {
     /// Its id.
     pub id: VmId,
+    /// Running or paused.
+    pub state: VmRunState,
     /// Its QoS class.
     pub class: QosClassName,
     /// Job priority (higher is more important).
     pub priority: i32,
-    /// When it started, on the same clock as [`NodeSample::now`].
-    pub started_at: Duration,
     /// vCPUs.
     pub vcpus: u32,
+    /// When it started, on the same clock as [`NodeSample::now`].
+    pub started_at: Duration,
     /// Guest memory in bytes.
     pub guest_memory: u64,
     /// Memory charged to its cgroup (VMM included), bytes.
@@ -153,8 +159,6 @@ pub struct VmSample {
     pub io_bytes_per_sec: u64,
     /// Disk operations per second.
     pub io_ops_per_sec: u64,
-    /// Running or paused.
-    pub state: VmRunState,
     /// Limits now in force.
     pub limits: VmLimits,
 }
