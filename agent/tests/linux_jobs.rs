@@ -285,7 +285,7 @@ fn a_read_only_volume_is_seen_in_the_guest_and_never_written() {
             "volume",
             &image,
             "cat /in/hello.txt; (echo x > /in/new) 2>/dev/null && echo wrote || echo read-only; \
-             echo y > /tmp/scratch && echo root-writable",
+             echo y > /tmp/scratch && echo root-writable; ulimit -n",
             256,
         );
         if let Some(pb::job_spec::Sandbox::Linux(l)) = spec.sandbox.as_mut()
@@ -307,7 +307,7 @@ fn a_read_only_volume_is_seen_in_the_guest_and_never_written() {
         );
         assert_eq!(
             logs(&agent, &j.id),
-            "hi from the host\nread-only\nroot-writable\n"
+            "hi from the host\nread-only\nroot-writable\n1024\n"
         );
     });
     assert!(!vol.join("new").exists(), "the host directory is untouched");

@@ -32,6 +32,9 @@ pub fn live_digests(jobs_dir: &Path, file: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The open-files limit of a program's processes (`RLIMIT_NOFILE`, soft and hard).
+pub const OPEN_FILES: u64 = 1024;
+
 /// The `PATH` a program gets unless its job sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

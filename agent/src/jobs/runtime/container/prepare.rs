@@ -12,10 +12,9 @@ use crate::host::cgroup::{JobCgroup, ThreadGroup};
 use crate::jobs::paths::{Accept, PathRoots, RootKind};
 use crate::jobs::registry::JobPaths;
 use crate::jobs::runtime::Prepared;
-use crate::jobs::runtime::program::{live_digests, process as program_process, resolve_image};
-
-/// The open-files limit of a container's processes.
-const OPEN_FILES: u64 = 1024;
+use crate::jobs::runtime::program::{
+    OPEN_FILES, live_digests, process as program_process, resolve_image,
+};
 
 /// The file in a live job's bundle naming the stored image it runs (so that the store never
 /// removes it to make room).

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use colo_config::agent::{LinuxConfig, UserSpace};
 use colo_config::job::{DiskSpec, Guest, LinuxGuest, Program};
-use colo_guest_agent::{HostMessage, RootDisk, RunSpec, VolumeDisk, frame};
+use colo_guest_agent::{HostMessage, Resource, Rlimit, RootDisk, RunSpec, VolumeDisk, frame};
 
 use crate::jobs::launch::FIRST_INHERITED_FD;
 use crate::jobs::model::JobSpec;
@@ -203,7 +203,12 @@ pub fn prepare(
         workdir: process.cwd,
         uid: process.uid,
         gid: process.gid,
-        rlimits: vec![],
+        // As a container's processes get.
+        rlimits: vec![Rlimit {
+            resource: Resource::Nofile,
+            soft: super::program::OPEN_FILES,
+            hard: super::program::OPEN_FILES,
+        }],
         hostname: hostname(id),
         root: Some(RootDisk {
             device: ROOT_DEVICE.into(),
