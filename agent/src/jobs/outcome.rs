@@ -36,7 +36,8 @@ impl Outcome {
     }
 }
 
-fn from_intent(intent: &StopIntent, how: &str) -> (JobState, EndReason, String) {
+/// The end a stop asked for, and its message (`how`: what the sandbox did).
+pub(crate) fn from_intent(intent: &StopIntent, how: &str) -> (JobState, EndReason, String) {
     let (state, reason) = intent.kind.outcome();
     let why = if intent.reason.is_empty() {
         String::new()

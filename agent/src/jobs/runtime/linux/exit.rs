@@ -80,23 +80,11 @@ pub fn decide(
     let guest = GuestExit::read(guest_dir);
     let mut o = match (&guest, intent) {
         (_, Some(i)) => {
-            let (state, reason) = i.kind.outcome();
             let how = guest
                 .as_ref()
                 .map_or_else(|| "the VM ended".to_string(), GuestExit::describe);
-            let why = if i.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", i.reason)
-            };
-            Outcome::plain(
-                state,
-                reason,
-                format!(
-                    "{} requested{why} ({how})",
-                    format!("{:?}", i.kind).to_lowercase()
-                ),
-            )
+            let (state, reason, message) = outcome::from_intent(i, &how);
+            Outcome::plain(state, reason, message)
         }
         (None, None) => {
             let mut o = outcome::decide(record, wait, None);
