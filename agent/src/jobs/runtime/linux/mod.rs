@@ -224,48 +224,48 @@ pub fn prepare(
     )
     .map_err(|e| format!("cannot write {}: {e}", paths.guest.display()))?;
 
-    // The kernel: the job's (beneath the image roots) or the node's.
-    let kernel = if l.kernel.as_os_str().is_empty() {
+    // What the VMM inherits, in order (fd 3, 4, ...): the kernel (the job's, beneath the image
+    // roots, or the node's), the guest image, the root, the volumes, then the job's disks.
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut inherit = |fd: OwnedFd| {
+        let n = FIRST_INHERITED_FD + i32::try_from(fds.len()).unwrap_or(i32::MAX);
+        fds.push(fd);
+        PathBuf::from(format!("/proc/self/fd/{n}"))
+    };
+    let kernel = inherit(if l.kernel.as_os_str().is_empty() {
         open_operator_file(&host.kernel)?
     } else {
         roots
             .open(RootKind::Image, &l.kernel.to_string_lossy(), false)
             .map_err(|e| format!("spec.linux.kernel_path: {e}"))?
-    };
-    let initramfs = open_operator_file(&host.initramfs)?;
-    let block = open_operator_file(&root.block)?;
-    let first = FIRST_INHERITED_FD;
-    let n_volumes = i32::try_from(volumes.len()).unwrap_or(0);
-    let (mut vm_spec, disks) = open_job_files(spec, roots, first + 3 + n_volumes)
-        .map_err(|e| format!("cannot open its files: {e}"))?;
-    let fd_path = |n: i32| PathBuf::from(format!("/proc/self/fd/{n}"));
-    let mut volume_fds = Vec::with_capacity(volumes.len());
-    for (i, (block, _)) in volumes.iter().enumerate() {
-        volume_fds.push(open_operator_file(block)?);
-        vm_spec.disks.insert(
-            i,
-            DiskSpec {
-                path: fd_path(first + 3 + i32::try_from(i).unwrap_or(0)),
-                read_only: true,
-                ..DiskSpec::default()
-            },
-        );
+    });
+    let initramfs = inherit(open_operator_file(&host.initramfs)?);
+    let rootfs = inherit(open_operator_file(&root.block)?);
+    let mut volume_disks = Vec::with_capacity(volumes.len());
+    for (block, _) in &volumes {
+        volume_disks.push(DiskSpec {
+            path: inherit(open_operator_file(block)?),
+            read_only: true,
+            ..DiskSpec::default()
+        });
     }
+    let next = FIRST_INHERITED_FD + i32::try_from(fds.len()).unwrap_or(i32::MAX);
+    let (mut vm_spec, disks) =
+        open_job_files(spec, roots, next).map_err(|e| format!("cannot open its files: {e}"))?;
+    fds.extend(disks);
+    vm_spec.disks.splice(0..0, volume_disks);
     if let Guest::Linux(vl) = &mut vm_spec.guest {
-        vl.kernel = fd_path(first);
-        vl.rootfs = Some(fd_path(first + 2));
+        vl.kernel = kernel;
+        vl.rootfs = Some(rootfs);
         vl.cmdline = [host.cmdline.as_str(), l.cmdline.as_str()]
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
     }
-    let mut fds = vec![kernel, initramfs, block];
-    fds.extend(volume_fds);
-    fds.extend(disks);
     let extra = vec![
         "--initrd".into(),
-        fd_path(first + 1).into(),
+        initramfs.into(),
         "--channel".into(),
         paths.channel.clone().into(),
     ];
