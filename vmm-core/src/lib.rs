@@ -39,4 +39,4 @@ pub use vmm::devices::virtio::block::fuzz_harness as fuzzing;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use vmm::devices::virtio::console::fuzz_harness as fuzzing_console;
-pub use vmm::{DiskConfig, JailIds, MAX_VCPUS, MIN_MEMORY_MIB, StartError, VmConfig, run};
+pub use vmm::{DiskConfig, JailIds, MAX_VCPUS, MIN_MEMORY_MIB, Outcome, StartError, VmConfig, run};

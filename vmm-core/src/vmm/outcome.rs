@@ -1,8 +1,10 @@
-//! How a running VM ended, as decided by a vCPU, the control socket or a signal.
+//! How a running VM ended, as decided by a vCPU, the control socket or a signal, and the exit
+//! record that says so. (Public for what stands in for colo-vmm in tests, which must end the
+//! same way.)
 
 use crate::exit::{
-    EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL, EXIT_VMM_ERROR, ExitReason,
-    GUEST_EXIT_CODE_MAX,
+    DroppedBytes, EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL,
+    EXIT_VMM_ERROR, ExitReason, ExitRecord, GUEST_EXIT_CODE_MAX,
 };
 
 /// The end of a VM: its exit status, reason and a one-line message.
@@ -77,6 +79,31 @@ impl Outcome {
             reason: ExitReason::VmmError,
             exit_code: EXIT_VMM_ERROR,
             message: what,
+        }
+    }
+
+    /// Refused before the guest ran: the caller's mistake.
+    pub fn bad_input(what: impl Into<String>) -> Self {
+        Self {
+            reason: ExitReason::VmmError,
+            exit_code: EXIT_BAD_INPUT,
+            message: what.into(),
+        }
+    }
+
+    /// The exit record of this end, stamped now, for this process, which used `cpu_seconds`
+    /// and dropped `dropped` bytes of output.
+    pub fn exit_record(&self, cpu_seconds: f64, dropped: DroppedBytes) -> ExitRecord {
+        ExitRecord {
+            exit_code: self.exit_code,
+            reason: self.reason,
+            message: self.message.clone(),
+            ended_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            cpu_seconds,
+            pid: std::process::id(),
+            dropped,
         }
     }
 }

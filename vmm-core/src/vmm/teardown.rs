@@ -6,7 +6,6 @@ use super::log::Logger;
 use super::outcome::Outcome;
 use super::vstate::vcpu::VcpuCommand;
 use super::{VmConfig, Vmm};
-use crate::exit::ExitRecord;
 
 impl Vmm {
     /// Writes out serial output, the log line and the exit record; returns the exit status.
@@ -62,18 +61,7 @@ pub(super) fn write_record(
     let Some(path) = &cfg.exit_record else {
         return;
     };
-    let record = ExitRecord {
-        exit_code: outcome.exit_code,
-        reason: outcome.reason,
-        message: outcome.message.clone(),
-        ended_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-        cpu_seconds: process_cpu_seconds(),
-        pid: std::process::id(),
-        dropped: dropped.snapshot(),
-    };
+    let record = outcome.exit_record(process_cpu_seconds(), dropped.snapshot());
     if let Err(e) = record.write_atomic(path) {
         logger.line(&format!("error: {e}"));
     }

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let log = Arc::new(log);
     let outcome = match (signals::block(), log_error) {
         (_, Some(e)) => Outcome::bad_input(format!("--log {}: {e}", path_of(a.log.as_ref()))),
-        (Err(e), None) => Outcome::failed(format!("cannot block SIGTERM and SIGINT: {e}")),
+        (Err(e), None) => Outcome::vmm_error(format!("cannot block SIGTERM and SIGINT: {e}")),
         (Ok(()), None) => run(&a, &log, started),
     };
     if outcome.exit_code == EXIT_BAD_INPUT {

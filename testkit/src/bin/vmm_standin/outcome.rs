@@ -11,44 +11,10 @@
 
 use std::path::Path;
 
-use colo_vmm::{
-    EXIT_BAD_INPUT, EXIT_GUEST_CRASH, EXIT_GUEST_RESET, EXIT_SHUTDOWN, EXIT_SIGNAL, EXIT_VMM_ERROR,
-    ExitReason, ExitRecord,
-};
+pub use colo_vmm::Outcome;
 
 use crate::output::Log;
 use crate::vm::Asked;
-
-/// The end of the VM: what the exit record says and the stand-in's exit status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Why it ended.
-    pub reason: ExitReason,
-    /// The exit status.
-    pub exit_code: i32,
-    /// One line for the log and the record.
-    pub message: String,
-}
-
-impl Outcome {
-    fn new(reason: ExitReason, exit_code: i32, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            exit_code,
-            message: message.into(),
-        }
-    }
-
-    /// Refused before the guest ran (colo-vmm's bad input, status 64).
-    pub fn bad_input(message: impl Into<String>) -> Self {
-        Self::new(ExitReason::VmmError, EXIT_BAD_INPUT, message)
-    }
-
-    /// A host-side failure after the start (status 70).
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self::new(ExitReason::VmmError, EXIT_VMM_ERROR, message)
-    }
-}
 
 /// How QEMU's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,42 +37,25 @@ pub fn decide(
     // reached QEMU ended on its own.
     let guest_first = shutdown.is_some_and(|r| r.starts_with("guest-"));
     match (asked.filter(|_| !guest_first), exit) {
-        (Some(Asked::Signal(name)), _) => {
-            Outcome::new(ExitReason::Signal, EXIT_SIGNAL, format!("received {name}"))
-        }
-        (Some(Asked::Shutdown), _) => Outcome::new(
-            ExitReason::Shutdown,
-            EXIT_SHUTDOWN,
-            "shutdown requested on the control socket",
-        ),
+        (Some(Asked::Signal(name)), _) => Outcome::signal(name),
+        (Some(Asked::Shutdown), _) => Outcome::shutdown(),
         (None, QemuExit::Status(0)) => match shutdown {
-            Some("guest-shutdown") => Outcome::new(
-                ExitReason::GuestReset,
-                EXIT_GUEST_RESET,
-                "guest reset (the guest powered itself off: QEMU reported guest-shutdown; \
-                 without ACPI, as under colo-vmm, the guest ends with a reset)",
+            Some("guest-shutdown") => Outcome::guest_reset(
+                "the guest powered itself off: QEMU reported guest-shutdown; without ACPI, as \
+                 under colo-vmm, the guest ends with a reset",
             ),
-            Some("guest-reset") => Outcome::new(
-                ExitReason::GuestReset,
-                EXIT_GUEST_RESET,
-                "guest reset (QEMU reported guest-reset)",
-            ),
-            Some("guest-panic") => Outcome::new(
-                ExitReason::GuestCrash,
-                EXIT_GUEST_CRASH,
-                "guest panic (QEMU reported guest-panic)",
-            ),
-            Some(other) => Outcome::failed(format!(
+            Some("guest-reset") => Outcome::guest_reset("QEMU reported guest-reset"),
+            Some("guest-panic") => {
+                Outcome::guest_crash("guest panic (QEMU reported guest-panic)".into())
+            }
+            Some(other) => Outcome::vmm_error(format!(
                 "QEMU ended ({other}) though the stand-in did not ask it to"
             )),
-            None => Outcome::new(
-                ExitReason::GuestReset,
-                EXIT_GUEST_RESET,
-                "guest reset (QEMU exited 0 without a SHUTDOWN event on QMP: taken as the \
-                 guest's power-off)",
+            None => Outcome::guest_reset(
+                "QEMU exited 0 without a SHUTDOWN event on QMP: taken as the guest's power-off",
             ),
         },
-        (None, QemuExit::Status(code)) => Outcome::failed(format!(
+        (None, QemuExit::Status(code)) => Outcome::vmm_error(format!(
             "QEMU failed with status {code}: {}",
             if qemu_said.is_empty() {
                 "(no message)"
@@ -114,7 +63,7 @@ pub fn decide(
                 qemu_said
             }
         )),
-        (None, QemuExit::Signal(sig)) => Outcome::failed(format!(
+        (None, QemuExit::Signal(sig)) => Outcome::vmm_error(format!(
             "QEMU was killed by signal {sig} (not by the stand-in)"
         )),
     }
@@ -129,18 +78,7 @@ pub fn record(outcome: &Outcome, path: Option<&Path>, log: &Log) {
         outcome.message
     ));
     let Some(path) = path else { return };
-    let ended_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let rec = ExitRecord {
-        exit_code: outcome.exit_code,
-        reason: outcome.reason,
-        message: outcome.message.clone(),
-        ended_unix_ms,
-        cpu_seconds: cpu_seconds(),
-        pid: std::process::id(),
-        dropped: log.dropped(),
-    };
+    let rec = outcome.exit_record(cpu_seconds(), log.dropped());
     if let Err(e) = rec.write_atomic(path) {
         log.say(&format!("error: cannot write the exit record: {e}"));
     }
@@ -164,6 +102,7 @@ fn cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use colo_vmm::ExitReason;
 
     #[test]
     fn a_guest_power_off_is_the_reset_colo_vmm_reports() {

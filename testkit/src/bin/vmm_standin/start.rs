@@ -58,10 +58,10 @@ pub fn start(
     };
     let dir = files
         .private_dir()
-        .map_err(|e| Outcome::failed(format!("cannot make a private directory for QMP: {e}")))?;
+        .map_err(|e| Outcome::vmm_error(format!("cannot make a private directory for QMP: {e}")))?;
     let qmp_path = dir.join("qmp.sock");
     signals::watch(ending.clone())
-        .map_err(|e| Outcome::failed(format!("cannot start the signal thread: {e}")))?;
+        .map_err(|e| Outcome::vmm_error(format!("cannot start the signal thread: {e}")))?;
 
     let args = qemu::command_line(a, &qmp_path, qemu::host_tsc_khz(), acpi);
     let mut child = qemu::spawn(&args).map_err(|e| {
@@ -81,7 +81,7 @@ pub fn start(
         return Err(abandon(
             child,
             ending,
-            Outcome::failed(format!("serial thread: {e}")),
+            Outcome::vmm_error(format!("serial thread: {e}")),
         ));
     }
 
@@ -117,7 +117,7 @@ pub fn start(
         return Err(abandon(
             child,
             ending,
-            Outcome::failed(format!("control thread: {e}")),
+            Outcome::vmm_error(format!("control thread: {e}")),
         ));
     }
     let tids: Vec<String> = vcpu_tids.iter().map(u32::to_string).collect();
@@ -135,7 +135,7 @@ pub fn start(
     match &a.channel {
         None => vm
             .release_hold()
-            .map_err(|e| Outcome::failed(format!("cannot start the guest: {e}")))
+            .map_err(|e| Outcome::vmm_error(format!("cannot start the guest: {e}")))
             .map_err(|o| abandon_ref(&mut child, ending, o))?,
         Some(c) => log.say(&format!(
             "the guest starts once a client connects to the channel {}",
