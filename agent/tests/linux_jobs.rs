@@ -76,6 +76,24 @@ fn agent(g: &Guest) -> TestAgent {
     })
 }
 
+/// What every end-to-end test starts from: the host lock, an agent whose VMM is the stand-in,
+/// and a busybox image beneath its image roots; `None` when the test skips.
+fn setup(test: &str) -> Option<(colo_testkit::HostLock, TestAgent, String)> {
+    let (g, lock) = guest(test)?;
+    let agent = agent(&g);
+    let image = busybox_image(&agent, "bb");
+    Some((lock, agent, image))
+}
+
+/// Waits until the job's output holds `needle` (the guest is up and the program runs).
+async fn wait_for_output(agent: &TestAgent, id: &str, needle: &str) {
+    let deadline = Instant::now() + BOOT_AND_RUN;
+    while !logs(agent, id).contains(needle) {
+        assert!(Instant::now() < deadline, "{}", serial_tail(agent, id));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A root directory image with busybox (every applet a link to it).
 fn busybox_image(agent: &TestAgent, name: &str) -> String {
     let root = agent.images_dir().join(name);
@@ -140,11 +158,10 @@ const BOOT_AND_RUN: Duration = Duration::from_secs(240);
 
 #[test]
 fn a_program_prints_and_its_exit_code_is_the_outcome() {
-    let Some((g, _lock)) = guest("a_program_prints_and_its_exit_code_is_the_outcome") else {
+    let Some((_lock, agent, image)) = setup("a_program_prints_and_its_exit_code_is_the_outcome")
+    else {
         return;
     };
-    let agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     rt().block_on(async {
         let mut c = agent.client().await;
         let t0 = Instant::now();
@@ -236,11 +253,9 @@ fn sort_input(path: &Path) -> String {
 
 #[test]
 fn a_200_mib_sort_checksums_as_on_the_host() {
-    let Some((g, _lock)) = guest("a_200_mib_sort_checksums_as_on_the_host") else {
+    let Some((_lock, agent, image)) = setup("a_200_mib_sort_checksums_as_on_the_host") else {
         return;
     };
-    let agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     let input = agent.volumes_dir().join("input.txt");
     let want = sort_input(&input);
     rt().block_on(async {
@@ -270,12 +285,11 @@ fn a_200_mib_sort_checksums_as_on_the_host() {
 
 #[test]
 fn a_read_only_volume_is_seen_in_the_guest_and_never_written() {
-    let Some((g, _lock)) = guest("a_read_only_volume_is_seen_in_the_guest_and_never_written")
+    let Some((_lock, agent, image)) =
+        setup("a_read_only_volume_is_seen_in_the_guest_and_never_written")
     else {
         return;
     };
-    let agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     let vol = agent.volumes_dir().join("in");
     std::fs::create_dir_all(&vol).unwrap();
     std::fs::write(vol.join("hello.txt"), "hi from the host\n").unwrap();
@@ -315,11 +329,9 @@ fn a_read_only_volume_is_seen_in_the_guest_and_never_written() {
 
 #[test]
 fn a_cancelled_program_ends_cancelled() {
-    let Some((g, _lock)) = guest("a_cancelled_program_ends_cancelled") else {
+    let Some((_lock, agent, image)) = setup("a_cancelled_program_ends_cancelled") else {
         return;
     };
-    let agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     rt().block_on(async {
         let mut c = agent.client().await;
         let j = submit(
@@ -327,11 +339,7 @@ fn a_cancelled_program_ends_cancelled() {
             program_job("long", &image, "echo up; sleep 600", 256),
         )
         .await;
-        let deadline = Instant::now() + BOOT_AND_RUN;
-        while !logs(&agent, &j.id).contains("up") {
-            assert!(Instant::now() < deadline, "{}", serial_tail(&agent, &j.id));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_output(&agent, &j.id, "up").await;
         let t0 = Instant::now();
         let o = coloctl(&agent, &["cancel", &j.id]);
         assert!(o.status.success(), "{}", text(&o));
@@ -344,12 +352,11 @@ fn a_cancelled_program_ends_cancelled() {
 
 #[test]
 fn a_program_outgrowing_its_guest_memory_fails_with_the_cause() {
-    let Some((g, _lock)) = guest("a_program_outgrowing_its_guest_memory_fails_with_the_cause")
+    let Some((_lock, agent, image)) =
+        setup("a_program_outgrowing_its_guest_memory_fails_with_the_cause")
     else {
         return;
     };
-    let agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     rt().block_on(async {
         let mut c = agent.client().await;
         // One buffer of 99% of the guest's MemTotal, filled, in a 192 MiB guest: the kernel
@@ -390,11 +397,9 @@ fn a_program_outgrowing_its_guest_memory_fails_with_the_cause() {
 
 #[test]
 fn a_program_survives_a_kill_9_of_the_agent() {
-    let Some((g, _lock)) = guest("a_program_survives_a_kill_9_of_the_agent") else {
+    let Some((_lock, mut agent, image)) = setup("a_program_survives_a_kill_9_of_the_agent") else {
         return;
     };
-    let mut agent = agent(&g);
-    let image = busybox_image(&agent, "bb");
     let id = rt().block_on(async {
         let mut c = agent.client().await;
         let j = submit(
@@ -407,11 +412,7 @@ fn a_program_survives_a_kill_9_of_the_agent() {
             ),
         )
         .await;
-        let deadline = Instant::now() + BOOT_AND_RUN;
-        while !logs(&agent, &j.id).contains("line 3\n") {
-            assert!(Instant::now() < deadline, "{}", serial_tail(&agent, &j.id));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_output(&agent, &j.id, "line 3\n").await;
         j.id
     });
     agent.kill9();
